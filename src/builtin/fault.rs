@@ -1,0 +1,102 @@
+//! `fault.inject`: a module that fails on purpose, to test and demonstrate reload safety.
+//!
+//! `{failOn: build|start|stop, mode: error|panic|hang}`. `build` fails while the engine is
+//! built (so a reload is rejected at the build stage), `start` while it starts (so a reload
+//! rolls back), `stop` while it stops. `hang` never finishes, to exercise the timeouts.
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::config::ConfigErrors;
+use crate::engine::{Module, ModuleBuild, ModuleContext, ModuleError};
+
+/// When a `fault.inject` module fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultStage {
+    /// While the engine is built.
+    Build,
+    /// While the engine starts.
+    Start,
+    /// While the engine stops.
+    Stop,
+}
+
+/// How a `fault.inject` module fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultMode {
+    /// Returns an error.
+    #[default]
+    Error,
+    /// Panics.
+    Panic,
+    /// Never finishes.
+    Hang,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Settings {
+    fail_on: FaultStage,
+    #[serde(default)]
+    mode: FaultMode,
+    message: Option<String>,
+}
+
+struct FaultInject {
+    name: String,
+    fail_on: FaultStage,
+    mode: FaultMode,
+    message: Option<String>,
+}
+
+pub(super) fn build(build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors> {
+    let settings: Settings = build.settings()?;
+    Ok(Box::new(FaultInject {
+        name: build.name.to_owned(),
+        fail_on: settings.fail_on,
+        mode: settings.mode,
+        message: settings.message,
+    }))
+}
+
+impl FaultInject {
+    async fn act(&self, stage: FaultStage) -> Result<(), ModuleError> {
+        if stage != self.fail_on {
+            return Ok(());
+        }
+        let message = self
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("injected fault at {} in module {:?}", stage_name(stage), self.name));
+        match self.mode {
+            FaultMode::Error => Err(ModuleError(message)),
+            FaultMode::Panic => panic!("{message}"),
+            FaultMode::Hang => std::future::pending().await,
+        }
+    }
+}
+
+fn stage_name(stage: FaultStage) -> &'static str {
+    match stage {
+        FaultStage::Build => "build",
+        FaultStage::Start => "start",
+        FaultStage::Stop => "stop",
+    }
+}
+
+impl Module for FaultInject {
+    fn prepare(&self) -> BoxFuture<'_, Result<(), ModuleError>> {
+        Box::pin(self.act(FaultStage::Build))
+    }
+
+    fn start<'a>(&'a self, _context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
+        Box::pin(self.act(FaultStage::Start))
+    }
+
+    fn stop(&self, _deadline: Instant) -> BoxFuture<'_, Result<(), ModuleError>> {
+        Box::pin(self.act(FaultStage::Stop))
+    }
+}

@@ -1,0 +1,155 @@
+//! `http.server` (a module that serves pipelines over HTTP) and the `http` trigger that routes
+//! a pipeline to one.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::config::{ConfigError, ConfigErrors, place};
+use crate::engine::{HttpRoute, Module, ModuleBuild, ModuleContext, ModuleError, TriggerBinding, TriggerBuild};
+use crate::net::{ListenerKey, ListenerLease};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSettings {
+    address: String,
+}
+
+/// The `http.server` module: borrows its listener from the runtime's pool at start and gives
+/// it back at stop. Requests are routed by the engine, not by the module.
+pub struct HttpServer {
+    key: ListenerKey,
+    lease: Mutex<Option<ListenerLease>>,
+}
+
+impl HttpServer {
+    /// The pool key of this server's listener.
+    pub fn key(&self) -> &ListenerKey {
+        &self.key
+    }
+
+    /// The bound address, while started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.lease().as_ref().map(ListenerLease::local_addr)
+    }
+
+    fn lease(&self) -> std::sync::MutexGuard<'_, Option<ListenerLease>> {
+        // Only ever holds an Option; a panic elsewhere cannot leave it inconsistent.
+        self.lease.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Parses `IP:port`, also accepting `localhost:port` and `:port` (all interfaces).
+fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    let invalid = || {
+        format!("invalid address {text:?} (expected IP:port, such as \"127.0.0.1:8080\", \"[::1]:8080\" or \"localhost:8080\")")
+    };
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    let port: u16 = port.parse().map_err(|_| invalid())?;
+    let ip = match host {
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        _ => return Err(invalid()),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+pub(super) fn build_server(build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors> {
+    let settings: ServerSettings = build.settings()?;
+    let address = parse_address(&settings.address)
+        .map_err(|message| ConfigError::new(place::field(build.place, "address"), message))?;
+    Ok(Box::new(HttpServer {
+        key: ListenerKey::new(address, build.name),
+        lease: Mutex::new(None),
+    }))
+}
+
+impl Module for HttpServer {
+    fn start<'a>(&'a self, context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
+        Box::pin(async move {
+            let lease = context.services.listeners().acquire(&self.key)?;
+            tracing::info!(server = %context.name, address = %lease.local_addr(), "http.server serving");
+            *self.lease() = Some(lease);
+            Ok(())
+        })
+    }
+
+    fn stop(&self, deadline: Instant) -> BoxFuture<'_, Result<(), ModuleError>> {
+        let lease = self.lease().take();
+        Box::pin(async move {
+            if let Some(lease) = lease {
+                lease.release(deadline).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn status(&self) -> Map<String, Value> {
+        let mut details = Map::new();
+        details.insert("address".into(), Value::String(self.key.address.to_string()));
+        if let Some(local) = self.local_addr() {
+            details.insert("listening".into(), Value::String(local.to_string()));
+        }
+        details
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerSettings {
+    server: String,
+    #[serde(default = "default_method")]
+    method: String,
+    path: String,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"];
+
+pub(super) fn build_trigger(build: &TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors> {
+    let settings: TriggerSettings = build.settings()?;
+    let mut errors = ConfigErrors::default();
+    let method = settings.method.to_ascii_uppercase();
+    if !METHODS.contains(&method.as_str()) {
+        errors.push(
+            place::field(build.place, "method"),
+            format!("unsupported method {:?} (valid: {})", settings.method, METHODS.join(", ")),
+        );
+    }
+    if !settings.path.starts_with('/') {
+        errors.push(
+            place::field(build.place, "path"),
+            format!("path {:?} must start with \"/\"", settings.path),
+        );
+    }
+    errors.into_result(TriggerBinding::Http(HttpRoute {
+        server: settings.server,
+        method,
+        path: settings.path,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_with_friendly_forms() {
+        assert_eq!(parse_address("127.0.0.1:80").unwrap().to_string(), "127.0.0.1:80");
+        assert_eq!(parse_address("localhost:81").unwrap().to_string(), "127.0.0.1:81");
+        assert_eq!(parse_address(":82").unwrap().to_string(), "0.0.0.0:82");
+        assert_eq!(parse_address("[::1]:83").unwrap().to_string(), "[::1]:83");
+        assert!(parse_address("example.com:80").unwrap_err().contains("expected IP:port"));
+        assert!(parse_address("127.0.0.1").is_err());
+    }
+}

@@ -1,0 +1,212 @@
+//! The built-in steps: `step.set`, `step.log`, `step.json_response`, `step.delay` and
+//! `step.fail`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
+use crate::engine::template::Template;
+use crate::engine::{Step, StepBuild, StepContext, StepError};
+use crate::registry::{Registry, RegistryError};
+
+pub(super) fn register(registry: &mut Registry) -> Result<(), RegistryError> {
+    registry.register_step("step.set", build_set)?;
+    registry.register_step("step.log", build_log)?;
+    registry.register_step("step.json_response", build_json_response)?;
+    registry.register_step("step.delay", build_delay)?;
+    registry.register_step("step.fail", build_fail)
+}
+
+/// `step.set {values}`: outputs `values` with its templates rendered.
+struct Set {
+    values: Template,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSettings {
+    values: serde_json::Map<String, Value>,
+}
+
+fn build_set(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
+    let settings: SetSettings = build.settings()?;
+    Ok(Box::new(Set {
+        values: build.template("values", &Value::Object(settings.values))?,
+    }))
+}
+
+impl Step for Set {
+    fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        let output = self.values.render(&context.scope());
+        Box::pin(std::future::ready(Ok(output)))
+    }
+}
+
+/// `step.log {message, level}`: writes a tracing event; outputs `{"message": text}`.
+struct Log {
+    message: Template,
+    level: LogLevel,
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSettings {
+    message: String,
+    #[serde(default)]
+    level: LogLevel,
+}
+
+fn build_log(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
+    let settings: LogSettings = build.settings()?;
+    Ok(Box::new(Log {
+        message: build.template("message", &Value::String(settings.message))?,
+        level: settings.level,
+    }))
+}
+
+impl Step for Log {
+    fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        let message = self.message.render_string(&context.scope());
+        let (pipeline, step) = (context.pipeline, context.step);
+        match self.level {
+            LogLevel::Trace => tracing::trace!(pipeline, step, "{message}"),
+            LogLevel::Debug => tracing::debug!(pipeline, step, "{message}"),
+            LogLevel::Info => tracing::info!(pipeline, step, "{message}"),
+            LogLevel::Warn => tracing::warn!(pipeline, step, "{message}"),
+            LogLevel::Error => tracing::error!(pipeline, step, "{message}"),
+        }
+        Box::pin(std::future::ready(Ok(json!({ "message": message }))))
+    }
+}
+
+/// `step.json_response {status, body, headers}`: the pipeline's HTTP response.
+struct JsonResponse {
+    status: u16,
+    body: Template,
+    headers: Template,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonResponseSettings {
+    #[serde(default = "ok")]
+    status: u16,
+    #[serde(default)]
+    body: Value,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+fn build_json_response(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
+    let settings: JsonResponseSettings = build.settings()?;
+    if !(100..=599).contains(&settings.status) {
+        return Err(ConfigError::new(
+            place::field(build.place, "status"),
+            format!("HTTP status {} is out of range (100 to 599)", settings.status),
+        )
+        .into());
+    }
+    let mut errors = ConfigErrors::default();
+    for name in settings.headers.keys() {
+        if hyper::header::HeaderName::try_from(name.as_str()).is_err() {
+            errors.push(
+                place::key(&place::field(build.place, "headers"), name),
+                format!("{name:?} is not a valid HTTP header name"),
+            );
+        }
+    }
+    let headers = Value::Object(settings.headers.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
+    let step = JsonResponse {
+        status: settings.status,
+        body: build.template("body", &settings.body)?,
+        headers: build.template("headers", &headers)?,
+    };
+    errors.into_result(Box::new(step) as Box<dyn Step>)
+}
+
+impl Step for JsonResponse {
+    fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        let scope = context.scope();
+        let output = json!({
+            "status": self.status,
+            "headers": self.headers.render(&scope),
+            "body": self.body.render(&scope),
+        });
+        Box::pin(std::future::ready(Ok(output)))
+    }
+
+    fn is_response(&self) -> bool {
+        true
+    }
+}
+
+/// `step.delay {duration}`: waits, then outputs `{"delayedMs": n}`.
+struct Delay {
+    duration: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelaySettings {
+    duration: String,
+}
+
+fn build_delay(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
+    let settings: DelaySettings = build.settings()?;
+    let duration = parse_duration(&settings.duration)
+        .map_err(|message| ConfigError::new(place::field(build.place, "duration"), message))?;
+    Ok(Box::new(Delay { duration }))
+}
+
+impl Step for Delay {
+    fn run<'a>(&'a self, _context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.duration).await;
+            Ok(json!({ "delayedMs": self.duration.as_millis() as u64 }))
+        })
+    }
+}
+
+/// `step.fail {message}`: fails the pipeline with the rendered message.
+struct Fail {
+    message: Template,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailSettings {
+    message: String,
+}
+
+fn build_fail(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
+    let settings: FailSettings = build.settings()?;
+    Ok(Box::new(Fail {
+        message: build.template("message", &Value::String(settings.message))?,
+    }))
+}
+
+impl Step for Fail {
+    fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        let message = self.message.render_string(&context.scope());
+        Box::pin(std::future::ready(Err(StepError(message))))
+    }
+}

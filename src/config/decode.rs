@@ -1,0 +1,410 @@
+//! From a value tree to a typed [`Config`], collecting every structural problem.
+//!
+//! Decoding is lenient on purpose: a bad field is reported and skipped, and decoding goes on, so
+//! that one pass finds every problem in the file. The strict answer (an error when anything was
+//! reported) is made by the caller.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::document::kind_of;
+use super::error::{ConfigErrors, place, unknown_name};
+use super::model::*;
+
+const TOP_FIELDS: &[&str] = &["modules", "pipelines", "plugins", "runtime"];
+const MODULE_FIELDS: &[&str] = &["name", "type", "config", "dependsOn"];
+const PIPELINE_FIELDS: &[&str] = &["trigger", "steps"];
+const TRIGGER_FIELDS: &[&str] = &["type", "config"];
+const STEP_FIELDS: &[&str] = &["name", "type", "config"];
+const PLUGIN_FIELDS: &[&str] = &["name", "type", "config", "restart"];
+const RESTART_FIELDS: &[&str] = &["policy", "maxRestarts", "within", "backoff"];
+const BACKOFF_FIELDS: &[&str] = &["initial", "max"];
+const RUNTIME_FIELDS: &[&str] = &["reload", "plugins"];
+const RELOAD_FIELDS: &[&str] = &[
+    "mode",
+    "drainTimeout",
+    "buildTimeout",
+    "startTimeout",
+    "stopTimeout",
+    "probation",
+];
+const RUNTIME_PLUGINS_FIELDS: &[&str] = &["strategy"];
+
+/// Decodes `document`, recording every problem in `errors`. Items too broken to decode are
+/// left out of the returned config.
+pub(crate) fn decode(document: &Value, errors: &mut ConfigErrors) -> Config {
+    let mut config = Config::default();
+    let Some(root) = Fields::of(document, "", TOP_FIELDS, errors) else {
+        return config;
+    };
+    if let Some(modules) = root.list("modules", errors) {
+        config.modules = modules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| decode_module(item, i, errors))
+            .collect();
+    }
+    if let Some(pipelines) = root.mapping("pipelines", errors) {
+        let parent = root.at("pipelines");
+        config.pipelines = pipelines
+            .iter()
+            .filter_map(|(name, item)| decode_pipeline(name, item, &parent, errors))
+            .collect();
+    }
+    if let Some(plugins) = root.list("plugins", errors) {
+        config.plugins = plugins
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| decode_plugin(item, i, errors))
+            .collect();
+    }
+    if let Some(runtime) = root.child("runtime", RUNTIME_FIELDS, errors) {
+        config.runtime = decode_runtime(&runtime, errors);
+    }
+    config
+}
+
+fn decode_module(item: &Value, index: usize, errors: &mut ConfigErrors) -> Option<ModuleSpec> {
+    let here = place::named_item("modules", index, name_of(item));
+    let fields = Fields::of(item, &here, MODULE_FIELDS, errors)?;
+    let name = fields.name(errors);
+    let type_name = fields.required_string("type", "a module type, such as http.server", errors);
+    let config = fields.config(errors);
+    let depends_on = fields.string_list("dependsOn", errors);
+    Some(ModuleSpec {
+        name: name?,
+        type_name: type_name?,
+        config,
+        depends_on,
+    })
+}
+
+fn decode_pipeline(
+    name: &str,
+    item: &Value,
+    parent: &str,
+    errors: &mut ConfigErrors,
+) -> Option<PipelineSpec> {
+    let here = place::key(parent, name);
+    let fields = Fields::of(item, &here, PIPELINE_FIELDS, errors)?;
+    let trigger = fields
+        .child("trigger", TRIGGER_FIELDS, errors)
+        .and_then(|trigger| {
+            let type_name =
+                trigger.required_string("type", "a trigger type, such as http", errors);
+            let config = trigger.config(errors);
+            Some(TriggerSpec {
+                type_name: type_name?,
+                config,
+            })
+        });
+    let steps = match fields.list("steps", errors) {
+        Some(steps) => {
+            let steps_place = fields.at("steps");
+            steps
+                .iter()
+                .enumerate()
+                .filter_map(|(i, step)| {
+                    let here = place::named_item(&steps_place, i, name_of(step));
+                    let step = Fields::of(step, &here, STEP_FIELDS, errors)?;
+                    let name = step.name(errors);
+                    let type_name =
+                        step.required_string("type", "a step type, such as step.set", errors);
+                    let config = step.config(errors);
+                    Some(StepSpec {
+                        name: name?,
+                        type_name: type_name?,
+                        config,
+                    })
+                })
+                .collect()
+        }
+        None => {
+            if fields.get("steps").is_none() {
+                errors.push(
+                    fields.at("steps"),
+                    "missing (required: the list of steps the pipeline runs)",
+                );
+            }
+            Vec::new()
+        }
+    };
+    Some(PipelineSpec {
+        name: name.to_owned(),
+        trigger,
+        steps,
+    })
+}
+
+fn decode_plugin(item: &Value, index: usize, errors: &mut ConfigErrors) -> Option<PluginSpec> {
+    let here = place::named_item("plugins", index, name_of(item));
+    let fields = Fields::of(item, &here, PLUGIN_FIELDS, errors)?;
+    let name = fields.name(errors);
+    let type_name = fields.required_string("type", "a plugin kind, such as counter", errors);
+    let config = fields.config(errors);
+    let restart = fields
+        .child("restart", RESTART_FIELDS, errors)
+        .map(|restart| RestartSpec {
+            policy: restart.choice(
+                "policy",
+                &[
+                    ("permanent", RestartPolicy::Permanent),
+                    ("transient", RestartPolicy::Transient),
+                    ("temporary", RestartPolicy::Temporary),
+                ],
+                errors,
+            ),
+            max_restarts: restart.count("maxRestarts", errors),
+            within: restart.duration("within", errors),
+            backoff: restart
+                .child("backoff", BACKOFF_FIELDS, errors)
+                .map(|backoff| BackoffSpec {
+                    initial: backoff.duration("initial", errors),
+                    max: backoff.duration("max", errors),
+                })
+                .unwrap_or_default(),
+        })
+        .unwrap_or_default();
+    Some(PluginSpec {
+        name: name?,
+        type_name: type_name?,
+        config,
+        restart,
+    })
+}
+
+fn decode_runtime(runtime: &Fields<'_>, errors: &mut ConfigErrors) -> RuntimeSpec {
+    let reload = runtime
+        .child("reload", RELOAD_FIELDS, errors)
+        .map(|reload| ReloadSpec {
+            mode: reload.choice(
+                "mode",
+                &[
+                    ("start-first", SwapMode::StartFirst),
+                    ("stop-first", SwapMode::StopFirst),
+                ],
+                errors,
+            ),
+            drain_timeout: reload.duration("drainTimeout", errors),
+            build_timeout: reload.duration("buildTimeout", errors),
+            start_timeout: reload.duration("startTimeout", errors),
+            stop_timeout: reload.duration("stopTimeout", errors),
+            probation: reload.duration("probation", errors),
+        })
+        .unwrap_or_default();
+    let plugins = runtime
+        .child("plugins", RUNTIME_PLUGINS_FIELDS, errors)
+        .map(|plugins| PluginsRuntimeSpec {
+            strategy: plugins.choice(
+                "strategy",
+                &[
+                    ("one_for_one", RestartStrategy::OneForOne),
+                    ("one_for_all", RestartStrategy::OneForAll),
+                    ("rest_for_one", RestartStrategy::RestForOne),
+                ],
+                errors,
+            ),
+        })
+        .unwrap_or_default();
+    RuntimeSpec { reload, plugins }
+}
+
+/// The `name` of a list item, if it has a usable one, so that its place can show it.
+fn name_of(item: &Value) -> Option<&str> {
+    item.get("name").and_then(Value::as_str)
+}
+
+/// The fields of one mapping in the document, with its place, and typed getters that report
+/// problems at the field's own place.
+struct Fields<'v> {
+    map: Option<&'v Map<String, Value>>,
+    place: String,
+}
+
+impl<'v> Fields<'v> {
+    /// Checks that `value` is a mapping whose keys are all in `known`. A null value is an empty
+    /// mapping, so `runtime:` with nothing under it is fine.
+    fn of(
+        value: &'v Value,
+        place: &str,
+        known: &[&str],
+        errors: &mut ConfigErrors,
+    ) -> Option<Self> {
+        let map = match value {
+            Value::Object(map) => Some(map),
+            Value::Null => None,
+            other => {
+                let wanted = format!("a mapping with fields {}", known.join(", "));
+                errors.push(place, format!("expected {wanted}, found {}", kind_of(other)));
+                return None;
+            }
+        };
+        for key in map.into_iter().flat_map(|map| map.keys()) {
+            if !known.contains(&key.as_str()) {
+                errors.push(
+                    place::key(place, key),
+                    unknown_name("field", key, "valid fields", known.iter().copied()),
+                );
+            }
+        }
+        Some(Self {
+            map,
+            place: place.to_owned(),
+        })
+    }
+
+    /// The place of `key` in this mapping.
+    fn at(&self, key: &str) -> String {
+        place::field(&self.place, key)
+    }
+
+    /// The value of `key`; an explicit null counts as absent.
+    fn get(&self, key: &str) -> Option<&'v Value> {
+        self.map?.get(key).filter(|value| !value.is_null())
+    }
+
+    fn child(&self, key: &str, known: &[&str], errors: &mut ConfigErrors) -> Option<Fields<'v>> {
+        let value = self.get(key)?;
+        Fields::of(value, &self.at(key), known, errors)
+    }
+
+    fn wrong_type(&self, key: &str, wanted: &str, found: &Value, errors: &mut ConfigErrors) {
+        errors.push(
+            self.at(key),
+            format!("expected {wanted}, found {}", kind_of(found)),
+        );
+    }
+
+    fn list(&self, key: &str, errors: &mut ConfigErrors) -> Option<&'v Vec<Value>> {
+        match self.get(key)? {
+            Value::Array(items) => Some(items),
+            other => {
+                self.wrong_type(key, "a list", other, errors);
+                None
+            }
+        }
+    }
+
+    fn mapping(&self, key: &str, errors: &mut ConfigErrors) -> Option<&'v Map<String, Value>> {
+        match self.get(key)? {
+            Value::Object(map) => Some(map),
+            other => {
+                self.wrong_type(key, "a mapping", other, errors);
+                None
+            }
+        }
+    }
+
+    fn required_string(&self, key: &str, hint: &str, errors: &mut ConfigErrors) -> Option<String> {
+        match self.get(key) {
+            None => {
+                errors.push(self.at(key), format!("missing (required: {hint})"));
+                None
+            }
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                errors.push(self.at(key), format!("must not be empty (expected {hint})"));
+                None
+            }
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.wrong_type(key, "a string", other, errors);
+                None
+            }
+        }
+    }
+
+    fn name(&self, errors: &mut ConfigErrors) -> Option<String> {
+        self.required_string("name", "a unique name", errors)
+    }
+
+    /// `config:` is free-form here (its type's factory checks it), but it must be a mapping.
+    fn config(&self, errors: &mut ConfigErrors) -> Value {
+        match self.get("config") {
+            None => Value::Object(Map::new()),
+            Some(value @ Value::Object(_)) => value.clone(),
+            Some(other) => {
+                self.wrong_type("config", "a mapping", other, errors);
+                Value::Object(Map::new())
+            }
+        }
+    }
+
+    fn string_list(&self, key: &str, errors: &mut ConfigErrors) -> Vec<String> {
+        let Some(items) = self.list(key, errors) else {
+            return Vec::new();
+        };
+        let parent = self.at(key);
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match item {
+                Value::String(s) => Some(s.clone()),
+                other => {
+                    errors.push(
+                        place::index(&parent, i),
+                        format!("expected a string, found {}", kind_of(other)),
+                    );
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn choice<T: Copy>(
+        &self,
+        key: &str,
+        options: &[(&str, T)],
+        errors: &mut ConfigErrors,
+    ) -> Option<T> {
+        let names = options.iter().map(|(name, _)| *name);
+        match self.get(key)? {
+            Value::String(s) => match options.iter().find(|(name, _)| name == s) {
+                Some((_, value)) => Some(*value),
+                None => {
+                    errors.push(self.at(key), unknown_name("value", s, "valid", names));
+                    None
+                }
+            },
+            other => {
+                let wanted = format!("one of {}", names.collect::<Vec<_>>().join(", "));
+                self.wrong_type(key, &wanted, other, errors);
+                None
+            }
+        }
+    }
+
+    fn count(&self, key: &str, errors: &mut ConfigErrors) -> Option<u32> {
+        let value = self.get(key)?;
+        match value.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => Some(n),
+            None => {
+                self.wrong_type(key, "a whole number from 0 to 4294967295", value, errors);
+                None
+            }
+        }
+    }
+
+    fn duration(&self, key: &str, errors: &mut ConfigErrors) -> Option<Duration> {
+        match self.get(key)? {
+            Value::String(s) => match parse_duration(s) {
+                Ok(d) => Some(d),
+                Err(message) => {
+                    errors.push(self.at(key), message);
+                    None
+                }
+            },
+            other => {
+                self.wrong_type(key, "a duration such as \"250ms\", \"5s\" or \"1m\"", other, errors);
+                None
+            }
+        }
+    }
+}
+
+/// Parses a duration written as `250ms`, `5s`, `1m30s` and so on.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?} ({e}); expected a number with a unit, such as \"250ms\", \"5s\" or \"1m\"")
+    })
+}

@@ -1,0 +1,424 @@
+//! Turning untrusted bytes into a JSON value tree, with hard limits.
+//!
+//! A config arrives from a file, an HTTP body or a test, and any of them may be hostile: huge,
+//! deeply nested, an alias bomb ("billion laughs"), or binary junk. Before any typed decoding,
+//! the document is parsed into a [`serde_json::Value`] by a deserializer that counts every node
+//! and every level of nesting and stops at the first limit it crosses. Nothing grows without
+//! bound: the size is checked before parsing, the node budget caps what alias expansion can
+//! produce, and the depth cap stops recursion long before the stack is at risk.
+//!
+//! YAML and JSON are both accepted. A document whose first non-blank character is `{` is parsed
+//! as JSON, so JSON mistakes get JSON error messages.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+
+use super::error::place;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// Bounds on what a single document may cost to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentLimits {
+    /// Largest accepted document, in bytes.
+    pub max_bytes: usize,
+    /// Deepest accepted nesting of mappings and sequences.
+    pub max_depth: usize,
+    /// Most values (scalars, sequences, mappings, counted after alias expansion).
+    pub max_nodes: usize,
+}
+
+impl Default for DocumentLimits {
+    /// 8 MiB, 64 levels, 500,000 values: far above any real config (a 1,000-module config is
+    /// about 10,000 values), far below what would hurt the process.
+    fn default() -> Self {
+        Self {
+            max_bytes: 8 * 1024 * 1024,
+            max_depth: 64,
+            max_nodes: 500_000,
+        }
+    }
+}
+
+/// Why a document could not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// The document is larger than [`DocumentLimits::max_bytes`].
+    #[error("document is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the rejected document.
+        size: usize,
+        /// The limit it crossed.
+        limit: usize,
+    },
+    /// The bytes are not UTF-8 text.
+    #[error("document is not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 {
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
+    /// The document is empty or only whitespace and comments.
+    #[error("document is empty (expected a mapping with modules, pipelines, plugins, runtime)")]
+    Empty,
+    /// The text is not valid YAML or JSON, or it crossed a nesting or size limit while parsing.
+    #[error("{format} syntax: {message}")]
+    Syntax {
+        /// `YAML` or `JSON`.
+        format: &'static str,
+        /// The parser's message, with its line and column.
+        message: String,
+    },
+}
+
+/// A parsed document: its value tree, and the keys that appeared twice in one mapping.
+///
+/// A repeated key is not a syntax error here: the first value is kept and the repeat is
+/// reported with its place, so that validation can list it with every other problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// The value tree.
+    pub value: Value,
+    /// The place of each repeated key, such as `pipelines.hello`, in document order.
+    pub duplicate_keys: Vec<String>,
+}
+
+/// Parses `bytes` as a YAML or JSON document into a value tree, within `limits`.
+pub fn parse_document(bytes: &[u8], limits: &DocumentLimits) -> Result<Document, DocumentError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(DocumentError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| DocumentError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let budget = Budget::new(limits);
+    if text.trim_start().starts_with('{') {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        // Our own depth limit is the one that applies; serde_json's fixed 128 is a backstop.
+        let value = BoundedValue::root(&budget)
+            .deserialize(&mut deserializer)
+            .and_then(|value| deserializer.end().map(|()| value))
+            .map_err(|e| DocumentError::Syntax {
+                format: "JSON",
+                message: e.to_string(),
+            })?;
+        return Ok(budget.finish(value));
+    }
+    let mut documents = serde_yaml::Deserializer::from_str(text);
+    let Some(first) = documents.next() else {
+        return Err(DocumentError::Empty);
+    };
+    let value = BoundedValue::root(&budget)
+        .deserialize(first)
+        .map_err(|e| DocumentError::Syntax {
+            format: "YAML",
+            message: e.to_string(),
+        })?;
+    if documents.next().is_some() {
+        return Err(DocumentError::Syntax {
+            format: "YAML",
+            message: "more than one document in the stream (remove the extra `---`)".into(),
+        });
+    }
+    if value.is_null() {
+        return Err(DocumentError::Empty);
+    }
+    Ok(budget.finish(value))
+}
+
+/// What is left to spend while parsing one document. Shared by every level of the recursion.
+struct Budget {
+    nodes_left: Cell<usize>,
+    max_nodes: usize,
+    max_depth: usize,
+    /// The place being parsed, such as `modules[2].config`; kept only to name repeated keys.
+    path: RefCell<String>,
+    duplicate_keys: RefCell<Vec<String>>,
+}
+
+impl Budget {
+    fn new(limits: &DocumentLimits) -> Self {
+        Self {
+            nodes_left: Cell::new(limits.max_nodes),
+            max_nodes: limits.max_nodes,
+            max_depth: limits.max_depth,
+            path: RefCell::new(String::new()),
+            duplicate_keys: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn finish(self, value: Value) -> Document {
+        Document {
+            value,
+            duplicate_keys: self.duplicate_keys.into_inner(),
+        }
+    }
+
+    /// Runs `parse` with `segment` appended to the current path.
+    fn within<T>(&self, segment: Segment<'_>, parse: impl FnOnce() -> T) -> T {
+        let length = self.path.borrow().len();
+        {
+            let mut path = self.path.borrow_mut();
+            let here = match segment {
+                Segment::Key(key) => place::key(&path, key),
+                Segment::Index(index) => place::index(&path, index),
+            };
+            *path = here;
+        }
+        let result = parse();
+        self.path.borrow_mut().truncate(length);
+        result
+    }
+
+    fn spend<E: de::Error>(&self) -> Result<(), E> {
+        match self.nodes_left.get().checked_sub(1) {
+            Some(left) => {
+                self.nodes_left.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format_args!(
+                "document has more than {} values (after expanding aliases); refusing it",
+                self.max_nodes
+            ))),
+        }
+    }
+}
+
+enum Segment<'k> {
+    Key(&'k str),
+    Index(usize),
+}
+
+/// A `DeserializeSeed` that builds a [`Value`] while charging every node to the budget.
+#[derive(Clone, Copy)]
+struct BoundedValue<'b> {
+    budget: &'b Budget,
+    depth: usize,
+}
+
+impl<'b> BoundedValue<'b> {
+    fn root(budget: &'b Budget) -> Self {
+        Self { budget, depth: 0 }
+    }
+
+    fn nested<E: de::Error>(self) -> Result<Self, E> {
+        let depth = self.depth + 1;
+        if depth > self.budget.max_depth {
+            return Err(E::custom(format_args!(
+                "nesting is deeper than {} levels; refusing it",
+                self.budget.max_depth
+            )));
+        }
+        Ok(Self { depth, ..self })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML or JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        self.budget.spend()?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        self.budget.spend()?;
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        self.budget.spend()?;
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.budget.spend()?;
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("numbers must be finite (.nan and .inf are not accepted)"))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.budget.spend()?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.budget.spend()?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.budget.spend()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.budget.spend()?;
+        let item = self.nested()?;
+        let mut items = Vec::new();
+        while let Some(value) = self
+            .budget
+            .within(Segment::Index(items.len()), || seq.next_element_seed(item))?
+        {
+            items.push(value);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.budget.spend()?;
+        let item = self.nested()?;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key_seed(item)? {
+            let key = match key {
+                Value::String(key) => key,
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(de::Error::custom(format_args!(
+                        "mapping keys must be strings, found {}",
+                        kind_of(&other)
+                    )));
+                }
+            };
+            let value = self
+                .budget
+                .within(Segment::Key(&key), || map.next_value_seed(item))?;
+            if object.contains_key(&key) {
+                let here = place::key(&self.budget.path.borrow(), &key);
+                self.budget.duplicate_keys.borrow_mut().push(here);
+            } else {
+                object.insert(key, value);
+            }
+        }
+        Ok(Value::Object(object))
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, _data: A) -> Result<Value, A::Error> {
+        Err(de::Error::custom(
+            "YAML tags (such as !Tag value) are not supported in configs",
+        ))
+    }
+
+    fn visit_bytes<E: de::Error>(self, _v: &[u8]) -> Result<Value, E> {
+        Err(E::custom("binary values are not supported in configs"))
+    }
+}
+
+/// A short name for the kind of a value, for error messages.
+pub(crate) fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Value, DocumentError> {
+        parse_document(text.as_bytes(), &DocumentLimits::default()).map(|doc| doc.value)
+    }
+
+    #[test]
+    fn yaml_and_json_give_the_same_tree() {
+        let yaml = parse("a: 1\nb: [x, {c: true}]\n").unwrap();
+        let json = parse(r#"{"a": 1, "b": ["x", {"c": true}]}"#).unwrap();
+        assert_eq!(yaml, json);
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_with_their_place() {
+        let doc = parse_document(
+            b"a: 1\na: 2\nb:\n  - {c: 1, c: 2}\n",
+            &DocumentLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(doc.duplicate_keys, vec!["a", "b[0].c"]);
+        assert_eq!(doc.value["a"], 1);
+    }
+
+    #[test]
+    fn empty_documents_are_refused() {
+        assert_eq!(parse("").unwrap_err(), DocumentError::Empty);
+        assert_eq!(parse("# only a comment\n").unwrap_err(), DocumentError::Empty);
+    }
+
+    #[test]
+    fn depth_limit_names_the_limit() {
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let err = parse(&deep).unwrap_err().to_string();
+        assert!(err.contains("deeper than 64 levels"), "{err}");
+    }
+
+    #[test]
+    fn node_budget_stops_alias_expansion() {
+        let limits = DocumentLimits {
+            max_nodes: 1_000,
+            ..DocumentLimits::default()
+        };
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..6 {
+            let prev = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        let err = parse_document(doc.as_bytes(), &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 1000 values"), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_names_the_offset() {
+        let err = parse_document(b"a: \xff\xfe", &DocumentLimits::default()).unwrap_err();
+        assert_eq!(err, DocumentError::NotUtf8 { offset: 3 });
+    }
+
+    #[test]
+    fn size_limit_is_checked_before_parsing() {
+        let limits = DocumentLimits {
+            max_bytes: 10,
+            ..DocumentLimits::default()
+        };
+        let err = parse_document(b"a: 123456789012", &limits).unwrap_err();
+        assert_eq!(err, DocumentError::TooLarge { size: 15, limit: 10 });
+    }
+}

@@ -1,0 +1,155 @@
+//! The config: from untrusted text to a typed, immutable [`Config`].
+//!
+//! A config goes through three steps, and each keeps its output separate from its input:
+//!
+//! 1. **Parse** ([`document`]): bytes become a value tree, within hard [`DocumentLimits`] that
+//!    refuse huge, deeply nested or alias-bomb documents quickly.
+//! 2. **Decode and check**: the tree becomes a typed [`Config`]; unknown fields, wrong types,
+//!    duplicate names, unknown dependencies and dependency cycles are all collected into one
+//!    [`ConfigErrors`], each naming its place (`modules[2] (name "db").dependsOn[0]`).
+//! 3. **Resolve** ([`resolve`]): `${VAR}` references are expanded and defaults applied into a
+//!    separate [`Resolved`] value. The [`Config`] itself is never changed.
+//!
+//! Checks that need the registry (known types, each type's own settings) happen when the engine
+//! plans a build; see [`crate::engine`].
+//!
+//! ```
+//! use swapvisor::config::Config;
+//!
+//! let config = Config::parse(br#"
+//! modules:
+//!   - name: web
+//!     type: http.server
+//!     config: { address: "127.0.0.1:0" }
+//! "#).unwrap();
+//! assert_eq!(config.modules[0].name, "web");
+//!
+//! let err = Config::parse(b"modules: [{name: a, type: t, dependsOn: [a]}]").unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     r#"modules[0] (name "a").dependsOn: dependency cycle: a -> a"#
+//! );
+//! ```
+
+mod decode;
+pub mod document;
+mod env;
+mod error;
+mod model;
+mod resolved;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use decode::parse_duration;
+pub use document::{Document, DocumentError, DocumentLimits, parse_document};
+pub use env::{EnvLookup, process_env};
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+pub use resolved::{ReloadSettings, RestartSettings, Resolved, RuntimeSettings, resolve};
+pub(crate) use resolved::resolve_collecting;
+
+pub(crate) use error::{place, unknown_name};
+pub(crate) use validate::{module_place, start_order};
+
+/// Why a config could not be loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {}: {message}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        message: String,
+    },
+    /// The bytes are not a YAML or JSON document within the limits.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    /// The document is not a valid config; every problem found is listed.
+    #[error(transparent)]
+    Invalid(#[from] ConfigErrors),
+}
+
+impl Config {
+    /// Parses and checks a YAML or JSON config with the default [`DocumentLimits`].
+    pub fn parse(bytes: &[u8]) -> Result<Config, LoadError> {
+        Self::parse_with_limits(bytes, &DocumentLimits::default())
+    }
+
+    /// Parses and checks a YAML or JSON config within `limits`.
+    pub fn parse_with_limits(bytes: &[u8], limits: &DocumentLimits) -> Result<Config, LoadError> {
+        let (config, errors) = Self::parse_collecting(bytes, limits)?;
+        Ok(errors.into_result(config)?)
+    }
+
+    /// Reads and parses the config file at `path`.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Config, LoadError> {
+        let path = path.as_ref();
+        Self::parse(&read_file(path)?)
+    }
+
+    /// Checks an already-parsed value tree (for configs built in code with `serde_json::json!`).
+    pub fn from_value(value: &serde_json::Value) -> Result<Config, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let config = Self::decode_collecting(value, &[], &mut errors);
+        errors.into_result(config)
+    }
+
+    /// Parses leniently: the config as far as it could be decoded, and every problem found.
+    /// Only a document that cannot be read at all is an `Err`.
+    pub(crate) fn parse_collecting(
+        bytes: &[u8],
+        limits: &DocumentLimits,
+    ) -> Result<(Config, ConfigErrors), DocumentError> {
+        let document = parse_document(bytes, limits)?;
+        let mut errors = ConfigErrors::default();
+        let config = Self::decode_collecting(&document.value, &document.duplicate_keys, &mut errors);
+        Ok((config, errors))
+    }
+
+    fn decode_collecting(
+        value: &serde_json::Value,
+        duplicate_keys: &[String],
+        errors: &mut ConfigErrors,
+    ) -> Config {
+        for at in duplicate_keys {
+            errors.push(
+                at.clone(),
+                "duplicate key: this name appears more than once in the same mapping",
+            );
+        }
+        let config = decode::decode(value, errors);
+        validate::check_structure(&config, errors);
+        config
+    }
+
+    /// A stable content hash of the config (hex SHA-256 of its canonical JSON), shown in status
+    /// so operators can tell which config is live.
+    pub fn hash(&self) -> String {
+        // Serializing plain data to a Vec cannot fail: every map key is a string.
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        let digest = Sha256::digest(&canonical);
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The module named `name`.
+    pub fn module(&self, name: &str) -> Option<&ModuleSpec> {
+        self.modules.iter().find(|m| m.name == name)
+    }
+
+    /// The pipeline named `name`.
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+/// Reads a config file, naming the file in the error.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|e| LoadError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,227 @@
+//! The resolved config: environment expanded, defaults filled in.
+//!
+//! [`resolve`] derives a [`Resolved`] from a [`Config`] without touching it. Everything the
+//! engine and the runtime read comes from here, so a default is written down exactly once.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::env::{EnvLookup, expand_value};
+use super::error::{ConfigErrors, place};
+use super::model::*;
+
+/// A config with `${VAR}` references expanded and every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// The config with its `config:` values expanded. Names and types are as written.
+    pub config: Config,
+    /// Runtime settings with defaults applied.
+    pub settings: RuntimeSettings,
+    /// Restart settings for each plugin in `config.plugins`, in the same order.
+    pub plugin_restarts: Vec<RestartSettings>,
+}
+
+/// `runtime:` with defaults applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSettings {
+    /// How reloads are carried out.
+    pub reload: ReloadSettings,
+    /// How plugin failures spread to siblings. Default `one_for_one`.
+    pub plugin_strategy: RestartStrategy,
+}
+
+/// `runtime.reload` with defaults applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadSettings {
+    /// Default `start-first`.
+    pub mode: SwapMode,
+    /// Default 5s.
+    pub drain_timeout: Duration,
+    /// Default 30s.
+    pub build_timeout: Duration,
+    /// Default 30s.
+    pub start_timeout: Duration,
+    /// Default 10s.
+    pub stop_timeout: Duration,
+    /// Default off.
+    pub probation: Option<Duration>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            reload: ReloadSettings {
+                mode: SwapMode::StartFirst,
+                drain_timeout: Duration::from_secs(5),
+                build_timeout: Duration::from_secs(30),
+                start_timeout: Duration::from_secs(30),
+                stop_timeout: Duration::from_secs(10),
+                probation: None,
+            },
+            plugin_strategy: RestartStrategy::OneForOne,
+        }
+    }
+}
+
+/// A plugin's restart settings with defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartSettings {
+    /// Default `permanent`.
+    pub policy: RestartPolicy,
+    /// Default 3.
+    pub max_restarts: u32,
+    /// Default 5s.
+    pub within: Duration,
+    /// Default 100ms.
+    pub backoff_initial: Duration,
+    /// Default 5s.
+    pub backoff_max: Duration,
+}
+
+impl RestartSettings {
+    fn from_spec(spec: &RestartSpec) -> Self {
+        Self {
+            policy: spec.policy.unwrap_or(RestartPolicy::Permanent),
+            max_restarts: spec.max_restarts.unwrap_or(3),
+            within: spec.within.unwrap_or(Duration::from_secs(5)),
+            backoff_initial: spec.backoff.initial.unwrap_or(Duration::from_millis(100)),
+            backoff_max: spec.backoff.max.unwrap_or(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl RuntimeSettings {
+    fn from_spec(spec: &RuntimeSpec) -> Self {
+        let defaults = Self::default();
+        let reload = &spec.reload;
+        Self {
+            reload: ReloadSettings {
+                mode: reload.mode.unwrap_or(defaults.reload.mode),
+                drain_timeout: reload.drain_timeout.unwrap_or(defaults.reload.drain_timeout),
+                build_timeout: reload.build_timeout.unwrap_or(defaults.reload.build_timeout),
+                start_timeout: reload.start_timeout.unwrap_or(defaults.reload.start_timeout),
+                stop_timeout: reload.stop_timeout.unwrap_or(defaults.reload.stop_timeout),
+                probation: reload.probation,
+            },
+            plugin_strategy: spec.plugins.strategy.unwrap_or(defaults.plugin_strategy),
+        }
+    }
+}
+
+/// Items whose `config:` could not be expanded (an unset variable, say). Their problems are
+/// already reported, so nothing else is checked in them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Unexpanded {
+    pub(crate) modules: HashSet<usize>,
+    /// `(pipeline, step)` positions.
+    pub(crate) steps: HashSet<(usize, usize)>,
+    /// Pipeline positions.
+    pub(crate) triggers: HashSet<usize>,
+    pub(crate) plugins: HashSet<usize>,
+}
+
+/// Derives the resolved config, reporting unset variables and impossible settings with their
+/// place.
+pub fn resolve(config: &Config, env: EnvLookup<'_>) -> Result<Resolved, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let (resolved, _) = resolve_collecting(config, env, &mut errors);
+    errors.into_result(resolved)
+}
+
+/// Expands `value`, recording in `failed` whether any problem was reported.
+fn expand_tracked(
+    value: &Value,
+    at: &str,
+    env: EnvLookup<'_>,
+    errors: &mut ConfigErrors,
+    failed: &mut bool,
+) -> Value {
+    let before = errors.len();
+    let expanded = expand_value(value, at, env, errors);
+    *failed = errors.len() > before;
+    expanded
+}
+
+/// Like [`resolve`], but adds problems to `errors` and always returns a best-effort result,
+/// with the items that could not be expanded.
+pub(crate) fn resolve_collecting(
+    config: &Config,
+    env: EnvLookup<'_>,
+    errors: &mut ConfigErrors,
+) -> (Resolved, Unexpanded) {
+    let mut unexpanded = Unexpanded::default();
+    let mut resolved = config.clone();
+    let mut failed = false;
+    for (i, module) in resolved.modules.iter_mut().enumerate() {
+        let at = place::named_item("modules", i, Some(&module.name));
+        module.config = expand_tracked(&module.config, &place::field(&at, "config"), env, errors, &mut failed);
+        if failed {
+            unexpanded.modules.insert(i);
+        }
+    }
+    for (p, pipeline) in resolved.pipelines.iter_mut().enumerate() {
+        let at = place::key("pipelines", &pipeline.name);
+        if let Some(trigger) = &mut pipeline.trigger {
+            let trigger_at = place::field(&place::field(&at, "trigger"), "config");
+            trigger.config = expand_tracked(&trigger.config, &trigger_at, env, errors, &mut failed);
+            if failed {
+                unexpanded.triggers.insert(p);
+            }
+        }
+        let steps_at = place::field(&at, "steps");
+        for (i, step) in pipeline.steps.iter_mut().enumerate() {
+            let step_at = place::named_item(&steps_at, i, Some(&step.name));
+            step.config =
+                expand_tracked(&step.config, &place::field(&step_at, "config"), env, errors, &mut failed);
+            if failed {
+                unexpanded.steps.insert((p, i));
+            }
+        }
+    }
+    let mut plugin_restarts = Vec::with_capacity(resolved.plugins.len());
+    for (i, plugin) in resolved.plugins.iter_mut().enumerate() {
+        let at = place::named_item("plugins", i, Some(&plugin.name));
+        plugin.config = expand_tracked(&plugin.config, &place::field(&at, "config"), env, errors, &mut failed);
+        if failed {
+            unexpanded.plugins.insert(i);
+        }
+        let restart = RestartSettings::from_spec(&plugin.restart);
+        let restart_at = place::field(&at, "restart");
+        if restart.backoff_initial > restart.backoff_max {
+            errors.push(
+                place::field(&restart_at, "backoff"),
+                format!(
+                    "initial ({}) is longer than max ({})",
+                    humantime::format_duration(restart.backoff_initial),
+                    humantime::format_duration(restart.backoff_max)
+                ),
+            );
+        }
+        if restart.within.is_zero() {
+            errors.push(place::field(&restart_at, "within"), "must be longer than zero");
+        }
+        plugin_restarts.push(restart);
+    }
+    let settings = RuntimeSettings::from_spec(&config.runtime);
+    for (field, value) in [
+        ("buildTimeout", settings.reload.build_timeout),
+        ("startTimeout", settings.reload.start_timeout),
+        ("stopTimeout", settings.reload.stop_timeout),
+    ] {
+        if value.is_zero() {
+            errors.push(format!("runtime.reload.{field}"), "must be longer than zero");
+        }
+    }
+    let resolved = Resolved {
+        config: resolved,
+        settings,
+        plugin_restarts,
+    };
+    (resolved, unexpanded)
+}

@@ -1,0 +1,89 @@
+//! Modules: the long-lived parts of an engine, such as servers.
+//!
+//! A module type is a [`ModuleFactory`] in the [`Registry`](crate::Registry). The engine calls
+//! the factory while it builds, and the factory must have **no outside effects**: it decodes
+//! and checks settings and constructs the module, but binds nothing and spawns nothing. That is
+//! what makes try-activate and `swapvisor validate` safe. Resources are taken in
+//! [`Module::start`] and given back in [`Module::stop`].
+
+use std::any::Any;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use super::error::ModuleError;
+use super::services::Services;
+use crate::config::ConfigErrors;
+
+/// A running part of an engine.
+///
+/// The engine calls [`prepare`](Module::prepare) once while building, then
+/// [`start`](Module::start) and [`stop`](Module::stop) at most once each, in dependency order
+/// (stop in reverse). A module may be started again after a stop only if its type documents
+/// that it can.
+pub trait Module: Any + Send + Sync {
+    /// Finishes construction with asynchronous checks. It belongs to the build, so it must
+    /// have no outside effects. Most modules have nothing to do here.
+    fn prepare(&self) -> BoxFuture<'_, Result<(), ModuleError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Takes resources and begins serving.
+    fn start<'a>(&'a self, context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>>;
+
+    /// Finishes in-flight work until `deadline`, then gives resources back.
+    fn stop(&self, deadline: Instant) -> BoxFuture<'_, Result<(), ModuleError>>;
+
+    /// Extra fields shown for this module in status (for example the bound address).
+    fn status(&self) -> Map<String, Value> {
+        Map::new()
+    }
+}
+
+/// What a module gets when it starts.
+#[derive(Debug, Clone)]
+pub struct ModuleContext {
+    /// The module's name in the config.
+    pub name: String,
+    /// Runtime services: the listener pool and plugins.
+    pub services: Services,
+}
+
+/// What a factory gets to build one module.
+#[derive(Debug)]
+pub struct ModuleBuild<'a> {
+    /// The module's name.
+    pub name: &'a str,
+    /// The module's type, as registered.
+    pub type_name: &'a str,
+    /// The module's `config:`, with `${VAR}` already expanded.
+    pub config: &'a Value,
+    /// The place of `config` in the document, for errors.
+    pub place: &'a str,
+}
+
+impl ModuleBuild<'_> {
+    /// Decodes `config` into the type's settings; see [`super::decode_settings`].
+    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
+        super::decode_settings(self.config, self.place)
+    }
+}
+
+/// Builds modules of one type. Closures `Fn(&ModuleBuild) -> Result<Box<dyn Module>, _>` are
+/// factories.
+pub trait ModuleFactory: Send + Sync + 'static {
+    /// Builds the module described by `build`, or explains with places what is wrong with its
+    /// config. No outside effects.
+    fn build(&self, build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors>;
+}
+
+impl<F> ModuleFactory for F
+where
+    F: Fn(&ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors> + Send + Sync + 'static,
+{
+    fn build(&self, build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors> {
+        self(build)
+    }
+}

@@ -1,0 +1,89 @@
+//! A pipeline: named steps run in order, each seeing the request and the earlier outputs.
+
+use futures::FutureExt;
+use serde_json::Value;
+
+use super::error::{ExecuteError, panic_message};
+use super::services::Services;
+use super::step::{Step, StepContext};
+
+/// A built pipeline.
+pub struct Pipeline {
+    name: String,
+    steps: Vec<PipelineStep>,
+}
+
+pub(crate) struct PipelineStep {
+    pub(crate) name: String,
+    pub(crate) step: Box<dyn Step>,
+}
+
+/// The outputs of one run, by step position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    outputs: Vec<Value>,
+    response: Option<usize>,
+}
+
+impl Execution {
+    /// The last step's output (null for a pipeline without steps).
+    pub fn output(mut self) -> Value {
+        self.outputs.pop().unwrap_or(Value::Null)
+    }
+
+    /// The output of the last response step that ran (`step.json_response`), if any.
+    pub fn response(&self) -> Option<&Value> {
+        self.response.and_then(|i| self.outputs.get(i))
+    }
+
+    /// Every step's output, in order.
+    pub fn outputs(&self) -> &[Value] {
+        &self.outputs
+    }
+}
+
+impl Pipeline {
+    pub(crate) fn new(name: String, steps: Vec<PipelineStep>) -> Self {
+        Self { name, steps }
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs every step in order with `input` as `request`. A step that fails or panics ends
+    /// the run with an error naming it.
+    pub async fn run(&self, input: &Value, services: &Services) -> Result<Execution, ExecuteError> {
+        let mut outputs = Vec::with_capacity(self.steps.len());
+        let mut response = None;
+        for (position, step) in self.steps.iter().enumerate() {
+            let result = {
+                let context = StepContext {
+                    pipeline: &self.name,
+                    step: &step.name,
+                    request: input,
+                    outputs: &outputs,
+                    services,
+                };
+                std::panic::AssertUnwindSafe(step.step.run(&context))
+                    .catch_unwind()
+                    .await
+            };
+            let failed = |message: String| ExecuteError::StepFailed {
+                pipeline: self.name.clone(),
+                step: step.name.clone(),
+                message,
+            };
+            match result {
+                Ok(Ok(output)) => outputs.push(output),
+                Ok(Err(error)) => return Err(failed(error.0)),
+                Err(panic) => return Err(failed(format!("step panicked: {}", panic_message(&*panic)))),
+            }
+            if step.step.is_response() {
+                response = Some(position);
+            }
+        }
+        Ok(Execution { outputs, response })
+    }
+}

@@ -1,0 +1,276 @@
+//! Planning a build: every registry-dependent check, and the construction of every module,
+//! step and trigger, with all problems collected into one list.
+//!
+//! Planning has no outside effects. Its result, a [`Plan`], is everything the engine needs to
+//! start; what it cannot construct is reported with its place, alongside the problems found
+//! earlier while decoding, so an operator sees every error in one pass.
+
+use std::any::Any;
+use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::error::panic_message;
+use super::http::HttpRouter;
+use super::module::{Module, ModuleBuild};
+use super::pipeline::{Pipeline, PipelineStep};
+use super::step::StepBuild;
+use super::template::TemplateScope;
+use super::trigger::{TriggerBinding, TriggerBuild, TriggerTask};
+use crate::builtin::HttpServer;
+use crate::config::{
+    Config, ConfigErrors, EnvLookup, Resolved, module_place, place, resolve_collecting, start_order,
+    unknown_name,
+};
+use crate::net::ListenerKey;
+use crate::registry::Registry;
+
+/// The types a config uses, each list sorted. This is what try-activate and `validate` report.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypesUsed {
+    /// Module types used by `modules:`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub module_types: Vec<String>,
+    /// Step types used by the pipelines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub step_types: Vec<String>,
+    /// Trigger types used by the pipelines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trigger_types: Vec<String>,
+}
+
+pub(crate) struct PlannedModule {
+    pub(crate) name: String,
+    pub(crate) type_name: String,
+    pub(crate) module: Box<dyn Module>,
+}
+
+/// Everything an engine is made of, constructed but not started.
+pub(crate) struct Plan {
+    pub(crate) resolved: Resolved,
+    /// In start order.
+    pub(crate) modules: Vec<PlannedModule>,
+    pub(crate) pipelines: Vec<Arc<Pipeline>>,
+    pub(crate) router: HttpRouter,
+    pub(crate) tasks: Vec<(Arc<Pipeline>, Box<dyn TriggerTask>)>,
+    pub(crate) types: TypesUsed,
+}
+
+/// Runs `construct`, turning a panic into an error message.
+fn guarded<T>(what: &str, construct: impl FnOnce() -> Result<T, ConfigErrors>) -> Result<T, ConfigErrors> {
+    std::panic::catch_unwind(AssertUnwindSafe(construct)).unwrap_or_else(|panic| {
+        Err(ConfigErrors::from(crate::config::ConfigError::new(
+            what,
+            format!("the type's factory panicked: {}", panic_message(&*panic)),
+        )))
+    })
+}
+
+/// Plans `config`. `errors` may already hold problems found while decoding; the plan is
+/// returned only when, at the end, there are none.
+pub(crate) fn plan(
+    config: &Config,
+    registry: &Registry,
+    env: EnvLookup<'_>,
+    mut errors: ConfigErrors,
+) -> Result<Plan, ConfigErrors> {
+    let (resolved, broken) = resolve_collecting(config, env, &mut errors);
+    let config = &resolved.config;
+
+    // Modules, in document order first; reordered for start below.
+    let mut built: Vec<Option<Box<dyn Module>>> = Vec::with_capacity(config.modules.len());
+    for (i, module) in config.modules.iter().enumerate() {
+        let at = module_place(config, i);
+        let Some(factory) = registry.module_factory(&module.type_name) else {
+            errors.push(
+                place::field(&at, "type"),
+                unknown_name("module type", &module.type_name, "registered", registry.module_types()),
+            );
+            built.push(None);
+            continue;
+        };
+        if broken.modules.contains(&i) {
+            built.push(None);
+            continue;
+        }
+        let config_at = place::field(&at, "config");
+        let build = ModuleBuild {
+            name: &module.name,
+            type_name: &module.type_name,
+            config: &module.config,
+            place: &config_at,
+        };
+        match guarded(&config_at, || factory.build(&build)) {
+            Ok(m) => built.push(Some(m)),
+            Err(e) => {
+                errors.0.extend(e.0);
+                built.push(None);
+            }
+        }
+    }
+
+    // Servers: which modules are http.server, and on which listener.
+    let mut servers: HashMap<&str, ListenerKey> = HashMap::new();
+    let mut router = HttpRouter::default();
+    let mut addresses: HashMap<ListenerKey, &str> = HashMap::new();
+    for (i, module) in built.iter().enumerate() {
+        let Some(server) = module.as_deref().and_then(|m| (m as &dyn Any).downcast_ref::<HttpServer>()) else {
+            continue;
+        };
+        let name = config.modules[i].name.as_str();
+        let key = server.key().clone();
+        if let Some(other) = addresses.insert(key.clone(), name) {
+            errors.push(
+                place::field(&place::field(&module_place(config, i), "config"), "address"),
+                format!("address {} is already used by module {other:?}", key.address),
+            );
+        }
+        router.add_server(key.clone());
+        servers.insert(name, key);
+    }
+    let server_names = || {
+        let mut names: Vec<&str> = servers.keys().copied().collect();
+        names.sort_unstable();
+        names
+    };
+
+    let mut pipelines = Vec::with_capacity(config.pipelines.len());
+    let mut tasks = Vec::new();
+    let mut types = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for module in &config.modules {
+        types.0.insert(module.type_name.clone());
+    }
+    for (p, spec) in config.pipelines.iter().enumerate() {
+        let at = place::key("pipelines", &spec.name);
+        let steps_at = place::field(&at, "steps");
+        let names: Vec<String> = spec.steps.iter().map(|s| s.name.clone()).collect();
+        let mut steps = Vec::with_capacity(spec.steps.len());
+        for (i, step) in spec.steps.iter().enumerate() {
+            types.1.insert(step.type_name.clone());
+            let step_at = place::named_item(&steps_at, i, Some(&step.name));
+            let Some(factory) = registry.step_factory(&step.type_name) else {
+                errors.push(
+                    place::field(&step_at, "type"),
+                    unknown_name("step type", &step.type_name, "registered", registry.step_types()),
+                );
+                continue;
+            };
+            if broken.steps.contains(&(p, i)) {
+                continue;
+            }
+            let config_at = place::field(&step_at, "config");
+            let build = StepBuild {
+                pipeline: &spec.name,
+                name: &step.name,
+                type_name: &step.type_name,
+                config: &step.config,
+                place: &config_at,
+                templates: TemplateScope {
+                    earlier_steps: &names[..i],
+                    later_steps: &names[i + 1..],
+                },
+            };
+            match guarded(&config_at, || factory.build(&build)) {
+                Ok(built) => steps.push(PipelineStep {
+                    name: step.name.clone(),
+                    step: built,
+                }),
+                Err(e) => errors.0.extend(e.0),
+            }
+        }
+        let pipeline = Arc::new(Pipeline::new(spec.name.clone(), steps));
+        if let Some(trigger) = &spec.trigger {
+            types.2.insert(trigger.type_name.clone());
+            let trigger_at = place::field(&at, "trigger");
+            let config_at = place::field(&trigger_at, "config");
+            match registry.trigger_factory(&trigger.type_name) {
+                None => errors.push(
+                    place::field(&trigger_at, "type"),
+                    unknown_name("trigger type", &trigger.type_name, "registered", registry.trigger_types()),
+                ),
+                Some(_) if broken.triggers.contains(&p) => {}
+                Some(factory) => {
+                    let build = TriggerBuild {
+                        pipeline: &spec.name,
+                        type_name: &trigger.type_name,
+                        config: &trigger.config,
+                        place: &config_at,
+                    };
+                    match guarded(&config_at, || factory.build(&build)) {
+                        Ok(TriggerBinding::Http(route)) => match servers.get(route.server.as_str()) {
+                            Some(key) => {
+                                if let Err(other) = router.add_route(key, &route.method, &route.path, pipeline.clone()) {
+                                    errors.push(
+                                        config_at.clone(),
+                                        format!(
+                                            "route {} {} on server {:?} is already served by pipeline {other:?}",
+                                            route.method, route.path, route.server
+                                        ),
+                                    );
+                                }
+                            }
+                            None => {
+                                let known_module = config.modules.iter().any(|m| m.name == route.server);
+                                let message = if known_module {
+                                    format!(
+                                        "module {:?} is not an http.server (servers: {})",
+                                        route.server,
+                                        list_or_none(&server_names())
+                                    )
+                                } else {
+                                    unknown_name("server", &route.server, "servers", server_names())
+                                };
+                                errors.push(place::field(&config_at, "server"), message);
+                            }
+                        },
+                        Ok(TriggerBinding::Task(task)) => tasks.push((pipeline.clone(), task)),
+                        Err(e) => errors.0.extend(e.0),
+                    }
+                }
+            }
+        }
+        pipelines.push(pipeline);
+    }
+
+    let order = start_order(&config.modules);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // With no errors every module was built, and without a cycle there is an order.
+    let order = order.unwrap_or_default();
+    let mut built: Vec<Option<Box<dyn Module>>> = built;
+    let modules = order
+        .into_iter()
+        .filter_map(|i| {
+            let spec = &config.modules[i];
+            built[i].take().map(|module| PlannedModule {
+                name: spec.name.clone(),
+                type_name: spec.type_name.clone(),
+                module,
+            })
+        })
+        .collect();
+    Ok(Plan {
+        modules,
+        pipelines,
+        router,
+        tasks,
+        types: TypesUsed {
+            module_types: types.0.into_iter().collect(),
+            step_types: types.1.into_iter().collect(),
+            trigger_types: types.2.into_iter().collect(),
+        },
+        resolved,
+    })
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}

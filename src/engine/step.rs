@@ -1,0 +1,93 @@
+//! Steps: the units of work a pipeline runs in order.
+//!
+//! A step type is a [`StepFactory`]. Its factory compiles the step's `{{ templates }}` at build
+//! (see [`StepBuild::template`]) so that a request only renders them.
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::StepError;
+use super::services::Services;
+use super::template::{RenderScope, Template, TemplateScope};
+use crate::config::{ConfigErrors, place};
+
+/// One step of a pipeline.
+pub trait Step: Send + Sync + 'static {
+    /// Runs the step. Its output is stored under the step's name for later steps.
+    fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>>;
+
+    /// True for steps whose output is the pipeline's HTTP response (`step.json_response`):
+    /// an output of the shape `{"status": 200, "headers": {...}, "body": ...}`.
+    fn is_response(&self) -> bool {
+        false
+    }
+}
+
+/// What a step sees while it runs.
+pub struct StepContext<'a> {
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// The step's name.
+    pub step: &'a str,
+    /// The pipeline's input (`request` in templates).
+    pub request: &'a Value,
+    /// The outputs of the steps that ran before this one, in order.
+    pub outputs: &'a [Value],
+    /// Runtime services.
+    pub services: &'a Services,
+}
+
+impl StepContext<'_> {
+    /// The scope templates render against.
+    pub fn scope(&self) -> RenderScope<'_> {
+        RenderScope {
+            request: self.request,
+            outputs: self.outputs,
+        }
+    }
+}
+
+/// What a factory gets to build one step.
+pub struct StepBuild<'a> {
+    /// The pipeline the step belongs to.
+    pub pipeline: &'a str,
+    /// The step's name.
+    pub name: &'a str,
+    /// The step's type, as registered.
+    pub type_name: &'a str,
+    /// The step's `config:`, with `${VAR}` already expanded.
+    pub config: &'a Value,
+    /// The place of `config` in the document, for errors.
+    pub place: &'a str,
+    /// What the step's templates may refer to.
+    pub templates: TemplateScope<'a>,
+}
+
+impl StepBuild<'_> {
+    /// Decodes `config` into the type's settings; see [`super::decode_settings`].
+    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
+        super::decode_settings(self.config, self.place)
+    }
+
+    /// Compiles the templates in `value`, found at `field` under this step's config.
+    pub fn template(&self, field: &str, value: &Value) -> Result<Template, ConfigErrors> {
+        Template::compile(value, &place::field(self.place, field), &self.templates).map_err(Into::into)
+    }
+}
+
+/// Builds steps of one type. Closures `Fn(&StepBuild) -> Result<Box<dyn Step>, _>` are
+/// factories.
+pub trait StepFactory: Send + Sync + 'static {
+    /// Builds the step described by `build`.
+    fn build(&self, build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors>;
+}
+
+impl<F> StepFactory for F
+where
+    F: Fn(&StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> + Send + Sync + 'static,
+{
+    fn build(&self, build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
+        self(build)
+    }
+}

@@ -1,0 +1,294 @@
+//! `{{ path }}` templates in step configs, compiled once at build and rendered per request.
+//!
+//! A path starts at a *root*: `request` (the pipeline's input; for an http trigger its method,
+//! path, query, headers, params and body) or the name of an earlier step (its output). The rest
+//! of the path walks mappings by key and lists by index: `request.query.name`,
+//! `lookup.items.0.id` or `lookup.items[0].id`.
+//!
+//! A string that is exactly one `{{ path }}` renders to the value found there, with its JSON
+//! type kept (a number stays a number). A string with text around a template renders to text;
+//! values that are not strings are written as JSON. A path that leads nowhere renders as null,
+//! or as nothing inside text, so `hello {{ request.query.name }}` without a name is `hello `.
+//!
+//! References are checked at build: a misspelled step name or a step that runs later is a
+//! config error with its place, not a surprise at request time.
+
+use serde_json::{Map, Value};
+
+use crate::config::{ConfigError, place, unknown_name};
+
+/// What templates may refer to: `request` and the steps before the current one.
+pub struct TemplateScope<'a> {
+    /// Names of the steps that run before the one being compiled, in order.
+    pub earlier_steps: &'a [String],
+    /// Names of the pipeline's later steps, only to explain a reference to one of them.
+    pub later_steps: &'a [String],
+}
+
+/// The values a template renders against.
+pub struct RenderScope<'a> {
+    /// The pipeline's input.
+    pub request: &'a Value,
+    /// Outputs of the steps that have run, by position.
+    pub outputs: &'a [Value],
+}
+
+/// A compiled template tree: literals are kept as they are, templates are pre-parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Template {
+    /// A value without templates, rendered as-is.
+    Literal(Value),
+    /// A string that is exactly one `{{ path }}`: renders to the value at the path.
+    Whole(Path),
+    /// A string mixing text and `{{ path }}`s.
+    Text(Vec<Segment>),
+    /// A list holding templates.
+    List(Vec<Template>),
+    /// A mapping holding templates.
+    Mapping(Vec<(String, Template)>),
+}
+
+/// A piece of a [`Template::Text`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    /// Plain text.
+    Text(String),
+    /// A `{{ path }}` to substitute.
+    Ref(Path),
+}
+
+/// A checked reference: a root and the keys or indices below it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Path {
+    root: Root,
+    steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Root {
+    Request,
+    Step(usize),
+}
+
+impl Template {
+    /// Compiles `value`, reporting the first problem with its place under `at`.
+    pub fn compile(value: &Value, at: &str, scope: &TemplateScope<'_>) -> Result<Template, ConfigError> {
+        Ok(match value {
+            Value::String(s) => compile_string(s, at, scope)?,
+            Value::Array(items) => {
+                let compiled = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| Template::compile(item, &place::index(at, i), scope))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if compiled.iter().all(|t| matches!(t, Template::Literal(_))) {
+                    Template::Literal(value.clone())
+                } else {
+                    Template::List(compiled)
+                }
+            }
+            Value::Object(map) => {
+                let compiled = map
+                    .iter()
+                    .map(|(key, item)| {
+                        Template::compile(item, &place::key(at, key), scope).map(|t| (key.clone(), t))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if compiled.iter().all(|(_, t)| matches!(t, Template::Literal(_))) {
+                    Template::Literal(value.clone())
+                } else {
+                    Template::Mapping(compiled)
+                }
+            }
+            other => Template::Literal(other.clone()),
+        })
+    }
+
+    /// Renders against `scope`.
+    pub fn render(&self, scope: &RenderScope<'_>) -> Value {
+        match self {
+            Template::Literal(value) => value.clone(),
+            Template::Whole(path) => path.lookup(scope).cloned().unwrap_or(Value::Null),
+            Template::Text(segments) => {
+                let mut out = String::new();
+                for segment in segments {
+                    match segment {
+                        Segment::Text(text) => out.push_str(text),
+                        Segment::Ref(path) => match path.lookup(scope) {
+                            None | Some(Value::Null) => {}
+                            Some(Value::String(s)) => out.push_str(s),
+                            Some(other) => out.push_str(&other.to_string()),
+                        },
+                    }
+                }
+                Value::String(out)
+            }
+            Template::List(items) => Value::Array(items.iter().map(|t| t.render(scope)).collect()),
+            Template::Mapping(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(key, t)| (key.clone(), t.render(scope)))
+                    .collect::<Map<_, _>>(),
+            ),
+        }
+    }
+
+    /// Renders to a string: strings as they are, anything else as JSON text.
+    pub fn render_string(&self, scope: &RenderScope<'_>) -> String {
+        match self.render(scope) {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl Path {
+    fn lookup<'v>(&self, scope: &RenderScope<'v>) -> Option<&'v Value> {
+        let mut current = match self.root {
+            Root::Request => scope.request,
+            Root::Step(i) => scope.outputs.get(i)?,
+        };
+        for key in &self.steps {
+            current = match current {
+                Value::Object(map) => map.get(key)?,
+                Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+}
+
+fn compile_string(text: &str, at: &str, scope: &TemplateScope<'_>) -> Result<Template, ConfigError> {
+    if !text.contains("{{") {
+        return Ok(Template::Literal(Value::String(text.to_owned())));
+    }
+    let mut segments = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            segments.push(Segment::Text(rest[..open].to_owned()));
+        }
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            return Err(ConfigError::new(
+                at,
+                format!("unterminated \"{{{{\" in template {text:?} (close it with \"}}}}\")"),
+            ));
+        };
+        segments.push(Segment::Ref(compile_path(after[..close].trim(), at, scope)?));
+        rest = &after[close + 2..];
+    }
+    if !rest.is_empty() {
+        segments.push(Segment::Text(rest.to_owned()));
+    }
+    Ok(match segments.as_slice() {
+        [Segment::Ref(path)] => Template::Whole(path.clone()),
+        _ => Template::Text(segments),
+    })
+}
+
+fn compile_path(expression: &str, at: &str, scope: &TemplateScope<'_>) -> Result<Path, ConfigError> {
+    let mut parts = Vec::new();
+    for dotted in expression.split('.') {
+        // `items[0][1]` is `items`, `0`, `1`.
+        let mut piece = dotted;
+        let head_end = piece.find('[').unwrap_or(piece.len());
+        parts.push(piece[..head_end].to_owned());
+        piece = &piece[head_end..];
+        while let Some(inner) = piece.strip_prefix('[') {
+            let Some(close) = inner.find(']') else {
+                return Err(ConfigError::new(at, format!("unclosed \"[\" in template path {expression:?}")));
+            };
+            parts.push(inner[..close].trim().to_owned());
+            piece = &inner[close + 1..];
+        }
+        if !piece.is_empty() {
+            return Err(ConfigError::new(at, format!("unexpected {piece:?} in template path {expression:?}")));
+        }
+    }
+    if parts.iter().any(String::is_empty) {
+        return Err(ConfigError::new(
+            at,
+            format!("empty name in template path {expression:?} (write {{{{ request.query.name }}}} or {{{{ step.field }}}})"),
+        ));
+    }
+    let root_name = parts.remove(0);
+    let root = if root_name == "request" {
+        Root::Request
+    } else if let Some(i) = scope.earlier_steps.iter().position(|s| *s == root_name) {
+        Root::Step(i)
+    } else if scope.later_steps.contains(&root_name) {
+        return Err(ConfigError::new(
+            at,
+            format!("template refers to step {root_name:?}, which runs after this one; only request and earlier steps can be used"),
+        ));
+    } else {
+        let roots = std::iter::once("request").chain(scope.earlier_steps.iter().map(String::as_str));
+        return Err(ConfigError::new(
+            at,
+            unknown_name("template reference", &root_name, "available", roots),
+        ));
+    };
+    Ok(Path { root, steps: parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn compile(value: Value, earlier: &[&str]) -> Result<Template, ConfigError> {
+        let earlier: Vec<String> = earlier.iter().map(|s| (*s).to_owned()).collect();
+        let later = vec!["after".to_owned()];
+        Template::compile(&value, "cfg", &TemplateScope { earlier_steps: &earlier, later_steps: &later })
+    }
+
+    fn render(t: &Template, request: Value, outputs: &[Value]) -> Value {
+        t.render(&RenderScope { request: &request, outputs })
+    }
+
+    #[test]
+    fn whole_templates_keep_the_json_type() {
+        let t = compile(json!({"n": "{{ calc.n }}", "list": "{{request.items}}"}), &["calc"]).unwrap();
+        let out = render(&t, json!({"items": [1, 2]}), &[json!({"n": 42})]);
+        assert_eq!(out, json!({"n": 42, "list": [1, 2]}));
+    }
+
+    #[test]
+    fn text_templates_interpolate_and_missing_is_empty() {
+        let t = compile(json!("hello {{ request.query.name }}!"), &[]).unwrap();
+        assert_eq!(render(&t, json!({"query": {"name": "ada"}}), &[]), json!("hello ada!"));
+        assert_eq!(render(&t, json!({"query": {}}), &[]), json!("hello !"));
+        let whole = compile(json!("{{ request.nope }}"), &[]).unwrap();
+        assert_eq!(render(&whole, json!({}), &[]), Value::Null);
+    }
+
+    #[test]
+    fn indexes_walk_lists() {
+        let t = compile(json!("{{ s.items[1].id }}/{{ s.items.0.id }}"), &["s"]).unwrap();
+        let out = render(&t, json!({}), &[json!({"items": [{"id": "a"}, {"id": "b"}]})]);
+        assert_eq!(out, json!("b/a"));
+    }
+
+    #[test]
+    fn literals_stay_literal() {
+        assert_eq!(compile(json!({"a": [1, "x"]}), &[]).unwrap(), Template::Literal(json!({"a": [1, "x"]})));
+    }
+
+    #[test]
+    fn bad_references_are_config_errors() {
+        let err = compile(json!({"m": "{{ gret.message }}"}), &["greet"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"cfg.m: unknown template reference "gret" (did you mean "greet"?; available: request, greet)"#
+        );
+        let err = compile(json!("{{ after.x }}"), &[]).unwrap_err();
+        assert!(err.message.contains("runs after this one"), "{err}");
+        let err = compile(json!("{{ request.x"), &[]).unwrap_err();
+        assert!(err.message.contains("unterminated"), "{err}");
+        let err = compile(json!("{{ }}"), &[]).unwrap_err();
+        assert!(err.message.contains("empty name"), "{err}");
+    }
+}

@@ -1,0 +1,110 @@
+//! Triggers: what makes a pipeline run.
+//!
+//! A trigger type's factory turns the trigger's config into a [`TriggerBinding`]: either an
+//! HTTP route on a named `http.server` module, or a [`TriggerTask`] that the engine runs from
+//! start to stop (a schedule, a queue consumer, ...).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::error::ExecuteError;
+use super::pipeline::Pipeline;
+use super::services::Services;
+use crate::config::ConfigErrors;
+
+/// How a trigger attaches its pipeline to the engine.
+pub enum TriggerBinding {
+    /// Serve the pipeline on an `http.server` module.
+    Http(HttpRoute),
+    /// Run a task while the engine runs.
+    Task(Box<dyn TriggerTask>),
+}
+
+/// An HTTP route: which server, which method, which path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// Name of an `http.server` module.
+    pub server: String,
+    /// Upper-case method, or `*` for any.
+    pub method: String,
+    /// The path; segments written `{name}` capture into `request.params.name`.
+    pub path: String,
+}
+
+/// A trigger that runs alongside the engine, such as a schedule.
+pub trait TriggerTask: Send + Sync + 'static {
+    /// Runs until `stop` fires, calling `runner` whenever the pipeline should run. The engine
+    /// spawns this after every module has started and awaits it before modules stop.
+    fn run(&self, runner: PipelineRunner, stop: StopSignal) -> BoxFuture<'static, ()>;
+}
+
+/// Runs one pipeline of the engine that started the trigger.
+#[derive(Clone)]
+pub struct PipelineRunner {
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) services: Services,
+}
+
+impl PipelineRunner {
+    /// The pipeline's name.
+    pub fn pipeline(&self) -> &str {
+        self.pipeline.name()
+    }
+
+    /// Runs the pipeline with `input` as `request`; returns the last step's output.
+    pub async fn run(&self, input: Value) -> Result<Value, ExecuteError> {
+        self.pipeline
+            .run(&input, &self.services)
+            .await
+            .map(|execution| execution.output())
+    }
+}
+
+/// Fires once when the engine stops its triggers.
+#[derive(Clone)]
+pub struct StopSignal(pub(crate) watch::Receiver<bool>);
+
+impl StopSignal {
+    /// Waits until the engine asks the trigger to stop.
+    pub async fn stopped(&mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// What a factory gets to build one trigger.
+pub struct TriggerBuild<'a> {
+    /// The pipeline the trigger runs.
+    pub pipeline: &'a str,
+    /// The trigger's type, as registered.
+    pub type_name: &'a str,
+    /// The trigger's `config:`, with `${VAR}` already expanded.
+    pub config: &'a Value,
+    /// The place of `config` in the document, for errors.
+    pub place: &'a str,
+}
+
+impl TriggerBuild<'_> {
+    /// Decodes `config` into the type's settings; see [`super::decode_settings`].
+    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
+        super::decode_settings(self.config, self.place)
+    }
+}
+
+/// Builds triggers of one type.
+pub trait TriggerFactory: Send + Sync + 'static {
+    /// Builds the binding described by `build`.
+    fn build(&self, build: &TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors>;
+}
+
+impl<F> TriggerFactory for F
+where
+    F: Fn(&TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors> + Send + Sync + 'static,
+{
+    fn build(&self, build: &TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors> {
+        self(build)
+    }
+}

@@ -1,0 +1,17 @@
+//! swapvisor: an actor-based supervision runtime for safe hot reload.
+//!
+//! swapvisor runs a config-driven [`Engine`] (modules such as HTTP servers, and pipelines of
+//! steps) and keeps it serving while its configuration changes. Its promise: a reload never
+//! leaves you worse off than before you asked.
+
+#![warn(missing_docs)]
+
+pub mod builtin;
+pub mod config;
+pub mod engine;
+pub mod net;
+pub mod registry;
+
+pub use config::Config;
+pub use engine::Engine;
+pub use registry::Registry;

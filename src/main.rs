@@ -1,0 +1,3 @@
+//! The `swapvisor` command line.
+
+fn main() {}

@@ -1,0 +1,13 @@
+//! Sockets that outlive the engines that use them.
+//!
+//! The [`ListenerPool`] owns every bound listener and its accept loop. Engines borrow listeners
+//! by address; an address kept across a reload hands the very same socket to the new engine, so
+//! no connection is refused while configs change. Each request is routed, at the moment it
+//! arrives, to whatever [`HttpDispatch`] the pool was given; in a runtime that is the live
+//! engine, so even requests on an old keep-alive connection reach the new config.
+
+mod listener_pool;
+
+pub use listener_pool::{
+    HttpDispatch, HttpRequest, HttpResponse, ListenerKey, ListenerLease, ListenerPool, PoolHold,
+};
