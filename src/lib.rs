@@ -11,7 +11,9 @@ pub mod config;
 pub mod engine;
 pub mod net;
 pub mod registry;
+mod try_activate;
 
 pub use config::Config;
 pub use engine::Engine;
 pub use registry::Registry;
+pub use try_activate::TryActivateResult;

@@ -1,3 +1,26 @@
-//! The `swapvisor` command line.
+//! The `swapvisor` command line: run a config, validate one, or list the registered types.
 
-fn main() {}
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(args.log.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("swapvisor: cannot start the async runtime: {error}");
+            return ExitCode::from(cli::EXIT_USAGE);
+        }
+    };
+    let code = runtime.block_on(cli::dispatch(args));
+    // Tasks still running (draining connections past their deadline) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code)
+}

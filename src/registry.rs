@@ -120,7 +120,11 @@ impl Registry {
     }
 
     /// Runs `register` with every registration attributed to `contributor`.
-    pub fn contributing<R>(&mut self, contributor: &str, register: impl FnOnce(&mut Self) -> R) -> R {
+    pub fn contributing<R>(
+        &mut self,
+        contributor: &str,
+        register: impl FnOnce(&mut Self) -> R,
+    ) -> R {
         let previous = std::mem::replace(&mut self.contributor, Arc::from(contributor));
         let result = register(self);
         self.contributor = previous;
@@ -133,7 +137,13 @@ impl Registry {
         type_name: &str,
         factory: impl ModuleFactory,
     ) -> Result<(), RegistryError> {
-        insert(&mut self.modules, "module", type_name, &self.contributor, Arc::new(factory))
+        insert(
+            &mut self.modules,
+            "module",
+            type_name,
+            &self.contributor,
+            Arc::new(factory),
+        )
     }
 
     /// Registers a step type.
@@ -142,7 +152,13 @@ impl Registry {
         type_name: &str,
         factory: impl StepFactory,
     ) -> Result<(), RegistryError> {
-        insert(&mut self.steps, "step", type_name, &self.contributor, Arc::new(factory))
+        insert(
+            &mut self.steps,
+            "step",
+            type_name,
+            &self.contributor,
+            Arc::new(factory),
+        )
     }
 
     /// Registers a trigger type.
@@ -151,7 +167,13 @@ impl Registry {
         type_name: &str,
         factory: impl TriggerFactory,
     ) -> Result<(), RegistryError> {
-        insert(&mut self.triggers, "trigger", type_name, &self.contributor, Arc::new(factory))
+        insert(
+            &mut self.triggers,
+            "trigger",
+            type_name,
+            &self.contributor,
+            Arc::new(factory),
+        )
     }
 
     /// Registered module type names, sorted.
@@ -182,9 +204,18 @@ impl Registry {
 
     /// Every type a contributor registered, as `(kind, type name)` pairs, sorted by kind.
     pub fn types_of(&self, contributor: &str) -> Vec<(&'static str, &str)> {
-        let modules = self.modules.iter().map(|(n, e)| ("module", n, e.contributor.clone()));
-        let steps = self.steps.iter().map(|(n, e)| ("step", n, e.contributor.clone()));
-        let triggers = self.triggers.iter().map(|(n, e)| ("trigger", n, e.contributor.clone()));
+        let modules = self
+            .modules
+            .iter()
+            .map(|(n, e)| ("module", n, e.contributor.clone()));
+        let steps = self
+            .steps
+            .iter()
+            .map(|(n, e)| ("step", n, e.contributor.clone()));
+        let triggers = self
+            .triggers
+            .iter()
+            .map(|(n, e)| ("trigger", n, e.contributor.clone()));
         modules
             .chain(steps)
             .chain(triggers)

@@ -67,10 +67,13 @@ impl FaultInject {
         if stage != self.fail_on {
             return Ok(());
         }
-        let message = self
-            .message
-            .clone()
-            .unwrap_or_else(|| format!("injected fault at {} in module {:?}", stage_name(stage), self.name));
+        let message = self.message.clone().unwrap_or_else(|| {
+            format!(
+                "injected fault at {} in module {:?}",
+                stage_name(stage),
+                self.name
+            )
+        });
         match self.mode {
             FaultMode::Error => Err(ModuleError(message)),
             FaultMode::Panic => panic!("{message}"),

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, ConfigErrors, place};
-use crate::engine::{HttpRoute, Module, ModuleBuild, ModuleContext, ModuleError, TriggerBinding, TriggerBuild};
+use crate::engine::{
+    HttpRoute, Module, ModuleBuild, ModuleContext, ModuleError, TriggerBinding, TriggerBuild,
+};
 use crate::net::{ListenerKey, ListenerLease};
 
 #[derive(Deserialize)]
@@ -46,7 +48,9 @@ impl HttpServer {
 /// Parses `IP:port`, also accepting `localhost:port` and `:port` (all interfaces).
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
     let invalid = || {
-        format!("invalid address {text:?} (expected IP:port, such as \"127.0.0.1:8080\", \"[::1]:8080\" or \"localhost:8080\")")
+        format!(
+            "invalid address {text:?} (expected IP:port, such as \"127.0.0.1:8080\", \"[::1]:8080\" or \"localhost:8080\")"
+        )
     };
     if let Ok(address) = text.parse::<SocketAddr>() {
         return Ok(address);
@@ -93,7 +97,10 @@ impl Module for HttpServer {
 
     fn status(&self) -> Map<String, Value> {
         let mut details = Map::new();
-        details.insert("address".into(), Value::String(self.key.address.to_string()));
+        details.insert(
+            "address".into(),
+            Value::String(self.key.address.to_string()),
+        );
         if let Some(local) = self.local_addr() {
             details.insert("listening".into(), Value::String(local.to_string()));
         }
@@ -114,7 +121,9 @@ fn default_method() -> String {
     "GET".to_owned()
 }
 
-const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"];
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*",
+];
 
 pub(super) fn build_trigger(build: &TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors> {
     let settings: TriggerSettings = build.settings()?;
@@ -123,7 +132,11 @@ pub(super) fn build_trigger(build: &TriggerBuild<'_>) -> Result<TriggerBinding, 
     if !METHODS.contains(&method.as_str()) {
         errors.push(
             place::field(build.place, "method"),
-            format!("unsupported method {:?} (valid: {})", settings.method, METHODS.join(", ")),
+            format!(
+                "unsupported method {:?} (valid: {})",
+                settings.method,
+                METHODS.join(", ")
+            ),
         );
     }
     if !settings.path.starts_with('/') {
@@ -145,11 +158,21 @@ mod tests {
 
     #[test]
     fn addresses_parse_with_friendly_forms() {
-        assert_eq!(parse_address("127.0.0.1:80").unwrap().to_string(), "127.0.0.1:80");
-        assert_eq!(parse_address("localhost:81").unwrap().to_string(), "127.0.0.1:81");
+        assert_eq!(
+            parse_address("127.0.0.1:80").unwrap().to_string(),
+            "127.0.0.1:80"
+        );
+        assert_eq!(
+            parse_address("localhost:81").unwrap().to_string(),
+            "127.0.0.1:81"
+        );
         assert_eq!(parse_address(":82").unwrap().to_string(), "0.0.0.0:82");
         assert_eq!(parse_address("[::1]:83").unwrap().to_string(), "[::1]:83");
-        assert!(parse_address("example.com:80").unwrap_err().contains("expected IP:port"));
+        assert!(
+            parse_address("example.com:80")
+                .unwrap_err()
+                .contains("expected IP:port")
+        );
         assert!(parse_address("127.0.0.1").is_err());
     }
 }

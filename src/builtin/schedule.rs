@@ -23,7 +23,14 @@ pub(super) fn build(build: &TriggerBuild<'_>) -> Result<TriggerBinding, ConfigEr
     let at = place::field(build.place, "every");
     let every = parse_duration(&settings.every).map_err(|m| ConfigError::new(&at, m))?;
     if every < MIN_INTERVAL {
-        return Err(ConfigError::new(at, format!("interval {:?} is shorter than the minimum of 10ms", settings.every)).into());
+        return Err(ConfigError::new(
+            at,
+            format!(
+                "interval {:?} is shorter than the minimum of 10ms",
+                settings.every
+            ),
+        )
+        .into());
     }
     Ok(TriggerBinding::Task(Box::new(Schedule { every })))
 }

@@ -121,7 +121,10 @@ fn build_json_response(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErr
     if !(100..=599).contains(&settings.status) {
         return Err(ConfigError::new(
             place::field(build.place, "status"),
-            format!("HTTP status {} is out of range (100 to 599)", settings.status),
+            format!(
+                "HTTP status {} is out of range (100 to 599)",
+                settings.status
+            ),
         )
         .into());
     }
@@ -134,7 +137,13 @@ fn build_json_response(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErr
             );
         }
     }
-    let headers = Value::Object(settings.headers.into_iter().map(|(k, v)| (k, Value::String(v))).collect());
+    let headers = Value::Object(
+        settings
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    );
     let step = JsonResponse {
         status: settings.status,
         body: build.template("body", &settings.body)?,

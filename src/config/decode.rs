@@ -91,8 +91,7 @@ fn decode_pipeline(
     let trigger = fields
         .child("trigger", TRIGGER_FIELDS, errors)
         .and_then(|trigger| {
-            let type_name =
-                trigger.required_string("type", "a trigger type, such as http", errors);
+            let type_name = trigger.required_string("type", "a trigger type, such as http", errors);
             let config = trigger.config(errors);
             Some(TriggerSpec {
                 type_name: type_name?,
@@ -236,7 +235,10 @@ impl<'v> Fields<'v> {
             Value::Null => None,
             other => {
                 let wanted = format!("a mapping with fields {}", known.join(", "));
-                errors.push(place, format!("expected {wanted}, found {}", kind_of(other)));
+                errors.push(
+                    place,
+                    format!("expected {wanted}, found {}", kind_of(other)),
+                );
                 return None;
             }
         };
@@ -395,7 +397,12 @@ impl<'v> Fields<'v> {
                 }
             },
             other => {
-                self.wrong_type(key, "a duration such as \"250ms\", \"5s\" or \"1m\"", other, errors);
+                self.wrong_type(
+                    key,
+                    "a duration such as \"250ms\", \"5s\" or \"1m\"",
+                    other,
+                    errors,
+                );
                 None
             }
         }

@@ -79,8 +79,24 @@ pub enum DocumentError {
 pub struct Document {
     /// The value tree.
     pub value: Value,
-    /// The place of each repeated key, such as `pipelines.hello`, in document order.
-    pub duplicate_keys: Vec<String>,
+    /// Each repeated key, in document order.
+    pub duplicate_keys: Vec<DuplicateKey>,
+}
+
+/// A key that appeared more than once in one mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// The place of the mapping, such as `pipelines` (empty for the top level).
+    pub mapping: String,
+    /// The repeated key.
+    pub key: String,
+}
+
+impl DuplicateKey {
+    /// The place of the repeated key, such as `pipelines.hello`.
+    pub fn place(&self) -> String {
+        place::key(&self.mapping, &self.key)
+    }
 }
 
 /// Parses `bytes` as a YAML or JSON document into a value tree, within `limits`.
@@ -136,7 +152,7 @@ struct Budget {
     max_depth: usize,
     /// The place being parsed, such as `modules[2].config`; kept only to name repeated keys.
     path: RefCell<String>,
-    duplicate_keys: RefCell<Vec<String>>,
+    duplicate_keys: RefCell<Vec<DuplicateKey>>,
 }
 
 impl Budget {
@@ -316,8 +332,11 @@ impl<'de> Visitor<'de> for BoundedValue<'_> {
                 .budget
                 .within(Segment::Key(&key), || map.next_value_seed(item))?;
             if object.contains_key(&key) {
-                let here = place::key(&self.budget.path.borrow(), &key);
-                self.budget.duplicate_keys.borrow_mut().push(here);
+                let mapping = self.budget.path.borrow().clone();
+                self.budget
+                    .duplicate_keys
+                    .borrow_mut()
+                    .push(DuplicateKey { mapping, key });
             } else {
                 object.insert(key, value);
             }
@@ -370,14 +389,18 @@ mod tests {
             &DocumentLimits::default(),
         )
         .unwrap();
-        assert_eq!(doc.duplicate_keys, vec!["a", "b[0].c"]);
+        let places: Vec<String> = doc.duplicate_keys.iter().map(DuplicateKey::place).collect();
+        assert_eq!(places, vec!["a", "b[0].c"]);
         assert_eq!(doc.value["a"], 1);
     }
 
     #[test]
     fn empty_documents_are_refused() {
         assert_eq!(parse("").unwrap_err(), DocumentError::Empty);
-        assert_eq!(parse("# only a comment\n").unwrap_err(), DocumentError::Empty);
+        assert_eq!(
+            parse("# only a comment\n").unwrap_err(),
+            DocumentError::Empty
+        );
     }
 
     #[test]
@@ -419,6 +442,12 @@ mod tests {
             ..DocumentLimits::default()
         };
         let err = parse_document(b"a: 123456789012", &limits).unwrap_err();
-        assert_eq!(err, DocumentError::TooLarge { size: 15, limit: 10 });
+        assert_eq!(
+            err,
+            DocumentError::TooLarge {
+                size: 15,
+                limit: 10
+            }
+        );
     }
 }

@@ -65,7 +65,12 @@ pub(crate) fn expand_str(
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
             let Some(close) = body.find('}') else {
-                errors.push(at, format!("unterminated \"${{\" in {text:?} (write ${{NAME}}, or $$ for a literal $)"));
+                errors.push(
+                    at,
+                    format!(
+                        "unterminated \"${{\" in {text:?} (write ${{NAME}}, or $$ for a literal $)"
+                    ),
+                );
                 return text.to_owned();
             };
             let reference = &body[..close];
@@ -114,7 +119,11 @@ mod tests {
         };
         let mut errors = ConfigErrors::default();
         let out = expand_str(text, "here", &env, &mut errors);
-        if errors.is_empty() { Ok(out) } else { Err(errors.to_string()) }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors.to_string())
+        }
     }
 
     #[test]
@@ -123,7 +132,10 @@ mod tests {
         assert_eq!(expand("${PORT:-9090}").unwrap(), "9090");
         assert_eq!(expand("${EMPTY:-x}").unwrap(), "x");
         assert_eq!(expand("${EMPTY}").unwrap(), "");
-        assert_eq!(expand("cost $5 and $${HOST}").unwrap(), "cost $5 and ${HOST}");
+        assert_eq!(
+            expand("cost $5 and $${HOST}").unwrap(),
+            "cost $5 and ${HOST}"
+        );
     }
 
     #[test]
@@ -137,6 +149,10 @@ mod tests {
     #[test]
     fn malformed_references_are_errors() {
         assert!(expand("${HOST").unwrap_err().contains("unterminated"));
-        assert!(expand("${1A}").unwrap_err().contains("invalid variable name"));
+        assert!(
+            expand("${1A}")
+                .unwrap_err()
+                .contains("invalid variable name")
+        );
     }
 }

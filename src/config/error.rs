@@ -152,20 +152,31 @@ pub(crate) fn did_you_mean<'a>(
         .map(|(_, candidate)| candidate)
 }
 
-/// Levenshtein distance over chars; inputs here are short field and type names.
+/// Edit distance over chars where an adjacent transposition counts as one edit (optimal string
+/// alignment), so `wbe` is one typo away from `web`. Inputs are short field and type names.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
+    let mut table = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in table.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for (j, cell) in table[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (table[i - 1][j] + 1)
+                .min(table[i][j - 1] + 1)
+                .min(table[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(table[i - 2][j - 2] + 1);
+            }
+            table[i][j] = best;
+        }
+    }
+    table[a.len()][b.len()]
 }
 
 /// `unknown X "name" (did you mean "y"?) (valid: a, b, c)`: the one shape of every
@@ -184,7 +195,9 @@ pub(crate) fn unknown_name<'a>(
     };
     match did_you_mean(input, valid) {
         Some(suggestion) => {
-            format!("unknown {what} {input:?} (did you mean {suggestion:?}?; {valid_label}: {listed})")
+            format!(
+                "unknown {what} {input:?} (did you mean {suggestion:?}?; {valid_label}: {listed})"
+            )
         }
         None => format!("unknown {what} {input:?} ({valid_label}: {listed})"),
     }
@@ -198,6 +211,7 @@ mod tests {
     fn suggests_close_names_only() {
         assert_eq!(did_you_mean("adress", ["address", "port"]), Some("address"));
         assert_eq!(did_you_mean("zzzzzz", ["address", "port"]), None);
+        assert_eq!(did_you_mean("wbe", ["web", "db"]), Some("web"));
     }
 
     #[test]

@@ -44,12 +44,12 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use decode::parse_duration;
-pub use document::{Document, DocumentError, DocumentLimits, parse_document};
+pub use document::{Document, DocumentError, DocumentLimits, DuplicateKey, parse_document};
 pub use env::{EnvLookup, process_env};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
-pub use resolved::{ReloadSettings, RestartSettings, Resolved, RuntimeSettings, resolve};
 pub(crate) use resolved::resolve_collecting;
+pub use resolved::{ReloadSettings, Resolved, RestartSettings, RuntimeSettings, resolve};
 
 pub(crate) use error::{place, unknown_name};
 pub(crate) use validate::{module_place, start_order};
@@ -106,20 +106,26 @@ impl Config {
     ) -> Result<(Config, ConfigErrors), DocumentError> {
         let document = parse_document(bytes, limits)?;
         let mut errors = ConfigErrors::default();
-        let config = Self::decode_collecting(&document.value, &document.duplicate_keys, &mut errors);
+        let config =
+            Self::decode_collecting(&document.value, &document.duplicate_keys, &mut errors);
         Ok((config, errors))
     }
 
     fn decode_collecting(
         value: &serde_json::Value,
-        duplicate_keys: &[String],
+        duplicate_keys: &[DuplicateKey],
         errors: &mut ConfigErrors,
     ) -> Config {
-        for at in duplicate_keys {
-            errors.push(
-                at.clone(),
-                "duplicate key: this name appears more than once in the same mapping",
-            );
+        for duplicate in duplicate_keys {
+            let message = match duplicate.mapping.as_str() {
+                "pipelines" => format!(
+                    "duplicate pipeline name {:?} (each pipeline name may appear once)",
+                    duplicate.key
+                ),
+                "" => format!("duplicate top-level field {:?}", duplicate.key),
+                _ => format!("duplicate key {:?} in the same mapping", duplicate.key),
+            };
+            errors.push(duplicate.place(), message);
         }
         let config = decode::decode(value, errors);
         validate::check_structure(&config, errors);

@@ -103,9 +103,15 @@ impl RuntimeSettings {
         Self {
             reload: ReloadSettings {
                 mode: reload.mode.unwrap_or(defaults.reload.mode),
-                drain_timeout: reload.drain_timeout.unwrap_or(defaults.reload.drain_timeout),
-                build_timeout: reload.build_timeout.unwrap_or(defaults.reload.build_timeout),
-                start_timeout: reload.start_timeout.unwrap_or(defaults.reload.start_timeout),
+                drain_timeout: reload
+                    .drain_timeout
+                    .unwrap_or(defaults.reload.drain_timeout),
+                build_timeout: reload
+                    .build_timeout
+                    .unwrap_or(defaults.reload.build_timeout),
+                start_timeout: reload
+                    .start_timeout
+                    .unwrap_or(defaults.reload.start_timeout),
                 stop_timeout: reload.stop_timeout.unwrap_or(defaults.reload.stop_timeout),
                 probation: reload.probation,
             },
@@ -160,7 +166,13 @@ pub(crate) fn resolve_collecting(
     let mut failed = false;
     for (i, module) in resolved.modules.iter_mut().enumerate() {
         let at = place::named_item("modules", i, Some(&module.name));
-        module.config = expand_tracked(&module.config, &place::field(&at, "config"), env, errors, &mut failed);
+        module.config = expand_tracked(
+            &module.config,
+            &place::field(&at, "config"),
+            env,
+            errors,
+            &mut failed,
+        );
         if failed {
             unexpanded.modules.insert(i);
         }
@@ -177,8 +189,13 @@ pub(crate) fn resolve_collecting(
         let steps_at = place::field(&at, "steps");
         for (i, step) in pipeline.steps.iter_mut().enumerate() {
             let step_at = place::named_item(&steps_at, i, Some(&step.name));
-            step.config =
-                expand_tracked(&step.config, &place::field(&step_at, "config"), env, errors, &mut failed);
+            step.config = expand_tracked(
+                &step.config,
+                &place::field(&step_at, "config"),
+                env,
+                errors,
+                &mut failed,
+            );
             if failed {
                 unexpanded.steps.insert((p, i));
             }
@@ -187,7 +204,13 @@ pub(crate) fn resolve_collecting(
     let mut plugin_restarts = Vec::with_capacity(resolved.plugins.len());
     for (i, plugin) in resolved.plugins.iter_mut().enumerate() {
         let at = place::named_item("plugins", i, Some(&plugin.name));
-        plugin.config = expand_tracked(&plugin.config, &place::field(&at, "config"), env, errors, &mut failed);
+        plugin.config = expand_tracked(
+            &plugin.config,
+            &place::field(&at, "config"),
+            env,
+            errors,
+            &mut failed,
+        );
         if failed {
             unexpanded.plugins.insert(i);
         }
@@ -204,7 +227,10 @@ pub(crate) fn resolve_collecting(
             );
         }
         if restart.within.is_zero() {
-            errors.push(place::field(&restart_at, "within"), "must be longer than zero");
+            errors.push(
+                place::field(&restart_at, "within"),
+                "must be longer than zero",
+            );
         }
         plugin_restarts.push(restart);
     }
@@ -215,7 +241,10 @@ pub(crate) fn resolve_collecting(
         ("stopTimeout", settings.reload.stop_timeout),
     ] {
         if value.is_zero() {
-            errors.push(format!("runtime.reload.{field}"), "must be longer than zero");
+            errors.push(
+                format!("runtime.reload.{field}"),
+                "must be longer than zero",
+            );
         }
     }
     let resolved = Resolved {

@@ -118,7 +118,8 @@ fn dependency_cycles(modules: &[ModuleSpec]) -> Vec<Vec<usize>> {
                     }
                     Mark::OnStack => {
                         let start = stack.iter().position(|&(n, _)| n == target).unwrap_or(0);
-                        let mut cycle: Vec<usize> = stack[start..].iter().map(|&(n, _)| n).collect();
+                        let mut cycle: Vec<usize> =
+                            stack[start..].iter().map(|&(n, _)| n).collect();
                         let lowest = cycle
                             .iter()
                             .enumerate()

@@ -73,20 +73,20 @@ impl HttpRouter {
         pipeline: Arc<Pipeline>,
     ) -> Result<(), String> {
         let segments: Vec<PathSegment> = split_path(path)
-            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => PathSegment::Param(name.to_owned()),
-                None => PathSegment::Literal(s.to_owned()),
-            })
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) => PathSegment::Param(name.to_owned()),
+                    None => PathSegment::Literal(s.to_owned()),
+                },
+            )
             .collect();
         let server = self
             .servers
             .entry(key.clone())
             .or_insert_with(|| ServerRoutes { routes: Vec::new() });
-        if let Some(existing) = server
-            .routes
-            .iter()
-            .find(|r| r.segments == segments && (r.method == method || r.method == "*" || method == "*"))
-        {
+        if let Some(existing) = server.routes.iter().find(|r| {
+            r.segments == segments && (r.method == method || r.method == "*" || method == "*")
+        }) {
             return Err(existing.pipeline.name().to_owned());
         }
         server.routes.push(Route {
@@ -117,7 +117,12 @@ impl HttpRouter {
     }
 
     /// Answers `request`, which arrived on listener `key`.
-    pub(crate) async fn serve(&self, key: &ListenerKey, request: HttpRequest, services: &Services) -> HttpResponse {
+    pub(crate) async fn serve(
+        &self,
+        key: &ListenerKey,
+        request: HttpRequest,
+        services: &Services,
+    ) -> HttpResponse {
         let method = request.method().as_str().to_owned();
         let path = request.uri().path().to_owned();
         let (pipeline, params) = match self.find(key, &method, &path) {
@@ -154,11 +159,18 @@ impl HttpRouter {
                 Some(response) => pipeline_response(response),
                 None => json_response(StatusCode::OK, &execution.output()),
             },
-            Err(ExecuteError::StepFailed { pipeline, step, message }) => json_response(
+            Err(ExecuteError::StepFailed {
+                pipeline,
+                step,
+                message,
+            }) => json_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &json!({"error": message, "pipeline": pipeline, "step": step}),
             ),
-            Err(other) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": other.to_string()})),
+            Err(other) => json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"error": other.to_string()}),
+            ),
         }
     }
 }
@@ -187,7 +199,10 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Builds the pipeline input from a request.
-async fn request_input(request: HttpRequest, params: Map<String, Value>) -> Result<Value, HttpResponse> {
+async fn request_input(
+    request: HttpRequest,
+    params: Map<String, Value>,
+) -> Result<Value, HttpResponse> {
     let (parts, body) = request.into_parts();
     let mut query = Map::new();
     if let Some(raw) = parts.uri.query() {
@@ -220,21 +235,27 @@ async fn request_input(request: HttpRequest, params: Map<String, Value>) -> Resu
     let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) => {
-            let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let too_large = error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
             return Err(if too_large {
                 json_response(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &json!({"error": format!("request body is over the limit of {MAX_BODY_BYTES} bytes")}),
                 )
             } else {
-                json_response(StatusCode::BAD_REQUEST, &json!({"error": format!("could not read the request body: {error}")}))
+                json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": format!("could not read the request body: {error}")}),
+                )
             });
         }
     };
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
     Ok(json!({
         "method": parts.method.as_str(),
@@ -261,7 +282,10 @@ fn pipeline_response(output: &Value) -> HttpResponse {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(text)) {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(text),
+            ) {
                 response.headers_mut().insert(name, value);
             }
         }

@@ -69,7 +69,8 @@ pub use services::Services;
 pub use settings::decode_settings;
 pub use step::{Step, StepBuild, StepContext, StepFactory};
 pub use trigger::{
-    HttpRoute, PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerFactory, TriggerTask,
+    HttpRoute, PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerFactory,
+    TriggerTask,
 };
 
 pub(crate) use error::panic_message;
@@ -145,7 +146,13 @@ impl Engine {
     /// Builds an engine for use on its own, with the process environment and a private
     /// listener pool. No outside effects.
     pub async fn build(config: &Config, registry: &Registry) -> Result<Engine, BuildError> {
-        Self::build_with(Arc::new(config.clone()), registry, Services::standalone(), &process_env).await
+        Self::build_with(
+            Arc::new(config.clone()),
+            registry,
+            Services::standalone(),
+            &process_env,
+        )
+        .await
     }
 
     /// Builds an engine with the given services and environment. No outside effects.
@@ -204,7 +211,10 @@ impl Engine {
         // An engine used on its own serves its own listeners; in a runtime the pool already
         // routes to whichever engine is live.
         let weak = Arc::downgrade(&inner);
-        inner.services.listeners().set_dispatch(Arc::new(OwnDispatch(weak)));
+        inner
+            .services
+            .listeners()
+            .set_dispatch(Arc::new(OwnDispatch(weak)));
         Ok(Engine { inner })
     }
 
@@ -339,7 +349,11 @@ impl Engine {
         self.stop(deadline).await
     }
 
-    async fn stop_modules(&self, lifecycle: &mut Lifecycle, deadline: Instant) -> Result<(), StopError> {
+    async fn stop_modules(
+        &self,
+        lifecycle: &mut Lifecycle,
+        deadline: Instant,
+    ) -> Result<(), StopError> {
         let mut failures = Vec::new();
         while lifecycle.started > 0 {
             lifecycle.started -= 1;
@@ -361,7 +375,11 @@ impl Engine {
             tracing::warn!(module = %module.name, error = %message, "module failed to stop");
             failures.push((module.name.clone(), message));
         }
-        if failures.is_empty() { Ok(()) } else { Err(StopError { failures }) }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(StopError { failures })
+        }
     }
 
     /// Runs the pipeline `name` with `input` as `request`, and returns the last step's output.
@@ -371,17 +389,19 @@ impl Engine {
 
     /// Runs the pipeline `name` and returns every step's output.
     pub async fn run(&self, name: &str, input: &Value) -> Result<Execution, ExecuteError> {
-        let pipeline = self.pipeline(name).ok_or_else(|| ExecuteError::UnknownPipeline {
-            name: name.to_owned(),
-            available: self
-                .inner
-                .plan
-                .pipelines
-                .iter()
-                .map(|p| p.name())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        let pipeline = self
+            .pipeline(name)
+            .ok_or_else(|| ExecuteError::UnknownPipeline {
+                name: name.to_owned(),
+                available: self
+                    .inner
+                    .plan
+                    .pipelines
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
         pipeline.run(input, &self.inner.services).await
     }
 
@@ -391,7 +411,11 @@ impl Engine {
 
     /// Answers an HTTP request that arrived on listener `key`.
     pub async fn serve_http(&self, key: &ListenerKey, request: HttpRequest) -> HttpResponse {
-        self.inner.plan.router.serve(key, request, &self.inner.services).await
+        self.inner
+            .plan
+            .router
+            .serve(key, request, &self.inner.services)
+            .await
     }
 
     /// The modules in start order, with their state and details.
@@ -438,7 +462,11 @@ impl Engine {
 struct OwnDispatch(Weak<EngineInner>);
 
 impl HttpDispatch for OwnDispatch {
-    fn dispatch(&self, listener: &ListenerKey, request: HttpRequest) -> BoxFuture<'static, HttpResponse> {
+    fn dispatch(
+        &self,
+        listener: &ListenerKey,
+        request: HttpRequest,
+    ) -> BoxFuture<'static, HttpResponse> {
         let engine = self.0.upgrade().map(|inner| Engine { inner });
         let listener = listener.clone();
         Box::pin(async move {

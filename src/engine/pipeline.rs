@@ -78,7 +78,9 @@ impl Pipeline {
             match result {
                 Ok(Ok(output)) => outputs.push(output),
                 Ok(Err(error)) => return Err(failed(error.0)),
-                Err(panic) => return Err(failed(format!("step panicked: {}", panic_message(&*panic)))),
+                Err(panic) => {
+                    return Err(failed(format!("step panicked: {}", panic_message(&*panic))));
+                }
             }
             if step.step.is_response() {
                 response = Some(position);

@@ -21,8 +21,8 @@ use super::template::TemplateScope;
 use super::trigger::{TriggerBinding, TriggerBuild, TriggerTask};
 use crate::builtin::HttpServer;
 use crate::config::{
-    Config, ConfigErrors, EnvLookup, Resolved, module_place, place, resolve_collecting, start_order,
-    unknown_name,
+    Config, ConfigErrors, EnvLookup, Resolved, module_place, place, resolve_collecting,
+    start_order, unknown_name,
 };
 use crate::net::ListenerKey;
 use crate::registry::Registry;
@@ -60,7 +60,10 @@ pub(crate) struct Plan {
 }
 
 /// Runs `construct`, turning a panic into an error message.
-fn guarded<T>(what: &str, construct: impl FnOnce() -> Result<T, ConfigErrors>) -> Result<T, ConfigErrors> {
+fn guarded<T>(
+    what: &str,
+    construct: impl FnOnce() -> Result<T, ConfigErrors>,
+) -> Result<T, ConfigErrors> {
     std::panic::catch_unwind(AssertUnwindSafe(construct)).unwrap_or_else(|panic| {
         Err(ConfigErrors::from(crate::config::ConfigError::new(
             what,
@@ -87,7 +90,12 @@ pub(crate) fn plan(
         let Some(factory) = registry.module_factory(&module.type_name) else {
             errors.push(
                 place::field(&at, "type"),
-                unknown_name("module type", &module.type_name, "registered", registry.module_types()),
+                unknown_name(
+                    "module type",
+                    &module.type_name,
+                    "registered",
+                    registry.module_types(),
+                ),
             );
             built.push(None);
             continue;
@@ -117,15 +125,24 @@ pub(crate) fn plan(
     let mut router = HttpRouter::default();
     let mut addresses: HashMap<ListenerKey, &str> = HashMap::new();
     for (i, module) in built.iter().enumerate() {
-        let Some(server) = module.as_deref().and_then(|m| (m as &dyn Any).downcast_ref::<HttpServer>()) else {
+        let Some(server) = module
+            .as_deref()
+            .and_then(|m| (m as &dyn Any).downcast_ref::<HttpServer>())
+        else {
             continue;
         };
         let name = config.modules[i].name.as_str();
+        if servers.contains_key(name) {
+            continue; // a duplicate module name, already reported
+        }
         let key = server.key().clone();
         if let Some(other) = addresses.insert(key.clone(), name) {
             errors.push(
                 place::field(&place::field(&module_place(config, i), "config"), "address"),
-                format!("address {} is already used by module {other:?}", key.address),
+                format!(
+                    "address {} is already used by module {other:?}",
+                    key.address
+                ),
             );
         }
         router.add_server(key.clone());
@@ -154,7 +171,12 @@ pub(crate) fn plan(
             let Some(factory) = registry.step_factory(&step.type_name) else {
                 errors.push(
                     place::field(&step_at, "type"),
-                    unknown_name("step type", &step.type_name, "registered", registry.step_types()),
+                    unknown_name(
+                        "step type",
+                        &step.type_name,
+                        "registered",
+                        registry.step_types(),
+                    ),
                 );
                 continue;
             };
@@ -189,7 +211,12 @@ pub(crate) fn plan(
             match registry.trigger_factory(&trigger.type_name) {
                 None => errors.push(
                     place::field(&trigger_at, "type"),
-                    unknown_name("trigger type", &trigger.type_name, "registered", registry.trigger_types()),
+                    unknown_name(
+                        "trigger type",
+                        &trigger.type_name,
+                        "registered",
+                        registry.trigger_types(),
+                    ),
                 ),
                 Some(_) if broken.triggers.contains(&p) => {}
                 Some(factory) => {
@@ -200,9 +227,15 @@ pub(crate) fn plan(
                         place: &config_at,
                     };
                     match guarded(&config_at, || factory.build(&build)) {
-                        Ok(TriggerBinding::Http(route)) => match servers.get(route.server.as_str()) {
+                        Ok(TriggerBinding::Http(route)) => match servers.get(route.server.as_str())
+                        {
                             Some(key) => {
-                                if let Err(other) = router.add_route(key, &route.method, &route.path, pipeline.clone()) {
+                                if let Err(other) = router.add_route(
+                                    key,
+                                    &route.method,
+                                    &route.path,
+                                    pipeline.clone(),
+                                ) {
                                     errors.push(
                                         config_at.clone(),
                                         format!(
@@ -213,7 +246,8 @@ pub(crate) fn plan(
                                 }
                             }
                             None => {
-                                let known_module = config.modules.iter().any(|m| m.name == route.server);
+                                let known_module =
+                                    config.modules.iter().any(|m| m.name == route.server);
                                 let message = if known_module {
                                     format!(
                                         "module {:?} is not an http.server (servers: {})",

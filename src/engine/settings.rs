@@ -12,8 +12,15 @@ use crate::config::{ConfigError, ConfigErrors, place};
 pub fn decode_settings<T: DeserializeOwned>(config: &Value, at: &str) -> Result<T, ConfigErrors> {
     serde_path_to_error::deserialize(config).map_err(|e| {
         let path = e.path().to_string();
-        let here = if path == "." { at.to_owned() } else { place::field(at, &path) };
-        ConfigErrors::from(ConfigError::new(here, e.into_inner().to_string().replace('`', "\"")))
+        let here = if path == "." {
+            at.to_owned()
+        } else {
+            place::field(at, &path)
+        };
+        ConfigErrors::from(ConfigError::new(
+            here,
+            e.into_inner().to_string().replace('`', "\""),
+        ))
     })
 }
 
@@ -39,11 +46,20 @@ mod tests {
 
     #[test]
     fn errors_name_the_nested_field() {
-        let err = decode_settings::<Server>(&json!({"address": "x", "limits": {"body": "big"}}), "m.config")
-            .unwrap_err();
-        assert_eq!(err.to_string(), "m.config.limits.body: invalid type: string \"big\", expected u32");
+        let err = decode_settings::<Server>(
+            &json!({"address": "x", "limits": {"body": "big"}}),
+            "m.config",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.config.limits.body: invalid type: string \"big\", expected u32"
+        );
         let err = decode_settings::<Server>(&json!({"adress": "x"}), "m.config").unwrap_err();
-        assert_eq!(err.to_string(), "m.config.adress: unknown field \"adress\", expected \"address\" or \"limits\"");
+        assert_eq!(
+            err.to_string(),
+            "m.config.adress: unknown field \"adress\", expected \"address\" or \"limits\""
+        );
         let err = decode_settings::<Server>(&json!({}), "m.config").unwrap_err();
         assert_eq!(err.to_string(), "m.config: missing field \"address\"");
     }

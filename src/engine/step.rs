@@ -72,7 +72,8 @@ impl StepBuild<'_> {
 
     /// Compiles the templates in `value`, found at `field` under this step's config.
     pub fn template(&self, field: &str, value: &Value) -> Result<Template, ConfigErrors> {
-        Template::compile(value, &place::field(self.place, field), &self.templates).map_err(Into::into)
+        Template::compile(value, &place::field(self.place, field), &self.templates)
+            .map_err(Into::into)
     }
 }
 

@@ -72,7 +72,11 @@ enum Root {
 
 impl Template {
     /// Compiles `value`, reporting the first problem with its place under `at`.
-    pub fn compile(value: &Value, at: &str, scope: &TemplateScope<'_>) -> Result<Template, ConfigError> {
+    pub fn compile(
+        value: &Value,
+        at: &str,
+        scope: &TemplateScope<'_>,
+    ) -> Result<Template, ConfigError> {
         Ok(match value {
             Value::String(s) => compile_string(s, at, scope)?,
             Value::Array(items) => {
@@ -91,10 +95,14 @@ impl Template {
                 let compiled = map
                     .iter()
                     .map(|(key, item)| {
-                        Template::compile(item, &place::key(at, key), scope).map(|t| (key.clone(), t))
+                        Template::compile(item, &place::key(at, key), scope)
+                            .map(|t| (key.clone(), t))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                if compiled.iter().all(|(_, t)| matches!(t, Template::Literal(_))) {
+                if compiled
+                    .iter()
+                    .all(|(_, t)| matches!(t, Template::Literal(_)))
+                {
                     Template::Literal(value.clone())
                 } else {
                     Template::Mapping(compiled)
@@ -160,7 +168,11 @@ impl Path {
     }
 }
 
-fn compile_string(text: &str, at: &str, scope: &TemplateScope<'_>) -> Result<Template, ConfigError> {
+fn compile_string(
+    text: &str,
+    at: &str,
+    scope: &TemplateScope<'_>,
+) -> Result<Template, ConfigError> {
     if !text.contains("{{") {
         return Ok(Template::Literal(Value::String(text.to_owned())));
     }
@@ -177,7 +189,11 @@ fn compile_string(text: &str, at: &str, scope: &TemplateScope<'_>) -> Result<Tem
                 format!("unterminated \"{{{{\" in template {text:?} (close it with \"}}}}\")"),
             ));
         };
-        segments.push(Segment::Ref(compile_path(after[..close].trim(), at, scope)?));
+        segments.push(Segment::Ref(compile_path(
+            after[..close].trim(),
+            at,
+            scope,
+        )?));
         rest = &after[close + 2..];
     }
     if !rest.is_empty() {
@@ -189,7 +205,11 @@ fn compile_string(text: &str, at: &str, scope: &TemplateScope<'_>) -> Result<Tem
     })
 }
 
-fn compile_path(expression: &str, at: &str, scope: &TemplateScope<'_>) -> Result<Path, ConfigError> {
+fn compile_path(
+    expression: &str,
+    at: &str,
+    scope: &TemplateScope<'_>,
+) -> Result<Path, ConfigError> {
     let mut parts = Vec::new();
     for dotted in expression.split('.') {
         // `items[0][1]` is `items`, `0`, `1`.
@@ -199,19 +219,27 @@ fn compile_path(expression: &str, at: &str, scope: &TemplateScope<'_>) -> Result
         piece = &piece[head_end..];
         while let Some(inner) = piece.strip_prefix('[') {
             let Some(close) = inner.find(']') else {
-                return Err(ConfigError::new(at, format!("unclosed \"[\" in template path {expression:?}")));
+                return Err(ConfigError::new(
+                    at,
+                    format!("unclosed \"[\" in template path {expression:?}"),
+                ));
             };
             parts.push(inner[..close].trim().to_owned());
             piece = &inner[close + 1..];
         }
         if !piece.is_empty() {
-            return Err(ConfigError::new(at, format!("unexpected {piece:?} in template path {expression:?}")));
+            return Err(ConfigError::new(
+                at,
+                format!("unexpected {piece:?} in template path {expression:?}"),
+            ));
         }
     }
     if parts.iter().any(String::is_empty) {
         return Err(ConfigError::new(
             at,
-            format!("empty name in template path {expression:?} (write {{{{ request.query.name }}}} or {{{{ step.field }}}})"),
+            format!(
+                "empty name in template path {expression:?} (write {{{{ request.query.name }}}} or {{{{ step.field }}}})"
+            ),
         ));
     }
     let root_name = parts.remove(0);
@@ -222,10 +250,13 @@ fn compile_path(expression: &str, at: &str, scope: &TemplateScope<'_>) -> Result
     } else if scope.later_steps.contains(&root_name) {
         return Err(ConfigError::new(
             at,
-            format!("template refers to step {root_name:?}, which runs after this one; only request and earlier steps can be used"),
+            format!(
+                "template refers to step {root_name:?}, which runs after this one; only request and earlier steps can be used"
+            ),
         ));
     } else {
-        let roots = std::iter::once("request").chain(scope.earlier_steps.iter().map(String::as_str));
+        let roots =
+            std::iter::once("request").chain(scope.earlier_steps.iter().map(String::as_str));
         return Err(ConfigError::new(
             at,
             unknown_name("template reference", &root_name, "available", roots),
@@ -242,16 +273,30 @@ mod tests {
     fn compile(value: Value, earlier: &[&str]) -> Result<Template, ConfigError> {
         let earlier: Vec<String> = earlier.iter().map(|s| (*s).to_owned()).collect();
         let later = vec!["after".to_owned()];
-        Template::compile(&value, "cfg", &TemplateScope { earlier_steps: &earlier, later_steps: &later })
+        Template::compile(
+            &value,
+            "cfg",
+            &TemplateScope {
+                earlier_steps: &earlier,
+                later_steps: &later,
+            },
+        )
     }
 
     fn render(t: &Template, request: Value, outputs: &[Value]) -> Value {
-        t.render(&RenderScope { request: &request, outputs })
+        t.render(&RenderScope {
+            request: &request,
+            outputs,
+        })
     }
 
     #[test]
     fn whole_templates_keep_the_json_type() {
-        let t = compile(json!({"n": "{{ calc.n }}", "list": "{{request.items}}"}), &["calc"]).unwrap();
+        let t = compile(
+            json!({"n": "{{ calc.n }}", "list": "{{request.items}}"}),
+            &["calc"],
+        )
+        .unwrap();
         let out = render(&t, json!({"items": [1, 2]}), &[json!({"n": 42})]);
         assert_eq!(out, json!({"n": 42, "list": [1, 2]}));
     }
@@ -259,7 +304,10 @@ mod tests {
     #[test]
     fn text_templates_interpolate_and_missing_is_empty() {
         let t = compile(json!("hello {{ request.query.name }}!"), &[]).unwrap();
-        assert_eq!(render(&t, json!({"query": {"name": "ada"}}), &[]), json!("hello ada!"));
+        assert_eq!(
+            render(&t, json!({"query": {"name": "ada"}}), &[]),
+            json!("hello ada!")
+        );
         assert_eq!(render(&t, json!({"query": {}}), &[]), json!("hello !"));
         let whole = compile(json!("{{ request.nope }}"), &[]).unwrap();
         assert_eq!(render(&whole, json!({}), &[]), Value::Null);
@@ -268,13 +316,20 @@ mod tests {
     #[test]
     fn indexes_walk_lists() {
         let t = compile(json!("{{ s.items[1].id }}/{{ s.items.0.id }}"), &["s"]).unwrap();
-        let out = render(&t, json!({}), &[json!({"items": [{"id": "a"}, {"id": "b"}]})]);
+        let out = render(
+            &t,
+            json!({}),
+            &[json!({"items": [{"id": "a"}, {"id": "b"}]})],
+        );
         assert_eq!(out, json!("b/a"));
     }
 
     #[test]
     fn literals_stay_literal() {
-        assert_eq!(compile(json!({"a": [1, "x"]}), &[]).unwrap(), Template::Literal(json!({"a": [1, "x"]})));
+        assert_eq!(
+            compile(json!({"a": [1, "x"]}), &[]).unwrap(),
+            Template::Literal(json!({"a": [1, "x"]}))
+        );
     }
 
     #[test]

@@ -35,7 +35,11 @@ pub type HttpResponse = hyper::Response<Full<Bytes>>;
 /// Routes each request that arrives on a pooled listener.
 pub trait HttpDispatch: Send + Sync + 'static {
     /// Answers `request`, which arrived on the listener known as `listener`.
-    fn dispatch(&self, listener: &ListenerKey, request: HttpRequest) -> BoxFuture<'static, HttpResponse>;
+    fn dispatch(
+        &self,
+        listener: &ListenerKey,
+        request: HttpRequest,
+    ) -> BoxFuture<'static, HttpResponse>;
 }
 
 /// How the pool tells listeners apart: the configured address, and for port 0 (an ephemeral
@@ -173,7 +177,12 @@ impl ListenerPool {
     /// Closes every listener now, whoever holds leases on it, finishing connections until
     /// `deadline`. For shutdown.
     pub async fn close_all(&self, deadline: Instant) {
-        let listeners: Vec<_> = self.lock().listeners.drain().map(|(_, e)| e.listener).collect();
+        let listeners: Vec<_> = self
+            .lock()
+            .listeners
+            .drain()
+            .map(|(_, e)| e.listener)
+            .collect();
         futures::future::join_all(listeners.iter().map(|l| l.close(deadline))).await;
     }
 
@@ -316,7 +325,9 @@ impl ServedListener {
             let hint = match e.kind() {
                 std::io::ErrorKind::AddrInUse => " (the address is in use by another process)",
                 std::io::ErrorKind::AddrNotAvailable => " (no local interface has this address)",
-                std::io::ErrorKind::PermissionDenied => " (permission denied; ports below 1024 need privileges)",
+                std::io::ErrorKind::PermissionDenied => {
+                    " (permission denied; ports below 1024 need privileges)"
+                }
                 _ => "",
             };
             std::io::Error::new(e.kind(), format!("cannot bind {}: {e}{hint}", key.address))

@@ -1,0 +1,38 @@
+//! `swapvisor types`: what can be used in a config.
+
+use serde_json::json;
+use swapvisor::Registry;
+
+use super::EXIT_OK;
+
+pub fn types(as_json: bool) -> u8 {
+    let registry = Registry::with_builtins();
+    let sections = [
+        ("module", registry.module_types()),
+        ("step", registry.step_types()),
+        ("trigger", registry.trigger_types()),
+    ];
+    if as_json {
+        let listed = |kind: &str, names: &[&str]| {
+            names
+                .iter()
+                .map(|name| json!({"type": name, "contributor": registry.contributor_of(kind, name)}))
+                .collect::<Vec<_>>()
+        };
+        let out = json!({
+            "moduleTypes": listed("module", &sections[0].1),
+            "stepTypes": listed("step", &sections[1].1),
+            "triggerTypes": listed("trigger", &sections[2].1),
+        });
+        println!("{out}");
+        return EXIT_OK;
+    }
+    for (kind, names) in &sections {
+        println!("{kind} types:");
+        for name in names {
+            let contributor = registry.contributor_of(kind, name).unwrap_or("?");
+            println!("  {name:<22} ({contributor})");
+        }
+    }
+    EXIT_OK
+}

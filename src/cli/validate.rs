@@ -1,0 +1,42 @@
+//! `swapvisor validate CONFIG`: build without starting, print the verdict as JSON.
+
+use std::path::Path;
+
+use swapvisor::config::{DocumentLimits, process_env, read_file};
+use swapvisor::engine::{BuildError, Services};
+use swapvisor::{Engine, Registry, TryActivateResult};
+
+use super::{EXIT_INVALID, EXIT_OK};
+
+pub async fn validate(path: &Path) -> u8 {
+    let registry = Registry::with_builtins();
+    let result = match read_file(path) {
+        Err(error) => TryActivateResult::failed(&BuildError::from(error)),
+        Ok(source) => {
+            let limits = DocumentLimits::default();
+            let build = Engine::build_from_source(
+                &source,
+                &limits,
+                &registry,
+                Services::standalone(),
+                &process_env,
+            );
+            // Building has no outside effects, but a module may hang in it; bound the wait.
+            match tokio::time::timeout(std::time::Duration::from_secs(30), build).await {
+                Ok(Ok(engine)) => TryActivateResult::ok(&engine),
+                Ok(Err(error)) => TryActivateResult::failed(&error),
+                Err(_) => TryActivateResult::BuildFailed {
+                    error: "the build did not finish within 30s".to_owned(),
+                },
+            }
+        }
+    };
+    println!("{}", result.to_json());
+    match result {
+        TryActivateResult::BuildOk { .. } => EXIT_OK,
+        TryActivateResult::BuildFailed { error } => {
+            eprintln!("{}: {error}", path.display());
+            EXIT_INVALID
+        }
+    }
+}

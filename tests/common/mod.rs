@@ -1,0 +1,271 @@
+//! Helpers shared by the integration tests: a recording module type, an HTTP client, and a
+//! way to run the built binary and wait for it to come up.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use serde_json::Value;
+use swapvisor::Registry;
+use swapvisor::config::ConfigErrors;
+use swapvisor::engine::{Module, ModuleBuild, ModuleContext, ModuleError};
+use tokio::time::Instant;
+
+/// Every start and stop of `test.record` modules, in order, as "start a" / "stop a".
+pub type Journal = Arc<Mutex<Vec<String>>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RecordSettings {
+    #[serde(default)]
+    fail_start: bool,
+    #[serde(default)]
+    panic_start: bool,
+    #[serde(default)]
+    fail_stop: bool,
+}
+
+struct Recorder {
+    name: String,
+    settings: RecordSettings,
+    journal: Journal,
+}
+
+impl Module for Recorder {
+    fn start<'a>(&'a self, _context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
+        Box::pin(async move {
+            if self.settings.panic_start {
+                panic!("recorder {} panics on purpose", self.name);
+            }
+            if self.settings.fail_start {
+                self.journal
+                    .lock()
+                    .unwrap()
+                    .push(format!("fail {}", self.name));
+                return Err(ModuleError::new(format!("{} refuses to start", self.name)));
+            }
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("start {}", self.name));
+            Ok(())
+        })
+    }
+
+    fn stop(&self, _deadline: Instant) -> BoxFuture<'_, Result<(), ModuleError>> {
+        Box::pin(async move {
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("stop {}", self.name));
+            if self.settings.fail_stop {
+                return Err(ModuleError::new("refuses to stop"));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The built-in registry plus `test.record`, whose starts and stops land in the journal.
+pub fn recording_registry() -> (Registry, Journal) {
+    let journal: Journal = Arc::default();
+    let mut registry = Registry::with_builtins();
+    let shared = journal.clone();
+    registry
+        .contributing("tests", |r| {
+            r.register_module("test.record", move |build: &ModuleBuild<'_>| {
+                let settings: RecordSettings = build.settings()?;
+                Ok::<Box<dyn Module>, ConfigErrors>(Box::new(Recorder {
+                    name: build.name.to_owned(),
+                    settings,
+                    journal: shared.clone(),
+                }))
+            })
+        })
+        .unwrap();
+    (registry, journal)
+}
+
+/// A keep-alive HTTP client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends one request and returns the status and the JSON body (or the text as a JSON string).
+pub async fn request(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    body: &str,
+) -> Result<(u16, Value), String> {
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, json))
+}
+
+/// GET `url` on a fresh client.
+pub async fn get(url: &str) -> (u16, Value) {
+    request(&client(), "GET", url, "")
+        .await
+        .expect("request failed")
+}
+
+/// A running `swapvisor` process, killed when dropped.
+pub struct Swapvisor {
+    pub child: Child,
+    /// Lines the process wrote to stderr, as they arrive.
+    pub lines: std::sync::mpsc::Receiver<String>,
+    /// Everything read so far.
+    pub seen: Vec<String>,
+}
+
+impl Swapvisor {
+    /// Starts `swapvisor` with `args`.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts `swapvisor` with `args` and extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_swapvisor"));
+        command
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn swapvisor");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Swapvisor {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (up to `timeout`) for a stderr line containing `needle`, and returns it.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {timeout:?}; stderr so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the "swapvisor is up" line and returns the URL of the server named `server`.
+    pub fn wait_until_up(&mut self, server: &str) -> String {
+        let line = self.wait_for_line("swapvisor is up", Duration::from_secs(30));
+        let marker = format!("{server}=");
+        let start = line
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {marker} in {line}"))
+            + marker.len();
+        line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches('"')
+            .to_owned()
+    }
+
+    /// Sends a signal by name (TERM, HUP, INT).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits (up to `timeout`) for the process to exit, and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "swapvisor did not exit within {timeout:?}"
+            );
+            // Polling the child is the only portable way to wait with a bound.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Swapvisor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file in its own temporary folder, deleted when dropped.
+pub struct TempConfig {
+    pub dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+}
+
+impl TempConfig {
+    /// Writes `text` to `config.yaml` in a fresh temporary folder.
+    pub fn new(text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        TempConfig { dir, path }
+    }
+
+    /// The path as a string, for command lines.
+    pub fn as_str(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
