@@ -16,9 +16,15 @@ use swapvisor::{Config, Engine, Registry};
 /// A config with `modules` modules in a dependency chain, one http.server, and one routed
 /// pipeline per module.
 pub fn config_with_modules(modules: usize) -> String {
-    let mut yaml = String::from("modules:\n  - { name: web, type: http.server, config: { address: \"127.0.0.1:0\" } }\n");
+    let mut yaml = String::from(
+        "modules:\n  - { name: web, type: http.server, config: { address: \"127.0.0.1:0\" } }\n",
+    );
     for i in 0..modules {
-        let depends = if i == 0 { "web".to_owned() } else { format!("m{}", i - 1) };
+        let depends = if i == 0 {
+            "web".to_owned()
+        } else {
+            format!("m{}", i - 1)
+        };
         yaml.push_str(&format!(
             "  - {{ name: m{i}, type: fault.inject, config: {{ failOn: stop }}, dependsOn: [{depends}] }}\n"
         ));
@@ -45,9 +51,15 @@ fn build(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("build", size), &source, |b, source| {
             b.to_async(&runtime).iter(|| async {
-                Engine::build_from_source(source.as_bytes(), &limits, &registry, Services::standalone(), &process_env)
-                    .await
-                    .unwrap()
+                Engine::build_from_source(
+                    source.as_bytes(),
+                    &limits,
+                    &registry,
+                    Services::standalone(),
+                    &process_env,
+                )
+                .await
+                .unwrap()
             })
         });
     }

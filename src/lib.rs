@@ -11,9 +11,15 @@ pub mod config;
 pub mod engine;
 pub mod net;
 pub mod registry;
+pub mod runtime;
 mod try_activate;
 
 pub use config::Config;
 pub use engine::Engine;
 pub use registry::Registry;
+pub use runtime::{Runtime, RuntimeError, RuntimeOptions, RuntimeStatus};
+pub use swapvisor_actors as actors;
+pub use swapvisor_actors::{
+    Origin, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage, SupervisorMsg, SwapMode,
+};
 pub use try_activate::TryActivateResult;

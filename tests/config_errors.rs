@@ -6,7 +6,7 @@ use swapvisor::{Engine, Registry};
 
 /// Builds `yaml` with the built-in registry and the given environment, and returns every
 /// error line, or panics if it builds.
-async fn errors_with_env(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+async fn errors_with_env(yaml: &str, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Vec<String> {
     let result = Engine::build_from_source(
         yaml.as_bytes(),
         &DocumentLimits::default(),

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use swapvisor::config::{DocumentLimits, process_env, read_file};
-use swapvisor::engine::Services;
-use swapvisor::{Engine, Registry};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use swapvisor::config::read_file;
+use swapvisor::{Registry, Runtime, RuntimeOptions};
 
 use super::{EXIT_INVALID, EXIT_OK};
 
@@ -16,7 +16,15 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> u8 {
-    let registry = Registry::with_builtins();
+    // Listen for signals before anything else, so that a signal sent as soon as the service
+    // reports itself up is never met by the default action (termination without cleanup).
+    let shutdown = match ShutdownSignals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("swapvisor: cannot install signal handlers: {error}");
+            return super::EXIT_USAGE;
+        }
+    };
     let source = match read_file(&args.config) {
         Ok(source) => source,
         Err(error) => {
@@ -24,54 +32,51 @@ pub async fn run(args: RunArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let engine = match Engine::build_from_source(
-        &source,
-        &DocumentLimits::default(),
-        &registry,
-        Services::standalone(),
-        &process_env,
-    )
-    .await
-    {
-        Ok(engine) => engine,
-        Err(error) => {
-            eprintln!("swapvisor: {}: {error}", args.config.display());
-            return EXIT_INVALID;
-        }
-    };
-    if let Err(error) = engine.start().await {
-        eprintln!("swapvisor: {error}");
-        return EXIT_INVALID;
-    }
-    let serving: Vec<String> = engine
-        .listening()
+    let runtime =
+        match Runtime::start_with(source, Registry::with_builtins(), RuntimeOptions::default())
+            .await
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("swapvisor: {}: {error}", args.config.display());
+                return EXIT_INVALID;
+            }
+        };
+    let serving: Vec<String> = runtime
+        .live_engine()
+        .map(|engine| engine.listening())
+        .unwrap_or_default()
         .into_iter()
         .map(|(name, address)| format!("{name}=http://{address}"))
         .collect();
     tracing::info!(config = %args.config.display(), serving = %serving.join(" "), "swapvisor is up");
-    wait_for_shutdown_signal().await;
+    shutdown.wait().await;
     tracing::info!("shutting down");
-    if let Err(error) = engine.stop_now().await {
+    if let Err(error) = runtime.shutdown().await {
         tracing::warn!(%error, "shutdown was not clean");
     }
     EXIT_OK
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-async fn wait_for_shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// SIGINT and SIGTERM, listened for from the moment they are installed.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for either signal.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }

@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::error::{ConfigErrors, place};
 
 /// Where variable values come from. [`process_env`] in production; a map in tests.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// An owned, shareable source of variable values, as runtimes keep one.
+pub type SharedEnv = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Reads the process environment.
 pub fn process_env(name: &str) -> Option<String> {

@@ -45,7 +45,7 @@ use sha2::{Digest, Sha256};
 
 pub use decode::parse_duration;
 pub use document::{Document, DocumentError, DocumentLimits, DuplicateKey, parse_document};
-pub use env::{EnvLookup, process_env};
+pub use env::{EnvLookup, SharedEnv, process_env};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub(crate) use resolved::resolve_collecting;

@@ -46,27 +46,7 @@ impl StepError {
     }
 }
 
-/// The stage of a build at which a config was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// The bytes are not a YAML or JSON document within the limits.
-    Parse,
-    /// The document is not a valid config for the registered types.
-    Validate,
-    /// A valid config whose modules could not be constructed.
-    Build,
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Stage::Parse => "parse",
-            Stage::Validate => "validate",
-            Stage::Build => "build",
-        })
-    }
-}
+pub use swapvisor_actors::Stage;
 
 /// Why an engine could not be built.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -48,9 +48,9 @@ mod settings;
 mod step;
 pub mod template;
 mod trigger;
+mod unit;
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -72,6 +72,7 @@ pub use trigger::{
     HttpRoute, PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerFactory,
     TriggerTask,
 };
+pub use unit::{EngineContext, EngineSpec};
 
 pub(crate) use error::panic_message;
 
@@ -178,7 +179,7 @@ impl Engine {
         Self::build_collecting(Arc::new(config), errors, registry, services, env).await
     }
 
-    async fn build_collecting(
+    pub(crate) async fn build_collecting(
         config: Arc<Config>,
         errors: ConfigErrors,
         registry: &Registry,
@@ -264,7 +265,8 @@ impl Engine {
     /// order and the error names the one that failed.
     pub async fn start_by(&self, deadline: Instant) -> Result<(), StartError> {
         let mut lifecycle = self.inner.lifecycle.lock().await;
-        if self.state() != EngineState::Built {
+        // A stopped engine may start again: a stop-first swap restores the previous engine so.
+        if !matches!(self.state(), EngineState::Built | EngineState::Stopped) {
             return Err(StartError {
                 module: String::new(),
                 message: format!("the engine cannot start from state {:?}", self.state()),
@@ -480,6 +482,3 @@ impl HttpDispatch for OwnDispatch {
         })
     }
 }
-
-/// How long `stop` waits by default when dropping a runtime without a deadline.
-pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);

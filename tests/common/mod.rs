@@ -95,6 +95,117 @@ pub fn recording_registry() -> (Registry, Journal) {
     (registry, journal)
 }
 
+/// Switches the tests flip to steer the `test.toggle` and `test.gated` module types.
+#[derive(Clone)]
+pub struct Controls {
+    /// While true, every `test.toggle` module fails to start.
+    pub fail_starts: Arc<std::sync::atomic::AtomicBool>,
+    /// How many times a `test.toggle` module was asked to start.
+    pub start_attempts: Arc<std::sync::atomic::AtomicUsize>,
+    /// Each `test.gated` build waits for one permit.
+    pub build_gate: Arc<tokio::sync::Semaphore>,
+    /// Signalled whenever a `test.gated` build begins waiting.
+    pub build_waiting: Arc<tokio::sync::Notify>,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        Self {
+            fail_starts: Arc::default(),
+            start_attempts: Arc::default(),
+            build_gate: Arc::new(tokio::sync::Semaphore::new(0)),
+            build_waiting: Arc::default(),
+        }
+    }
+}
+
+struct Toggle(Controls);
+
+impl Module for Toggle {
+    fn start<'a>(&'a self, _context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
+        Box::pin(async move {
+            self.0
+                .start_attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.0.fail_starts.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(ModuleError::new("toggle is switched to fail"));
+            }
+            Ok(())
+        })
+    }
+
+    fn stop(&self, _deadline: Instant) -> BoxFuture<'_, Result<(), ModuleError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct Gated(Controls);
+
+impl Module for Gated {
+    fn prepare(&self) -> BoxFuture<'_, Result<(), ModuleError>> {
+        Box::pin(async move {
+            self.0.build_waiting.notify_waiters();
+            let permit = self
+                .0
+                .build_gate
+                .acquire()
+                .await
+                .map_err(ModuleError::new)?;
+            permit.forget();
+            Ok(())
+        })
+    }
+
+    fn start<'a>(&'a self, _context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn stop(&self, _deadline: Instant) -> BoxFuture<'_, Result<(), ModuleError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The recording registry plus `test.toggle` and `test.gated`, steered by the returned
+/// controls.
+pub fn controlled_registry() -> (Registry, Journal, Controls) {
+    let (mut registry, journal) = recording_registry();
+    let controls = Controls::default();
+    let toggle = controls.clone();
+    let gated = controls.clone();
+    registry
+        .contributing("tests", |r| {
+            r.register_module("test.toggle", move |_: &ModuleBuild<'_>| {
+                Ok::<Box<dyn Module>, ConfigErrors>(Box::new(Toggle(toggle.clone())))
+            })?;
+            r.register_module("test.gated", move |_: &ModuleBuild<'_>| {
+                Ok::<Box<dyn Module>, ConfigErrors>(Box::new(Gated(gated.clone())))
+            })
+        })
+        .unwrap();
+    (registry, journal, controls)
+}
+
+/// Waits (up to 10 s) until `check` holds for the runtime's status.
+pub async fn wait_for_status(
+    runtime: &swapvisor::Runtime,
+    what: &str,
+    check: impl Fn(&swapvisor::RuntimeStatus) -> bool,
+) -> swapvisor::RuntimeStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = runtime.status().await.expect("status");
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last status: {status:#?}"
+        );
+        // Status is answered from the Supervisor's mailbox; ask again shortly.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A keep-alive HTTP client.
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()

@@ -1,0 +1,49 @@
+//! Running unit code safely: under a deadline, with panics caught and turned into errors that
+//! name the unit.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use tokio::time::Instant;
+
+/// Runs `work` until `deadline`. The outer `Err` is a panic or an overrun, as a message naming
+/// `unit` and `what` it was doing; the inner result is the work's own.
+pub(crate) async fn contained<T>(
+    unit: &str,
+    what: &str,
+    deadline: Instant,
+    work: impl Future<Output = T>,
+) -> Result<T, String> {
+    match tokio::time::timeout_at(deadline, AssertUnwindSafe(work).catch_unwind()).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(panic)) => Err(format!(
+            "{unit} panicked during {what}: {}",
+            panic_message(&*panic)
+        )),
+        Err(_) => Err(format!("{unit} did not finish {what} before its deadline")),
+    }
+}
+
+/// Like [`contained`], with the work's own error flattened into the message.
+pub(crate) async fn guarded<T, E: std::fmt::Display>(
+    unit: &str,
+    what: &str,
+    deadline: Instant,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    contained(unit, what, deadline, work)
+        .await
+        .and_then(|result| result.map_err(|error| error.to_string()))
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}

@@ -1,0 +1,139 @@
+//! The engine as a swappable unit: how the generic swap protocol builds, starts and stops it.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use swapvisor_actors::{BuildFailure, SwapSettings, Unit, UnitError};
+use tokio::time::Instant;
+
+use super::{Engine, Services, TypesUsed};
+use crate::config::{Config, ConfigErrors, DocumentLimits, SharedEnv};
+use crate::registry::Registry;
+
+/// What an engine reload carries: a parsed config, or source text to parse in the Candidate
+/// (so that parse errors are counted and recorded like every other outcome, and a large
+/// document is parsed off the Supervisor's mailbox).
+#[derive(Debug, Clone)]
+pub enum EngineSpec {
+    /// A config already parsed.
+    Config(Arc<Config>),
+    /// YAML or JSON text.
+    Source(Arc<[u8]>),
+}
+
+impl From<Config> for EngineSpec {
+    fn from(config: Config) -> Self {
+        EngineSpec::Config(Arc::new(config))
+    }
+}
+
+impl From<Arc<Config>> for EngineSpec {
+    fn from(config: Arc<Config>) -> Self {
+        EngineSpec::Config(config)
+    }
+}
+
+impl From<Vec<u8>> for EngineSpec {
+    fn from(source: Vec<u8>) -> Self {
+        EngineSpec::Source(source.into())
+    }
+}
+
+impl From<&str> for EngineSpec {
+    fn from(source: &str) -> Self {
+        EngineSpec::Source(source.as_bytes().into())
+    }
+}
+
+/// The environment every engine build of a runtime shares.
+pub struct EngineContext {
+    /// The types configs may use.
+    pub registry: Arc<Registry>,
+    /// The runtime's services (its listener pool).
+    pub services: Services,
+    /// Limits on config documents.
+    pub limits: DocumentLimits,
+    /// Where `${VAR}` values come from.
+    pub env: SharedEnv,
+}
+
+impl std::fmt::Debug for EngineContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineContext")
+            .field("registry", &self.registry)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Unit for Engine {
+    type Spec = EngineSpec;
+    type Context = EngineContext;
+    type Summary = TypesUsed;
+    type State = ();
+
+    async fn build(
+        spec: Arc<EngineSpec>,
+        context: Arc<EngineContext>,
+    ) -> Result<Self, BuildFailure> {
+        let env = &*context.env;
+        let built = match &*spec {
+            EngineSpec::Config(config) => {
+                Engine::build_collecting(
+                    config.clone(),
+                    ConfigErrors::default(),
+                    &context.registry,
+                    context.services.clone(),
+                    env,
+                )
+                .await
+            }
+            EngineSpec::Source(source) => {
+                Engine::build_from_source(
+                    source,
+                    &context.limits,
+                    &context.registry,
+                    context.services.clone(),
+                    env,
+                )
+                .await
+            }
+        };
+        built.map_err(|error| BuildFailure::new(error.stage(), error.to_string()))
+    }
+
+    async fn start(&self, deadline: Instant) -> Result<(), UnitError> {
+        self.start_by(deadline).await.map_err(UnitError::new)
+    }
+
+    async fn stop(&self, deadline: Instant) -> Result<(), UnitError> {
+        Engine::stop(self, deadline).await.map_err(UnitError::new)
+    }
+
+    fn spec(&self) -> Arc<EngineSpec> {
+        Arc::new(EngineSpec::Config(self.config().clone()))
+    }
+
+    fn fingerprint(&self) -> String {
+        self.config_hash().to_owned()
+    }
+
+    fn summary(&self) -> TypesUsed {
+        self.types_used().clone()
+    }
+
+    fn swap_settings(&self) -> SwapSettings {
+        let reload = &self.resolved().settings.reload;
+        SwapSettings {
+            mode: reload.mode,
+            build_timeout: reload.build_timeout,
+            start_timeout: reload.start_timeout,
+            stop_timeout: reload.stop_timeout,
+            drain_timeout: reload.drain_timeout,
+        }
+    }
+
+    fn hold_resources(&self) -> Option<Box<dyn Any + Send + Sync>> {
+        Some(Box::new(self.services().listeners().hold()))
+    }
+}

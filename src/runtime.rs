@@ -1,0 +1,343 @@
+//! The runtime: the engine kept live by the swap protocol, behind one handle.
+//!
+//! [`Runtime::start`] spawns the actor tree (a Supervisor with its Active; Candidates come and
+//! go per request) and activates the first config. From then on:
+//!
+//! - [`Runtime::execute`] and every HTTP request take a lease on the live engine from a
+//!   lock-free slot; no actor sits on the request path;
+//! - [`Runtime::reload`] sends the new config through the Supervisor's mailbox, so reloads never
+//!   interleave, and returns one typed [`ReloadOutcome`];
+//! - [`Runtime::try_activate`] builds a config and tears it down, touching nothing;
+//! - [`Runtime::supervisor`] gives embedders the Supervisor's `ActorRef`, to send the same
+//!   messages themselves with ractor's `call!`.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use ractor::ActorRef;
+use serde::Serialize;
+use serde_json::Value;
+use swapvisor_actors::{
+    Backoff, Origin, ReloadObserver, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Slot,
+    Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStatus,
+};
+
+use crate::config::{Config, DocumentLimits, SharedEnv, process_env};
+use crate::engine::{
+    Engine, EngineContext, EngineSpec, ExecuteError, ModuleStatus, Services, json_response,
+};
+use crate::net::{HttpDispatch, HttpRequest, HttpResponse, ListenerKey, ListenerPool};
+use crate::registry::Registry;
+use crate::try_activate::TryActivateResult;
+
+/// The Supervisor's `ActorRef` for the engine slot; send it [`SupervisorMsg`]s with `call!`.
+pub type EngineSupervisor = ActorRef<SupervisorMsg<Engine>>;
+
+/// The runtime is not there to answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The actor system could not be started.
+    #[error("cannot start the runtime: {0}")]
+    Spawn(String),
+    /// The first config did not activate; nothing was left running.
+    #[error("the initial config did not activate ({}): {}", .0.name(), .0.error().unwrap_or("no error"))]
+    NotActivated(ReloadOutcome),
+    /// The runtime has shut down.
+    #[error("the runtime has shut down")]
+    Stopped,
+}
+
+/// Options for [`Runtime::start_with`]. `Default` gives the process environment, the default
+/// document limits, 20 records of history and restore retries from 100 ms to 30 s.
+pub struct RuntimeOptions {
+    /// Where `${VAR}` values come from.
+    pub env: SharedEnv,
+    /// Limits on config documents.
+    pub limits: DocumentLimits,
+    /// How many reloads status keeps.
+    pub history_limit: usize,
+    /// Backoff between restore attempts while degraded.
+    pub restore_backoff: Backoff,
+    /// Told about every outcome (metrics).
+    pub observer: Option<Arc<dyn ReloadObserver>>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            env: Arc::new(process_env),
+            limits: DocumentLimits::default(),
+            history_limit: 20,
+            restore_backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+            },
+            observer: None,
+        }
+    }
+}
+
+/// A running swapvisor: the actor tree, the live engine and its listeners.
+pub struct Runtime {
+    supervisor: EngineSupervisor,
+    slot: Arc<Slot<Engine>>,
+    context: Arc<EngineContext>,
+    supervisor_exit: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Routes every request on the runtime's listeners to whichever engine is live right now.
+struct LiveEngineDispatch(Weak<Slot<Engine>>);
+
+impl HttpDispatch for LiveEngineDispatch {
+    fn dispatch(
+        &self,
+        listener: &ListenerKey,
+        request: HttpRequest,
+    ) -> BoxFuture<'static, HttpResponse> {
+        let slot = self.0.upgrade();
+        let listener = listener.clone();
+        Box::pin(async move {
+            let unavailable = |why: String| {
+                json_response(
+                    hyper::StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({ "error": format!("no engine is serving: {why}") }),
+                )
+            };
+            let Some(slot) = slot else {
+                return unavailable("the runtime has shut down".to_owned());
+            };
+            match slot.acquire().await {
+                Ok(engine) => engine.serve_http(&listener, request).await,
+                Err(error) => unavailable(error.to_string()),
+            }
+        })
+    }
+}
+
+impl Runtime {
+    /// Starts a runtime with the default options and activates `config` as generation 1.
+    pub async fn start(config: Config, registry: Registry) -> Result<Runtime, RuntimeError> {
+        Self::start_with(
+            EngineSpec::from(config),
+            registry,
+            RuntimeOptions::default(),
+        )
+        .await
+    }
+
+    /// Starts a runtime and activates `spec` (a config, or YAML/JSON text) as generation 1.
+    /// If it does not activate, everything is torn down and the outcome is returned.
+    pub async fn start_with(
+        spec: impl Into<EngineSpec>,
+        registry: Registry,
+        options: RuntimeOptions,
+    ) -> Result<Runtime, RuntimeError> {
+        let slot = Arc::new(Slot::default());
+        let pool = ListenerPool::new(Arc::new(LiveEngineDispatch(Arc::downgrade(&slot))));
+        let context = Arc::new(EngineContext {
+            registry: Arc::new(registry),
+            services: Services::with_listeners(pool),
+            limits: options.limits,
+            env: options.env,
+        });
+        let args = SupervisorArgs {
+            unit_name: "engine".to_owned(),
+            context: context.clone(),
+            slot: slot.clone(),
+            build_timeout: crate::config::RuntimeSettings::default()
+                .reload
+                .build_timeout,
+            history_limit: options.history_limit,
+            restore_backoff: options.restore_backoff,
+            observer: options.observer,
+        };
+        let (supervisor, exit) = Supervisor::spawn_for(args)
+            .await
+            .map_err(|e| RuntimeError::Spawn(e.to_string()))?;
+        let runtime = Runtime {
+            supervisor,
+            slot,
+            context,
+            supervisor_exit: Mutex::new(Some(exit)),
+        };
+        let first = ReloadRequest::new(spec.into()).from(Origin::Initial);
+        let record = runtime.reload_with(first).await?;
+        if record.outcome.is_activated() {
+            Ok(runtime)
+        } else {
+            runtime.shutdown().await?;
+            Err(RuntimeError::NotActivated(record.outcome))
+        }
+    }
+
+    /// Reloads to `config`. Returns once it has an outcome.
+    pub async fn reload(&self, config: Config) -> Result<ReloadOutcome, RuntimeError> {
+        Ok(self
+            .reload_with(ReloadRequest::new(EngineSpec::from(config)))
+            .await?
+            .outcome)
+    }
+
+    /// Reloads to `config` only if `generation` is still current; otherwise answers
+    /// [`ReloadOutcome::Conflict`] and changes nothing.
+    pub async fn reload_expecting(
+        &self,
+        config: Config,
+        generation: u64,
+    ) -> Result<ReloadOutcome, RuntimeError> {
+        let request = ReloadRequest::new(EngineSpec::from(config)).expecting(generation);
+        Ok(self.reload_with(request).await?.outcome)
+    }
+
+    /// Sends any reload request (source text, origin, expected generation) and returns its
+    /// full record.
+    pub async fn reload_with(
+        &self,
+        request: ReloadRequest<EngineSpec>,
+    ) -> Result<ReloadRecord, RuntimeError> {
+        ractor::call!(self.supervisor, SupervisorMsg::Reload, request)
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Builds `config` without starting it, and tears the candidate down. The live engine,
+    /// the generation and the status are untouched, and no port is bound.
+    pub async fn try_activate(&self, config: Config) -> Result<TryActivateResult, RuntimeError> {
+        self.try_activate_spec(EngineSpec::from(config)).await
+    }
+
+    /// Like [`Runtime::try_activate`], for a config given as a spec (or YAML/JSON text).
+    pub async fn try_activate_spec(
+        &self,
+        spec: impl Into<EngineSpec>,
+    ) -> Result<TryActivateResult, RuntimeError> {
+        let result = ractor::call!(
+            self.supervisor,
+            SupervisorMsg::TryActivate,
+            Arc::new(spec.into())
+        )
+        .map_err(|_| RuntimeError::Stopped)?;
+        Ok(match result {
+            Ok(types) => TryActivateResult::BuildOk { types },
+            Err(failure) => TryActivateResult::BuildFailed {
+                error: failure.message,
+            },
+        })
+    }
+
+    /// Runs `pipeline` on the live engine with `input` as `request`. During a stop-first swap
+    /// the call waits at the gate instead of failing.
+    pub async fn execute(&self, pipeline: &str, input: Value) -> Result<Value, ExecuteError> {
+        let engine = self
+            .slot
+            .acquire()
+            .await
+            .map_err(|e| ExecuteError::Unavailable(e.to_string()))?;
+        engine.execute(pipeline, input).await
+    }
+
+    /// The runtime's state, generation, config hash, reload history and modules.
+    pub async fn status(&self) -> Result<RuntimeStatus, RuntimeError> {
+        let supervisor: SupervisorStatus = ractor::call!(self.supervisor, SupervisorMsg::Status)
+            .map_err(|_| RuntimeError::Stopped)?;
+        let live = self.slot.current();
+        Ok(RuntimeStatus {
+            state: supervisor.state,
+            generation: supervisor.generation,
+            config_hash: supervisor.fingerprint,
+            mode: live
+                .as_ref()
+                .map(|e| e.resolved().settings.reload.mode.as_str()),
+            last_reload: supervisor.last_reload,
+            history: supervisor.history,
+            modules: live.as_ref().map(|e| e.module_status()).unwrap_or_default(),
+            in_flight: self.slot.current_in_flight(),
+            queued_reloads: supervisor.queued,
+            child_actors: supervisor.child_actors,
+            restore_attempts: supervisor.restore_attempts,
+        })
+    }
+
+    /// The live engine, if one is serving (for inspection; requests should use `execute`).
+    pub fn live_engine(&self) -> Option<Arc<Engine>> {
+        self.slot.current()
+    }
+
+    /// The Supervisor actor, for embedders who send [`SupervisorMsg`]s themselves.
+    pub fn supervisor(&self) -> EngineSupervisor {
+        self.supervisor.clone()
+    }
+
+    /// The runtime's listener pool (the bound addresses, for status and tests).
+    pub fn listeners(&self) -> &ListenerPool {
+        self.context.services.listeners()
+    }
+
+    /// The registry configs are checked against.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.context.registry
+    }
+
+    /// Stops gracefully: queued reloads are answered `Superseded`, the live engine drains and
+    /// stops (modules in reverse order), and every actor exits. Returns when all is stopped.
+    pub async fn shutdown(&self) -> Result<(), RuntimeError> {
+        let asked = ractor::call!(self.supervisor, SupervisorMsg::Shutdown);
+        let exit = self
+            .supervisor_exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(exit) = exit {
+            let _ = exit.await;
+        }
+        // Listeners whose engine is gone close now (normally none are left).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        self.listeners().close_all(deadline).await;
+        asked.map_err(|_| RuntimeError::Stopped)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Not shut down explicitly: ask for a graceful shutdown in the background.
+        if self
+            .supervisor_exit
+            .get_mut()
+            .map(|e| e.is_some())
+            .unwrap_or(false)
+        {
+            let (reply, _ignored) = ractor::concurrency::oneshot();
+            let _ = self
+                .supervisor
+                .send_message(SupervisorMsg::Shutdown(reply.into()));
+        }
+    }
+}
+
+/// The runtime as shown in status (and by the admin API).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeStatus {
+    /// `starting`, `running`, `reloading`, `degraded` or `stopping`.
+    pub state: RunState,
+    /// How many reloads have activated.
+    pub generation: u64,
+    /// The live config's hash.
+    pub config_hash: Option<String>,
+    /// The live config's swap mode.
+    pub mode: Option<&'static str>,
+    /// The most recent reload, with its outcome, error, generation and stage durations.
+    pub last_reload: Option<ReloadRecord>,
+    /// Recent reloads, oldest first.
+    pub history: Vec<ReloadRecord>,
+    /// The live engine's modules.
+    pub modules: Vec<ModuleStatus>,
+    /// Requests running on the live engine now.
+    pub in_flight: usize,
+    /// Reloads waiting for their turn.
+    pub queued_reloads: usize,
+    /// Actors under the Supervisor now (the Active, plus Candidates still building).
+    pub child_actors: usize,
+    /// Failed restore attempts since the runtime became degraded.
+    pub restore_attempts: u32,
+}

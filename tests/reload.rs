@@ -1,0 +1,656 @@
+//! The safe reload contract, observed from outside: real requests, bound ports and status.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+use swapvisor::actors::ractor;
+use swapvisor::engine::EngineSpec;
+use swapvisor::{
+    Config, Origin, ReloadOutcome, ReloadRequest, RunState, Runtime, Stage, SupervisorMsg,
+    TryActivateResult,
+};
+
+use common::{client, controlled_registry, get, request, wait_for_status};
+
+/// A config whose `/hello` answers `version`, whose `/slow` answers it after `delay`, with
+/// extra modules and runtime settings spliced in.
+fn config(version: &str, extra_modules: &str, runtime: &str) -> Config {
+    let yaml = format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:0" }} }}
+{extra_modules}
+pipelines:
+  hello:
+    trigger: {{ type: http, config: {{ server: web, path: /hello }} }}
+    steps:
+      - {{ name: r, type: step.json_response, config: {{ body: {{ version: "{version}" }} }} }}
+  slow:
+    trigger: {{ type: http, config: {{ server: web, path: /slow }} }}
+    steps:
+      - {{ name: wait, type: step.delay, config: {{ duration: 300ms }} }}
+      - {{ name: r, type: step.json_response, config: {{ body: {{ version: "{version}" }} }} }}
+runtime: {{ reload: {{ {runtime} }} }}
+"#
+    );
+    Config::parse(yaml.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+fn plain(version: &str) -> Config {
+    config(version, "", "")
+}
+
+fn stop_first(version: &str, extra_modules: &str) -> Config {
+    config(version, extra_modules, "mode: stop-first")
+}
+
+async fn start(config: Config) -> (Runtime, common::Controls, String) {
+    let (registry, _, controls) = controlled_registry();
+    let runtime = Runtime::start(config, registry)
+        .await
+        .expect("initial config activates");
+    let address = runtime.live_engine().unwrap().listening()[0].1.clone();
+    (runtime, controls, format!("http://{address}"))
+}
+
+async fn version_at(base: &str) -> Value {
+    let (status, body) = get(&format!("{base}/hello")).await;
+    assert_eq!(status, 200, "{body}");
+    body["version"].clone()
+}
+
+const FAULT_BUILD: &str = "  - { name: f, type: fault.inject, config: { failOn: build } }";
+const FAULT_START: &str = "  - { name: f, type: fault.inject, config: { failOn: start } }";
+
+#[tokio::test]
+async fn a_config_that_fails_to_build_is_rejected_while_the_old_engine_serves() {
+    let (runtime, _, base) = start(plain("v1")).await;
+    // Keep a request in flight across the whole reload.
+    let slow = tokio::spawn({
+        let base = base.clone();
+        async move { get(&format!("{base}/slow")).await }
+    });
+    let outcome = runtime.reload(config("v2", FAULT_BUILD, "")).await.unwrap();
+    assert_eq!(
+        outcome,
+        ReloadOutcome::Rejected {
+            stage: Stage::Build,
+            error: r#"module "f" failed to build: injected fault at build in module "f""#
+                .to_owned()
+        }
+    );
+    let invalid = runtime
+        .reload(config("v2", "  - { name: x, type: no.such.type }", ""))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            invalid,
+            ReloadOutcome::Rejected {
+                stage: Stage::Validate,
+                ..
+            }
+        ),
+        "{invalid:?}"
+    );
+    let unparsable = runtime
+        .reload_with(ReloadRequest::new(EngineSpec::from("modules: [")))
+        .await
+        .unwrap();
+    assert!(matches!(
+        unparsable.outcome,
+        ReloadOutcome::Rejected {
+            stage: Stage::Parse,
+            ..
+        }
+    ));
+
+    assert_eq!(slow.await.unwrap(), (200, json!({"version": "v1"})));
+    assert_eq!(version_at(&base).await, "v1");
+    let status = runtime.status().await.unwrap();
+    assert_eq!((status.state, status.generation), (RunState::Running, 1));
+    assert_eq!(status.last_reload.unwrap().outcome.name(), "rejected");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_good_config_replaces_the_engine_on_the_same_socket() {
+    let (runtime, _, base) = start(plain("v1")).await;
+    assert_eq!(version_at(&base).await, "v1");
+    // A request that started on v1 finishes on v1 (the old engine drains).
+    let slow = tokio::spawn({
+        let base = base.clone();
+        async move { get(&format!("{base}/slow")).await }
+    });
+    wait_for_status(&runtime, "the slow request to be in flight", |s| {
+        s.in_flight == 1
+    })
+    .await;
+    assert_eq!(
+        runtime.reload(plain("v2")).await.unwrap(),
+        ReloadOutcome::Activated { generation: 2 }
+    );
+    assert_eq!(version_at(&base).await, "v2");
+    assert_eq!(slow.await.unwrap(), (200, json!({"version": "v1"})));
+    let status = runtime.status().await.unwrap();
+    assert_eq!(status.generation, 2);
+    let last = status.last_reload.unwrap();
+    assert_eq!(last.generation, 2);
+    assert!(
+        last.timings.build.is_some()
+            && last.timings.start.is_some()
+            && last.timings.total.is_some()
+    );
+    assert_eq!(
+        runtime.listeners().addresses().len(),
+        1,
+        "one socket, kept across the reload"
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+async fn start_failure_rolls_back(mode_first: fn(&str, &str) -> Config) {
+    let (runtime, _, base) = start(mode_first("v1", "")).await;
+
+    // A module that fails to start.
+    let outcome = runtime.reload(mode_first("v2", FAULT_START)).await.unwrap();
+    assert_eq!(
+        outcome,
+        ReloadOutcome::RolledBack {
+            error: r#"module "f" failed to start: injected fault at start in module "f""#
+                .to_owned()
+        }
+    );
+    assert_eq!(version_at(&base).await, "v1");
+
+    // A second server on a port another socket holds.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap();
+    let extra =
+        format!("  - {{ name: other, type: http.server, config: {{ address: \"{taken}\" }} }}");
+    let outcome = runtime.reload(mode_first("v3", &extra)).await.unwrap();
+    match &outcome {
+        ReloadOutcome::RolledBack { error } => {
+            assert!(
+                error.starts_with(&format!(
+                    "module \"other\" failed to start: cannot bind {taken}"
+                )),
+                "{error}"
+            );
+            assert!(error.contains("in use by another process"), "{error}");
+        }
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    assert_eq!(version_at(&base).await, "v1");
+    let status = runtime.status().await.unwrap();
+    assert_eq!((status.state, status.generation), (RunState::Running, 1));
+    runtime.shutdown().await.unwrap();
+    drop(holder);
+}
+
+#[tokio::test]
+async fn a_start_failure_rolls_back_in_start_first_mode() {
+    start_failure_rolls_back(|v, extra| config(v, extra, "mode: start-first")).await;
+}
+
+#[tokio::test]
+async fn a_start_failure_rolls_back_in_stop_first_mode() {
+    start_failure_rolls_back(stop_first).await;
+}
+
+#[tokio::test]
+async fn stop_first_degrades_when_the_restore_fails_then_recovers() {
+    let toggle = "  - { name: t, type: test.toggle }";
+    let (runtime, controls, base) = start(stop_first("v1", toggle)).await;
+    assert_eq!(version_at(&base).await, "v1");
+
+    // From now on the toggle module fails every start: the new config, and the restore of v1.
+    controls.fail_starts.store(true, Ordering::SeqCst);
+    let outcome = runtime.reload(stop_first("v2", toggle)).await.unwrap();
+    assert_eq!(
+        outcome,
+        ReloadOutcome::Degraded {
+            error: r#"module "t" failed to start: toggle is switched to fail"#.to_owned(),
+            restore_error: r#"module "t" failed to start: toggle is switched to fail"#.to_owned(),
+        }
+    );
+    let status = runtime.status().await.unwrap();
+    assert_eq!((status.state, status.generation), (RunState::Degraded, 1));
+    // The socket stays bound while degraded; requests are answered 503 at once, not refused.
+    let (code, body) = get(&format!("{base}/hello")).await;
+    assert_eq!(code, 503, "{body}");
+
+    // The restore is retried with backoff.
+    let attempts = controls.start_attempts.load(Ordering::SeqCst);
+    wait_for_status(&runtime, "two failed restore attempts", |s| {
+        s.restore_attempts >= 2
+    })
+    .await;
+    assert!(controls.start_attempts.load(Ordering::SeqCst) >= attempts + 2);
+    assert_eq!(runtime.status().await.unwrap().state, RunState::Degraded);
+
+    // Once starts succeed again, a retry restores v1.
+    controls.fail_starts.store(false, Ordering::SeqCst);
+    let status = wait_for_status(&runtime, "the restore", |s| s.state == RunState::Running).await;
+    assert_eq!(status.generation, 1);
+    assert_eq!(
+        status.last_reload.unwrap().outcome,
+        ReloadOutcome::Restored { generation: 1 }
+    );
+    assert_eq!(version_at(&base).await, "v1");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_good_reload_clears_the_degraded_state() {
+    let toggle = "  - { name: t, type: test.toggle }";
+    let (runtime, controls, _) = start(stop_first("v1", toggle)).await;
+    controls.fail_starts.store(true, Ordering::SeqCst);
+    let outcome = runtime.reload(stop_first("v2", toggle)).await.unwrap();
+    assert!(
+        matches!(outcome, ReloadOutcome::Degraded { .. }),
+        "{outcome:?}"
+    );
+    // A config without the failing module activates even though the restore keeps failing.
+    assert_eq!(
+        runtime.reload(stop_first("v3", "")).await.unwrap(),
+        ReloadOutcome::Activated { generation: 2 }
+    );
+    let status = runtime.status().await.unwrap();
+    assert_eq!(status.state, RunState::Running);
+    let base = format!("http://{}", runtime.live_engine().unwrap().listening()[0].1);
+    assert_eq!(version_at(&base).await, "v3");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn try_activate_answers_without_touching_the_live_engine() {
+    let (runtime, _, base) = start(plain("v1")).await;
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let candidate =
+        format!("  - {{ name: other, type: http.server, config: {{ address: \"{free}\" }} }}");
+    let result = runtime
+        .try_activate(config("v2", &candidate, ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&result).unwrap(),
+        json!({"status": "build_ok", "moduleTypes": ["http.server"], "stepTypes": ["step.delay", "step.json_response"], "triggerTypes": ["http"]})
+    );
+    assert!(
+        TcpListener::bind(free).is_ok(),
+        "the candidate's port must not be bound"
+    );
+
+    let result = runtime
+        .try_activate(config("v2", "  - { name: x, type: no.such }", ""))
+        .await
+        .unwrap();
+    let TryActivateResult::BuildFailed { error } = &result else {
+        panic!("{result:?}")
+    };
+    assert_eq!(
+        error,
+        r#"modules[1] (name "x").type: unknown module type "no.such" (registered: fault.inject, http.server, test.gated, test.record, test.toggle)"#
+    );
+    assert_eq!(
+        serde_json::to_value(&result)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    assert_eq!(version_at(&base).await, "v1");
+    let status = runtime.status().await.unwrap();
+    assert_eq!(
+        (status.state, status.generation, status.history.len()),
+        (RunState::Running, 1, 1)
+    );
+    wait_for_status(&runtime, "the probe candidates to exit", |s| {
+        s.child_actors == 1
+    })
+    .await;
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn panics_in_build_start_and_stop_are_errors_that_name_the_unit() {
+    let (runtime, _, base) = start(plain("v1")).await;
+    let panicking = |stage: &str| {
+        format!("  - {{ name: p, type: fault.inject, config: {{ failOn: {stage}, mode: panic }} }}")
+    };
+
+    let outcome = runtime
+        .reload(config("v2", &panicking("build"), ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ReloadOutcome::Rejected {
+            stage: Stage::Build,
+            error: r#"module "p" failed to build: panicked: injected fault at build in module "p""#
+                .to_owned()
+        }
+    );
+    let outcome = runtime
+        .reload(config("v2", &panicking("start"), ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ReloadOutcome::RolledBack {
+            error: r#"module "p" failed to start: panicked: injected fault at start in module "p""#
+                .to_owned()
+        }
+    );
+    // A module that panics when stopped: the reload that replaces it still activates.
+    assert_eq!(
+        runtime
+            .reload(config("v2", &panicking("stop"), ""))
+            .await
+            .unwrap(),
+        ReloadOutcome::Activated { generation: 2 }
+    );
+    assert_eq!(
+        runtime.reload(plain("v3")).await.unwrap(),
+        ReloadOutcome::Activated { generation: 3 }
+    );
+    assert_eq!(version_at(&base).await, "v3");
+    // Hangs are bounded by the timeouts.
+    let hang = "  - { name: h, type: fault.inject, config: { failOn: start, mode: hang } }";
+    let outcome = runtime
+        .reload(config("v4", hang, "startTimeout: 100ms"))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ReloadOutcome::RolledBack {
+            error: r#"module "h" failed to start: did not start before the start timeout"#
+                .to_owned()
+        }
+    );
+    assert_eq!(
+        runtime
+            .reload(config("v4", "", "buildTimeout: 100ms"))
+            .await
+            .unwrap(),
+        ReloadOutcome::Activated { generation: 4 }
+    );
+    let hang = "  - { name: h, type: fault.inject, config: { failOn: build, mode: hang } }";
+    let outcome = runtime.reload(config("v5", hang, "")).await.unwrap();
+    assert_eq!(
+        outcome,
+        ReloadOutcome::Rejected {
+            stage: Stage::Build,
+            error: "engine did not finish build before its deadline".to_owned()
+        }
+    );
+    assert_eq!(version_at(&base).await, "v4");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_reloads_are_answered_one_at_a_time() {
+    let (runtime, _, base) = start(plain("v0")).await;
+    let runtime = Arc::new(runtime);
+    let initial = runtime.status().await.unwrap().generation;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let runtime = runtime.clone();
+        tasks.push(tokio::spawn(async move {
+            let next = match i % 3 {
+                0 => plain(&format!("v{i}")),
+                1 => config(&format!("v{i}"), FAULT_BUILD, ""),
+                _ => config(&format!("v{i}"), FAULT_START, ""),
+            };
+            (
+                i,
+                runtime
+                    .reload_with(ReloadRequest::new(EngineSpec::from(next)))
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    let mut records = Vec::new();
+    let mut by_generation = std::collections::HashMap::new();
+    for task in tasks {
+        let (i, record) = task.await.unwrap();
+        if record.outcome.is_activated() {
+            by_generation.insert(record.generation, format!("v{i}"));
+        }
+        records.push(record);
+    }
+    let activated = records.iter().filter(|r| r.outcome.is_activated()).count() as u64;
+    assert_eq!(activated, 7);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.outcome.name() == "rejected")
+            .count(),
+        7
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.outcome.name() == "rolled_back")
+            .count(),
+        6
+    );
+    // One at a time: the generations handed out are exactly initial+1 ..= initial+activated.
+    let mut generations: Vec<u64> = records
+        .iter()
+        .filter(|r| r.outcome.is_activated())
+        .map(|r| r.generation)
+        .collect();
+    generations.sort_unstable();
+    assert_eq!(
+        generations,
+        ((initial + 1)..=(initial + activated)).collect::<Vec<_>>()
+    );
+    let status =
+        wait_for_status(&runtime, "every candidate to exit", |s| s.child_actors == 1).await;
+    assert_eq!(status.generation, initial + activated);
+    // The engine serving is the one the last activation installed.
+    assert_eq!(
+        version_at(&base).await,
+        by_generation[&status.generation].as_str()
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn compare_and_swap_refuses_a_stale_generation() {
+    let (runtime, _, base) = start(plain("v1")).await;
+    assert_eq!(
+        runtime.reload_expecting(plain("v2"), 7).await.unwrap(),
+        ReloadOutcome::Conflict {
+            expected: 7,
+            current: 1
+        }
+    );
+    assert_eq!(version_at(&base).await, "v1");
+    assert_eq!(
+        runtime.reload_expecting(plain("v2"), 1).await.unwrap(),
+        ReloadOutcome::Activated { generation: 2 }
+    );
+    assert_eq!(version_at(&base).await, "v2");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn watcher_reloads_coalesce_while_api_reloads_keep_their_order() {
+    let gated = "  - { name: g, type: test.gated }";
+    let (runtime, controls, base) = start({
+        // The first build passes the gate at once.
+        config("v0", "", "")
+    })
+    .await;
+    let runtime = Arc::new(runtime);
+    let waiting = controls.build_waiting.notified();
+    let first = tokio::spawn({
+        let runtime = runtime.clone();
+        async move { runtime.reload(config("slow", gated, "")).await.unwrap() }
+    });
+    waiting.await; // the slow build is under way
+    // Status is answered while the candidate builds.
+    assert_eq!(runtime.status().await.unwrap().state, RunState::Reloading);
+
+    let send = |version: &'static str, origin: Origin| {
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            runtime
+                .reload_with(ReloadRequest::new(EngineSpec::from(plain(version))).from(origin))
+                .await
+                .unwrap()
+        })
+    };
+    let api_a = send("api-a", Origin::Api);
+    wait_for_status(&runtime, "api-a queued", |s| s.queued_reloads == 1).await;
+    let watch_1 = send("watch-1", Origin::Watch);
+    wait_for_status(&runtime, "watch-1 queued", |s| s.queued_reloads == 2).await;
+    let watch_2 = send("watch-2", Origin::Signal);
+    wait_for_status(&runtime, "watch-1 superseded", |s| {
+        s.history.iter().any(|r| r.outcome.name() == "superseded")
+    })
+    .await;
+    let api_b = send("api-b", Origin::Api);
+    wait_for_status(&runtime, "api-b queued", |s| s.queued_reloads == 3).await;
+
+    controls.build_gate.add_permits(1);
+    assert_eq!(
+        first.await.unwrap(),
+        ReloadOutcome::Activated { generation: 2 }
+    );
+    let api_a = api_a.await.unwrap();
+    let watch_1 = watch_1.await.unwrap();
+    let watch_2 = watch_2.await.unwrap();
+    let api_b = api_b.await.unwrap();
+    assert_eq!(watch_1.outcome, ReloadOutcome::Superseded);
+    assert_eq!(api_a.outcome, ReloadOutcome::Activated { generation: 3 });
+    assert_eq!(watch_2.outcome, ReloadOutcome::Activated { generation: 4 });
+    assert_eq!(api_b.outcome, ReloadOutcome::Activated { generation: 5 });
+    assert_eq!(version_at(&base).await, "api-b");
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn embedders_can_send_reload_messages_with_call() {
+    let (runtime, _, base) = start(plain("v1")).await;
+    let supervisor = runtime.supervisor();
+    let request = ReloadRequest::new(EngineSpec::from(plain("v2")));
+    let record = ractor::call!(supervisor, SupervisorMsg::Reload, request).unwrap();
+    assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 2 });
+    assert_eq!(version_at(&base).await, "v2");
+    let status = ractor::call!(supervisor, SupervisorMsg::Status).unwrap();
+    assert_eq!(status.generation, 2);
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn execute_runs_on_the_live_engine() {
+    let (runtime, _, _) = start(plain("v1")).await;
+    let output = runtime.execute("hello", json!({})).await.unwrap();
+    assert_eq!(output["body"], json!({"version": "v1"}));
+    runtime.reload(plain("v2")).await.unwrap();
+    let output = runtime.execute("hello", json!({})).await.unwrap();
+    assert_eq!(output["body"], json!({"version": "v2"}));
+    runtime.shutdown().await.unwrap();
+    assert!(runtime.execute("hello", json!({})).await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_engine_and_frees_the_port() {
+    let (runtime, _, base) = start(plain("v1")).await;
+    let address = base.trim_start_matches("http://").to_owned();
+    runtime.shutdown().await.unwrap();
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "the port must be closed"
+    );
+    assert!(runtime.status().await.is_err(), "the supervisor has exited");
+}
+
+/// Clients on keep-alive connections hammer `/hello` while `reloads` reloads run.
+async fn reloads_under_load(mode: &str, reloads: usize) {
+    let (runtime, _, base) = start(config("v0", "", mode)).await;
+    let runtime = Arc::new(runtime);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, served, base) = (stop.clone(), served.clone(), base.clone());
+        clients.push(tokio::spawn(async move {
+            let client = client();
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match request(&client, "GET", &format!("{base}/hello"), "").await {
+                    Ok((200, _)) => {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok((status, body)) => failures.push(format!("{status} {body}")),
+                    Err(error) => failures.push(error),
+                }
+            }
+            failures
+        }));
+    }
+    let mut activated = 0;
+    for i in 1..=reloads {
+        let next = match i % 3 {
+            0 => config(&format!("v{i}"), FAULT_BUILD, mode),
+            1 => config(&format!("v{i}"), FAULT_START, mode),
+            _ => config(&format!("v{i}"), "", mode),
+        };
+        let outcome = runtime.reload(next).await.unwrap();
+        activated += usize::from(outcome.is_activated());
+        assert!(
+            matches!(
+                outcome,
+                ReloadOutcome::Activated { .. }
+                    | ReloadOutcome::Rejected { .. }
+                    | ReloadOutcome::RolledBack { .. }
+            ),
+            "{outcome:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for client in clients {
+        failures.extend(client.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed requests, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(
+        served.load(Ordering::Relaxed) > reloads,
+        "the clients must have been busy"
+    );
+    assert_eq!(
+        runtime.status().await.unwrap().generation,
+        1 + activated as u64
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_load_fail_no_request_in_start_first_mode() {
+    reloads_under_load("mode: start-first", 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_load_fail_no_request_in_stop_first_mode() {
+    reloads_under_load("mode: stop-first", 50).await;
+}
