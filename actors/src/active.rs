@@ -140,14 +140,19 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// Runs `work` inside a child span named `name`, recording its duration in the span and in
-/// `slot`.
+/// Runs `work` inside a child span named after the stage (`start`, `drain`, `stop`,
+/// `rollback`), recording its duration in the span and adding it to `slot`.
 async fn timed<T>(
-    name: &'static str,
+    stage: &'static str,
     slot: &mut Option<Duration>,
     work: impl std::future::Future<Output = T>,
 ) -> T {
-    let span = tracing::info_span!("stage", stage = name, duration_ms = tracing::field::Empty);
+    let span = match stage {
+        "start" => tracing::info_span!("start", duration_ms = tracing::field::Empty),
+        "drain" => tracing::info_span!("drain", duration_ms = tracing::field::Empty),
+        "stop" => tracing::info_span!("stop", duration_ms = tracing::field::Empty),
+        _ => tracing::info_span!("rollback", duration_ms = tracing::field::Empty),
+    };
     let started = Instant::now();
     let output = work.instrument(span.clone()).await;
     let elapsed = started.elapsed();

@@ -37,8 +37,8 @@ pub(crate) async fn guarded<T, E: std::fmt::Display>(
         .and_then(|result| result.map_err(|error| error.to_string()))
 }
 
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The text of a caught panic's payload (its message, when it has one).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

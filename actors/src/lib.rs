@@ -26,6 +26,7 @@ mod slot;
 mod supervisor;
 mod unit;
 
+pub use guard::panic_message;
 pub use mode::SwapMode;
 pub use outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};
 pub use slot::{Lease, Live, Slot, Unavailable};

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use swapvisor::config::read_file;
 use swapvisor::{Registry, Runtime, RuntimeOptions};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{EXIT_INVALID, EXIT_OK};
 

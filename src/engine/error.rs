@@ -137,13 +137,4 @@ pub enum ExecuteError {
     Unavailable(String),
 }
 
-/// Turns a caught panic payload into text.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
+pub(crate) use swapvisor_actors::panic_message;
