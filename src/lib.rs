@@ -57,6 +57,7 @@ pub mod builtin;
 pub mod config;
 pub mod engine;
 pub mod net;
+pub mod plugin;
 pub mod registry;
 pub mod runtime;
 mod try_activate;

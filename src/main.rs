@@ -9,6 +9,16 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(args.log.as_deref());
+    // A panic in a module or plugin is caught and reported as an error; log it as one line
+    // instead of the default hook's backtrace on stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = swapvisor::actors::panic_message(info.payload());
+        tracing::error!(%location, "panic: {message}");
+    }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

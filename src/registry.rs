@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::engine::{ModuleFactory, StepFactory, TriggerFactory};
+use crate::plugin::PluginFactory;
 
 /// The contributor of types registered outside [`Registry::contributing`].
 pub const APPLICATION: &str = "application";
@@ -54,6 +55,7 @@ pub struct Registry {
     modules: BTreeMap<String, Entry<dyn ModuleFactory>>,
     steps: BTreeMap<String, Entry<dyn StepFactory>>,
     triggers: BTreeMap<String, Entry<dyn TriggerFactory>>,
+    plugins: BTreeMap<String, Entry<dyn PluginFactory>>,
     contributor: Arc<str>,
 }
 
@@ -69,6 +71,7 @@ impl std::fmt::Debug for Registry {
             .field("modules", &self.module_types())
             .field("steps", &self.step_types())
             .field("triggers", &self.trigger_types())
+            .field("plugins", &self.plugin_kinds())
             .finish()
     }
 }
@@ -105,6 +108,7 @@ impl Registry {
             modules: BTreeMap::new(),
             steps: BTreeMap::new(),
             triggers: BTreeMap::new(),
+            plugins: BTreeMap::new(),
             contributor: Arc::from(APPLICATION),
         }
     }
@@ -176,6 +180,26 @@ impl Registry {
         )
     }
 
+    /// Registers a plugin kind: `plugins:` entries with `type: <kind>` are built by `factory`.
+    pub fn register_plugin(
+        &mut self,
+        kind: &str,
+        factory: impl PluginFactory,
+    ) -> Result<(), RegistryError> {
+        insert(
+            &mut self.plugins,
+            "plugin",
+            kind,
+            &self.contributor,
+            Arc::new(factory),
+        )
+    }
+
+    /// Registered plugin kinds, sorted.
+    pub fn plugin_kinds(&self) -> Vec<&str> {
+        self.plugins.keys().map(String::as_str).collect()
+    }
+
     /// Registered module type names, sorted.
     pub fn module_types(&self) -> Vec<&str> {
         self.modules.keys().map(String::as_str).collect()
@@ -197,6 +221,7 @@ impl Registry {
             "module" => &self.modules.get(type_name)?.contributor,
             "step" => &self.steps.get(type_name)?.contributor,
             "trigger" => &self.triggers.get(type_name)?.contributor,
+            "plugin" => &self.plugins.get(type_name)?.contributor,
             _ => return None,
         };
         Some(contributor)
@@ -234,5 +259,42 @@ impl Registry {
 
     pub(crate) fn trigger_factory(&self, type_name: &str) -> Option<&Arc<dyn TriggerFactory>> {
         self.triggers.get(type_name).map(|e| &e.factory)
+    }
+
+    pub(crate) fn plugin_factory(&self, kind: &str) -> Option<&Arc<dyn PluginFactory>> {
+        self.plugins.get(kind).map(|e| &e.factory)
+    }
+
+    /// Adds every module, step and trigger type of `other` (plugin contributions), keeping
+    /// their contributors; a name both have is an error naming both contributors.
+    pub(crate) fn absorb(&mut self, other: &Registry) -> Result<(), RegistryError> {
+        for (name, entry) in &other.modules {
+            insert(
+                &mut self.modules,
+                "module",
+                name,
+                &entry.contributor,
+                entry.factory.clone(),
+            )?;
+        }
+        for (name, entry) in &other.steps {
+            insert(
+                &mut self.steps,
+                "step",
+                name,
+                &entry.contributor,
+                entry.factory.clone(),
+            )?;
+        }
+        for (name, entry) in &other.triggers {
+            insert(
+                &mut self.triggers,
+                "trigger",
+                name,
+                &entry.contributor,
+                entry.factory.clone(),
+            )?;
+        }
+        Ok(())
     }
 }

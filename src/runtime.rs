@@ -20,14 +20,16 @@ use serde::Serialize;
 use serde_json::Value;
 use swapvisor_actors::{
     Backoff, Origin, ReloadObserver, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Slot,
-    Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStatus,
+    Stage, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStatus,
 };
 
-use crate::config::{Config, DocumentLimits, SharedEnv, process_env};
+use crate::config::{Config, DocumentLimits, PluginSpec, SharedEnv, process_env, resolve_plugin};
+use crate::engine::plugin_swap_settings;
 use crate::engine::{
     Engine, EngineContext, EngineSpec, ExecuteError, ModuleStatus, Services, json_response,
 };
 use crate::net::{HttpDispatch, HttpRequest, HttpResponse, ListenerKey, ListenerPool};
+use crate::plugin::{PluginHost, PluginInstance, PluginRef, PluginStatus, PluginUnitSpec};
 use crate::registry::Registry;
 use crate::try_activate::TryActivateResult;
 
@@ -46,6 +48,9 @@ pub enum RuntimeError {
     /// The runtime has shut down.
     #[error("the runtime has shut down")]
     Stopped,
+    /// No plugin instance has that name.
+    #[error("no plugin named {0:?} is running")]
+    UnknownPlugin(String),
 }
 
 /// Options for [`Runtime::start_with`]. `Default` gives the process environment, the default
@@ -135,9 +140,10 @@ impl Runtime {
     ) -> Result<Runtime, RuntimeError> {
         let slot = Arc::new(Slot::default());
         let pool = ListenerPool::new(Arc::new(LiveEngineDispatch(Arc::downgrade(&slot))));
+        let plugins = PluginHost::default();
         let context = Arc::new(EngineContext {
             registry: Arc::new(registry),
-            services: Services::with_listeners(pool),
+            services: Services::new(pool, plugins.clone()),
             limits: options.limits,
             env: options.env,
         });
@@ -155,6 +161,19 @@ impl Runtime {
         let (supervisor, exit) = Supervisor::spawn_for(args)
             .await
             .map_err(|e| RuntimeError::Spawn(e.to_string()))?;
+        // A plugin crash loop escalates to the engine's Supervisor (which reverts a config on
+        // probation), and a per-plugin reload may not take away a type the live config uses.
+        let escalate_to = supervisor.clone();
+        plugins.set_escalation(move |reason| {
+            let _ = escalate_to.send_message(SupervisorMsg::Escalate { reason });
+        });
+        let live = Arc::downgrade(&slot);
+        plugins.set_type_guard(move |name, provided| {
+            match live.upgrade().and_then(|slot| slot.current()) {
+                Some(engine) => engine.check_plugin_types(name, provided),
+                None => Ok(()),
+            }
+        });
         let runtime = Runtime {
             supervisor,
             slot,
@@ -251,11 +270,89 @@ impl Runtime {
             last_reload: supervisor.last_reload,
             history: supervisor.history,
             modules: live.as_ref().map(|e| e.module_status()).unwrap_or_default(),
+            plugins: self.context.services.plugins().status(),
+            escalations: supervisor.escalations,
+            last_escalation: supervisor.last_escalation,
             in_flight: self.slot.current_in_flight(),
             queued_reloads: supervisor.queued,
             child_actors: supervisor.child_actors,
             restore_attempts: supervisor.restore_attempts,
         })
+    }
+
+    /// Reloads the plugin instance `name` alone to `spec` (one `plugins:` entry), through its
+    /// slot's swap protocol: the new instance is built, started, and given the old one's state;
+    /// calls queued or in flight meanwhile are each served once. A start failure leaves the old
+    /// instance serving, state intact (`RolledBack`); a spec that would take away a type the
+    /// live config uses is `Rejected`.
+    pub async fn reload_plugin(
+        &self,
+        name: &str,
+        spec: PluginSpec,
+    ) -> Result<ReloadOutcome, RuntimeError> {
+        Ok(self
+            .reload_plugin_with(name, spec, Origin::Api)
+            .await?
+            .outcome)
+    }
+
+    /// Like [`Runtime::reload_plugin`], with the origin given and the full record returned.
+    pub async fn reload_plugin_with(
+        &self,
+        name: &str,
+        spec: PluginSpec,
+        origin: Origin,
+    ) -> Result<ReloadRecord, RuntimeError> {
+        let plugins = self.context.services.plugins();
+        if plugins.supervisor_of(name).is_none() {
+            return Err(RuntimeError::UnknownPlugin(name.to_owned()));
+        }
+        let rejected = |error: String| {
+            ReloadRecord::new(
+                0,
+                origin,
+                ReloadOutcome::Rejected {
+                    stage: Stage::Validate,
+                    error,
+                },
+                0,
+            )
+        };
+        if spec.name != name {
+            return Ok(rejected(format!(
+                "the spec names plugin {:?}, not {name:?}",
+                spec.name
+            )));
+        }
+        let (spec, restart) = match resolve_plugin(&spec, &*self.context.env) {
+            Ok(resolved) => resolved,
+            Err(errors) => return Ok(rejected(errors.to_string())),
+        };
+        let swap = match self.slot.current() {
+            Some(engine) => plugin_swap_settings(&engine.resolved().settings.reload),
+            None => plugin_swap_settings(&crate::config::RuntimeSettings::default().reload),
+        };
+        let unit = PluginUnitSpec {
+            spec,
+            restart,
+            swap,
+            guard_types: true,
+        };
+        plugins
+            .reload(name, unit, origin)
+            .await
+            .ok_or(RuntimeError::UnknownPlugin(name.to_owned()))
+    }
+
+    /// A stable reference to the plugin instance `name`.
+    pub fn plugin(&self, name: &str) -> Option<PluginRef> {
+        self.context.services.plugins().get(name)
+    }
+
+    /// The swap Supervisor of plugin `name`: `SupervisorMsg::Reload` sent to it (with a
+    /// [`PluginUnitSpec`]) is the ReloadPlugin message.
+    pub fn plugin_supervisor(&self, name: &str) -> Option<ActorRef<SupervisorMsg<PluginInstance>>> {
+        self.context.services.plugins().supervisor_of(name)
     }
 
     /// The live engine, if one is serving (for inspection; requests should use `execute`).
@@ -290,8 +387,10 @@ impl Runtime {
         if let Some(exit) = exit {
             let _ = exit.await;
         }
-        // Listeners whose engine is gone close now (normally none are left).
+        // Whatever no engine holds any more closes now (normally nothing is left), then the
+        // plugin restart supervisor exits.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        self.context.services.plugins().shutdown(deadline).await;
         self.listeners().close_all(deadline).await;
         asked.map_err(|_| RuntimeError::Stopped)
     }
@@ -340,4 +439,10 @@ pub struct RuntimeStatus {
     pub child_actors: usize,
     /// Failed restore attempts since the runtime became degraded.
     pub restore_attempts: u32,
+    /// The plugin instances, in start order.
+    pub plugins: Vec<PluginStatus>,
+    /// Crash loops escalated from plugins.
+    pub escalations: u32,
+    /// The most recent escalation.
+    pub last_escalation: Option<String>,
 }

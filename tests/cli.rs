@@ -151,10 +151,12 @@ fn types_lists_the_builtin_types() {
             "step.fail",
             "step.json_response",
             "step.log",
+            "step.plugin_call",
             "step.set"
         ]
     );
     assert_eq!(names("triggerTypes"), ["http", "schedule"]);
+    assert_eq!(names("pluginKinds"), ["counter"]);
     assert_eq!(listed["moduleTypes"][0]["contributor"], "core");
 }
 

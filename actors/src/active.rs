@@ -199,7 +199,7 @@ impl<U: Unit> ActiveState<U> {
             &self.unit_name,
             what,
             deadline + settings.stop_timeout,
-            unit.start(deadline),
+            async { unit.start(deadline).await },
         )
         .await
     }
@@ -210,7 +210,7 @@ impl<U: Unit> ActiveState<U> {
             &self.unit_name,
             "stop",
             deadline + Duration::from_millis(100),
-            unit.stop(deadline),
+            async { unit.stop(deadline).await },
         )
         .await
     }
@@ -281,7 +281,10 @@ impl<U: Unit> ActiveState<U> {
             let drain_deadline = Instant::now() + settings.drain_timeout;
             timed("drain", &mut timings.drain, old.drain(drain_deadline)).await;
             if unit.hands_over_state() {
-                state = old.unit().export_state().await;
+                state = crate::guard::catch_panics(|| old.unit().export_state())
+                    .await
+                    .ok()
+                    .flatten();
             }
             if let Err(error) = timed(
                 "stop",
@@ -306,7 +309,7 @@ impl<U: Unit> ActiveState<U> {
                 &self.unit_name,
                 "state import",
                 Instant::now() + settings.start_timeout,
-                unit.import_state(state),
+                async { unit.import_state(state).await },
             )
             .await;
         }
@@ -369,17 +372,19 @@ impl<U: Unit> ActiveState<U> {
     ) -> Result<(), String> {
         let deadline = Instant::now() + settings.start_timeout;
         let state = guarded(&self.unit_name, "state export", deadline, async {
-            Ok::<_, String>(old.export_state().await)
+            Ok::<_, String>(
+                crate::guard::catch_panics(|| old.export_state())
+                    .await
+                    .ok()
+                    .flatten(),
+            )
         })
         .await?;
         match state {
             Some(state) => {
-                guarded(
-                    &self.unit_name,
-                    "state import",
-                    deadline,
-                    new.import_state(state),
-                )
+                guarded(&self.unit_name, "state import", deadline, async {
+                    new.import_state(state).await
+                })
                 .await
             }
             None => Ok(()),
@@ -405,7 +410,7 @@ impl<U: Unit> ActiveState<U> {
                     &unit_name,
                     "stop",
                     deadline + Duration::from_millis(100),
-                    old.unit().stop(deadline),
+                    async { old.unit().stop(deadline).await },
                 )
                 .await;
                 if let Err(error) = stopped {

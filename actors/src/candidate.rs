@@ -65,16 +65,25 @@ impl<U: Unit> Actor for Candidate<U> {
             tracing::info_span!(parent: &args.span, "build", duration_ms = tracing::field::Empty);
         let started = Instant::now();
         let deadline = started + args.timeout;
-        let build = contained(
-            &args.unit_name,
-            "build",
-            deadline,
-            U::build(args.spec, args.context),
-        );
+        let (spec, context) = (args.spec, args.context);
+        let build = contained(&args.unit_name, "build", deadline, async move {
+            crate::guard::catch_panics(move || U::build(spec, context)).await
+        });
         let built = tracing::Instrument::instrument(build, span.clone()).await;
         let elapsed = started.elapsed();
         span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
-        let result = built.unwrap_or_else(|message| Err(BuildFailure::new(Stage::Build, message)));
+        let result = match built {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => Err(BuildFailure::new(
+                Stage::Build,
+                format!(
+                    "{} panicked during build: {}",
+                    args.unit_name,
+                    crate::guard::panic_message(&*panic)
+                ),
+            )),
+            Err(message) => Err(BuildFailure::new(Stage::Build, message)),
+        };
         // If the Supervisor is gone there is no one to tell; the unit is simply dropped.
         let _ = args.supervisor.send_message(SupervisorMsg::CandidateBuilt {
             request: args.request,

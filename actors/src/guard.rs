@@ -7,6 +7,19 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use tokio::time::Instant;
 
+/// Calls `make` and runs the future it returns, catching a panic in either: a trait method may
+/// panic before it returns its future as well as while it is polled.
+pub async fn catch_panics<F, Fut>(make: F) -> Result<Fut::Output, Box<dyn std::any::Any + Send>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(make)) {
+        Ok(work) => AssertUnwindSafe(work).catch_unwind().await,
+        Err(panic) => Err(panic),
+    }
+}
+
 /// Runs `work` until `deadline`. The outer `Err` is a panic or an overrun, as a message naming
 /// `unit` and `what` it was doing; the inner result is the work's own.
 pub(crate) async fn contained<T>(

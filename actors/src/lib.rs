@@ -26,7 +26,7 @@ mod slot;
 mod supervisor;
 mod unit;
 
-pub use guard::panic_message;
+pub use guard::{catch_panics, panic_message};
 pub use mode::SwapMode;
 pub use outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};
 pub use slot::{Lease, Live, Slot, Unavailable};

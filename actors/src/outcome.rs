@@ -43,7 +43,8 @@ pub enum ReloadOutcome {
     /// A newer request replaced this one before it was applied (file-watcher and signal
     /// reloads coalesce), or the runtime shut down first.
     Superseded,
-    /// The runtime went back to the last-known-good spec on its own.
+    /// The runtime went back to the previous spec on its own, because the newly activated one
+    /// escalated a crash loop during its probation window. The generation increases.
     Reverted {
         /// Why.
         reason: String,
@@ -172,7 +173,8 @@ pub struct ReloadRecord {
 }
 
 impl ReloadRecord {
-    pub(crate) fn new(id: u64, origin: Origin, outcome: ReloadOutcome, generation: u64) -> Self {
+    /// A record of `outcome` for request `id`, started now.
+    pub fn new(id: u64, origin: Origin, outcome: ReloadOutcome, generation: u64) -> Self {
         Self {
             id,
             origin,

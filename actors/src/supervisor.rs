@@ -91,6 +91,14 @@ pub enum SupervisorMsg<U: Unit> {
     /// Answer queued requests `Superseded`, stop the live unit gracefully and exit. Answered
     /// once everything is stopped.
     Shutdown(RpcReplyPort<()>),
+    /// Something below the live unit failed beyond its restart intensity (a plugin crash loop).
+    /// Within the probation window after an activation this reverts to the previous spec
+    /// (`Reverted`); outside it, it is recorded in status. Sent by the runtime's plugin
+    /// supervisor; no reply.
+    Escalate {
+        /// What failed, and how.
+        reason: String,
+    },
     /// From a Candidate: the build of `request` finished. Not for embedders.
     #[doc(hidden)]
     CandidateBuilt {
@@ -176,6 +184,10 @@ pub struct SupervisorStatus {
     pub child_actors: usize,
     /// Failed restore attempts since the runtime became degraded.
     pub restore_attempts: u32,
+    /// Escalations received (crash loops below the live unit).
+    pub escalations: u32,
+    /// The most recent escalation's reason.
+    pub last_escalation: Option<String>,
 }
 
 /// Told about every finished reload (metrics, probation).
@@ -223,12 +235,15 @@ struct Queued<U: Unit> {
     id: u64,
     request: ReloadRequest<U::Spec>,
     reply: Option<RpcReplyPort<ReloadRecord>>,
+    /// Why, for a revert.
+    reason: Option<String>,
 }
 
 /// The request being worked on.
 struct InProgress {
     id: u64,
     origin: Origin,
+    reason: Option<String>,
     reply: Option<RpcReplyPort<ReloadRecord>>,
     record: ReloadRecord,
     started: Instant,
@@ -246,6 +261,12 @@ pub struct SupervisorState<U: Unit> {
     active: ActorRef<ActiveMsg<U>>,
     generation: u64,
     known_good: Option<Arc<U::Spec>>,
+    /// The spec that was live before the current one (the revert target).
+    previous_good: Option<Arc<U::Spec>>,
+    /// When the current generation activated, while its probation window is open.
+    probation_until: Option<Instant>,
+    escalations: u32,
+    last_escalation: Option<String>,
     fingerprint: Option<String>,
     build_timeout: Duration,
     degraded: bool,
@@ -296,6 +317,10 @@ impl<U: Unit> Actor for Supervisor<U> {
             active,
             generation: 0,
             known_good: None,
+            previous_good: None,
+            probation_until: None,
+            escalations: 0,
+            last_escalation: None,
             fingerprint: None,
             build_timeout: args.build_timeout,
             degraded: false,
@@ -340,6 +365,7 @@ impl<U: Unit> Actor for Supervisor<U> {
                     id,
                     request,
                     reply: Some(reply),
+                    reason: None,
                 });
             }
             SupervisorMsg::TryActivate(spec, reply) => {
@@ -358,6 +384,7 @@ impl<U: Unit> Actor for Supervisor<U> {
                 let _ = reply.send(state.status(&myself));
             }
             SupervisorMsg::Shutdown(reply) => state.begin_shutdown(reply),
+            SupervisorMsg::Escalate { reason } => state.escalate(reason),
             SupervisorMsg::CandidateBuilt {
                 request,
                 result,
@@ -518,8 +545,13 @@ impl<U: Unit> SupervisorState<U> {
                 self.answer_unstarted(queued, ReloadOutcome::Conflict { expected, current });
                 continue;
             }
-            let Queued { id, request, reply } = queued;
-            self.begin(myself, id, request.origin, request.spec, reply)
+            let Queued {
+                id,
+                request,
+                reply,
+                reason,
+            } = queued;
+            self.begin(myself, id, request.origin, request.spec, reply, reason)
                 .await;
         }
     }
@@ -531,6 +563,7 @@ impl<U: Unit> SupervisorState<U> {
         origin: Origin,
         spec: Arc<U::Spec>,
         reply: Option<RpcReplyPort<ReloadRecord>>,
+        reason: Option<String>,
     ) {
         let span = tracing::info_span!(
             "reload",
@@ -543,6 +576,7 @@ impl<U: Unit> SupervisorState<U> {
         self.current = Some(InProgress {
             id,
             origin,
+            reason,
             reply,
             record: ReloadRecord::new(id, origin, ReloadOutcome::Superseded, self.generation),
             started: Instant::now(),
@@ -662,8 +696,21 @@ impl<U: Unit> SupervisorState<U> {
             ..report.timings
         };
         let restoring = current.origin == Origin::Restore;
+        let reverting = current.origin == Origin::Revert;
         let outcome = match report.result {
             SwapResult::Activated => {
+                if reverting {
+                    // The reverted-from spec is not a revert target, and a revert starts no
+                    // probation of its own.
+                    self.previous_good = None;
+                    self.probation_until = None;
+                } else if !restoring {
+                    self.previous_good = self.known_good.take();
+                    self.probation_until = report
+                        .settings
+                        .probation
+                        .map(|window| Instant::now() + window);
+                }
                 self.known_good = Some(report.spec);
                 self.fingerprint = current.record.fingerprint.clone();
                 self.build_timeout = report.settings.build_timeout;
@@ -676,6 +723,10 @@ impl<U: Unit> SupervisorState<U> {
                     ReloadOutcome::Restored {
                         generation: self.generation,
                     }
+                } else if reverting {
+                    self.generation += 1;
+                    let reason = current.reason.clone().unwrap_or_default();
+                    ReloadOutcome::Reverted { reason }
                 } else {
                     self.generation += 1;
                     ReloadOutcome::Activated {
@@ -758,7 +809,8 @@ impl<U: Unit> SupervisorState<U> {
         }
         if let Some(spec) = self.known_good.clone() {
             let id = self.take_id();
-            self.begin(myself, id, Origin::Restore, spec, None).await;
+            self.begin(myself, id, Origin::Restore, spec, None, None)
+                .await;
         }
     }
 
@@ -795,6 +847,37 @@ impl<U: Unit> SupervisorState<U> {
         let _ = self.active.send_message(ActiveMsg::Shutdown);
     }
 
+    /// A crash loop below the live unit: revert within the probation window, else record it.
+    fn escalate(&mut self, reason: String) {
+        self.escalations += 1;
+        self.last_escalation = Some(reason.clone());
+        let in_probation = self
+            .probation_until
+            .is_some_and(|until| Instant::now() <= until);
+        match self.previous_good.clone() {
+            Some(spec) if in_probation && self.shutdown.is_none() => {
+                tracing::warn!(unit = %self.unit_name, %reason, "escalation during probation: reverting to the previous spec");
+                self.probation_until = None;
+                let id = self.take_id();
+                let request = ReloadRequest {
+                    spec,
+                    expected_generation: None,
+                    origin: Origin::Revert,
+                };
+                // A revert goes before anything queued: the live unit is known to be failing.
+                self.queue.push_front(Queued {
+                    id,
+                    request,
+                    reply: None,
+                    reason: Some(reason),
+                });
+            }
+            _ => {
+                tracing::warn!(unit = %self.unit_name, %reason, "escalation outside probation: recorded, nothing reverted")
+            }
+        }
+    }
+
     fn status(&self, myself: &ActorRef<SupervisorMsg<U>>) -> SupervisorStatus {
         let state = if self.shutdown.is_some() {
             RunState::Stopping
@@ -829,6 +912,8 @@ impl<U: Unit> SupervisorState<U> {
             queued: self.queue.len(),
             child_actors: myself.get_children().len(),
             restore_attempts: self.restore_attempts,
+            escalations: self.escalations,
+            last_escalation: self.last_escalation.clone(),
         }
     }
 }

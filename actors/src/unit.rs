@@ -101,6 +101,9 @@ pub struct SwapSettings {
     pub stop_timeout: Duration,
     /// How long the replaced unit may finish in-flight work before it is stopped.
     pub drain_timeout: Duration,
+    /// After this unit activates, how long an escalation (a crash loop below it) reverts to
+    /// the previous spec. `None`: never.
+    pub probation: Option<Duration>,
 }
 
 impl Default for SwapSettings {
@@ -111,6 +114,7 @@ impl Default for SwapSettings {
             start_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            probation: None,
         }
     }
 }

@@ -12,6 +12,8 @@
 //! | step | `step.json_response` | `status`, `body`, `headers` |
 //! | step | `step.delay` | `duration` |
 //! | step | `step.fail` | `message` |
+//! | step | `step.plugin_call` | `plugin`, `op`, `args` |
+//! | plugin | `counter` | `start` |
 
 mod fault;
 mod http_server;
@@ -32,5 +34,6 @@ pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_module("fault.inject", fault::build)?;
     registry.register_trigger("http", http_server::build_trigger)?;
     registry.register_trigger("schedule", schedule::build)?;
+    registry.register_plugin(crate::plugin::Counter::KIND, crate::plugin::Counter::build)?;
     steps::register(registry)
 }

@@ -18,7 +18,8 @@ pub(super) fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_step("step.log", build_log)?;
     registry.register_step("step.json_response", build_json_response)?;
     registry.register_step("step.delay", build_delay)?;
-    registry.register_step("step.fail", build_fail)
+    registry.register_step("step.fail", build_fail)?;
+    registry.register_step("step.plugin_call", build_plugin_call)
 }
 
 /// `step.set {values}`: outputs `values` with its templates rendered.
@@ -217,5 +218,56 @@ impl Step for Fail {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         let message = self.message.render_string(&context.scope());
         Box::pin(std::future::ready(Err(StepError(message))))
+    }
+}
+
+/// `step.plugin_call {plugin, op, args}`: calls a plugin instance; outputs its answer.
+struct PluginCallStep {
+    plugin: String,
+    op: String,
+    args: Template,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginCallSettings {
+    plugin: String,
+    op: String,
+    #[serde(default)]
+    args: Value,
+}
+
+fn build_plugin_call(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
+    let settings: PluginCallSettings = build.settings()?;
+    if !build.plugins.contains(&settings.plugin) {
+        return Err(ConfigError::new(
+            place::field(build.place, "plugin"),
+            crate::config::unknown_name(
+                "plugin",
+                &settings.plugin,
+                "plugins",
+                build.plugins.iter().map(String::as_str),
+            ),
+        )
+        .into());
+    }
+    Ok(Box::new(PluginCallStep {
+        args: build.template("args", &settings.args)?,
+        plugin: settings.plugin,
+        op: settings.op,
+    }))
+}
+
+impl Step for PluginCallStep {
+    fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        let args = self.args.render(&context.scope());
+        Box::pin(async move {
+            context
+                .services
+                .plugins()
+                .call(&self.plugin, &self.op, args)
+                .await
+                .map_err(|e| StepError(format!("plugin {:?} {}: {e}", self.plugin, self.op)))
+        })
     }
 }

@@ -138,7 +138,16 @@ fn decode_pipeline(
 
 fn decode_plugin(item: &Value, index: usize, errors: &mut ConfigErrors) -> Option<PluginSpec> {
     let here = place::named_item("plugins", index, name_of(item));
-    let fields = Fields::of(item, &here, PLUGIN_FIELDS, errors)?;
+    decode_plugin_at(item, &here, errors)
+}
+
+/// Decodes one `plugins:` entry found at `here`.
+pub(crate) fn decode_plugin_at(
+    item: &Value,
+    here: &str,
+    errors: &mut ConfigErrors,
+) -> Option<PluginSpec> {
+    let fields = Fields::of(item, here, PLUGIN_FIELDS, errors)?;
     let name = fields.name(errors);
     let type_name = fields.required_string("type", "a plugin kind, such as counter", errors);
     let config = fields.config(errors);

@@ -110,19 +110,28 @@ pub fn parse_document(bytes: &[u8], limits: &DocumentLimits) -> Result<Document,
     let text = std::str::from_utf8(bytes).map_err(|e| DocumentError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
-    let budget = Budget::new(limits);
-    if text.trim_start().starts_with('{') {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') {
+        // JSON, or a YAML flow mapping such as `{ name: x }`. Strict JSON (`{"...`) gets the
+        // JSON parser's error messages; anything else that is not JSON is read as YAML.
+        let budget = Budget::new(limits);
         let mut deserializer = serde_json::Deserializer::from_str(text);
         // Our own depth limit is the one that applies; serde_json's fixed 128 is a backstop.
-        let value = BoundedValue::root(&budget)
+        let json = BoundedValue::root(&budget)
             .deserialize(&mut deserializer)
-            .and_then(|value| deserializer.end().map(|()| value))
-            .map_err(|e| DocumentError::Syntax {
-                format: "JSON",
-                message: e.to_string(),
-            })?;
-        return Ok(budget.finish(value));
+            .and_then(|value| deserializer.end().map(|()| value));
+        match json {
+            Ok(value) => return Ok(budget.finish(value)),
+            Err(error) if looks_like_json(trimmed) => {
+                return Err(DocumentError::Syntax {
+                    format: "JSON",
+                    message: error.to_string(),
+                });
+            }
+            Err(_) => {}
+        }
     }
+    let budget = Budget::new(limits);
     let mut documents = serde_yaml::Deserializer::from_str(text);
     let Some(first) = documents.next() else {
         return Err(DocumentError::Empty);
@@ -143,6 +152,12 @@ pub fn parse_document(bytes: &[u8], limits: &DocumentLimits) -> Result<Document,
         return Err(DocumentError::Empty);
     }
     Ok(budget.finish(value))
+}
+
+/// `{"` or `{}`: a document that means to be JSON.
+fn looks_like_json(text: &str) -> bool {
+    let inside = text[1..].trim_start();
+    inside.starts_with('"') || inside.starts_with('}')
 }
 
 /// What is left to spend while parsing one document. Shared by every level of the recursion.
@@ -392,6 +407,16 @@ mod tests {
         let places: Vec<String> = doc.duplicate_keys.iter().map(DuplicateKey::place).collect();
         assert_eq!(places, vec!["a", "b[0].c"]);
         assert_eq!(doc.value["a"], 1);
+    }
+
+    #[test]
+    fn a_yaml_flow_mapping_is_not_mistaken_for_json() {
+        assert_eq!(
+            parse("{ name: x, list: [1] }").unwrap(),
+            serde_json::json!({"name": "x", "list": [1]})
+        );
+        let err = parse(r#"{"name": }"#).unwrap_err().to_string();
+        assert!(err.starts_with("JSON syntax:"), "{err}");
     }
 
     #[test]

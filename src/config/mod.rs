@@ -49,7 +49,9 @@ pub use env::{EnvLookup, SharedEnv, process_env};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub(crate) use resolved::resolve_collecting;
-pub use resolved::{ReloadSettings, Resolved, RestartSettings, RuntimeSettings, resolve};
+pub use resolved::{
+    ReloadSettings, Resolved, RestartSettings, RuntimeSettings, resolve, resolve_plugin,
+};
 
 pub(crate) use error::{place, unknown_name};
 pub(crate) use validate::{module_place, start_order};
@@ -149,6 +151,25 @@ impl Config {
     /// The pipeline named `name`.
     pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
         self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+impl PluginSpec {
+    /// Parses one `plugins:` entry (YAML or JSON), as a per-plugin reload carries it.
+    pub fn parse(bytes: &[u8]) -> Result<PluginSpec, LoadError> {
+        let document = parse_document(bytes, &DocumentLimits::default())?;
+        let mut errors = ConfigErrors::default();
+        for duplicate in &document.duplicate_keys {
+            errors.push(
+                duplicate.place(),
+                format!("duplicate key {:?} in the same mapping", duplicate.key),
+            );
+        }
+        let spec = decode::decode_plugin_at(&document.value, "plugin", &mut errors);
+        match spec {
+            Some(spec) if errors.is_empty() => Ok(spec),
+            _ => Err(LoadError::Invalid(errors)),
+        }
     }
 }
 

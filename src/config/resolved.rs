@@ -140,6 +140,60 @@ pub fn resolve(config: &Config, env: EnvLookup<'_>) -> Result<Resolved, ConfigEr
     errors.into_result(resolved)
 }
 
+/// Resolves one plugin entry in place (found at `at`): expands its config and applies restart
+/// defaults. Returns its restart settings and whether its config could not be expanded.
+fn resolve_plugin_at(
+    plugin: &mut PluginSpec,
+    at: &str,
+    env: EnvLookup<'_>,
+    errors: &mut ConfigErrors,
+) -> (RestartSettings, bool) {
+    let mut failed = false;
+    plugin.config = expand_tracked(
+        &plugin.config,
+        &place::field(at, "config"),
+        env,
+        errors,
+        &mut failed,
+    );
+    let restart = RestartSettings::from_spec(&plugin.restart);
+    let restart_at = place::field(at, "restart");
+    if restart.backoff_initial > restart.backoff_max {
+        errors.push(
+            place::field(&restart_at, "backoff"),
+            format!(
+                "initial ({}) is longer than max ({})",
+                humantime::format_duration(restart.backoff_initial),
+                humantime::format_duration(restart.backoff_max)
+            ),
+        );
+    }
+    if restart.within.is_zero() {
+        errors.push(
+            place::field(&restart_at, "within"),
+            "must be longer than zero",
+        );
+    }
+    (restart, failed)
+}
+
+/// Resolves a single plugin entry (for a per-plugin reload): the entry with its config expanded,
+/// and its restart settings with defaults applied.
+pub fn resolve_plugin(
+    plugin: &PluginSpec,
+    env: EnvLookup<'_>,
+) -> Result<(PluginSpec, RestartSettings), ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut resolved = plugin.clone();
+    let (restart, _) = resolve_plugin_at(
+        &mut resolved,
+        &format!("plugin {:?}", plugin.name),
+        env,
+        &mut errors,
+    );
+    errors.into_result((resolved, restart))
+}
+
 /// Expands `value`, recording in `failed` whether any problem was reported.
 fn expand_tracked(
     value: &Value,
@@ -204,33 +258,9 @@ pub(crate) fn resolve_collecting(
     let mut plugin_restarts = Vec::with_capacity(resolved.plugins.len());
     for (i, plugin) in resolved.plugins.iter_mut().enumerate() {
         let at = place::named_item("plugins", i, Some(&plugin.name));
-        plugin.config = expand_tracked(
-            &plugin.config,
-            &place::field(&at, "config"),
-            env,
-            errors,
-            &mut failed,
-        );
+        let (restart, failed) = resolve_plugin_at(plugin, &at, env, errors);
         if failed {
             unexpanded.plugins.insert(i);
-        }
-        let restart = RestartSettings::from_spec(&plugin.restart);
-        let restart_at = place::field(&at, "restart");
-        if restart.backoff_initial > restart.backoff_max {
-            errors.push(
-                place::field(&restart_at, "backoff"),
-                format!(
-                    "initial ({}) is longer than max ({})",
-                    humantime::format_duration(restart.backoff_initial),
-                    humantime::format_duration(restart.backoff_max)
-                ),
-            );
-        }
-        if restart.within.is_zero() {
-            errors.push(
-                place::field(&restart_at, "within"),
-                "must be longer than zero",
-            );
         }
         plugin_restarts.push(restart);
     }

@@ -93,11 +93,13 @@ impl From<LoadError> for BuildError {
     }
 }
 
-/// A module could not start; the modules started before it have been stopped again.
+/// A module or plugin could not start; what started before it has been stopped again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("module {module:?} failed to start: {message}")]
+#[error("{kind} {module:?} failed to start: {message}")]
 pub struct StartError {
-    /// The module that failed.
+    /// `module` or `plugin`.
+    pub kind: &'static str,
+    /// The module (or plugin) that failed.
     pub module: String,
     /// What went wrong.
     pub message: String,

@@ -52,10 +52,10 @@ mod unit;
 
 use std::sync::{Arc, Weak};
 
-use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use swapvisor_actors::catch_panics;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -75,9 +75,11 @@ pub use trigger::{
 pub use unit::{EngineContext, EngineSpec};
 
 pub(crate) use error::panic_message;
+pub(crate) use plan::plugin_swap_settings;
 
 use crate::config::{Config, ConfigErrors, DocumentLimits, EnvLookup, Resolved, process_env};
 use crate::net::{HttpDispatch, HttpRequest, HttpResponse, ListenerKey};
+use crate::plugin::Attachment;
 use crate::registry::Registry;
 
 /// A built engine. Cheap to clone: clones share one engine.
@@ -97,6 +99,8 @@ struct EngineInner {
 
 #[derive(Default)]
 struct Lifecycle {
+    /// The plugin instances this engine attached to (before any module started).
+    plugins: Option<Attachment>,
     /// How many modules (a prefix of the start order) are started.
     started: usize,
     triggers: Option<(watch::Sender<bool>, JoinSet<()>)>,
@@ -188,9 +192,7 @@ impl Engine {
     ) -> Result<Engine, BuildError> {
         let plan = plan::plan(&config, registry, env, errors)?;
         for module in &plan.modules {
-            let prepared = std::panic::AssertUnwindSafe(module.module.prepare())
-                .catch_unwind()
-                .await;
+            let prepared = catch_panics(|| module.module.prepare()).await;
             let message = match prepared {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => error.0,
@@ -239,6 +241,40 @@ impl Engine {
         &self.inner.plan.types
     }
 
+    /// The registry this engine's config was checked against (with plugin contributions).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.plan.registry
+    }
+
+    /// Checks that `provided` (the types a reloaded instance of plugin `name` would contribute)
+    /// still covers every plugin-contributed type this engine uses; explains what would be
+    /// lost otherwise.
+    pub fn check_plugin_types(&self, name: &str, provided: &Registry) -> Result<(), String> {
+        let plan = &self.inner.plan;
+        let Some(old_kind) = plan.plugin_kinds.get(name) else {
+            return Ok(());
+        };
+        let still_there = plan
+            .plugin_kinds
+            .iter()
+            .any(|(other, kind)| other != name && kind == old_kind);
+        let lost: Vec<String> = plan
+            .plugin_type_uses
+            .iter()
+            .filter(|u| &u.plugin_kind == old_kind && !still_there)
+            .filter(|u| provided.contributor_of(u.kind, &u.type_name).is_none())
+            .map(|u| format!("{} type {:?} (used by {})", u.kind, u.type_name, u.place))
+            .collect();
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "reloading plugin {name:?} would remove types the running config still uses: {}",
+                lost.join("; ")
+            ))
+        }
+    }
+
     /// The services this engine was built with.
     pub fn services(&self) -> &Services {
         &self.inner.services
@@ -268,21 +304,42 @@ impl Engine {
         // A stopped engine may start again: a stop-first swap restores the previous engine so.
         if !matches!(self.state(), EngineState::Built | EngineState::Stopped) {
             return Err(StartError {
+                kind: "engine",
                 module: String::new(),
                 message: format!("the engine cannot start from state {:?}", self.state()),
             });
         }
         self.set_state(EngineState::Starting);
+        // Plugins first: modules and steps may call them from the moment they start.
+        if !self.inner.plan.plugins.is_empty() {
+            let plan = &self.inner.plan;
+            let strategy = plan.resolved.settings.plugin_strategy;
+            match self
+                .inner
+                .services
+                .plugins()
+                .attach(&plan.plugins, strategy, &plan.registry)
+                .await
+            {
+                Ok(attachment) => lifecycle.plugins = Some(attachment),
+                Err((plugin, message)) => {
+                    self.set_state(EngineState::Stopped);
+                    return Err(StartError {
+                        kind: "plugin",
+                        module: plugin,
+                        message,
+                    });
+                }
+            }
+        }
         for (k, module) in self.inner.plan.modules.iter().enumerate() {
             let context = ModuleContext {
                 name: module.name.clone(),
                 services: self.inner.services.clone(),
             };
-            let started = tokio::time::timeout_at(
-                deadline,
-                std::panic::AssertUnwindSafe(module.module.start(&context)).catch_unwind(),
-            )
-            .await;
+            let started =
+                tokio::time::timeout_at(deadline, catch_panics(|| module.module.start(&context)))
+                    .await;
             let message = match started {
                 Ok(Ok(Ok(()))) => {
                     lifecycle.started = k + 1;
@@ -298,8 +355,16 @@ impl Engine {
             if let Err(stop_error) = self.stop_modules(&mut lifecycle, rollback_deadline).await {
                 tracing::warn!(error = %stop_error, "stopping after a failed start was not clean");
             }
+            if let Some(attachment) = lifecycle.plugins.take() {
+                self.inner
+                    .services
+                    .plugins()
+                    .detach(attachment, true, rollback_deadline)
+                    .await;
+            }
             self.set_state(EngineState::Stopped);
             return Err(StartError {
+                kind: "module",
                 module: module.name.clone(),
                 message,
             });
@@ -323,7 +388,7 @@ impl Engine {
     /// engine that is not running does nothing.
     pub async fn stop(&self, deadline: Instant) -> Result<(), StopError> {
         let mut lifecycle = self.inner.lifecycle.lock().await;
-        if lifecycle.started == 0 && lifecycle.triggers.is_none() {
+        if lifecycle.started == 0 && lifecycle.triggers.is_none() && lifecycle.plugins.is_none() {
             if self.state() != EngineState::Built {
                 self.set_state(EngineState::Stopped);
             }
@@ -341,6 +406,14 @@ impl Engine {
             }
         }
         let result = self.stop_modules(&mut lifecycle, deadline).await;
+        // Plugins last, in reverse start order: modules may call them while they stop.
+        if let Some(attachment) = lifecycle.plugins.take() {
+            self.inner
+                .services
+                .plugins()
+                .detach(attachment, false, deadline)
+                .await;
+        }
         self.set_state(EngineState::Stopped);
         result
     }
@@ -360,11 +433,9 @@ impl Engine {
         while lifecycle.started > 0 {
             lifecycle.started -= 1;
             let module = &self.inner.plan.modules[lifecycle.started];
-            let stopped = tokio::time::timeout_at(
-                deadline,
-                std::panic::AssertUnwindSafe(module.module.stop(deadline)).catch_unwind(),
-            )
-            .await;
+            let stopped =
+                tokio::time::timeout_at(deadline, catch_panics(|| module.module.stop(deadline)))
+                    .await;
             let message = match stopped {
                 Ok(Ok(Ok(()))) => {
                     tracing::debug!(module = %module.name, "module stopped");

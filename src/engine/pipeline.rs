@@ -1,7 +1,7 @@
 //! A pipeline: named steps run in order, each seeing the request and the earlier outputs.
 
-use futures::FutureExt;
 use serde_json::Value;
+use swapvisor_actors::catch_panics;
 
 use super::error::{ExecuteError, panic_message};
 use super::services::Services;
@@ -66,9 +66,7 @@ impl Pipeline {
                     outputs: &outputs,
                     services,
                 };
-                std::panic::AssertUnwindSafe(step.step.run(&context))
-                    .catch_unwind()
-                    .await
+                catch_panics(|| step.step.run(&context)).await
             };
             let failed = |message: String| ExecuteError::StepFailed {
                 pipeline: self.name.clone(),

@@ -19,12 +19,15 @@ use super::pipeline::{Pipeline, PipelineStep};
 use super::step::StepBuild;
 use super::template::TemplateScope;
 use super::trigger::{TriggerBinding, TriggerBuild, TriggerTask};
+use swapvisor_actors::{SwapMode, SwapSettings};
+
 use crate::builtin::HttpServer;
 use crate::config::{
     Config, ConfigErrors, EnvLookup, Resolved, module_place, place, resolve_collecting,
     start_order, unknown_name,
 };
 use crate::net::ListenerKey;
+use crate::plugin::{PluginBuild, PluginUnitSpec};
 use crate::registry::Registry;
 
 /// The types a config uses, each list sorted. This is what try-activate and `validate` report.
@@ -48,9 +51,29 @@ pub(crate) struct PlannedModule {
     pub(crate) module: Box<dyn Module>,
 }
 
+/// One use of a type contributed by a plugin kind, so that a plugin reload can be refused
+/// when it would take the type away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PluginTypeUse {
+    /// `module`, `step` or `trigger`.
+    pub(crate) kind: &'static str,
+    pub(crate) type_name: String,
+    /// The plugin kind that contributes it.
+    pub(crate) plugin_kind: String,
+    /// Where the config uses it.
+    pub(crate) place: String,
+}
+
 /// Everything an engine is made of, constructed but not started.
 pub(crate) struct Plan {
     pub(crate) resolved: Resolved,
+    /// The registry the config was checked against: the base one plus plugin contributions.
+    pub(crate) registry: Arc<Registry>,
+    /// The plugin instances to attach, in config order.
+    pub(crate) plugins: Vec<Arc<PluginUnitSpec>>,
+    /// The kind of each plugin instance, by name.
+    pub(crate) plugin_kinds: HashMap<String, String>,
+    pub(crate) plugin_type_uses: Vec<PluginTypeUse>,
     /// In start order.
     pub(crate) modules: Vec<PlannedModule>,
     pub(crate) pipelines: Vec<Arc<Pipeline>>,
@@ -82,6 +105,24 @@ pub(crate) fn plan(
 ) -> Result<Plan, ConfigErrors> {
     let (resolved, broken) = resolve_collecting(config, env, &mut errors);
     let config = &resolved.config;
+    let (registry, plugins, plugin_kinds) =
+        plan_plugins(&resolved, registry, &broken.plugins, &mut errors);
+    let registry = &registry;
+    let plugin_names: Vec<String> = config.plugins.iter().map(|p| p.name.clone()).collect();
+    let mut plugin_type_uses = Vec::new();
+    let mut note_use = |kind: &'static str, type_name: &str, place: String| {
+        if let Some(plugin_kind) = registry
+            .contributor_of(kind, type_name)
+            .and_then(|c| c.strip_prefix(PLUGIN_CONTRIBUTOR))
+        {
+            plugin_type_uses.push(PluginTypeUse {
+                kind,
+                type_name: type_name.to_owned(),
+                plugin_kind: plugin_kind.to_owned(),
+                place,
+            });
+        }
+    };
 
     // Modules, in document order first; reordered for start below.
     let mut built: Vec<Option<Box<dyn Module>>> = Vec::with_capacity(config.modules.len());
@@ -104,6 +145,7 @@ pub(crate) fn plan(
             built.push(None);
             continue;
         }
+        note_use("module", &module.type_name, at.clone());
         let config_at = place::field(&at, "config");
         let build = ModuleBuild {
             name: &module.name,
@@ -183,6 +225,7 @@ pub(crate) fn plan(
             if broken.steps.contains(&(p, i)) {
                 continue;
             }
+            note_use("step", &step.type_name, step_at.clone());
             let config_at = place::field(&step_at, "config");
             let build = StepBuild {
                 pipeline: &spec.name,
@@ -194,6 +237,7 @@ pub(crate) fn plan(
                     earlier_steps: &names[..i],
                     later_steps: &names[i + 1..],
                 },
+                plugins: &plugin_names,
             };
             match guarded(&config_at, || factory.build(&build)) {
                 Ok(built) => steps.push(PipelineStep {
@@ -220,6 +264,7 @@ pub(crate) fn plan(
                 ),
                 Some(_) if broken.triggers.contains(&p) => {}
                 Some(factory) => {
+                    note_use("trigger", &trigger.type_name, trigger_at.clone());
                     let build = TriggerBuild {
                         pipeline: &spec.name,
                         type_name: &trigger.type_name,
@@ -288,6 +333,10 @@ pub(crate) fn plan(
         })
         .collect();
     Ok(Plan {
+        registry: Arc::new(registry.clone()),
+        plugins,
+        plugin_kinds,
+        plugin_type_uses,
         modules,
         pipelines,
         router,
@@ -299,6 +348,88 @@ pub(crate) fn plan(
         },
         resolved,
     })
+}
+
+/// How plugin instances are swapped under an engine config's reload settings.
+pub(crate) fn plugin_swap_settings(reload: &crate::config::ReloadSettings) -> SwapSettings {
+    SwapSettings {
+        // A plugin hands its state over, so it is always started before the old one stops.
+        mode: SwapMode::StartFirst,
+        build_timeout: reload.build_timeout,
+        start_timeout: reload.start_timeout,
+        stop_timeout: reload.stop_timeout,
+        drain_timeout: reload.drain_timeout,
+        probation: None,
+    }
+}
+
+/// Contributions of plugin kinds are attributed to `plugin <kind>`.
+pub(crate) const PLUGIN_CONTRIBUTOR: &str = "plugin ";
+
+/// Checks the `plugins:` entries and gathers the types their kinds contribute. Returns the
+/// registry to check the rest of the config against, the instance specs, and each instance's
+/// kind.
+fn plan_plugins(
+    resolved: &Resolved,
+    base: &Registry,
+    unexpanded: &std::collections::HashSet<usize>,
+    errors: &mut ConfigErrors,
+) -> (Registry, Vec<Arc<PluginUnitSpec>>, HashMap<String, String>) {
+    let mut registry = base.clone();
+    let mut specs = Vec::with_capacity(resolved.config.plugins.len());
+    let mut kinds = HashMap::new();
+    let mut contributed: BTreeSet<String> = BTreeSet::new();
+    let swap = plugin_swap_settings(&resolved.settings.reload);
+    for (i, spec) in resolved.config.plugins.iter().enumerate() {
+        let at = place::named_item("plugins", i, Some(&spec.name));
+        let Some(factory) = base.plugin_factory(&spec.type_name) else {
+            errors.push(
+                place::field(&at, "type"),
+                unknown_name(
+                    "plugin type",
+                    &spec.type_name,
+                    "registered",
+                    base.plugin_kinds(),
+                ),
+            );
+            continue;
+        };
+        kinds.insert(spec.name.clone(), spec.type_name.clone());
+        specs.push(Arc::new(PluginUnitSpec {
+            spec: spec.clone(),
+            restart: resolved.plugin_restarts[i],
+            swap,
+            guard_types: false,
+        }));
+        if unexpanded.contains(&i) {
+            continue;
+        }
+        let config_at = place::field(&at, "config");
+        let build = PluginBuild {
+            name: &spec.name,
+            config: &spec.config,
+            place: &config_at,
+        };
+        let prototype = match guarded(&config_at, || factory.build(&build)) {
+            Ok(prototype) => prototype,
+            Err(e) => {
+                errors.0.extend(e.0);
+                continue;
+            }
+        };
+        // Each kind registers its types once, however many instances it has.
+        if contributed.insert(spec.type_name.clone()) {
+            let mut own = Registry::new();
+            let contributor = format!("{PLUGIN_CONTRIBUTOR}{}", spec.type_name);
+            let registered = own
+                .contributing(&contributor, |r| prototype.register(r))
+                .and_then(|()| registry.absorb(&own));
+            if let Err(error) = registered {
+                errors.push(place::field(&at, "type"), error.to_string());
+            }
+        }
+    }
+    (registry, specs, kinds)
 }
 
 fn list_or_none(names: &[&str]) -> String {

@@ -62,6 +62,8 @@ pub struct StepBuild<'a> {
     pub place: &'a str,
     /// What the step's templates may refer to.
     pub templates: TemplateScope<'a>,
+    /// The names of the plugin instances the config declares.
+    pub plugins: &'a [String],
 }
 
 impl StepBuild<'_> {

@@ -130,10 +130,15 @@ impl Unit for Engine {
             start_timeout: reload.start_timeout,
             stop_timeout: reload.stop_timeout,
             drain_timeout: reload.drain_timeout,
+            probation: reload.probation,
         }
     }
 
     fn hold_resources(&self) -> Option<Box<dyn Any + Send + Sync>> {
-        Some(Box::new(self.services().listeners().hold()))
+        let services = self.services();
+        Some(Box::new((
+            services.listeners().hold(),
+            services.plugins().hold(),
+        )))
     }
 }

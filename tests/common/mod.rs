@@ -185,6 +185,146 @@ pub fn controlled_registry() -> (Registry, Journal, Controls) {
     (registry, journal, controls)
 }
 
+/// A plugin that journals its starts and stops ("start a", "stop a") and answers `ping`.
+/// Settings: `{failStart}`.
+struct JournalPlugin {
+    name: String,
+    fail_start: bool,
+    journal: Journal,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct JournalSettings {
+    #[serde(default)]
+    fail_start: bool,
+}
+
+impl swapvisor::plugin::Plugin for JournalPlugin {
+    fn name(&self) -> &str {
+        "test.journal"
+    }
+
+    fn version(&self) -> &str {
+        "0.0.1"
+    }
+
+    fn start(
+        &mut self,
+        _context: &swapvisor::plugin::PluginContext,
+    ) -> BoxFuture<'_, Result<(), swapvisor::plugin::PluginError>> {
+        Box::pin(async move {
+            if self.fail_start {
+                return Err(swapvisor::plugin::PluginError::Failed(format!(
+                    "{} refuses to start",
+                    self.name
+                )));
+            }
+            self.journal
+                .lock()
+                .unwrap()
+                .push(format!("start {}", self.name));
+            Ok(())
+        })
+    }
+
+    fn handle(
+        &mut self,
+        call: swapvisor::plugin::PluginCall,
+    ) -> BoxFuture<'_, Result<Value, swapvisor::plugin::PluginError>> {
+        let answer = Ok(serde_json::json!({ "pong": call.op }));
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, Result<(), swapvisor::plugin::PluginError>> {
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("stop {}", self.name));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A plugin kind that contributes the step type `<kind>.hello` when `provides` is true.
+struct Greeter {
+    kind: &'static str,
+    provides: bool,
+}
+
+impl swapvisor::plugin::Plugin for Greeter {
+    fn name(&self) -> &str {
+        self.kind
+    }
+
+    fn version(&self) -> &str {
+        "1.0.0"
+    }
+
+    fn register(&self, registry: &mut Registry) -> Result<(), swapvisor::registry::RegistryError> {
+        if self.provides {
+            registry.register_step("greet.hello", |_: &swapvisor::engine::StepBuild<'_>| {
+                Ok::<Box<dyn swapvisor::engine::Step>, ConfigErrors>(Box::new(HelloStep))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        _call: swapvisor::plugin::PluginCall,
+    ) -> BoxFuture<'_, Result<Value, swapvisor::plugin::PluginError>> {
+        Box::pin(std::future::ready(Ok(Value::Null)))
+    }
+}
+
+struct HelloStep;
+
+impl swapvisor::engine::Step for HelloStep {
+    fn run<'a>(
+        &'a self,
+        _context: &'a swapvisor::engine::StepContext<'a>,
+    ) -> BoxFuture<'a, Result<Value, swapvisor::engine::StepError>> {
+        Box::pin(async { Ok(serde_json::json!("hello")) })
+    }
+}
+
+/// The controlled registry plus the plugin kinds `test.journal`, `greeter` (contributes the
+/// step type `greet.hello`) and `greeter-lite` (contributes nothing).
+pub fn plugin_registry() -> (Registry, Journal, Controls) {
+    let (mut registry, journal, controls) = controlled_registry();
+    let shared = journal.clone();
+    registry
+        .contributing("tests", |r| {
+            r.register_plugin(
+                "test.journal",
+                move |build: &swapvisor::plugin::PluginBuild<'_>| {
+                    let settings: JournalSettings = build.settings()?;
+                    Ok::<Box<dyn swapvisor::plugin::Plugin>, ConfigErrors>(Box::new(
+                        JournalPlugin {
+                            name: build.name.to_owned(),
+                            fail_start: settings.fail_start,
+                            journal: shared.clone(),
+                        },
+                    ))
+                },
+            )?;
+            r.register_plugin("greeter", |_: &swapvisor::plugin::PluginBuild<'_>| {
+                Ok::<Box<dyn swapvisor::plugin::Plugin>, ConfigErrors>(Box::new(Greeter {
+                    kind: "greeter",
+                    provides: true,
+                }))
+            })?;
+            r.register_plugin("greeter-lite", |_: &swapvisor::plugin::PluginBuild<'_>| {
+                Ok::<Box<dyn swapvisor::plugin::Plugin>, ConfigErrors>(Box::new(Greeter {
+                    kind: "greeter-lite",
+                    provides: false,
+                }))
+            })
+        })
+        .unwrap();
+    (registry, journal, controls)
+}
+
 /// Waits (up to 10 s) until `check` holds for the runtime's status.
 pub async fn wait_for_status(
     runtime: &swapvisor::Runtime,

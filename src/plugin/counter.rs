@@ -1,0 +1,104 @@
+//! The built-in `counter` plugin: a count that survives reloads.
+//!
+//! Operations: `increment {by}` (default 1) and `get` answer `{"count": n}`; `crash` panics (to
+//! exercise restarts); `exit` ends the instance normally (to exercise restart types). Settings:
+//! `{start}` (default 0), the count of a fresh instance. A reload hands the count to the new
+//! instance; a crash restart begins again from `start`, as an OTP process re-initialises.
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Plugin, PluginBuild, PluginCall, PluginError};
+use crate::config::ConfigErrors;
+
+/// The `counter` plugin.
+#[derive(Debug, Default)]
+pub struct Counter {
+    count: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    #[serde(default)]
+    start: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Increment {
+    #[serde(default = "one")]
+    by: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl Counter {
+    /// The plugin kind's name.
+    pub const KIND: &'static str = "counter";
+
+    pub(crate) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
+        let settings: Settings = build.settings()?;
+        Ok(Box::new(Counter {
+            count: settings.start,
+        }))
+    }
+
+    fn answer(&self) -> Value {
+        json!({ "count": self.count })
+    }
+}
+
+impl Plugin for Counter {
+    fn name(&self) -> &str {
+        Self::KIND
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn handle(&mut self, call: PluginCall) -> BoxFuture<'_, Result<Value, PluginError>> {
+        let result = match call.op.as_str() {
+            "increment" => {
+                let args: Increment = if call.args.is_null() {
+                    Increment { by: 1 }
+                } else {
+                    match call.args() {
+                        Ok(args) => args,
+                        Err(error) => return Box::pin(std::future::ready(Err(error))),
+                    }
+                };
+                self.count = self.count.saturating_add(args.by);
+                Ok(self.answer())
+            }
+            "get" => Ok(self.answer()),
+            "crash" => panic!("counter crashed on request (count was {})", self.count),
+            "exit" => Err(PluginError::Exit),
+            other => Err(PluginError::unknown_op(
+                other,
+                &["increment", "get", "crash", "exit"],
+            )),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn export_state(&mut self) -> Option<Value> {
+        Some(self.answer())
+    }
+
+    fn migrate(&mut self, previous: Value) -> Result<(), PluginError> {
+        match previous.get("count").and_then(Value::as_i64) {
+            Some(count) => {
+                self.count = count;
+                Ok(())
+            }
+            None => Err(PluginError::Failed(format!(
+                "expected {{\"count\": n}} from the previous counter, got {previous}"
+            ))),
+        }
+    }
+}

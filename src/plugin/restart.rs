@@ -1,0 +1,284 @@
+//! The restart supervisor: Erlang/OTP restart semantics for a runtime's plugin instances.
+//!
+//! Every plugin actor is linked to this one actor. When a plugin exits on its own (a panic, a
+//! [`PluginError::Crash`](super::PluginError::Crash), or a normal
+//! [`PluginError::Exit`](super::PluginError::Exit)), it decides, exactly as an OTP supervisor
+//! would:
+//!
+//! - **restart type** (per instance): `permanent` is always restarted, `transient` only after
+//!   an abnormal exit, `temporary` never;
+//! - **intensity** (per instance): more than `maxRestarts` restarts within `within` and the
+//!   instance is marked failed instead, and the failure is escalated to the runtime's
+//!   Supervisor (which may revert a config still on probation);
+//! - **strategy** (per runtime): `one_for_one` restarts the instance alone, `one_for_all`
+//!   every instance, `rest_for_one` the instance and those started after it; siblings are
+//!   stopped gracefully first, in reverse start order, then all restart in start order;
+//! - **backoff**: the restart waits `initial * 2^(n-1)` (capped at `max`, ±20% jitter) where
+//!   `n` counts this instance's restarts within the intensity window.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::time::Instant;
+
+use super::host::HostShared;
+use super::instance::{InstanceCore, Phase, build_plugin};
+use crate::config::{RestartPolicy, RestartStrategy};
+
+/// Messages to the restart supervisor.
+pub(crate) enum RestartMsg {
+    /// From a plugin actor that is exiting on its own.
+    Exited {
+        instance: Weak<InstanceCore>,
+        abnormal: bool,
+        reason: String,
+    },
+    /// From a timer: restart these instances now, in this order.
+    Restart { names: Vec<String> },
+}
+
+pub(crate) struct RestartSupervisor;
+
+pub(crate) struct RestartState {
+    host: Weak<HostShared>,
+    /// When each instance (by name) was restarted, within its intensity window.
+    restarts: HashMap<String, VecDeque<Instant>>,
+}
+
+impl Actor for RestartSupervisor {
+    type Msg = RestartMsg;
+    type State = RestartState;
+    type Arguments = Weak<HostShared>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RestartMsg>,
+        host: Weak<HostShared>,
+    ) -> Result<RestartState, ActorProcessingErr> {
+        Ok(RestartState {
+            host,
+            restarts: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RestartMsg>,
+        message: RestartMsg,
+        state: &mut RestartState,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(host) = state.host.upgrade() else {
+            return Ok(());
+        };
+        match message {
+            RestartMsg::Exited {
+                instance,
+                abnormal,
+                reason,
+            } => {
+                let Some(instance) = instance.upgrade() else {
+                    return Ok(());
+                };
+                state
+                    .exited(&myself, &host, &instance, abnormal, reason)
+                    .await;
+            }
+            RestartMsg::Restart { names } => {
+                for name in names {
+                    let Some(core) = host.current_core(&name) else {
+                        continue;
+                    };
+                    // Reloaded or stopped meanwhile: the new instance is not ours to restart.
+                    if !matches!(*core.phase.borrow(), Phase::Restarting) {
+                        continue;
+                    }
+                    let restarted = match build_plugin(&core.registry, &core.unit_spec().spec) {
+                        Ok(plugin) => core.spawn_actor(plugin).await,
+                        Err(failure) => Err(failure.message),
+                    };
+                    match restarted {
+                        Ok(()) => tracing::info!(plugin = %name, "plugin restarted"),
+                        Err(error) => {
+                            // A failed restart counts as another crash.
+                            let _ = myself.send_message(RestartMsg::Exited {
+                                instance: Arc::downgrade(&core),
+                                abnormal: true,
+                                reason: format!("restart failed: {error}"),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RestartMsg>,
+        event: SupervisionEvent,
+        state: &mut RestartState,
+    ) -> Result<(), ActorProcessingErr> {
+        // The default would stop this supervisor whenever a plugin actor exits.
+        let Some(host) = state.host.upgrade() else {
+            return Ok(());
+        };
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                host.actors.remove(&cell.get_id());
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                // Plugin actors catch their own panics and report them; this is a failure
+                // outside a call (a bug in the actor itself). Treat it as a crash.
+                tracing::warn!(actor = %cell.get_id(), %error, "a plugin actor failed outside a call");
+                if let Some((_, instance)) = host.actors.remove(&cell.get_id())
+                    && let Some(instance) = instance.upgrade()
+                {
+                    instance.record_error(&error.to_string());
+                    state
+                        .exited(&myself, &host, &instance, true, error.to_string())
+                        .await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl RestartState {
+    async fn exited(
+        &mut self,
+        myself: &ActorRef<RestartMsg>,
+        host: &Arc<HostShared>,
+        instance: &Arc<InstanceCore>,
+        abnormal: bool,
+        reason: String,
+    ) {
+        let name = instance.name().to_owned();
+        // Only the instance the slot publishes now is restarted; an old one being swapped out
+        // is finished with.
+        if !host
+            .current_core(&name)
+            .is_some_and(|current| Arc::ptr_eq(&current, instance))
+        {
+            return;
+        }
+        let restart = instance.unit_spec().restart;
+        let restarting = match restart.policy {
+            RestartPolicy::Permanent => true,
+            RestartPolicy::Transient => abnormal,
+            RestartPolicy::Temporary => false,
+        };
+        if !restarting {
+            tracing::info!(plugin = %name, %reason, policy = ?restart.policy, "plugin exited and is not restarted");
+            instance.set_phase(if abnormal {
+                Phase::Failed(
+                    format!(
+                        "{reason} (restart policy {:?}: not restarted)",
+                        restart.policy
+                    )
+                    .to_lowercase(),
+                )
+            } else {
+                Phase::Stopped
+            });
+            return;
+        }
+        let now = Instant::now();
+        let log = self.restarts.entry(name.clone()).or_default();
+        while log
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > restart.within)
+        {
+            log.pop_front();
+        }
+        if log.len() as u32 >= restart.max_restarts {
+            let escalation = format!(
+                "plugin {name:?} exceeded its restart intensity ({} restarts within {}); last error: {reason}",
+                restart.max_restarts,
+                humantime::format_duration(restart.within)
+            );
+            tracing::error!(plugin = %name, "{escalation}");
+            instance.record_error(&reason);
+            instance.set_phase(Phase::Failed(escalation.clone()));
+            log.clear();
+            host.escalate(escalation);
+            return;
+        }
+        log.push_back(now);
+        let attempt = log.len() as u32;
+        let names = self.restart_set(host, &name);
+        // Siblings are stopped now, newest first, so that they restart together.
+        for sibling in names.iter().rev().filter(|n| **n != name) {
+            if let Some(core) = host.current_core(sibling)
+                && matches!(*core.phase.borrow(), Phase::Running(_))
+            {
+                let deadline = Instant::now() + core.unit_spec().swap.stop_timeout;
+                if let Err(error) = core.stop_actor(deadline, Phase::Restarting).await {
+                    tracing::warn!(plugin = %sibling, %error, "stopping a sibling for restart was not clean");
+                }
+            }
+        }
+        for restarted in &names {
+            if let Some(core) = host.current_core(restarted) {
+                core.restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                core.set_phase(Phase::Restarting);
+            }
+        }
+        let delay = backoff(restart.backoff_initial, restart.backoff_max, attempt);
+        tracing::warn!(plugin = %name, %reason, restarting = ?names, delay_ms = delay.as_millis() as u64, "plugin crashed; restarting");
+        ractor::time::send_after(delay, myself.get_cell(), move || RestartMsg::Restart {
+            names,
+        });
+    }
+
+    /// The instances to restart with `name`, in start order.
+    fn restart_set(&self, host: &HostShared, name: &str) -> Vec<String> {
+        let order = host.start_order();
+        match host.strategy() {
+            RestartStrategy::OneForOne => vec![name.to_owned()],
+            RestartStrategy::OneForAll => order,
+            RestartStrategy::RestForOne => {
+                let from = order.iter().position(|n| n == name).unwrap_or(0);
+                order[from..].to_vec()
+            }
+        }
+    }
+}
+
+/// `initial * 2^(attempt-1)`, capped at `max`, with ±20% jitter so that instances that crashed
+/// together do not restart in lockstep.
+fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let exponential =
+        initial.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
+    let capped = exponential.min(max);
+    capped.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_caps() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(1));
+        for (attempt, nominal) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (30, 1000),
+        ] {
+            let delay = backoff(initial, max, attempt).as_millis() as u64;
+            assert!(
+                delay >= nominal * 8 / 10 && delay <= nominal * 12 / 10,
+                "attempt {attempt}: {delay}ms"
+            );
+        }
+    }
+}
