@@ -53,9 +53,11 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod builtin;
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod net;
 pub mod plugin;
 pub mod registry;

@@ -19,14 +19,15 @@ use ractor::ActorRef;
 use serde::Serialize;
 use serde_json::Value;
 use swapvisor_actors::{
-    Backoff, Origin, ReloadObserver, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Slot,
-    Stage, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStatus,
+    Backoff, BuildFailure, Origin, ReloadObserver, ReloadOutcome, ReloadRecord, ReloadRequest,
+    RunState, Slot, Stage, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStatus,
 };
 
 use crate::config::{Config, DocumentLimits, PluginSpec, SharedEnv, process_env, resolve_plugin};
 use crate::engine::plugin_swap_settings;
 use crate::engine::{
-    Engine, EngineContext, EngineSpec, ExecuteError, ModuleStatus, Services, json_response,
+    Engine, EngineContext, EngineSpec, ExecuteError, ModuleStatus, Services, TypesUsed,
+    json_response,
 };
 use crate::net::{HttpDispatch, HttpRequest, HttpResponse, ListenerKey, ListenerPool};
 use crate::plugin::{PluginHost, PluginInstance, PluginRef, PluginStatus, PluginUnitSpec};
@@ -230,18 +231,25 @@ impl Runtime {
         &self,
         spec: impl Into<EngineSpec>,
     ) -> Result<TryActivateResult, RuntimeError> {
-        let result = ractor::call!(
-            self.supervisor,
-            SupervisorMsg::TryActivate,
-            Arc::new(spec.into())
-        )
-        .map_err(|_| RuntimeError::Stopped)?;
-        Ok(match result {
+        Ok(match self.probe(spec).await? {
             Ok(types) => TryActivateResult::BuildOk { types },
             Err(failure) => TryActivateResult::BuildFailed {
                 error: failure.message,
             },
         })
+    }
+
+    /// Builds a spec and tears it down, like try-activate, keeping the stage of a failure.
+    pub async fn probe(
+        &self,
+        spec: impl Into<EngineSpec>,
+    ) -> Result<Result<TypesUsed, BuildFailure>, RuntimeError> {
+        ractor::call!(
+            self.supervisor,
+            SupervisorMsg::TryActivate,
+            Arc::new(spec.into())
+        )
+        .map_err(|_| RuntimeError::Stopped)
     }
 
     /// Runs `pipeline` on the live engine with `input` as `request`. During a stop-first swap
@@ -342,6 +350,16 @@ impl Runtime {
             .reload(name, unit, origin)
             .await
             .ok_or(RuntimeError::UnknownPlugin(name.to_owned()))
+    }
+
+    /// The status of the plugin instance `name`.
+    pub fn plugin_status(&self, name: &str) -> Option<PluginStatus> {
+        self.context
+            .services
+            .plugins()
+            .status()
+            .into_iter()
+            .find(|p| p.name == name)
     }
 
     /// A stable reference to the plugin instance `name`.

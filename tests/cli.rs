@@ -41,7 +41,7 @@ fn swapvisor(args: &[&str]) -> (i32, String, String) {
 #[tokio::test]
 async fn run_serves_real_http_and_exits_cleanly_on_sigterm() {
     let config = TempConfig::new(HELLO_EPHEMERAL);
-    let mut process = Swapvisor::start(&["run", config.as_str()]);
+    let mut process = Swapvisor::start(&["run", config.as_str(), "--admin", "off"]);
     let base = process.wait_until_up("web");
     assert_eq!(
         get(&format!("{base}/hello?name=ada")).await,
@@ -171,7 +171,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn run_with_an_invalid_config_exits_1_and_names_the_error() {
     let config = TempConfig::new("modules: [{ name: a, type: nope }]");
-    let (code, _, stderr) = swapvisor(&["run", config.as_str()]);
+    let (code, _, stderr) = swapvisor(&["run", config.as_str(), "--admin", "off"]);
     assert_eq!(code, 1);
     assert!(
         stderr.contains(r#"modules[0] (name "a").type: unknown module type "nope""#),

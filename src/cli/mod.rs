@@ -3,6 +3,7 @@
 mod run;
 mod types;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 

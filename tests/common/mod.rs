@@ -358,11 +358,31 @@ pub async fn request(
     url: &str,
     body: &str,
 ) -> Result<(u16, Value), String> {
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .map_err(|e| e.to_string())?;
+    send(client, method, url, &[], Bytes::from(body.to_owned())).await
+}
+
+/// Sends one request with extra headers on a fresh client.
+pub async fn request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<(u16, Value), String> {
+    send(&client(), method, url, headers, body.into()).await
+}
+
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(u16, Value), String> {
+    let mut builder = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
     let response = client
         .request(request)
         .await
@@ -430,8 +450,12 @@ impl Swapvisor {
         }
     }
 
-    /// Waits (up to `timeout`) for a stderr line containing `needle`, and returns it.
+    /// Returns the first stderr line (already read, or arriving within `timeout`) containing
+    /// `needle`.
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -453,17 +477,17 @@ impl Swapvisor {
     /// Waits for the "swapvisor is up" line and returns the URL of the server named `server`.
     pub fn wait_until_up(&mut self, server: &str) -> String {
         let line = self.wait_for_line("swapvisor is up", Duration::from_secs(30));
-        let marker = format!("{server}=");
-        let start = line
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no {marker} in {line}"))
-            + marker.len();
-        line[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .trim_end_matches('"')
-            .to_owned()
+        url_after(&line, &format!("{server}="))
+    }
+
+    /// Waits for the "swapvisor is up" line and returns the URLs of `server` and of the admin
+    /// API.
+    pub fn wait_until_up_with_admin(&mut self, server: &str) -> (String, String) {
+        let line = self.wait_for_line("swapvisor is up", Duration::from_secs(30));
+        (
+            url_after(&line, &format!("{server}=")),
+            url_after(&line, "admin="),
+        )
     }
 
     /// Sends a signal by name (TERM, HUP, INT).
@@ -491,6 +515,19 @@ impl Swapvisor {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn url_after(line: &str, marker: &str) -> String {
+    let start = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {line}"))
+        + marker.len();
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned()
 }
 
 impl Drop for Swapvisor {

@@ -1,0 +1,112 @@
+//! One extractor per concern: the token check, the request body with its size limit, and the
+//! `If-Match` generation.
+
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::AdminState;
+use super::handlers::json;
+
+/// Requires `Authorization: Bearer <token>` on every `/api/` path when a token is set.
+pub(super) async fn require_token(
+    State(state): State<AdminState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(request).await;
+    };
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare in constant time so the token cannot be guessed byte by byte from timings.
+    let matches: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
+    if matches {
+        next.run(request).await
+    } else {
+        let mut response = json(
+            StatusCode::UNAUTHORIZED,
+            json!({"status": "unauthorized", "error": "this endpoint requires Authorization: Bearer <token>"}),
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        response
+    }
+}
+
+/// A request body of at most the admin API's `max_body` bytes; a larger one is answered 413.
+pub(super) struct Body(pub(super) bytes::Bytes);
+
+impl FromRequest<AdminState> for Body {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AdminState) -> Result<Self, Response> {
+        let too_large = || {
+            json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"status": "payload_too_large", "error": format!("the body is over the limit of {} bytes", state.max_body)}),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > state.max_body) {
+            return Err(too_large());
+        }
+        match Limited::new(request.into_body(), state.max_body)
+            .collect()
+            .await
+        {
+            Ok(collected) => Ok(Body(collected.to_bytes())),
+            Err(error)
+                if error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(too_large())
+            }
+            Err(error) => Err(json(
+                StatusCode::BAD_REQUEST,
+                json!({"status": "bad_request", "error": format!("could not read the body: {error}")}),
+            )),
+        }
+    }
+}
+
+/// The generation named by `If-Match` (`3`, `"3"` or `W/"3"`), if the header is present.
+pub(super) struct IfMatch(pub(super) Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value.to_str().unwrap_or("").trim();
+        let unquoted = text.trim_start_matches("W/").trim_matches('"');
+        unquoted.parse::<u64>().map(|g| IfMatch(Some(g))).map_err(|_| {
+            json(
+                StatusCode::BAD_REQUEST,
+                json!({"status": "bad_request", "error": format!("If-Match must be a generation number, got {text:?}")}),
+            )
+            .into_response()
+        })
+    }
+}

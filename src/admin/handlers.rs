@@ -1,0 +1,280 @@
+//! The admin API's handlers: one small function per endpoint.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use swapvisor_actors::{Origin, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage};
+
+use super::AdminState;
+use super::extract::{Body, IfMatch};
+use crate::config::{LoadError, PluginSpec, read_file};
+use crate::engine::EngineSpec;
+use crate::runtime::RuntimeError;
+
+/// A JSON response.
+pub(super) fn json(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn stopped() -> Response {
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"status": "unavailable", "error": "the runtime is shutting down"}),
+    )
+}
+
+/// `GET /healthz`: the process is alive.
+pub(super) async fn healthz() -> Response {
+    json(StatusCode::OK, json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 while an engine runs, 503 otherwise.
+pub(super) async fn readyz(State(state): State<AdminState>) -> Response {
+    match state.runtime.status().await {
+        Ok(status) if status.state == RunState::Running => json(
+            StatusCode::OK,
+            json!({"status": "ready", "state": status.state}),
+        ),
+        Ok(status) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "state": status.state}),
+        ),
+        Err(_) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "state": "stopping"}),
+        ),
+    }
+}
+
+/// `GET /api/v1/admin/engine/status`.
+pub(super) async fn status(State(state): State<AdminState>) -> Response {
+    match state.runtime.status().await {
+        Ok(status) => json(
+            StatusCode::OK,
+            serde_json::to_value(status).unwrap_or_default(),
+        ),
+        Err(_) => stopped(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
+    match state.runtime.status().await {
+        Ok(status) => {
+            let text = state.metrics.render(&status);
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response()
+        }
+        Err(_) => stopped(),
+    }
+}
+
+/// `POST /api/v1/admin/engine/try-activate`: build the body's config and tear it down.
+pub(super) async fn try_activate(State(state): State<AdminState>, Body(body): Body) -> Response {
+    match state
+        .runtime
+        .probe(EngineSpec::Source(body.to_vec().into()))
+        .await
+    {
+        Ok(Ok(types)) => {
+            let mut answer = serde_json::to_value(types).unwrap_or_default();
+            if let Value::Object(fields) = &mut answer {
+                fields.insert("status".into(), json!("build_ok"));
+            }
+            json(StatusCode::OK, reorder_status_first(answer))
+        }
+        Ok(Err(failure)) => {
+            let code = if failure.stage == Stage::Parse {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            json(
+                code,
+                json!({"status": "build_failed", "error": failure.message}),
+            )
+        }
+        Err(_) => stopped(),
+    }
+}
+
+/// `{"status": ..., rest}`: status first, as clients read it first.
+fn reorder_status_first(value: Value) -> Value {
+    let Value::Object(mut fields) = value else {
+        return value;
+    };
+    let mut ordered = serde_json::Map::new();
+    if let Some(status) = fields.remove("status") {
+        ordered.insert("status".into(), status);
+    }
+    ordered.extend(fields);
+    Value::Object(ordered)
+}
+
+/// `POST /api/v1/admin/engine/reload`: the body's config, or the config file when the body is
+/// empty.
+pub(super) async fn reload(
+    State(state): State<AdminState>,
+    IfMatch(expected): IfMatch,
+    Body(body): Body,
+) -> Response {
+    let source = if body.is_empty() {
+        let Some(path) = &state.config_path else {
+            return json(
+                StatusCode::BAD_REQUEST,
+                json!({"status": "build_failed", "error": "the body is empty and there is no config file to reload from"}),
+            );
+        };
+        match read_file(path) {
+            Ok(source) => source,
+            Err(error) => return reload_answer_for_unread(&state, error).await,
+        }
+    } else {
+        body.to_vec()
+    };
+    let mut request = ReloadRequest::new(EngineSpec::from(source)).from(Origin::Admin);
+    request.expected_generation = expected;
+    match state.runtime.reload_with(request).await {
+        Ok(record) => reload_answer(&record),
+        Err(_) => stopped(),
+    }
+}
+
+async fn reload_answer_for_unread(state: &AdminState, error: LoadError) -> Response {
+    let generation = state
+        .runtime
+        .status()
+        .await
+        .map(|s| s.generation)
+        .unwrap_or(0);
+    json(
+        StatusCode::BAD_REQUEST,
+        json!({"status": "build_failed", "error": error.to_string(), "generation": generation}),
+    )
+}
+
+/// `POST /api/v1/admin/plugins/{name}/reload`: the body is one `plugins:` entry.
+pub(super) async fn reload_plugin(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> Response {
+    if state.runtime.plugin(&name).is_none() {
+        return json(
+            StatusCode::NOT_FOUND,
+            json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
+        );
+    }
+    let generation = || {
+        state
+            .runtime
+            .plugin_status(&name)
+            .map_or(0, |p| p.generation)
+    };
+    let spec = match PluginSpec::parse(&body) {
+        Ok(spec) => spec,
+        Err(LoadError::Invalid(errors)) => {
+            return json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"status": "build_failed", "error": errors.to_string(), "generation": generation()}),
+            );
+        }
+        Err(other) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                json!({"status": "build_failed", "error": other.to_string(), "generation": generation()}),
+            );
+        }
+    };
+    match state
+        .runtime
+        .reload_plugin_with(&name, spec, Origin::Admin)
+        .await
+    {
+        Ok(mut record) => {
+            // A record made before the plugin's Supervisor saw the request has no generation.
+            if !record.outcome.is_activated() {
+                record.generation = generation();
+            }
+            reload_answer(&record)
+        }
+        Err(RuntimeError::UnknownPlugin(_)) => json(
+            StatusCode::NOT_FOUND,
+            json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
+        ),
+        Err(_) => stopped(),
+    }
+}
+
+/// The status code and body for a reload's outcome.
+fn reload_answer(record: &ReloadRecord) -> Response {
+    let generation = record.generation;
+    match &record.outcome {
+        ReloadOutcome::Activated { generation } => json(
+            StatusCode::OK,
+            json!({"status": "activated", "generation": generation}),
+        ),
+        ReloadOutcome::Rejected { stage, error } => {
+            let code = if *stage == Stage::Parse {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            json(
+                code,
+                json!({"status": "build_failed", "error": error, "generation": generation}),
+            )
+        }
+        ReloadOutcome::RolledBack { error } => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"status": "rolled_back", "error": error, "generation": generation}),
+        ),
+        ReloadOutcome::Degraded {
+            error,
+            restore_error,
+        } => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"status": "degraded", "error": error, "restoreError": restore_error, "generation": generation}),
+        ),
+        ReloadOutcome::Conflict { .. } => json(
+            StatusCode::CONFLICT,
+            json!({"status": "conflict", "generation": generation}),
+        ),
+        ReloadOutcome::Superseded => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "superseded", "generation": generation}),
+        ),
+        other => json(
+            StatusCode::OK,
+            json!({"status": other.name(), "generation": generation}),
+        ),
+    }
+}
+
+/// Any path the API does not have.
+pub(super) async fn not_found(request: axum::extract::Request) -> Response {
+    json(
+        StatusCode::NOT_FOUND,
+        json!({"status": "not_found", "error": format!("no such endpoint: {} {}", request.method(), request.uri().path())}),
+    )
+}
+
+/// A path the API has, with another method.
+pub(super) async fn method_not_allowed(request: axum::extract::Request) -> Response {
+    json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        json!({"status": "method_not_allowed", "error": format!("{} is not allowed on {}", request.method(), request.uri().path())}),
+    )
+}

@@ -1,0 +1,120 @@
+//! The admin HTTP API: status, try-activate, reload, per-plugin reload, health and metrics.
+//!
+//! The admin server is not part of the swapped engine: it has its own listener and its own
+//! router, so a reload can never wait on the admin server's own shutdown. Bodies are JSON with
+//! camelCase keys. docs/ADMIN_API.md documents every endpoint with a curl example.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | `/healthz` | 200 `{"status":"ok"}` |
+//! | GET | `/readyz` | 200 when running, else 503; the body carries the state |
+//! | GET | `/metrics` | Prometheus text |
+//! | GET | `/api/v1/admin/engine/status` | the status object |
+//! | POST | `/api/v1/admin/engine/try-activate` (and `/api/workflow/try-activate`) | 200 `build_ok`, 422 `build_failed`, 400 when the body is not a document |
+//! | POST | `/api/v1/admin/engine/reload` | 200 `activated`, 400/422 `build_failed`, 500 `rolled_back`/`degraded`, 409 `conflict` on an `If-Match` mismatch |
+//! | POST | `/api/v1/admin/plugins/{name}/reload` | the same; 404 for an unknown plugin |
+//!
+//! With a token set, every `/api/` path requires `Authorization: Bearer <token>`, compared in
+//! constant time.
+
+mod extract;
+mod handlers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+
+/// Everything the admin handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The runtime being administered.
+    pub runtime: Arc<Runtime>,
+    /// The config file an empty reload body reloads from.
+    pub config_path: Option<PathBuf>,
+    /// The bearer token every `/api/` path requires, if any.
+    pub token: Option<Arc<str>>,
+    /// Largest accepted request body, in bytes.
+    pub max_body: usize,
+    /// Reload metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why the admin API cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Binding a non-loopback address without a token would expose reloads to the network.
+    #[error(
+        "refusing to serve the admin API on non-loopback address {0} without a token: set --admin-token (or SWAPVISOR_ADMIN_TOKEN), or bind 127.0.0.1"
+    )]
+    ExposedWithoutToken(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot bind the admin API on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Checks that serving the admin API on `address` with `token` is safe.
+pub fn check_exposure(address: SocketAddr, token: Option<&str>) -> Result<(), AdminError> {
+    if !address.ip().is_loopback() && token.is_none() {
+        return Err(AdminError::ExposedWithoutToken(address));
+    }
+    Ok(())
+}
+
+/// Binds the admin listener (after [`check_exposure`]).
+pub async fn bind(
+    address: SocketAddr,
+    token: Option<&str>,
+) -> Result<tokio::net::TcpListener, AdminError> {
+    check_exposure(address, token)?;
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| AdminError::Bind { address, source })
+}
+
+/// The admin API's routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .route("/api/v1/admin/engine/status", get(handlers::status))
+        .route(
+            "/api/v1/admin/engine/try-activate",
+            post(handlers::try_activate),
+        )
+        .route("/api/workflow/try-activate", post(handlers::try_activate))
+        .route("/api/v1/admin/engine/reload", post(handlers::reload))
+        .route(
+            "/api/v1/admin/plugins/{name}/reload",
+            post(handlers::reload_plugin),
+        )
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::require_token,
+        ))
+        .with_state(state)
+}
+
+/// Serves the admin API on `listener` until `shutdown` completes, then finishes open requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
