@@ -158,6 +158,7 @@ impl Runtime {
             history_limit: options.history_limit,
             restore_backoff: options.restore_backoff,
             observer: options.observer,
+            resume: None,
         };
         let (supervisor, exit) = Supervisor::spawn_for(args)
             .await
@@ -312,7 +313,7 @@ impl Runtime {
         origin: Origin,
     ) -> Result<ReloadRecord, RuntimeError> {
         let plugins = self.context.services.plugins();
-        if plugins.supervisor_of(name).is_none() {
+        if !plugins.contains(name) {
             return Err(RuntimeError::UnknownPlugin(name.to_owned()));
         }
         let rejected = |error: String| {
@@ -369,8 +370,12 @@ impl Runtime {
 
     /// The swap Supervisor of plugin `name`: `SupervisorMsg::Reload` sent to it (with a
     /// [`PluginUnitSpec`]) is the ReloadPlugin message.
-    pub fn plugin_supervisor(&self, name: &str) -> Option<ActorRef<SupervisorMsg<PluginInstance>>> {
-        self.context.services.plugins().supervisor_of(name)
+    /// It stays awake from then on (idle plugin slots otherwise hibernate their Supervisor).
+    pub async fn plugin_supervisor(
+        &self,
+        name: &str,
+    ) -> Option<ActorRef<SupervisorMsg<PluginInstance>>> {
+        self.context.services.plugins().supervisor_of(name).await
     }
 
     /// The live engine, if one is serving (for inspection; requests should use `execute`).

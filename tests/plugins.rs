@@ -415,7 +415,7 @@ pipelines:
 async fn embedders_reload_a_plugin_by_message() {
     let runtime = start(HITS, "").await;
     increment(&runtime, "hits", 3).await;
-    let supervisor = runtime.plugin_supervisor("hits").unwrap();
+    let supervisor = runtime.plugin_supervisor("hits").await.unwrap();
     let spec = PluginUnitSpec::new(
         counter_spec("hits", 0),
         RestartSettings {

@@ -50,6 +50,9 @@ pub(crate) enum ActiveMsg<U: Unit> {
     /// Close the slot, drain and stop the live unit and every retiring one; the Supervisor is
     /// told by `ActiveStopped`.
     Shutdown,
+    /// Finish retiring replaced units, then exit, leaving the live unit published and running
+    /// (the Supervisor hibernates). Answered when done.
+    Detach(ractor::RpcReplyPort<()>),
 }
 
 pub(crate) struct ActiveArgs<U: Unit> {
@@ -125,6 +128,11 @@ impl<U: Unit> Actor for Active<U> {
                 let _ = state
                     .supervisor
                     .send_message(SupervisorMsg::SwapFinished(Box::new(report)));
+            }
+            ActiveMsg::Detach(reply) => {
+                while state.retiring.join_next().await.is_some() {}
+                let _ = reply.send(());
+                myself.stop(None);
             }
             ActiveMsg::Shutdown => {
                 state.shutdown().await;

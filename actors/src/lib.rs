@@ -31,8 +31,8 @@ pub use mode::SwapMode;
 pub use outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};
 pub use slot::{Lease, Live, Slot, Unavailable};
 pub use supervisor::{
-    Backoff, ReloadObserver, ReloadRequest, RunState, Supervisor, SupervisorArgs, SupervisorMsg,
-    SupervisorState, SupervisorStatus, SwapReport,
+    Backoff, ReloadObserver, ReloadRequest, Resume, RunState, Supervisor, SupervisorArgs,
+    SupervisorMsg, SupervisorState, SupervisorStatus, SwapReport,
 };
 pub use unit::{BuildFailure, Stage, SwapSettings, Unit, UnitError};
 

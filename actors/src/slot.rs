@@ -22,11 +22,28 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// How many counters an in-flight count is spread over: callers on different threads count
+/// on different cache lines, so a busy slot does not bounce one line between cores.
+const SHARDS: usize = 8;
+
+/// One in-flight counter on a cache line of its own.
+#[derive(Default)]
+#[repr(align(64))]
+struct Shard(AtomicUsize);
+
+thread_local! {
+    /// The shard this thread counts on.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+}
+
 /// One published unit with its generation and in-flight count.
 pub struct Live<U> {
     unit: Arc<U>,
     generation: u64,
-    in_flight: AtomicUsize,
+    in_flight: [Shard; SHARDS],
     retiring: AtomicBool,
     drained: Notify,
 }
@@ -36,7 +53,7 @@ impl<U> Live<U> {
         Arc::new(Self {
             unit,
             generation,
-            in_flight: AtomicUsize::new(0),
+            in_flight: Default::default(),
             retiring: AtomicBool::new(false),
             drained: Notify::new(),
         })
@@ -54,7 +71,11 @@ impl<U> Live<U> {
 
     /// Leases currently taken on it.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        // A lease is given back on the shard it was taken on, so no shard goes below zero.
+        self.in_flight
+            .iter()
+            .map(|shard| shard.0.load(Ordering::SeqCst))
+            .sum()
     }
 
     /// Waits until no lease is left or `deadline` passes; true when drained.
@@ -68,21 +89,24 @@ impl<U> Live<U> {
             tokio::pin!(notified);
             // Register before checking, so a lease dropped in between still wakes us.
             notified.as_mut().enable();
-            if self.in_flight.load(Ordering::SeqCst) == 0 {
+            if self.in_flight() == 0 {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.in_flight.load(Ordering::SeqCst) == 0;
+                return self.in_flight() == 0;
             }
         }
     }
 
-    fn release(&self) {
-        // SeqCst pairs with `drain`: either the drainer sees this decrement, or this load sees
-        // `retiring` and wakes it.
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.retiring.load(Ordering::SeqCst)
-        {
+    fn take(&self, shard: usize) {
+        self.in_flight[shard].0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn release(&self, shard: usize) {
+        // SeqCst pairs with `drain`: either the drainer's sum sees this decrement, or this load
+        // sees `retiring` and wakes it (it then sums again).
+        self.in_flight[shard].0.fetch_sub(1, Ordering::SeqCst);
+        if self.retiring.load(Ordering::SeqCst) {
             self.drained.notify_waiters();
         }
     }
@@ -91,6 +115,8 @@ impl<U> Live<U> {
 /// A unit taken from a [`Slot`]; counted as in flight until dropped. Dereferences to the unit.
 pub struct Lease<U> {
     live: Arc<Live<U>>,
+    /// The shard the lease was counted on; it is given back to the same one.
+    shard: usize,
 }
 
 impl<U> Lease<U> {
@@ -115,7 +141,7 @@ impl<U> Deref for Lease<U> {
 
 impl<U> Drop for Lease<U> {
     fn drop(&mut self) {
-        self.live.release();
+        self.live.release(self.shard);
     }
 }
 
@@ -173,9 +199,10 @@ impl<U> Slot<U> {
 
     /// Takes a lease on the live unit without waiting; `None` when the slot is closed.
     pub fn try_acquire(&self) -> Option<Lease<U>> {
+        let shard = SHARD.with(|shard| *shard);
         loop {
             let live = self.current.load_full()?;
-            live.in_flight.fetch_add(1, Ordering::SeqCst);
+            live.take(shard);
             // If a swap unpublished this unit between the load and the increment, its drain may
             // already have seen zero: give the lease back and take the new unit instead.
             let still_live = self
@@ -184,9 +211,9 @@ impl<U> Slot<U> {
                 .as_ref()
                 .is_some_and(|now| Arc::ptr_eq(now, &live));
             if still_live {
-                return Some(Lease { live });
+                return Some(Lease { live, shard });
             }
-            live.release();
+            live.release(shard);
         }
     }
 

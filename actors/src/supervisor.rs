@@ -91,6 +91,11 @@ pub enum SupervisorMsg<U: Unit> {
     /// Answer queued requests `Superseded`, stop the live unit gracefully and exit. Answered
     /// once everything is stopped.
     Shutdown(RpcReplyPort<()>),
+    /// Exit, leaving the live unit published and running, and hand back what a later
+    /// Supervisor needs to carry on ([`SupervisorArgs::resume`]). Answered `None` (and nothing
+    /// happens) while a request is under way or queued, or while degraded. Used to keep idle
+    /// slots cheap: their actors exist only while a reload needs them.
+    Hibernate(RpcReplyPort<Option<Resume<U>>>),
     /// Something below the live unit failed beyond its restart intensity (a plugin crash loop).
     /// Within the probation window after an activation this reverts to the previous spec
     /// (`Reverted`); outside it, it is recorded in status. Sent by the runtime's plugin
@@ -213,6 +218,29 @@ impl Backoff {
     }
 }
 
+/// A hibernated Supervisor's state: enough for a new Supervisor to carry on where it left off.
+pub struct Resume<U: Unit> {
+    generation: u64,
+    known_good: Option<Arc<U::Spec>>,
+    previous_good: Option<Arc<U::Spec>>,
+    fingerprint: Option<String>,
+    build_timeout: Duration,
+    history: VecDeque<ReloadRecord>,
+    next_id: u64,
+}
+
+impl<U: Unit> Resume<U> {
+    /// The generation the slot was at.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The most recent reload.
+    pub fn last_reload(&self) -> Option<&ReloadRecord> {
+        self.history.back()
+    }
+}
+
 /// What a Supervisor is spawned with.
 pub struct SupervisorArgs<U: Unit> {
     /// The unit's name in errors and logs, such as `engine` or `plugin "hits"`.
@@ -229,6 +257,8 @@ pub struct SupervisorArgs<U: Unit> {
     pub restore_backoff: Backoff,
     /// Told about every outcome.
     pub observer: Option<Arc<dyn ReloadObserver>>,
+    /// Carry on from a hibernated Supervisor (the slot's live unit is adopted as it is).
+    pub resume: Option<Resume<U>>,
 }
 
 struct Queued<U: Unit> {
@@ -310,27 +340,34 @@ impl<U: Unit> Actor for Supervisor<U> {
     ) -> Result<Self::State, ActorProcessingErr> {
         let unit_name: Arc<str> = Arc::from(args.unit_name);
         let active = spawn_active(&myself, &args.slot, &unit_name).await?;
+        let mut resume = args.resume;
+        let history = resume
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.history))
+            .unwrap_or_default();
         Ok(SupervisorState {
             unit_name,
             context: args.context,
             slot: args.slot,
             active,
-            generation: 0,
-            known_good: None,
-            previous_good: None,
+            generation: resume.as_ref().map_or(0, |r| r.generation),
+            known_good: resume.as_ref().and_then(|r| r.known_good.clone()),
+            previous_good: resume.as_ref().and_then(|r| r.previous_good.clone()),
             probation_until: None,
             escalations: 0,
             last_escalation: None,
-            fingerprint: None,
-            build_timeout: args.build_timeout,
+            fingerprint: resume.as_ref().and_then(|r| r.fingerprint.clone()),
+            build_timeout: resume
+                .as_ref()
+                .map_or(args.build_timeout, |r| r.build_timeout),
             degraded: false,
-            history: VecDeque::new(),
+            history,
             history_limit: args.history_limit.max(1),
             queue: VecDeque::new(),
             current: None,
             probes: HashMap::new(),
             candidates: HashMap::new(),
-            next_id: 1,
+            next_id: resume.as_ref().map_or(1, |r| r.next_id),
             restore_backoff: args.restore_backoff,
             restore_attempts: 0,
             restore_timer: None,
@@ -385,6 +422,34 @@ impl<U: Unit> Actor for Supervisor<U> {
             }
             SupervisorMsg::Shutdown(reply) => state.begin_shutdown(reply),
             SupervisorMsg::Escalate { reason } => state.escalate(reason),
+            SupervisorMsg::Hibernate(reply) => {
+                let idle = state.current.is_none()
+                    && state.queue.is_empty()
+                    && state.probes.is_empty()
+                    && !state.degraded
+                    && state.shutdown.is_none()
+                    && state.restore_timer.is_none();
+                if !idle {
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
+                // The Active leaves the live unit published and running; it only finishes
+                // retiring the units it replaced.
+                let _ = ractor::call!(state.active, ActiveMsg::Detach);
+                let resume = Resume {
+                    generation: state.generation,
+                    known_good: state.known_good.take(),
+                    previous_good: state.previous_good.take(),
+                    fingerprint: state.fingerprint.take(),
+                    build_timeout: state.build_timeout,
+                    history: std::mem::take(&mut state.history),
+                    next_id: state.next_id,
+                };
+                state.shutdown = Some(reply_placeholder());
+                let _ = reply.send(Some(resume));
+                myself.stop(None);
+                return Ok(());
+            }
             SupervisorMsg::CandidateBuilt {
                 request,
                 result,
@@ -474,6 +539,13 @@ impl<U: Unit> Actor for Supervisor<U> {
         }
         Ok(())
     }
+}
+
+/// A reply port nobody waits on: marks a hibernating Supervisor as leaving, so that nothing
+/// new is started and a dying Active is not replaced.
+fn reply_placeholder() -> RpcReplyPort<()> {
+    let (port, _) = ractor::concurrency::oneshot();
+    port.into()
 }
 
 async fn spawn_active<U: Unit>(
@@ -618,10 +690,15 @@ impl<U: Unit> SupervisorState<U> {
             supervisor: myself.clone(),
             span,
         };
-        let (candidate, _) =
-            Actor::spawn_linked(None, Candidate::<U>::new(), args, myself.get_cell())
-                .await
-                .map_err(|e| format!("cannot spawn a {} candidate: {e}", self.unit_name))?;
+        // The Candidate's pre_start only stores its arguments and cannot fail, so the
+        // Supervisor does not wait for it: one handoff fewer per request.
+        let (candidate, _startup) = ractor::ActorRuntime::spawn_linked_instant(
+            None,
+            Candidate::<U>::new(),
+            args,
+            myself.get_cell(),
+        )
+        .map_err(|e| format!("cannot spawn a {} candidate: {e}", self.unit_name))?;
         self.candidates.insert(candidate.get_id(), id);
         Ok(candidate.get_cell())
     }

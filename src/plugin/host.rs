@@ -21,8 +21,8 @@ use ractor::{Actor, ActorRef};
 use serde::Serialize;
 use serde_json::Value;
 use swapvisor_actors::{
-    Backoff, Origin, ReloadOutcome, ReloadRecord, ReloadRequest, Slot, Supervisor, SupervisorArgs,
-    SupervisorMsg,
+    Backoff, Origin, ReloadOutcome, ReloadRecord, ReloadRequest, Resume, Slot, Supervisor,
+    SupervisorArgs, SupervisorMsg,
 };
 use tokio::time::Instant;
 
@@ -67,11 +67,25 @@ pub(crate) struct HostShared {
     type_guard: OnceLock<TypeGuard>,
 }
 
+/// A plugin slot's swap Supervisor: spawned for a reload, hibernated when it is done, so that
+/// an idle instance costs only its own actor.
+enum Swap {
+    Awake {
+        supervisor: ActorRef<SupervisorMsg<PluginInstance>>,
+        exit: tokio::task::JoinHandle<()>,
+        /// An embedder holds its ActorRef: it stays awake.
+        pinned: bool,
+    },
+    Asleep(Option<Resume<PluginInstance>>),
+}
+
 pub(crate) struct Entry {
     name: Arc<str>,
     slot: Arc<Slot<PluginInstance>>,
-    supervisor: ActorRef<SupervisorMsg<PluginInstance>>,
-    exit: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The slot's swap Supervisor, awake only while a reload (or an embedder) needs it.
+    swap: tokio::sync::Mutex<Swap>,
+    context: Arc<PluginUnitContext>,
+    build_timeout: Duration,
     /// The spec the engine config last asked for (a per-plugin reload may run another).
     configured: Mutex<Arc<PluginUnitSpec>>,
     leases: AtomicUsize,
@@ -239,11 +253,22 @@ impl PluginHost {
 
     /// The swap Supervisor of the instance named `name`: send it `SupervisorMsg::Reload` with a
     /// [`PluginUnitSpec`] to reload that plugin alone.
-    pub fn supervisor_of(&self, name: &str) -> Option<ActorRef<SupervisorMsg<PluginInstance>>> {
-        self.shared
-            .entries
-            .get(name)
-            .map(|entry| entry.supervisor.clone())
+    pub async fn supervisor_of(
+        &self,
+        name: &str,
+    ) -> Option<ActorRef<SupervisorMsg<PluginInstance>>> {
+        let entry = self.shared.entries.get(name)?.clone();
+        let mut swap = entry.swap.lock().await;
+        let supervisor = entry.wake(&mut swap).await.ok()?;
+        if let Swap::Awake { pinned, .. } = &mut *swap {
+            *pinned = true;
+        }
+        Some(supervisor)
+    }
+
+    /// True when an instance named `name` runs.
+    pub fn contains(&self, name: &str) -> bool {
+        self.shared.entries.contains_key(name)
     }
 
     /// Reloads the instance named `name` to `spec` through its slot's swap protocol.
@@ -253,9 +278,8 @@ impl PluginHost {
         spec: PluginUnitSpec,
         origin: Origin,
     ) -> Option<ReloadRecord> {
-        let supervisor = self.supervisor_of(name)?;
-        let request = ReloadRequest::new(spec).from(origin);
-        ractor::call!(supervisor, SupervisorMsg::Reload, request).ok()
+        let entry = self.shared.entries.get(name)?.clone();
+        entry.reload(spec, origin).await.ok()
     }
 
     /// Every instance, in start order.
@@ -454,23 +478,31 @@ impl PluginHost {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|n| n != name);
-        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
-        let stopped = ractor::call_t!(
-            entry.supervisor,
-            SupervisorMsg::Shutdown,
-            wait.as_millis() as u64
-        );
-        if stopped.is_err() {
+        let mut swap = entry.swap.lock().await;
+        let stopped = match entry.wake(&mut swap).await {
+            Ok(supervisor) => {
+                let wait =
+                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
+                ractor::call_t!(supervisor, SupervisorMsg::Shutdown, wait.as_millis() as u64)
+                    .is_ok()
+            }
+            Err(_) => false,
+        };
+        if !stopped {
             tracing::warn!(plugin = %name, "the plugin did not stop before its deadline; killing it");
             if let Some(instance) = entry.slot.current()
                 && let Phase::Running(actor) = instance.phase.send_replace(Phase::Stopped)
             {
                 actor.kill();
             }
-            entry.supervisor.kill();
         }
-        let exit = entry.exit.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(exit) = exit {
+        if let Swap::Awake {
+            supervisor, exit, ..
+        } = std::mem::replace(&mut *swap, Swap::Asleep(None))
+        {
+            if !stopped {
+                supervisor.kill();
+            }
             let _ = tokio::time::timeout(Duration::from_secs(1), exit).await;
         }
         tracing::info!(plugin = %name, "plugin stopped");
@@ -486,27 +518,12 @@ impl PluginHost {
             registry: registry.clone(),
             host: Arc::downgrade(&self.shared),
         });
-        let slot = Arc::new(Slot::new(spec.swap.drain_timeout + spec.swap.start_timeout));
-        let args = SupervisorArgs {
-            unit_name: format!("plugin {name:?}"),
-            context,
-            slot: slot.clone(),
-            build_timeout: spec.swap.build_timeout,
-            history_limit: 20,
-            restore_backoff: Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(30),
-            },
-            observer: None,
-        };
-        let (supervisor, exit) = Supervisor::spawn_for(args)
-            .await
-            .map_err(|e| format!("plugin {name:?}: cannot start its supervisor: {e}"))?;
         let entry = Arc::new(Entry {
             name: Arc::from(name.as_str()),
-            slot,
-            supervisor: supervisor.clone(),
-            exit: Mutex::new(Some(exit)),
+            slot: Arc::new(Slot::new(spec.swap.drain_timeout + spec.swap.start_timeout)),
+            swap: tokio::sync::Mutex::new(Swap::Asleep(None)),
+            context,
+            build_timeout: spec.swap.build_timeout,
             configured: Mutex::new(spec.clone()),
             leases: AtomicUsize::new(1),
         });
@@ -519,12 +536,7 @@ impl PluginHost {
             .push(name.clone());
         let mut request = (*spec).clone();
         request.guard_types = false;
-        let record = ractor::call!(
-            supervisor,
-            SupervisorMsg::Reload,
-            ReloadRequest::new(request).from(Origin::Initial)
-        );
-        match record {
+        match entry.reload(request, Origin::Initial).await {
             Ok(record) if record.outcome.is_activated() => Ok(()),
             other => {
                 let why = describe(other);
@@ -539,12 +551,7 @@ impl PluginHost {
     async fn reload_entry(&self, entry: &Entry, spec: Arc<PluginUnitSpec>) -> Result<(), String> {
         let mut request = (*spec).clone();
         request.guard_types = false;
-        let record = ractor::call!(
-            entry.supervisor,
-            SupervisorMsg::Reload,
-            ReloadRequest::new(request)
-        );
-        match record {
+        match entry.reload(request, Origin::Api).await {
             Ok(record) if record.outcome.is_activated() => {
                 *entry.configured.lock().unwrap_or_else(|e| e.into_inner()) = spec;
                 Ok(())
@@ -554,7 +561,73 @@ impl PluginHost {
     }
 }
 
-fn describe<E>(record: Result<ReloadRecord, E>) -> String {
+impl Entry {
+    /// The swap Supervisor, spawned (from where it hibernated) if it sleeps.
+    async fn wake(
+        &self,
+        swap: &mut Swap,
+    ) -> Result<ActorRef<SupervisorMsg<PluginInstance>>, String> {
+        if let Swap::Awake { supervisor, .. } = swap {
+            return Ok(supervisor.clone());
+        }
+        let Swap::Asleep(resume) = swap else {
+            unreachable!("not awake, so asleep");
+        };
+        let args = SupervisorArgs {
+            unit_name: format!("plugin {:?}", self.name),
+            context: self.context.clone(),
+            slot: self.slot.clone(),
+            build_timeout: self.build_timeout,
+            history_limit: 20,
+            restore_backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+            },
+            observer: None,
+            resume: resume.take(),
+        };
+        let (supervisor, exit) = Supervisor::spawn_for(args)
+            .await
+            .map_err(|e| format!("plugin {:?}: cannot start its supervisor: {e}", self.name))?;
+        *swap = Swap::Awake {
+            supervisor: supervisor.clone(),
+            exit,
+            pinned: false,
+        };
+        Ok(supervisor)
+    }
+
+    /// Lets an unpinned, idle swap Supervisor hibernate.
+    async fn rest(&self, swap: &mut Swap) {
+        let Swap::Awake {
+            supervisor,
+            pinned: false,
+            ..
+        } = swap
+        else {
+            return;
+        };
+        let Ok(Some(resume)) = ractor::call!(supervisor, SupervisorMsg::Hibernate) else {
+            return; // busy: it stays awake and is asked again after the next reload
+        };
+        if let Swap::Awake { exit, .. } = std::mem::replace(swap, Swap::Asleep(Some(resume))) {
+            let _ = exit.await;
+        }
+    }
+
+    /// Runs one reload through the slot's swap protocol.
+    async fn reload(&self, spec: PluginUnitSpec, origin: Origin) -> Result<ReloadRecord, String> {
+        let mut swap = self.swap.lock().await;
+        let supervisor = self.wake(&mut swap).await?;
+        let request = ReloadRequest::new(spec).from(origin);
+        let record = ractor::call!(supervisor, SupervisorMsg::Reload, request)
+            .map_err(|_| "its supervisor is gone".to_owned());
+        self.rest(&mut swap).await;
+        record
+    }
+}
+
+fn describe<E: std::fmt::Display>(record: Result<ReloadRecord, E>) -> String {
     match record {
         Ok(record) => match &record.outcome {
             ReloadOutcome::Rejected { error, .. } | ReloadOutcome::RolledBack { error } => {
@@ -562,6 +635,6 @@ fn describe<E>(record: Result<ReloadRecord, E>) -> String {
             }
             other => other.name().to_owned(),
         },
-        Err(_) => "its supervisor is gone".to_owned(),
+        Err(error) => error.to_string(),
     }
 }

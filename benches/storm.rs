@@ -1,0 +1,165 @@
+//! A reload storm under HTTP load: keep-alive clients hammer a live swapvisor while it is
+//! reloaded with a mix of good, build-failing and start-failing configs.
+//!
+//! `cargo bench --bench storm` prints requests served, failed (non-2xx) and refused (no
+//! response: connect, reset, timeout), and p50/p99 latency in steady state and during the
+//! storm, with the p99 ratio. Targets: 0 failed or refused; storm p99 <= 5x steady p99.
+//!
+//! Knobs (environment): STORM_CLIENTS (16), STORM_RELOADS (60), STORM_INTERVAL_MS (50),
+//! STORM_STEADY_SECS (3), STORM_MODE (start-first | stop-first).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use swapvisor::{Config, ReloadOutcome, Runtime};
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(version: &str, address: &str, extra: &str, mode: &str) -> Config {
+    let yaml = format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "{address}" }} }}
+{extra}
+pipelines:
+  hello:
+    trigger: {{ type: http, config: {{ server: web, path: /hello }} }}
+    steps:
+      - {{ name: greet, type: step.set, config: {{ values: {{ message: "hello {{{{ request.query.name }}}}" }} }} }}
+      - {{ name: respond, type: step.json_response, config: {{ body: {{ message: "{{{{ greet.message }}}}", version: "{version}" }} }} }}
+runtime: {{ reload: {{ mode: {mode}, drainTimeout: 2s }} }}
+"#
+    );
+    Config::parse(yaml.as_bytes()).expect("valid")
+}
+
+#[derive(Default)]
+struct Tally {
+    steady: Vec<u32>,
+    storm: Vec<u32>,
+    served: u64,
+    failed: u64,
+    refused: u64,
+    first_refusal: Option<String>,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    f64::from(sorted[rank.saturating_sub(1).min(sorted.len() - 1)]) / 1000.0
+}
+
+fn main() {
+    let clients = knob("STORM_CLIENTS", 16);
+    let reloads = knob("STORM_RELOADS", 60);
+    let interval = Duration::from_millis(knob("STORM_INTERVAL_MS", 50));
+    let steady_for = Duration::from_secs(knob("STORM_STEADY_SECS", 3));
+    let mode = std::env::var("STORM_MODE").unwrap_or_else(|_| "start-first".to_owned());
+    let rt = support::tokio_runtime();
+    rt.block_on(async move {
+        let runtime = Arc::new(Runtime::start(config("v0", "127.0.0.1:0", "", &mode), support::registry()).await.expect("starts"));
+        let address = runtime.live_engine().expect("live").listening()[0].1.clone();
+        let url: hyper::Uri = format!("http://{address}/hello?name=ada").parse().expect("uri");
+        let storming = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let (url, storming, done) = (url.clone(), storming.clone(), done.clone());
+                tokio::spawn(async move {
+                    // One keep-alive connection per client.
+                    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http::<Empty<Bytes>>();
+                    let mut tally = Tally::default();
+                    while !done.load(Ordering::Relaxed) {
+                        let in_storm = storming.load(Ordering::Relaxed);
+                        let started = Instant::now();
+                        let answer = tokio::time::timeout(Duration::from_secs(5), client.get(url.clone())).await;
+                        match answer {
+                            Ok(Ok(response)) => {
+                                let ok = response.status().is_success();
+                                let body = response.into_body().collect().await;
+                                let micros = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                                match (ok, body) {
+                                    (true, Ok(_)) => {
+                                        tally.served += 1;
+                                        if in_storm { tally.storm.push(micros) } else { tally.steady.push(micros) }
+                                    }
+                                    (false, _) => tally.failed += 1,
+                                    (true, Err(error)) => {
+                                        tally.refused += 1;
+                                        tally.first_refusal.get_or_insert_with(|| error.to_string());
+                                    }
+                                }
+                            }
+                            Ok(Err(error)) => {
+                                tally.refused += 1;
+                                tally.first_refusal.get_or_insert_with(|| format!("{error:?}"));
+                            }
+                            Err(_) => {
+                                tally.refused += 1;
+                                tally.first_refusal.get_or_insert_with(|| "no answer within 5s".to_owned());
+                            }
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect();
+
+        tokio::time::sleep(steady_for).await;
+        storming.store(true, Ordering::Relaxed);
+        let storm_started = Instant::now();
+        let mut outcomes = std::collections::BTreeMap::<&'static str, u32>::new();
+        for i in 1..=reloads {
+            let version = format!("v{i}");
+            let next = match i % 4 {
+                1 => config(&version, "127.0.0.1:0", "  - { name: f, type: fault.inject, config: { failOn: build } }", &mode),
+                2 => config(&version, "127.0.0.1:0", "  - { name: f, type: fault.inject, config: { failOn: start } }", &mode),
+                _ => config(&version, "127.0.0.1:0", "", &mode),
+            };
+            let outcome: ReloadOutcome = runtime.reload(next).await.expect("answers");
+            *outcomes.entry(outcome.name()).or_default() += 1;
+            tokio::time::sleep(interval).await;
+        }
+        let storm_for = storm_started.elapsed();
+        done.store(true, Ordering::Relaxed);
+        let mut total = Tally::default();
+        for task in tasks {
+            let tally = task.await.expect("client");
+            total.steady.extend(tally.steady);
+            total.storm.extend(tally.storm);
+            total.served += tally.served;
+            total.failed += tally.failed;
+            total.refused += tally.refused;
+            total.first_refusal = total.first_refusal.or(tally.first_refusal);
+        }
+        total.steady.sort_unstable();
+        total.storm.sort_unstable();
+        let (steady_p50, steady_p99) = (percentile(&total.steady, 50.0), percentile(&total.steady, 99.0));
+        let (storm_p50, storm_p99) = (percentile(&total.storm, 50.0), percentile(&total.storm, 99.0));
+        println!("storm: {clients} keep-alive clients, {reloads} reloads every {} ms ({mode}), steady {} s then storm {:.1} s", interval.as_millis(), steady_for.as_secs(), storm_for.as_secs_f64());
+        println!("reload outcomes: {outcomes:?}");
+        println!("requests served {}, failed {}, refused {}", total.served, total.failed, total.refused);
+        if let Some(first) = &total.first_refusal {
+            println!("first refusal: {first}");
+        }
+        println!("steady: {} requests, {:.0} rps, p50 {steady_p50:.3} ms, p99 {steady_p99:.3} ms", total.steady.len(), total.steady.len() as f64 / steady_for.as_secs_f64());
+        println!("storm:  {} requests, {:.0} rps, p50 {storm_p50:.3} ms, p99 {storm_p99:.3} ms", total.storm.len(), total.storm.len() as f64 / storm_for.as_secs_f64());
+        println!("STORM failed+refused {} (target 0); p99 storm / steady = {:.2} (target <= 5)", total.failed + total.refused, storm_p99 / steady_p99);
+        runtime.shutdown().await.expect("stops");
+    });
+}
