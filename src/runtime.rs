@@ -280,6 +280,8 @@ impl Runtime {
             history: supervisor.history,
             modules: live.as_ref().map(|e| e.module_status()).unwrap_or_default(),
             plugins: self.context.services.plugins().status(),
+            running_engines: self.context.services.census().running(),
+            listeners: self.listeners().addresses().len(),
             escalations: supervisor.escalations,
             last_escalation: supervisor.last_escalation,
             in_flight: self.slot.current_in_flight(),
@@ -464,6 +466,10 @@ pub struct RuntimeStatus {
     pub restore_attempts: u32,
     /// The plugin instances, in start order.
     pub plugins: Vec<PluginStatus>,
+    /// Engines running now: 1, or 2 while a replaced engine drains.
+    pub running_engines: usize,
+    /// Bound listening sockets.
+    pub listeners: usize,
     /// Crash loops escalated from plugins.
     pub escalations: u32,
     /// The most recent escalation.

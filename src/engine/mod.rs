@@ -65,7 +65,7 @@ pub use http::{MAX_BODY_BYTES, json_response};
 pub use module::{Module, ModuleBuild, ModuleContext, ModuleFactory};
 pub use pipeline::{Execution, Pipeline};
 pub use plan::TypesUsed;
-pub use services::Services;
+pub use services::{EngineCensus, Services};
 pub use settings::decode_settings;
 pub use step::{Step, StepBuild, StepContext, StepFactory};
 pub use trigger::{
@@ -286,7 +286,20 @@ impl Engine {
     }
 
     fn set_state(&self, state: EngineState) {
-        *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        let previous = std::mem::replace(
+            &mut *self.inner.state.lock().unwrap_or_else(|e| e.into_inner()),
+            state,
+        );
+        // The services count running engines, so status can show how many are live at once.
+        let census = self.inner.services.census();
+        match (
+            previous == EngineState::Running,
+            state == EngineState::Running,
+        ) {
+            (false, true) => census.started(),
+            (true, false) => census.stopped(),
+            _ => {}
+        }
     }
 
     /// Starts the modules in dependency order, then the trigger tasks, giving each module

@@ -1,5 +1,8 @@
 //! What the runtime lends to modules and steps: shared listeners and plugins.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::net::ListenerPool;
 use crate::plugin::PluginHost;
 
@@ -8,6 +11,29 @@ use crate::plugin::PluginHost;
 pub struct Services {
     listeners: ListenerPool,
     plugins: PluginHost,
+    census: Arc<EngineCensus>,
+}
+
+/// How many engines built with these services are running: 1 in steady state, 2 briefly while
+/// a start-first swap drains the old one.
+#[derive(Debug, Default)]
+pub struct EngineCensus {
+    running: AtomicUsize,
+}
+
+impl EngineCensus {
+    pub(crate) fn started(&self) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn stopped(&self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Engines running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
 }
 
 impl Services {
@@ -19,7 +45,16 @@ impl Services {
 
     /// Services around a runtime's listener pool and plugin host.
     pub fn new(listeners: ListenerPool, plugins: PluginHost) -> Self {
-        Self { listeners, plugins }
+        Self {
+            listeners,
+            plugins,
+            census: Arc::default(),
+        }
+    }
+
+    /// How many engines built with these services are running.
+    pub fn census(&self) -> &EngineCensus {
+        &self.census
     }
 
     /// The listener pool.

@@ -307,8 +307,9 @@ impl PluginHost {
                         (
                             state,
                             instance.version().to_owned(),
-                            instance.restarts.load(Ordering::SeqCst),
+                            instance.record.restarts.load(Ordering::SeqCst),
                             instance
+                                .record
                                 .last_error
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
@@ -517,6 +518,7 @@ impl PluginHost {
         let context = Arc::new(PluginUnitContext {
             registry: registry.clone(),
             host: Arc::downgrade(&self.shared),
+            record: Arc::default(),
         });
         let entry = Arc::new(Entry {
             name: Arc::from(name.as_str()),

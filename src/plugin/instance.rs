@@ -60,10 +60,19 @@ impl PluginUnitSpec {
     }
 }
 
-/// What every plugin build of a runtime shares.
+/// What every build of one plugin slot shares.
 pub struct PluginUnitContext {
     pub(crate) registry: Arc<Registry>,
     pub(crate) host: Weak<HostShared>,
+    /// The slot's crash record, shared by all its instances so that a reload does not reset it.
+    pub(crate) record: Arc<CrashRecord>,
+}
+
+/// How often a plugin slot's instances were restarted after a crash, and the latest error.
+#[derive(Debug, Default)]
+pub(crate) struct CrashRecord {
+    pub(crate) restarts: std::sync::atomic::AtomicU32,
+    pub(crate) last_error: Mutex<Option<String>>,
 }
 
 /// Where an instance's actor is.
@@ -104,8 +113,7 @@ pub struct InstanceCore {
     pub(crate) phase: watch::Sender<Phase>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) host: Weak<HostShared>,
-    pub(crate) restarts: std::sync::atomic::AtomicU32,
-    pub(crate) last_error: Mutex<Option<String>>,
+    pub(crate) record: Arc<CrashRecord>,
 }
 
 impl std::fmt::Debug for InstanceCore {
@@ -185,7 +193,11 @@ impl InstanceCore {
     }
 
     pub(crate) fn record_error(&self, error: &str) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
+        *self
+            .record
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
     }
 
     /// The running actor, waiting (up to `wait`) while a restart is under way.
@@ -324,8 +336,7 @@ impl Unit for PluginInstance {
             phase: watch::channel(Phase::Idle).0,
             registry: context.registry.clone(),
             host: context.host.clone(),
-            restarts: Default::default(),
-            last_error: Mutex::new(None),
+            record: context.record.clone(),
             spec,
         };
         Ok(PluginInstance {
@@ -499,21 +510,23 @@ impl Actor for PluginActor {
             PluginMsg::Call(call, reply) => {
                 let result = catch_panics(|| state.plugin.handle(call)).await;
                 match result {
+                    // The exit is recorded before the caller hears of it, so that whoever the
+                    // caller tells never sees the instance as still running.
                     Ok(Err(PluginError::Crash(reason))) => {
-                        let _ = reply.send(Err(PluginError::Crash(reason.clone())));
-                        state.exit(&myself, true, reason);
+                        state.exit(&myself, true, reason.clone());
+                        let _ = reply.send(Err(PluginError::Crash(reason)));
                     }
                     Ok(Err(PluginError::Exit)) => {
-                        let _ = reply.send(Ok(Value::Null));
                         state.exit(&myself, false, "the plugin exited".to_owned());
+                        let _ = reply.send(Ok(Value::Null));
                     }
                     Ok(result) => {
                         let _ = reply.send(result);
                     }
                     Err(panic) => {
                         let reason = format!("panicked: {}", panic_message(&*panic));
-                        let _ = reply.send(Err(PluginError::Crash(reason.clone())));
-                        state.exit(&myself, true, reason);
+                        state.exit(&myself, true, reason.clone());
+                        let _ = reply.send(Err(PluginError::Crash(reason)));
                     }
                 }
             }

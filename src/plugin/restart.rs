@@ -224,7 +224,8 @@ impl RestartState {
         }
         for restarted in &names {
             if let Some(core) = host.current_core(restarted) {
-                core.restarts
+                core.record
+                    .restarts
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 core.set_phase(Phase::Restarting);
             }

@@ -20,6 +20,26 @@ use swapvisor::config::ConfigErrors;
 use swapvisor::engine::{Module, ModuleBuild, ModuleContext, ModuleError};
 use tokio::time::Instant;
 
+/// Silences the panic messages that tests provoke on purpose (injected faults, crashing
+/// plugins), so that a real failure stands out; every other panic is reported as usual.
+pub fn quiet_expected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = swapvisor::actors::panic_message(info.payload());
+            let expected = [
+                "injected fault",
+                "counter crashed on request",
+                "panics on purpose",
+            ];
+            if !expected.iter().any(|e| message.contains(e)) {
+                default(info);
+            }
+        }));
+    });
+}
+
 /// Every start and stop of `test.record` modules, in order, as "start a" / "stop a".
 pub type Journal = Arc<Mutex<Vec<String>>>;
 
