@@ -83,10 +83,11 @@ impl Plugin for KvStore {
     }
 
     /// Called on the new instance before its first call.
-    fn migrate(&mut self, previous: Value) -> Result<(), PluginError> {
-        self.entries =
-            serde_json::from_value(previous).map_err(|e| PluginError::Failed(e.to_string()))?;
-        Ok(())
+    fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {
+        let migrated = serde_json::from_value(previous).map(|entries| self.entries = entries);
+        Box::pin(std::future::ready(
+            migrated.map_err(|e| PluginError::Failed(e.to_string())),
+        ))
     }
 }
 

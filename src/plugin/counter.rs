@@ -90,8 +90,8 @@ impl Plugin for Counter {
         Some(self.answer())
     }
 
-    fn migrate(&mut self, previous: Value) -> Result<(), PluginError> {
-        match previous.get("count").and_then(Value::as_i64) {
+    fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {
+        let migrated = match previous.get("count").and_then(Value::as_i64) {
             Some(count) => {
                 self.count = count;
                 Ok(())
@@ -99,6 +99,7 @@ impl Plugin for Counter {
             None => Err(PluginError::Failed(format!(
                 "expected {{\"count\": n}} from the previous counter, got {previous}"
             ))),
-        }
+        };
+        Box::pin(std::future::ready(migrated))
     }
 }

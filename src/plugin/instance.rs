@@ -537,15 +537,14 @@ impl Actor for PluginActor {
                 let _ = reply.send(exported.ok().flatten());
             }
             PluginMsg::Migrate(previous, reply) => {
-                let migrated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    state.plugin.migrate(previous)
-                }))
-                .unwrap_or_else(|panic| {
-                    Err(PluginError::Failed(format!(
-                        "migrate panicked: {}",
-                        panic_message(&*panic)
-                    )))
-                });
+                let migrated = catch_panics(|| state.plugin.migrate(previous))
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(PluginError::Failed(format!(
+                            "migrate panicked: {}",
+                            panic_message(&*panic)
+                        )))
+                    });
                 let _ = reply.send(migrated);
             }
             PluginMsg::Stop(reply) => {

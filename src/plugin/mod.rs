@@ -44,9 +44,9 @@
 //!         Some(self.last.clone())
 //!     }
 //!
-//!     fn migrate(&mut self, previous: Value) -> Result<(), PluginError> {
+//!     fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {
 //!         self.last = previous;
-//!         Ok(())
+//!         Box::pin(async { Ok(()) })
 //!     }
 //! }
 //! # let _ = json!(null);
@@ -174,10 +174,12 @@ pub trait Plugin: Send + 'static {
         None
     }
 
-    /// Takes over the state of the instance this one replaces (before its first call).
-    fn migrate(&mut self, previous: Value) -> Result<(), PluginError> {
+    /// Takes over the state of the instance this one replaces (before its first call). It is
+    /// asynchronous so that a migration waiting on something can be bounded by the swap's
+    /// timeout: one that runs past it rolls the reload back.
+    fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {
         let _ = previous;
-        Ok(())
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -308,8 +308,86 @@ impl swapvisor::engine::Step for HelloStep {
     }
 }
 
-/// The controlled registry plus the plugin kinds `test.journal`, `greeter` (contributes the
-/// step type `greet.hello`) and `greeter-lite` (contributes nothing).
+/// A counting plugin whose `migrate` behaves as configured: `{migrate: ok|error|panic|hang}`.
+struct Stateful {
+    count: i64,
+    migrate: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatefulSettings {
+    #[serde(default = "ok")]
+    migrate: String,
+}
+
+fn ok() -> String {
+    "ok".to_owned()
+}
+
+impl swapvisor::plugin::Plugin for Stateful {
+    fn name(&self) -> &str {
+        "test.stateful"
+    }
+
+    fn version(&self) -> &str {
+        "1.0.0"
+    }
+
+    fn handle(
+        &mut self,
+        call: swapvisor::plugin::PluginCall,
+    ) -> BoxFuture<'_, Result<Value, swapvisor::plugin::PluginError>> {
+        if call.op == "increment" {
+            self.count += 1;
+        }
+        Box::pin(std::future::ready(Ok(
+            serde_json::json!({ "count": self.count }),
+        )))
+    }
+
+    fn export_state(&mut self) -> Option<Value> {
+        Some(serde_json::json!(self.count))
+    }
+
+    fn migrate(
+        &mut self,
+        previous: Value,
+    ) -> BoxFuture<'_, Result<(), swapvisor::plugin::PluginError>> {
+        Box::pin(async move {
+            match self.migrate.as_str() {
+                "error" => Err(swapvisor::plugin::PluginError::Failed(
+                    "this state cannot be migrated".into(),
+                )),
+                "panic" => panic!("migrate panics on purpose"),
+                "hang" => std::future::pending().await,
+                _ => {
+                    self.count = previous.as_i64().unwrap_or(0);
+                    Ok(())
+                }
+            }
+        })
+    }
+}
+
+/// `test.panic {after}`: waits, then panics (a step that blows up mid-request).
+struct PanicStep(Duration);
+
+impl swapvisor::engine::Step for PanicStep {
+    fn run<'a>(
+        &'a self,
+        _context: &'a swapvisor::engine::StepContext<'a>,
+    ) -> BoxFuture<'a, Result<Value, swapvisor::engine::StepError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.0).await;
+            panic!("the step panics on purpose");
+        })
+    }
+}
+
+/// The controlled registry plus the plugin kinds `test.journal`, `test.stateful`, `greeter`
+/// (contributes the step type `greet.hello`) and `greeter-lite` (contributes nothing), and
+/// the step type `test.panic {after}`.
 pub fn plugin_registry() -> (Registry, Journal, Controls) {
     let (mut registry, journal, controls) = controlled_registry();
     let shared = journal.clone();
@@ -328,6 +406,26 @@ pub fn plugin_registry() -> (Registry, Journal, Controls) {
                     ))
                 },
             )?;
+            r.register_plugin(
+                "test.stateful",
+                |build: &swapvisor::plugin::PluginBuild<'_>| {
+                    let settings: StatefulSettings = build.settings()?;
+                    Ok::<Box<dyn swapvisor::plugin::Plugin>, ConfigErrors>(Box::new(Stateful {
+                        count: 0,
+                        migrate: settings.migrate,
+                    }))
+                },
+            )?;
+            r.register_step("test.panic", |build: &swapvisor::engine::StepBuild<'_>| {
+                let after = build
+                    .config
+                    .get("after")
+                    .and_then(Value::as_str)
+                    .unwrap_or("0ms");
+                let after = swapvisor::config::parse_duration(after)
+                    .map_err(|m| swapvisor::config::ConfigError::new(build.place, m))?;
+                Ok::<Box<dyn swapvisor::engine::Step>, ConfigErrors>(Box::new(PanicStep(after)))
+            })?;
             r.register_plugin("greeter", |_: &swapvisor::plugin::PluginBuild<'_>| {
                 Ok::<Box<dyn swapvisor::plugin::Plugin>, ConfigErrors>(Box::new(Greeter {
                     kind: "greeter",
