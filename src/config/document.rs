@@ -140,7 +140,7 @@ pub fn parse_document(bytes: &[u8], limits: &DocumentLimits) -> Result<Document,
         .deserialize(first)
         .map_err(|e| DocumentError::Syntax {
             format: "YAML",
-            message: e.to_string(),
+            message: explain_yaml_error(e.to_string()),
         })?;
     if documents.next().is_some() {
         return Err(DocumentError::Syntax {
@@ -152,6 +152,18 @@ pub fn parse_document(bytes: &[u8], limits: &DocumentLimits) -> Result<Document,
         return Err(DocumentError::Empty);
     }
     Ok(budget.finish(value))
+}
+
+/// serde_yaml guards against alias bombs and deep recursion itself, sometimes before our own
+/// budget trips; its messages for those say less than ours, so they are reworded.
+fn explain_yaml_error(message: String) -> String {
+    if message.contains("repetition limit exceeded") {
+        "document expands its aliases too many times (an alias bomb?); refusing it".to_owned()
+    } else if message.contains("recursion limit exceeded") {
+        format!("nesting is too deep; refusing it ({message})")
+    } else {
+        message
+    }
 }
 
 /// `{"` or `{}`: a document that means to be JSON.

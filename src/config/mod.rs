@@ -173,10 +173,27 @@ impl PluginSpec {
     }
 }
 
-/// Reads a config file, naming the file in the error.
+/// Reads a config file, naming the file in the error. A file larger than the default
+/// document limit is refused without being read into memory.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
-    std::fs::read(path).map_err(|e| LoadError::Read {
+    use std::io::Read;
+    let limit = DocumentLimits::default().max_bytes;
+    let unreadable = |e: std::io::Error| LoadError::Read {
         path: path.to_owned(),
         message: e.to_string(),
-    })
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    // Read one byte past the limit: enough to know the file is too large, whatever its
+    // metadata says (a pipe or a growing file has no reliable length).
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() > limit {
+        let size = std::fs::metadata(path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(bytes.len());
+        return Err(LoadError::Document(DocumentError::TooLarge { size, limit }));
+    }
+    Ok(bytes)
 }

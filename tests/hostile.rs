@@ -1,0 +1,198 @@
+//! Hostile documents: each is refused with a clear error within a second, and parsing it
+//! allocates a bounded amount of memory. One test, so that nothing else in this process moves
+//! the memory readings.
+
+use std::time::{Duration, Instant};
+
+use swapvisor::config::{Config, LoadError, read_file};
+
+/// Peak resident memory since the last reset, in bytes (Linux `VmHWM`).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn current_rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+/// Makes `peak_rss` start again from the current resident size.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Parses `input`, and returns the error with how long it took and how much memory the parse
+/// itself needed at its peak.
+fn refuse(name: &str, input: &[u8]) -> (String, Duration, u64) {
+    reset_peak();
+    let before = current_rss();
+    let started = Instant::now();
+    let result = Config::parse(input);
+    let took = started.elapsed();
+    let grew = peak_rss().saturating_sub(before);
+    let error = match result {
+        Ok(_) => panic!("{name}: a hostile document was accepted"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        took < Duration::from_secs(1),
+        "{name}: refused after {took:?}"
+    );
+    (error, took, grew)
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn billion_laughs() -> String {
+    let mut doc = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..10 {
+        let previous = format!("*l{}", level - 1);
+        let list = [previous.as_str(); 10].join(", ");
+        doc.push_str(&format!("l{level}: &l{level} [{list}]\n"));
+    }
+    doc
+}
+
+#[test]
+fn hostile_documents_are_refused_quickly_with_bounded_memory() {
+    // 10^10 values once expanded: stopped by the value budget or serde_yaml's own guard.
+    let (error, took, grew) = refuse("alias bomb", billion_laughs().as_bytes());
+    assert!(
+        error.contains(
+            "document has more than 500000 values (after expanding aliases); refusing it"
+        ) || error
+            .contains("document expands its aliases too many times (an alias bomb?); refusing it"),
+        "{error}"
+    );
+    assert!(grew < 256 * MIB, "the alias bomb took {} MiB", grew / MIB);
+    eprintln!("alias bomb: {took:?}, {} KiB", grew / 1024);
+
+    // 10,000 levels of nesting, in YAML flow and JSON form; block-style YAML needs one more
+    // space per level, so 2,000 levels (2 MB) stand in for it below the size limit.
+    let flow = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let block: String = (0..2_000)
+        .map(|depth| format!("{}k:\n", " ".repeat(depth)))
+        .collect();
+    let json = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    for (name, doc) in [
+        ("flow nesting", flow),
+        ("block nesting", block),
+        ("JSON nesting", json),
+    ] {
+        let (error, took, grew) = refuse(name, doc.as_bytes());
+        assert!(
+            error.contains("nesting is deeper than 64 levels")
+                || error.contains("nesting is too deep"),
+            "{name}: {error}"
+        );
+        assert!(grew < 64 * MIB, "{name} took {} MiB", grew / MIB);
+        eprintln!("{name}: {took:?}, {} KiB", grew / 1024);
+    }
+
+    // 100 MB: refused by size before any parsing.
+    let huge = vec![b'#'; 100 * 1024 * 1024];
+    let (error, took, _) = refuse("100 MB document", &huge);
+    assert_eq!(
+        error,
+        "document is 104857600 bytes, over the limit of 8388608 bytes"
+    );
+    eprintln!("100 MB document: {took:?}");
+    drop(huge);
+    // ... and from a file, without reading it into memory first.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(100 * 1024 * 1024).unwrap();
+    reset_peak();
+    let before = current_rss();
+    let started = Instant::now();
+    let error = read_file(&path).unwrap_err();
+    assert!(matches!(error, LoadError::Document(_)), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "document is 104857600 bytes, over the limit of 8388608 bytes"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let grew = peak_rss().saturating_sub(before);
+    assert!(
+        grew < 16 * MIB,
+        "reading the huge file took {} MiB",
+        grew / MIB
+    );
+
+    // Bytes that are not UTF-8 text.
+    let (error, ..) = refuse("non-UTF-8", b"modules:\n  - name: \xff\xfe\xfd\n");
+    assert_eq!(
+        error,
+        "document is not UTF-8 text (invalid byte at offset 19)"
+    );
+
+    // Binary junk: deterministic pseudo-random bytes of several sizes.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for size in [16usize, 1_000, 100_000, 4_000_000] {
+        let junk: Vec<u8> = (0..size)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
+        let (error, took, grew) = refuse(&format!("{size} bytes of junk"), &junk);
+        assert!(!error.is_empty());
+        assert!(
+            grew < 128 * MIB,
+            "{size} bytes of junk took {} MiB",
+            grew / MIB
+        );
+        eprintln!("{size} bytes of junk: {took:?}: {error}");
+        // The same junk as printable text (with YAML's punctuation and line breaks), which
+        // gets past the UTF-8 check into the parser.
+        let text: String = junk
+            .iter()
+            .map(|b| {
+                if b % 16 == 0 {
+                    '\n'
+                } else {
+                    char::from(32 + b % 95)
+                }
+            })
+            .collect();
+        let (error, took, grew) = refuse(&format!("{size} bytes of text junk"), text.as_bytes());
+        assert!(
+            grew < 256 * MIB,
+            "{size} bytes of text junk took {} MiB",
+            grew / MIB
+        );
+        eprintln!(
+            "{size} bytes of text junk: {took:?}: {}",
+            error.lines().next().unwrap_or("")
+        );
+    }
+
+    // Inputs the fuzzer found, kept as regressions (fuzz/seeds/regressions).
+    let regressions =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/regressions");
+    if let Ok(entries) = std::fs::read_dir(&regressions) {
+        for entry in entries.flatten() {
+            let input = std::fs::read(entry.path()).unwrap();
+            let started = Instant::now();
+            let _ = Config::parse(&input);
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{}",
+                entry.path().display()
+            );
+        }
+    }
+}

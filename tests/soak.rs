@@ -1,0 +1,151 @@
+//! Soak: one process runs thousands of reloads with mixed outcomes and thousands of plugin
+//! reloads, with requests in between. After a warm-up, resident memory and the number of
+//! live tokio tasks must stay within 10% of what they were.
+//!
+//! The short version runs with `cargo test`; the full one (2,000 + 2,000) with
+//! `cargo test --test soak -- --ignored`, which `.ci/run` does.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use swapvisor::config::PluginSpec;
+use swapvisor::{Config, ReloadOutcome, Runtime};
+
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+fn config(version: usize, fault: &str) -> Config {
+    let yaml = format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:0" }} }}
+{fault}
+plugins:
+  - {{ name: hits, type: counter }}
+pipelines:
+  hello:
+    trigger: {{ type: http, config: {{ server: web, path: /hello }} }}
+    steps:
+      - {{ name: bump, type: step.plugin_call, config: {{ plugin: hits, op: increment }} }}
+      - {{ name: r, type: step.json_response, config: {{ body: {{ version: "v{version}", count: "{{{{ bump.count }}}}" }} }} }}
+runtime: {{ reload: {{ drainTimeout: 1s }} }}
+"#
+    );
+    Config::parse(yaml.as_bytes()).expect("valid")
+}
+
+/// Waits until the runtime is idle: one engine, no candidate, nothing in flight.
+async fn settle(runtime: &Runtime) {
+    common::wait_for_status(runtime, "the runtime to settle", |s| {
+        s.running_engines == 1 && s.child_actors == 1 && s.in_flight == 0
+    })
+    .await;
+}
+
+async fn soak(reloads: usize, plugin_reloads: usize) {
+    common::quiet_expected_panics();
+    let tasks = tokio::runtime::Handle::current().metrics();
+    let (registry, _, _) = common::plugin_registry();
+    let runtime = Runtime::start(config(0, ""), registry)
+        .await
+        .expect("starts");
+    let base = format!("http://{}", runtime.live_engine().unwrap().listening()[0].1);
+    let client = common::client();
+    let steps = reloads.max(plugin_reloads);
+    let warm_up = steps / 10;
+    let mut baseline = None;
+    let mut activated = 0;
+    let mut plugin_generation = 1;
+    for step in 0..steps {
+        if step < reloads {
+            let (fault, expect) = match step % 4 {
+                1 => (
+                    "  - { name: f, type: fault.inject, config: { failOn: build } }",
+                    "rejected",
+                ),
+                2 => (
+                    "  - { name: f, type: fault.inject, config: { failOn: start } }",
+                    "rolled_back",
+                ),
+                _ => ("", "activated"),
+            };
+            let outcome = runtime.reload(config(step, fault)).await.expect("answers");
+            assert_eq!(outcome.name(), expect, "reload {step}: {outcome:?}");
+            activated += usize::from(outcome.is_activated());
+        }
+        if step < plugin_reloads {
+            let spec = PluginSpec::parse(
+                format!("{{ name: hits, type: counter, config: {{ start: {step} }} }}").as_bytes(),
+            )
+            .unwrap();
+            plugin_generation += 1;
+            assert_eq!(
+                runtime.reload_plugin("hits", spec).await.unwrap(),
+                ReloadOutcome::Activated {
+                    generation: plugin_generation
+                }
+            );
+        }
+        let (status, body) = common::request(&client, "GET", &format!("{base}/hello"), "")
+            .await
+            .expect("served");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["count"],
+            Value::from(step as i64 + 1),
+            "the count survives every reload"
+        );
+        if step + 1 == warm_up {
+            settle(&runtime).await;
+            baseline = Some((rss(), tasks.num_alive_tasks()));
+        }
+    }
+    settle(&runtime).await;
+    let (rss_before, tasks_before) = baseline.expect("warmed up");
+    let (rss_after, tasks_after) = (rss(), tasks.num_alive_tasks());
+    eprintln!(
+        "soak: {reloads} reloads ({activated} activated), {plugin_reloads} plugin reloads; RSS {:.1} -> {:.1} MiB, tasks {tasks_before} -> {tasks_after}",
+        rss_before as f64 / 1048576.0,
+        rss_after as f64 / 1048576.0
+    );
+    assert!(
+        rss_after as f64 <= rss_before as f64 * 1.10,
+        "RSS grew from {rss_before} to {rss_after}"
+    );
+    assert!(
+        tasks_after as f64 <= tasks_before as f64 * 1.10,
+        "tasks grew from {tasks_before} to {tasks_after}"
+    );
+    let status = runtime.status().await.unwrap();
+    assert_eq!(status.generation, 1 + activated as u64);
+    assert_eq!(status.listeners, 1);
+    runtime.shutdown().await.unwrap();
+    drop(client); // its pooled connection is a task too
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.num_alive_tasks() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("no task outlives the runtime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_leaks_nothing() {
+    soak(200, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the full soak; .ci/run runs it with --ignored"]
+async fn the_full_soak_leaks_nothing() {
+    soak(2_000, 2_000).await;
+}
