@@ -365,15 +365,11 @@ impl Engine {
             };
             tracing::warn!(module = %module.name, error = %message, "module failed to start; stopping the modules started before it");
             let rollback_deadline = Instant::now() + self.resolved().settings.reload.stop_timeout;
-            if let Err(stop_error) = self.stop_modules(&mut lifecycle, rollback_deadline).await {
+            if let Err(stop_error) = self
+                .tear_down(&mut lifecycle, rollback_deadline, true)
+                .await
+            {
                 tracing::warn!(error = %stop_error, "stopping after a failed start was not clean");
-            }
-            if let Some(attachment) = lifecycle.plugins.take() {
-                self.inner
-                    .services
-                    .plugins()
-                    .detach(attachment, true, rollback_deadline)
-                    .await;
             }
             self.set_state(EngineState::Stopped);
             return Err(StartError {
@@ -418,16 +414,28 @@ impl Engine {
                 tasks.shutdown().await;
             }
         }
-        let result = self.stop_modules(&mut lifecycle, deadline).await;
-        // Plugins last, in reverse start order: modules may call them while they stop.
+        let result = self.tear_down(&mut lifecycle, deadline, false).await;
+        self.set_state(EngineState::Stopped);
+        result
+    }
+
+    /// Stops the started modules in reverse order, then detaches the plugins (last: modules
+    /// may call them while they stop). With `rollback` (a failed start), plugins this engine
+    /// reloaded go back to their previous spec.
+    async fn tear_down(
+        &self,
+        lifecycle: &mut Lifecycle,
+        deadline: Instant,
+        rollback: bool,
+    ) -> Result<(), StopError> {
+        let result = self.stop_modules(lifecycle, deadline).await;
         if let Some(attachment) = lifecycle.plugins.take() {
             self.inner
                 .services
                 .plugins()
-                .detach(attachment, false, deadline)
+                .detach(attachment, rollback, deadline)
                 .await;
         }
-        self.set_state(EngineState::Stopped);
         result
     }
 
