@@ -298,3 +298,36 @@ impl Registry {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Step, StepBuild};
+
+    fn noop_step(_: &StepBuild<'_>) -> Result<Box<dyn Step>, crate::config::ConfigErrors> {
+        Err(crate::config::ConfigErrors::default())
+    }
+
+    #[test]
+    fn a_type_registered_twice_names_both_contributors() {
+        let mut registry = Registry::with_builtins();
+        let error = registry
+            .contributing("my-plugin", |r| r.register_step("step.set", noop_step))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"step type "step.set" is registered twice: first by "core", again by "my-plugin""#
+        );
+        // The first registration is kept.
+        assert_eq!(registry.contributor_of("step", "step.set"), Some("core"));
+    }
+
+    #[test]
+    fn type_lists_are_sorted() {
+        let mut registry = Registry::new();
+        registry.register_step("b.step", noop_step).unwrap();
+        registry.register_step("a.step", noop_step).unwrap();
+        assert_eq!(registry.step_types(), ["a.step", "b.step"]);
+        assert_eq!(registry.contributor_of("step", "a.step"), Some(APPLICATION));
+    }
+}
