@@ -30,14 +30,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve a config until Ctrl-C or SIGTERM, then stop gracefully.
+    /// Serve a config; reload it on file changes (--watch), SIGHUP or the admin API; stop
+    /// gracefully on Ctrl-C or SIGTERM.
     Run(run::RunArgs),
     /// Build a config without starting anything, and print the verdict as JSON.
     Validate {
         /// The config file (YAML or JSON).
         config: PathBuf,
     },
-    /// List the registered module, step and trigger types.
+    /// List the registered module, step and trigger types and plugin kinds.
     Types {
         /// Print JSON instead of a table.
         #[arg(long)]
