@@ -289,3 +289,16 @@ pipelines:
         ]
     );
 }
+
+#[tokio::test]
+async fn durations_are_capped_at_30_days() {
+    let found =
+        errors("runtime: { reload: { drainTimeout: 300000000000y, probation: 31d } }").await;
+    assert_eq!(
+        found,
+        vec![
+            r#"runtime.reload.drainTimeout: duration "300000000000y" is longer than the maximum of 30 days"#,
+            r#"runtime.reload.probation: duration "31d" is longer than the maximum of 30 days"#,
+        ]
+    );
+}

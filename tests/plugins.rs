@@ -540,3 +540,42 @@ async fn shutdown_stops_plugins_in_reverse_order_and_leaves_no_task() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_plugin_hanging_in_start_rolls_the_reload_back_in_time_and_leaves_nothing() {
+    let runtime = start(HITS, "").await;
+    increment(&runtime, "hits", 2).await;
+    let stuck =
+        format!("{HITS}\n  - {{ name: stuck, type: test.journal, config: {{ hangStart: true }} }}");
+    let started = std::time::Instant::now();
+    let outcome = runtime
+        .reload(config(
+            &stuck,
+            "reload: { startTimeout: 300ms, stopTimeout: 300ms }",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    match &outcome {
+        ReloadOutcome::RolledBack { error } => assert!(
+            error.starts_with("plugin \"stuck\" failed to start"),
+            "{error}"
+        ),
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    // The half-started plugin is gone; the old engine and its plugin serve on.
+    wait_for_status(&runtime, "the stuck plugin to be removed", |s| {
+        s.plugins.iter().all(|p| p.name != "stuck")
+    })
+    .await;
+    assert_eq!(increment(&runtime, "hits", 1).await, 3);
+    assert_eq!(
+        runtime.reload(config(HITS, "")).await.unwrap(),
+        ReloadOutcome::Activated { generation: 2 }
+    );
+    runtime.shutdown().await.unwrap();
+}

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::SwapMode;
-use crate::guard::guarded;
+use crate::guard::{deadline_in, guarded, later};
 use crate::outcome::StageTimings;
 use crate::slot::{Live, Slot};
 use crate::supervisor::{SupervisorMsg, SwapReport, SwapResult};
@@ -178,7 +178,10 @@ impl<U: Unit> ActiveState<U> {
     ) -> (SwapResult, StageTimings) {
         // Callers that meet a closed gate wait for as long as a swap may keep it closed.
         self.slot.set_gate_timeout(
-            settings.drain_timeout + settings.stop_timeout + settings.start_timeout,
+            settings
+                .drain_timeout
+                .saturating_add(settings.stop_timeout)
+                .saturating_add(settings.start_timeout),
         );
         let mut timings = StageTimings::default();
         let result = match settings.mode {
@@ -200,24 +203,24 @@ impl<U: Unit> ActiveState<U> {
         settings: &SwapSettings,
         what: &str,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + settings.start_timeout;
+        let deadline = deadline_in(settings.start_timeout);
         // The unit is asked to give up by `deadline` and clean up after itself; the guard's own
         // deadline leaves it the stop timeout to do so before it is abandoned.
         guarded(
             &self.unit_name,
             what,
-            deadline + settings.stop_timeout,
+            later(deadline, settings.stop_timeout),
             async { unit.start(deadline).await },
         )
         .await
     }
 
     async fn stop_unit(&self, unit: &U, settings: &SwapSettings) -> Result<(), String> {
-        let deadline = Instant::now() + settings.stop_timeout;
+        let deadline = deadline_in(settings.stop_timeout);
         guarded(
             &self.unit_name,
             "stop",
-            deadline + Duration::from_millis(100),
+            later(deadline, Duration::from_millis(100)),
             async { unit.stop(deadline).await },
         )
         .await
@@ -243,17 +246,23 @@ impl<U: Unit> ActiveState<U> {
             {
                 tracing::warn!(error = %stop_error, "stopping the failed candidate was not clean");
             }
+            if self.live.is_none() {
+                // There was nothing before either: callers should fail at once, not wait.
+                self.slot.mark_down();
+            }
             return SwapResult::RolledBack(error);
         }
         let new_live = Live::new(unit.clone(), generation);
         let old = self.live.take();
         if let Some(old) = old.as_ref().filter(|_| unit.hands_over_state()) {
             self.slot.publish(None);
-            let drain_deadline = Instant::now() + settings.drain_timeout;
+            let drain_deadline = deadline_in(settings.drain_timeout);
             timed("drain", &mut timings.drain, old.drain(drain_deadline)).await;
             if let Err(error) = self.hand_over(old.unit(), &unit, &settings).await {
-                self.slot.publish(Some(old.clone()));
-                self.live = Some(old.clone());
+                // Republished as a fresh record: the old one is marked as retiring.
+                let restored = Live::new(old.unit().clone(), old.generation());
+                self.slot.publish(Some(restored.clone()));
+                self.live = Some(restored);
                 if let Err(stop_error) =
                     timed("stop", &mut timings.stop, self.stop_unit(&unit, &settings)).await
                 {
@@ -280,19 +289,29 @@ impl<U: Unit> ActiveState<U> {
         settings: SwapSettings,
         timings: &mut StageTimings,
     ) -> SwapResult {
+        // Units still retiring from a start-first swap may hold what this swap must free.
+        while self.retiring.join_next().await.is_some() {}
         // Shared resources the old unit releases (sockets) stay open for the new one.
         let hold = unit.hold_resources();
         let old = self.live.take();
         let mut state = None;
         if let Some(old) = &old {
             self.slot.publish(None);
-            let drain_deadline = Instant::now() + settings.drain_timeout;
+            let drain_deadline = deadline_in(settings.drain_timeout);
             timed("drain", &mut timings.drain, old.drain(drain_deadline)).await;
             if unit.hands_over_state() {
-                state = crate::guard::catch_panics(|| old.unit().export_state())
-                    .await
-                    .ok()
-                    .flatten();
+                // Bounded: the gate is closed while this runs.
+                let export = crate::guard::catch_panics(|| old.unit().export_state());
+                state = crate::guard::contained(
+                    &self.unit_name,
+                    "state export",
+                    deadline_in(settings.stop_timeout),
+                    export,
+                )
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
             }
             if let Err(error) = timed(
                 "stop",
@@ -316,7 +335,7 @@ impl<U: Unit> ActiveState<U> {
             started = guarded(
                 &self.unit_name,
                 "state import",
-                Instant::now() + settings.start_timeout,
+                deadline_in(settings.start_timeout),
                 async { unit.import_state(state).await },
             )
             .await;
@@ -378,7 +397,7 @@ impl<U: Unit> ActiveState<U> {
         new: &Arc<U>,
         settings: &SwapSettings,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + settings.start_timeout;
+        let deadline = deadline_in(settings.start_timeout);
         let state = guarded(&self.unit_name, "state export", deadline, async {
             Ok::<_, String>(
                 crate::guard::catch_panics(|| old.export_state())
@@ -406,18 +425,18 @@ impl<U: Unit> ActiveState<U> {
         let span = tracing::info_span!("retire", generation = old.generation());
         self.retiring.spawn(
             async move {
-                let drained = old.drain(Instant::now() + settings.drain_timeout).await;
+                let drained = old.drain(deadline_in(settings.drain_timeout)).await;
                 if !drained {
                     tracing::warn!(
                         in_flight = old.in_flight(),
                         "drain deadline passed; stopping with work in flight"
                     );
                 }
-                let deadline = Instant::now() + settings.stop_timeout;
+                let deadline = deadline_in(settings.stop_timeout);
                 let stopped = guarded(
                     &unit_name,
                     "stop",
-                    deadline + Duration::from_millis(100),
+                    later(deadline, Duration::from_millis(100)),
                     async { old.unit().stop(deadline).await },
                 )
                 .await;
@@ -434,7 +453,7 @@ impl<U: Unit> ActiveState<U> {
         self.slot.close();
         if let Some(live) = self.live.take() {
             let settings = live.unit().swap_settings();
-            if !live.drain(Instant::now() + settings.drain_timeout).await {
+            if !live.drain(deadline_in(settings.drain_timeout)).await {
                 tracing::warn!(
                     in_flight = live.in_flight(),
                     "drain deadline passed at shutdown"

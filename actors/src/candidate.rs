@@ -64,7 +64,7 @@ impl<U: Unit> Actor for Candidate<U> {
         let span =
             tracing::info_span!(parent: &args.span, "build", duration_ms = tracing::field::Empty);
         let started = Instant::now();
-        let deadline = started + args.timeout;
+        let deadline = crate::guard::later(started, args.timeout);
         let (spec, context) = (args.spec, args.context);
         let build = contained(&args.unit_name, "build", deadline, async move {
             crate::guard::catch_panics(move || U::build(spec, context)).await

@@ -3,9 +3,23 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::time::Instant;
+
+/// The instant `duration` from now, or a far-off instant when that is not representable (a
+/// unit may give any duration; a deadline must never panic).
+pub fn deadline_in(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 60 * 60))
+}
+
+/// `deadline` plus `grace`, saturating like [`deadline_in`].
+pub(crate) fn later(deadline: Instant, grace: Duration) -> Instant {
+    deadline.checked_add(grace).unwrap_or(deadline)
+}
 
 /// Calls `make` and runs the future it returns, catching a panic in either: a trait method may
 /// panic before it returns its future as well as while it is polled.

@@ -109,7 +109,7 @@ mod slot;
 mod supervisor;
 mod unit;
 
-pub use guard::{catch_panics, panic_message};
+pub use guard::{catch_panics, deadline_in, panic_message};
 pub use mode::SwapMode;
 pub use outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};
 pub use slot::{Lease, Live, Slot, Unavailable};

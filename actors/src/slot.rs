@@ -181,7 +181,9 @@ impl<U> Slot<U> {
         Self {
             current: ArcSwapOption::empty(),
             opened: Notify::new(),
-            gate_timeout_ms: AtomicU64::new(gate_timeout.as_millis() as u64),
+            gate_timeout_ms: AtomicU64::new(
+                u64::try_from(gate_timeout.as_millis()).unwrap_or(u64::MAX),
+            ),
             gate: AtomicU8::new(GATE_WAIT),
         }
     }
@@ -193,8 +195,8 @@ impl<U> Slot<U> {
 
     /// Sets how long `acquire` waits at a closed gate.
     pub fn set_gate_timeout(&self, timeout: Duration) {
-        self.gate_timeout_ms
-            .store(timeout.as_millis() as u64, Ordering::Relaxed);
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.gate_timeout_ms.store(millis, Ordering::Relaxed);
     }
 
     /// Takes a lease on the live unit without waiting; `None` when the slot is closed.
@@ -223,7 +225,7 @@ impl<U> Slot<U> {
             return Ok(lease);
         }
         let started = Instant::now();
-        let deadline = started + self.gate_timeout();
+        let deadline = crate::guard::later(started, self.gate_timeout());
         loop {
             let opened = self.opened.notified();
             tokio::pin!(opened);

@@ -309,9 +309,13 @@ pub struct SupervisorState<U: Unit> {
     next_id: u64,
     restore_backoff: Backoff,
     restore_attempts: u32,
-    restore_timer: Option<tokio::task::JoinHandle<()>>,
+    /// The pending restore: aborting this handle cancels the timer itself.
+    restore_timer:
+        Option<tokio::task::JoinHandle<Result<(), ractor::MessagingErr<SupervisorMsg<U>>>>>,
     observer: Option<Arc<dyn ReloadObserver>>,
-    shutdown: Option<RpcReplyPort<()>>,
+    /// Set once the Supervisor is leaving (shutdown or hibernation): the callers to answer
+    /// when the Active has stopped.
+    shutdown: Option<Vec<RpcReplyPort<()>>>,
 }
 
 impl<U: Unit> Supervisor<U> {
@@ -420,7 +424,7 @@ impl<U: Unit> Actor for Supervisor<U> {
             SupervisorMsg::Status(reply) => {
                 let _ = reply.send(state.status(&myself));
             }
-            SupervisorMsg::Shutdown(reply) => state.begin_shutdown(reply),
+            SupervisorMsg::Shutdown(reply) => state.begin_shutdown(reply, &myself),
             SupervisorMsg::Escalate { reason } => state.escalate(reason),
             SupervisorMsg::Hibernate(reply) => {
                 let idle = state.current.is_none()
@@ -445,7 +449,7 @@ impl<U: Unit> Actor for Supervisor<U> {
                     history: std::mem::take(&mut state.history),
                     next_id: state.next_id,
                 };
-                state.shutdown = Some(reply_placeholder());
+                state.shutdown = Some(Vec::new());
                 let _ = reply.send(Some(resume));
                 myself.stop(None);
                 return Ok(());
@@ -483,7 +487,7 @@ impl<U: Unit> Actor for Supervisor<U> {
                         "the runtime is shutting down",
                     )));
                 }
-                if let Some(reply) = state.shutdown.take() {
+                for reply in state.shutdown.take().into_iter().flatten() {
                     let _ = reply.send(());
                 }
                 myself.stop(None);
@@ -502,11 +506,11 @@ impl<U: Unit> Actor for Supervisor<U> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // The default would stop the Supervisor whenever a child exits, even normally.
-        let (cell, reason) = match event {
+        let (cell, reason, failed) = match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "stopped".to_owned()))
+                (cell, reason.unwrap_or_else(|| "stopped".to_owned()), false)
             }
-            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
+            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string(), true),
             _ => return Ok(()),
         };
         let id = cell.get_id();
@@ -514,7 +518,17 @@ impl<U: Unit> Actor for Supervisor<U> {
             // Supervision events overtake ordinary messages, so the candidate's report may
             // still be in the mailbox. Look again once everything sent before now is handled.
             let _ = myself.send_message(SupervisorMsg::CandidateGone { request, reason });
-        } else if id == state.active.get_id() && state.shutdown.is_none() {
+        } else if id == state.active.get_id() && state.shutdown.is_some() {
+            if failed {
+                // It died instead of reporting: answer what waits on it, and leave.
+                tracing::error!(unit = %state.unit_name, %reason, "the Active actor failed during shutdown");
+                if state.current.as_ref().is_some_and(|c| c.swapping) {
+                    let error = format!("the {} swap was interrupted: {reason}", state.unit_name);
+                    state.finish(ReloadOutcome::RolledBack { error }, &myself);
+                }
+                let _ = myself.send_message(SupervisorMsg::ActiveStopped);
+            }
+        } else if id == state.active.get_id() {
             tracing::error!(unit = %state.unit_name, %reason, "the Active actor exited; starting a new one over the live unit");
             match spawn_active(&myself, &state.slot, &state.unit_name).await {
                 Ok(active) => state.active = active,
@@ -523,6 +537,13 @@ impl<U: Unit> Actor for Supervisor<U> {
             if state.current.as_ref().is_some_and(|c| c.swapping) {
                 let error = format!("the {} swap was interrupted: {reason}", state.unit_name);
                 state.finish(ReloadOutcome::RolledBack { error }, &myself);
+            }
+            if state.generation > 0 && state.slot.current_live().is_none() {
+                // It died between unpublishing and publishing (a stop-first swap): nothing
+                // serves. Treat it as degraded: callers fail fast, restores are retried.
+                state.degraded = true;
+                state.slot.mark_down();
+                state.schedule_restore(&myself);
             }
         }
         state.pump(&myself).await;
@@ -539,13 +560,6 @@ impl<U: Unit> Actor for Supervisor<U> {
         }
         Ok(())
     }
-}
-
-/// A reply port nobody waits on: marks a hibernating Supervisor as leaving, so that nothing
-/// new is started and a dying Active is not replaced.
-fn reply_placeholder() -> RpcReplyPort<()> {
-    let (port, _) = ractor::concurrency::oneshot();
-    port.into()
 }
 
 async fn spawn_active<U: Unit>(
@@ -783,10 +797,7 @@ impl<U: Unit> SupervisorState<U> {
                     self.probation_until = None;
                 } else if !restoring {
                     self.previous_good = self.known_good.take();
-                    self.probation_until = report
-                        .settings
-                        .probation
-                        .map(|window| Instant::now() + window);
+                    self.probation_until = report.settings.probation.map(crate::guard::deadline_in);
                 }
                 self.known_good = Some(report.spec);
                 self.fingerprint = current.record.fingerprint.clone();
@@ -872,11 +883,8 @@ impl<U: Unit> SupervisorState<U> {
         }
         let delay = self.restore_backoff.delay(self.restore_attempts);
         tracing::info!(unit = %self.unit_name, attempt = self.restore_attempts + 1, delay_ms = delay.as_millis() as u64, "scheduling a restore of the last-known-good spec");
-        let handle = ractor::time::send_after(delay, myself.get_cell(), || {
+        self.restore_timer = Some(ractor::time::send_after(delay, myself.get_cell(), || {
             SupervisorMsg::<U>::RetryRestore
-        });
-        self.restore_timer = Some(tokio::spawn(async move {
-            let _ = handle.await;
         }));
     }
 
@@ -891,13 +899,13 @@ impl<U: Unit> SupervisorState<U> {
         }
     }
 
-    fn begin_shutdown(&mut self, reply: RpcReplyPort<()>) {
-        if self.shutdown.is_some() {
+    fn begin_shutdown(&mut self, reply: RpcReplyPort<()>, myself: &ActorRef<SupervisorMsg<U>>) {
+        if let Some(waiting) = &mut self.shutdown {
             // Already shutting down: this caller is answered when the first one is.
-            drop(reply);
+            waiting.push(reply);
             return;
         }
-        self.shutdown = Some(reply);
+        self.shutdown = Some(vec![reply]);
         if let Some(timer) = self.restore_timer.take() {
             timer.abort();
         }
@@ -921,7 +929,10 @@ impl<U: Unit> SupervisorState<U> {
                 }
             }
         }
-        let _ = self.active.send_message(ActiveMsg::Shutdown);
+        if self.active.send_message(ActiveMsg::Shutdown).is_err() {
+            // No Active to stop anything: nothing is left to wait for.
+            let _ = myself.send_message(SupervisorMsg::ActiveStopped);
+        }
     }
 
     /// A crash loop below the live unit: revert within the probation window, else record it.
@@ -936,9 +947,11 @@ impl<U: Unit> SupervisorState<U> {
                 tracing::warn!(unit = %self.unit_name, %reason, "escalation during probation: reverting to the previous spec");
                 self.probation_until = None;
                 let id = self.take_id();
+                // Expecting the current generation: if a newer reload activates before the
+                // revert's turn, the escalation was about a config that is gone (`Conflict`).
                 let request = ReloadRequest {
                     spec,
-                    expected_generation: None,
+                    expected_generation: Some(self.generation),
                     origin: Origin::Revert,
                 };
                 // A revert goes before anything queued: the live unit is known to be failing.

@@ -418,9 +418,19 @@ impl<'v> Fields<'v> {
     }
 }
 
-/// Parses a duration written as `250ms`, `5s`, `1m30s` and so on.
+/// The longest duration a config may give: a timeout, interval or window beyond it is a
+/// mistake, and deadlines computed from it must stay representable.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Parses a duration written as `250ms`, `5s`, `1m30s` and so on, up to 30 days.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
         format!("invalid duration {text:?} ({e}); expected a number with a unit, such as \"250ms\", \"5s\" or \"1m\"")
-    })
+    })?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is longer than the maximum of 30 days"
+        ));
+    }
+    Ok(duration)
 }

@@ -327,15 +327,35 @@ impl Engine {
         if !self.inner.plan.plugins.is_empty() {
             let plan = &self.inner.plan;
             let strategy = plan.resolved.settings.plugin_strategy;
-            match self
-                .inner
-                .services
-                .plugins()
-                .attach(&plan.plugins, strategy, &plan.registry)
-                .await
-            {
-                Ok(attachment) => lifecycle.plugins = Some(attachment),
-                Err((plugin, message)) => {
+            let plugins = self.inner.services.plugins();
+            // Filled step by step, so that a start cut short by the deadline still knows what
+            // to give back.
+            let mut attachment = Attachment::default();
+            let attach = plugins.attach(&plan.plugins, strategy, &plan.registry, &mut attachment);
+            let (failure, timed_out) = match tokio::time::timeout_at(deadline, attach).await {
+                Ok(Ok(())) => (None, false),
+                Ok(Err(failure)) => (Some(failure), false),
+                Err(_) => {
+                    let why = "did not start before the start timeout".to_owned();
+                    (Some((attachment.last_name(), why)), true)
+                }
+            };
+            match failure {
+                None => lifecycle.plugins = Some(attachment),
+                Some((plugin, message)) => {
+                    let rollback_deadline =
+                        swapvisor_actors::deadline_in(self.resolved().settings.reload.stop_timeout);
+                    if timed_out {
+                        // What timed out is still finishing in the background; undoing it
+                        // waits for that, so it runs there too. It holds the attach lock,
+                        // so the next engine to attach waits for it.
+                        let plugins = plugins.clone();
+                        tokio::spawn(async move {
+                            plugins.detach(attachment, true, rollback_deadline).await;
+                        });
+                    } else {
+                        plugins.detach(attachment, true, rollback_deadline).await;
+                    }
                     self.set_state(EngineState::Stopped);
                     return Err(StartError {
                         kind: "plugin",

@@ -77,6 +77,8 @@ enum Swap {
         pinned: bool,
     },
     Asleep(Option<Resume<PluginInstance>>),
+    /// The plugin was removed: a reload that was waiting for the lock must not bring it back.
+    Removed,
 }
 
 pub(crate) struct Entry {
@@ -165,6 +167,13 @@ pub struct Attachment {
     names: Vec<String>,
     /// Instances this attachment reloaded, with the spec they ran before.
     changed: Vec<(String, Arc<PluginUnitSpec>)>,
+}
+
+impl Attachment {
+    /// The instance being attached last (the one a timeout interrupted).
+    pub(crate) fn last_name(&self) -> String {
+        self.names.last().cloned().unwrap_or_default()
+    }
 }
 
 /// Keeps instances that no engine uses any more alive until dropped (a stop-first swap).
@@ -298,7 +307,7 @@ impl PluginHost {
                 let (state, version, restarts, last_error, type_name) = match &live {
                     Some(instance) => {
                         let state = match &*instance.phase.borrow() {
-                            Phase::Idle => PluginState::Starting,
+                            Phase::Idle | Phase::Starting => PluginState::Starting,
                             Phase::Running(_) => PluginState::Running,
                             Phase::Restarting => PluginState::Restarting,
                             Phase::Failed(_) => PluginState::Failed,
@@ -359,26 +368,37 @@ impl PluginHost {
     }
 
     /// Attaches an engine to the instances `specs` names, in order: starting new ones,
-    /// reloading changed ones, sharing unchanged ones. On failure, what was attached is
-    /// detached again (with rollback) and the error is `(plugin name, why)`.
+    /// reloading changed ones, sharing unchanged ones. Progress is recorded in `attachment`
+    /// as it is made, before each step, so that whoever called this can detach (with
+    /// rollback) what was attached even when this future is cancelled half-way (a start
+    /// timeout). On failure the error is `(plugin name, why)`; detaching is then the caller's.
     pub(crate) async fn attach(
         &self,
         specs: &[Arc<PluginUnitSpec>],
         strategy: RestartStrategy,
         registry: &Arc<Registry>,
-    ) -> Result<Attachment, (String, String)> {
+        attachment: &mut Attachment,
+    ) -> Result<(), (String, String)> {
         let _serial = self.shared.attach_lock.lock().await;
         *self
             .shared
             .strategy
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(strategy);
-        let mut attachment = Attachment::default();
         for spec in specs {
             let name = spec.spec.name.clone();
-            let attached = match self.shared.entries.get(&name).map(|e| e.clone()) {
-                None => self.create(spec.clone(), registry).await,
+            match self.shared.entries.get(&name).map(|e| e.clone()) {
+                None => {
+                    attachment.names.push(name.clone());
+                    if let Err(error) = self.create(spec.clone(), registry).await {
+                        // `create` removed what it made.
+                        attachment.names.pop();
+                        return Err((name, error));
+                    }
+                }
                 Some(entry) => {
+                    entry.leases.fetch_add(1, Ordering::SeqCst);
+                    attachment.names.push(name.clone());
                     let configured = entry
                         .configured
                         .lock()
@@ -388,29 +408,18 @@ impl PluginHost {
                         matches!(*instance.phase.borrow(), Phase::Failed(_) | Phase::Stopped)
                     });
                     if *configured == **spec && !failed {
-                        entry.leases.fetch_add(1, Ordering::SeqCst);
-                        Ok(())
-                    } else {
-                        match self.reload_entry(&entry, spec.clone()).await {
-                            Ok(()) => {
-                                attachment.changed.push((name.clone(), configured));
-                                entry.leases.fetch_add(1, Ordering::SeqCst);
-                                Ok(())
-                            }
-                            Err(error) => Err(error),
-                        }
+                        continue;
+                    }
+                    attachment.changed.push((name.clone(), configured));
+                    if let Err(error) = self.reload_entry(&entry, spec.clone()).await {
+                        // It did not change; its lease is given back when the caller detaches.
+                        attachment.changed.pop();
+                        return Err((name, error));
                     }
                 }
-            };
-            if let Err(error) = attached {
-                drop(_serial);
-                let deadline = Instant::now() + spec.swap.stop_timeout;
-                self.detach(attachment, true, deadline).await;
-                return Err((name, error));
             }
-            attachment.names.push(name);
         }
-        Ok(attachment)
+        Ok(())
     }
 
     /// Detaches an engine: newest first, each instance loses a lease and stops when it has
@@ -437,10 +446,11 @@ impl PluginHost {
 
     /// Stops every instance with no lease, newest first, unless the host is held.
     async fn stop_unused(&self, deadline: Instant) {
+        let _serial = self.shared.attach_lock.lock().await;
+        // Checked under the lock: a hold taken while this waited for it still counts.
         if self.shared.holds.load(Ordering::SeqCst) > 0 {
             return;
         }
-        let _serial = self.shared.attach_lock.lock().await;
         let unused: Vec<String> = self
             .shared
             .start_order()
@@ -480,6 +490,8 @@ impl PluginHost {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|n| n != name);
         let mut swap = entry.swap.lock().await;
+        // Taken now: the shutdown below unpublishes the instance before it stops it.
+        let live = entry.slot.current();
         let stopped = match entry.wake(&mut swap).await {
             Ok(supervisor) => {
                 let wait =
@@ -491,7 +503,7 @@ impl PluginHost {
         };
         if !stopped {
             tracing::warn!(plugin = %name, "the plugin did not stop before its deadline; killing it");
-            if let Some(instance) = entry.slot.current()
+            if let Some(instance) = live
                 && let Phase::Running(actor) = instance.phase.send_replace(Phase::Stopped)
             {
                 actor.kill();
@@ -499,7 +511,7 @@ impl PluginHost {
         }
         if let Swap::Awake {
             supervisor, exit, ..
-        } = std::mem::replace(&mut *swap, Swap::Asleep(None))
+        } = std::mem::replace(&mut *swap, Swap::Removed)
         {
             if !stopped {
                 supervisor.kill();
@@ -550,7 +562,11 @@ impl PluginHost {
         }
     }
 
-    async fn reload_entry(&self, entry: &Entry, spec: Arc<PluginUnitSpec>) -> Result<(), String> {
+    async fn reload_entry(
+        &self,
+        entry: &Arc<Entry>,
+        spec: Arc<PluginUnitSpec>,
+    ) -> Result<(), String> {
         let mut request = (*spec).clone();
         request.guard_types = false;
         match entry.reload(request, Origin::Api).await {
@@ -570,10 +586,21 @@ impl Entry {
         swap: &mut Swap,
     ) -> Result<ActorRef<SupervisorMsg<PluginInstance>>, String> {
         if let Swap::Awake { supervisor, .. } = swap {
-            return Ok(supervisor.clone());
+            let alive = !matches!(
+                supervisor.get_status(),
+                ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
+            );
+            if alive {
+                return Ok(supervisor.clone());
+            }
+            // It died: carry on without its history rather than refuse every later reload.
+            tracing::warn!(plugin = %self.name, "the plugin's swap Supervisor had died; starting a new one");
+            *swap = Swap::Asleep(None);
         }
-        let Swap::Asleep(resume) = swap else {
-            unreachable!("not awake, so asleep");
+        let resume = match swap {
+            Swap::Asleep(resume) => resume,
+            Swap::Removed => return Err(format!("plugin {:?} was removed", self.name)),
+            Swap::Awake { .. } => unreachable!("handled above"),
         };
         let args = SupervisorArgs {
             unit_name: format!("plugin {:?}", self.name),
@@ -617,15 +644,27 @@ impl Entry {
         }
     }
 
-    /// Runs one reload through the slot's swap protocol.
-    async fn reload(&self, spec: PluginUnitSpec, origin: Origin) -> Result<ReloadRecord, String> {
-        let mut swap = self.swap.lock().await;
-        let supervisor = self.wake(&mut swap).await?;
-        let request = ReloadRequest::new(spec).from(origin);
-        let record = ractor::call!(supervisor, SupervisorMsg::Reload, request)
-            .map_err(|_| "its supervisor is gone".to_owned());
-        self.rest(&mut swap).await;
-        record
+    /// Runs one reload through the slot's swap protocol. It runs in a task of its own, so a
+    /// caller that gives up (a start timeout) cannot cut it off between waking the Supervisor
+    /// and letting it hibernate again.
+    async fn reload(
+        self: &Arc<Self>,
+        spec: PluginUnitSpec,
+        origin: Origin,
+    ) -> Result<ReloadRecord, String> {
+        let entry = self.clone();
+        let reload = tokio::spawn(async move {
+            let mut swap = entry.swap.lock().await;
+            let supervisor = entry.wake(&mut swap).await?;
+            let request = ReloadRequest::new(spec).from(origin);
+            let record = ractor::call!(supervisor, SupervisorMsg::Reload, request)
+                .map_err(|_| "its supervisor is gone".to_owned());
+            entry.rest(&mut swap).await;
+            record
+        });
+        reload
+            .await
+            .map_err(|e| format!("the reload task failed: {e}"))?
     }
 }
 

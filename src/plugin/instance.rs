@@ -84,6 +84,9 @@ pub(crate) enum Phase {
     Running(ActorRef<PluginMsg>),
     /// Crashed; a restart is scheduled.
     Restarting,
+    /// Its actor is being spawned (a start or a restart). A stop meanwhile turns this into
+    /// `Stopped`, and the spawner then stops the actor it made instead of publishing it.
+    Starting,
     /// Crashed beyond its restart intensity, or exited for good.
     Failed(String),
     /// Stopped on purpose.
@@ -205,7 +208,7 @@ impl InstanceCore {
         let mut phases = self.phase.subscribe();
         let waited = tokio::time::timeout(
             wait,
-            phases.wait_for(|p| !matches!(p, Phase::Restarting | Phase::Idle)),
+            phases.wait_for(|p| !matches!(p, Phase::Restarting | Phase::Idle | Phase::Starting)),
         )
         .await;
         let phase = match waited {
@@ -257,6 +260,21 @@ impl InstanceCore {
         self: &Arc<Self>,
         plugin: Box<dyn Plugin>,
     ) -> Result<(), String> {
+        // Only an idle or crashed instance may get a new actor; one stopped (or swapped out and
+        // stopped) meanwhile must not come back to life.
+        let claimed = self.phase.send_if_modified(|phase| match phase {
+            Phase::Idle | Phase::Restarting => {
+                *phase = Phase::Starting;
+                true
+            }
+            _ => false,
+        });
+        if !claimed {
+            return Err(format!(
+                "plugin {:?} was stopped before it could start",
+                self.name()
+            ));
+        }
         let host = self.host.upgrade().ok_or("the plugin host is gone")?;
         let supervisor = host.restart_supervisor().await?;
         let args = PluginActorArgs {
@@ -267,14 +285,44 @@ impl InstanceCore {
             instance: Arc::downgrade(self),
             supervisor: supervisor.clone(),
         };
-        let (actor, _) = Actor::spawn_linked(None, PluginActor, args, supervisor.get_cell())
-            .await
-            .map_err(|e| match e {
-                ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
-                other => other.to_string(),
-            })?;
+        let spawned = Actor::spawn_linked(None, PluginActor, args, supervisor.get_cell()).await;
+        let actor = match spawned {
+            Ok((actor, _)) => actor,
+            Err(error) => {
+                self.phase.send_if_modified(|phase| {
+                    let starting = matches!(phase, Phase::Starting);
+                    if starting {
+                        *phase = Phase::Restarting;
+                    }
+                    starting
+                });
+                return Err(match error {
+                    ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                    other => other.to_string(),
+                });
+            }
+        };
         host.actors.insert(actor.get_id(), Arc::downgrade(self));
-        self.set_phase(Phase::Running(actor));
+        let published = self.phase.send_if_modified(|phase| {
+            let starting = matches!(phase, Phase::Starting);
+            if starting {
+                *phase = Phase::Running(actor.clone());
+            }
+            starting
+        });
+        if !published {
+            // Stopped while it started: stop what was just made, gracefully, then for sure.
+            let stopped = actor
+                .call(PluginMsg::Stop, Some(self.spec.swap.stop_timeout))
+                .await;
+            if !matches!(stopped, Ok(ractor::rpc::CallResult::Success(_))) {
+                actor.kill();
+            }
+            return Err(format!(
+                "plugin {:?} was stopped while it started",
+                self.name()
+            ));
+        }
         Ok(())
     }
 

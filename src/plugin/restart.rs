@@ -35,8 +35,9 @@ pub(crate) enum RestartMsg {
         abnormal: bool,
         reason: String,
     },
-    /// From a timer: restart these instances now, in this order.
-    Restart { names: Vec<String> },
+    /// From a timer: restart these instances now, in this order. They are the exact instances
+    /// the decision was about: one swapped out or stopped meanwhile is left alone.
+    Restart { instances: Vec<Weak<InstanceCore>> },
 }
 
 pub(crate) struct RestartSupervisor;
@@ -85,28 +86,49 @@ impl Actor for RestartSupervisor {
                     .exited(&myself, &host, &instance, abnormal, reason)
                     .await;
             }
-            RestartMsg::Restart { names } => {
-                for name in names {
-                    let Some(core) = host.current_core(&name) else {
-                        continue;
-                    };
-                    // Reloaded or stopped meanwhile: the new instance is not ours to restart.
-                    if !matches!(*core.phase.borrow(), Phase::Restarting) {
+            RestartMsg::Restart { instances } => {
+                for core in instances.iter().filter_map(Weak::upgrade) {
+                    let name = core.name().to_owned();
+                    let current = host
+                        .current_core(&name)
+                        .is_some_and(|live| Arc::ptr_eq(&live, &core));
+                    // Reloaded, removed or stopped meanwhile: not ours to restart.
+                    if !current || !matches!(*core.phase.borrow(), Phase::Restarting) {
                         continue;
                     }
+                    // Bounded, so that one plugin hanging in start cannot hold up every other
+                    // plugin's restart behind it in this mailbox.
+                    let timeout = core.unit_spec().swap.start_timeout;
                     let restarted = match build_plugin(&core.registry, &core.unit_spec().spec) {
-                        Ok(plugin) => core.spawn_actor(plugin).await,
+                        Ok(plugin) => {
+                            match tokio::time::timeout(timeout, core.spawn_actor(plugin)).await {
+                                Ok(result) => result,
+                                Err(_) => {
+                                    core.phase.send_if_modified(|phase| {
+                                        let starting = matches!(phase, Phase::Starting);
+                                        if starting {
+                                            *phase = Phase::Restarting;
+                                        }
+                                        starting
+                                    });
+                                    Err(format!("did not start within {timeout:?}"))
+                                }
+                            }
+                        }
                         Err(failure) => Err(failure.message),
                     };
                     match restarted {
                         Ok(()) => tracing::info!(plugin = %name, "plugin restarted"),
-                        Err(error) => {
+                        Err(error) if matches!(*core.phase.borrow(), Phase::Restarting) => {
                             // A failed restart counts as another crash.
                             let _ = myself.send_message(RestartMsg::Exited {
                                 instance: Arc::downgrade(&core),
                                 abnormal: true,
                                 reason: format!("restart failed: {error}"),
                             });
+                        }
+                        Err(error) => {
+                            tracing::debug!(plugin = %name, %error, "restart abandoned: the instance was stopped")
                         }
                     }
                 }
@@ -211,29 +233,53 @@ impl RestartState {
         log.push_back(now);
         let attempt = log.len() as u32;
         let names = self.restart_set(host, &name);
-        // Siblings are stopped now, newest first, so that they restart together.
-        for sibling in names.iter().rev().filter(|n| **n != name) {
-            if let Some(core) = host.current_core(sibling)
-                && matches!(*core.phase.borrow(), Phase::Running(_))
-            {
-                let deadline = Instant::now() + core.unit_spec().swap.stop_timeout;
-                if let Err(error) = core.stop_actor(deadline, Phase::Restarting).await {
-                    tracing::warn!(plugin = %sibling, %error, "stopping a sibling for restart was not clean");
+        // The exact instances to restart, decided now: the crashed one, and the siblings the
+        // strategy takes along that are serving (a failed or stopped sibling, or a temporary
+        // one, stays as it is).
+        let cores: Vec<Arc<InstanceCore>> = names
+            .iter()
+            .filter_map(|n| {
+                if *n == name {
+                    Some(instance.clone())
+                } else {
+                    host.current_core(n)
                 }
+            })
+            .filter(|core| {
+                Arc::ptr_eq(core, instance)
+                    || (core.unit_spec().restart.policy != RestartPolicy::Temporary
+                        && matches!(*core.phase.borrow(), Phase::Running(_)))
+            })
+            .collect();
+        // Siblings are stopped now, newest first, so that they restart together.
+        for sibling in cores
+            .iter()
+            .rev()
+            .filter(|core| !Arc::ptr_eq(core, instance))
+        {
+            let deadline = swapvisor_actors::deadline_in(sibling.unit_spec().swap.stop_timeout);
+            if let Err(error) = sibling.stop_actor(deadline, Phase::Restarting).await {
+                tracing::warn!(plugin = %sibling.name(), %error, "stopping a sibling for restart was not clean");
             }
         }
-        for restarted in &names {
-            if let Some(core) = host.current_core(restarted) {
-                core.record
-                    .restarts
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                core.set_phase(Phase::Restarting);
-            }
+        for core in &cores {
+            core.record
+                .restarts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
+        // (Already so when the actor reported its own exit; not when it failed outside a call.)
+        instance.phase.send_if_modified(|phase| {
+            let serving = matches!(phase, Phase::Running(_));
+            if serving {
+                *phase = Phase::Restarting;
+            }
+            serving
+        });
         let delay = backoff(restart.backoff_initial, restart.backoff_max, attempt);
         tracing::warn!(plugin = %name, %reason, restarting = ?names, delay_ms = delay.as_millis() as u64, "plugin crashed; restarting");
+        let instances: Vec<Weak<InstanceCore>> = cores.iter().map(Arc::downgrade).collect();
         ractor::time::send_after(delay, myself.get_cell(), move || RestartMsg::Restart {
-            names,
+            instances,
         });
     }
 

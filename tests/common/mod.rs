@@ -206,10 +206,11 @@ pub fn controlled_registry() -> (Registry, Journal, Controls) {
 }
 
 /// A plugin that journals its starts and stops ("start a", "stop a") and answers `ping`.
-/// Settings: `{failStart}`.
+/// Settings: `{failStart, hangStart}`.
 struct JournalPlugin {
     name: String,
     fail_start: bool,
+    hang_start: bool,
     journal: Journal,
 }
 
@@ -218,6 +219,8 @@ struct JournalPlugin {
 struct JournalSettings {
     #[serde(default)]
     fail_start: bool,
+    #[serde(default)]
+    hang_start: bool,
 }
 
 impl swapvisor::plugin::Plugin for JournalPlugin {
@@ -234,6 +237,9 @@ impl swapvisor::plugin::Plugin for JournalPlugin {
         _context: &swapvisor::plugin::PluginContext,
     ) -> BoxFuture<'_, Result<(), swapvisor::plugin::PluginError>> {
         Box::pin(async move {
+            if self.hang_start {
+                std::future::pending::<()>().await;
+            }
             if self.fail_start {
                 return Err(swapvisor::plugin::PluginError::Failed(format!(
                     "{} refuses to start",
@@ -401,6 +407,7 @@ pub fn plugin_registry() -> (Registry, Journal, Controls) {
                         JournalPlugin {
                             name: build.name.to_owned(),
                             fail_start: settings.fail_start,
+                            hang_start: settings.hang_start,
                             journal: shared.clone(),
                         },
                     ))
