@@ -353,13 +353,23 @@ pub(crate) fn plan(
 /// How plugin instances are swapped under an engine config's reload settings.
 pub(crate) fn plugin_swap_settings(reload: &crate::config::ReloadSettings) -> SwapSettings {
     SwapSettings {
-        // A plugin hands its state over, so it is always started before the old one stops.
+        // A plugin hands its state over, so it is always started before the old one stops;
+        // probation is about engine configs.
         mode: SwapMode::StartFirst,
+        probation: None,
+        ..engine_swap_settings(reload)
+    }
+}
+
+/// How an engine with these reload settings is swapped in.
+pub(crate) fn engine_swap_settings(reload: &crate::config::ReloadSettings) -> SwapSettings {
+    SwapSettings {
+        mode: reload.mode,
         build_timeout: reload.build_timeout,
         start_timeout: reload.start_timeout,
         stop_timeout: reload.stop_timeout,
         drain_timeout: reload.drain_timeout,
-        probation: None,
+        probation: reload.probation,
     }
 }
 

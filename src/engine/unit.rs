@@ -123,15 +123,7 @@ impl Unit for Engine {
     }
 
     fn swap_settings(&self) -> SwapSettings {
-        let reload = &self.resolved().settings.reload;
-        SwapSettings {
-            mode: reload.mode,
-            build_timeout: reload.build_timeout,
-            start_timeout: reload.start_timeout,
-            stop_timeout: reload.stop_timeout,
-            drain_timeout: reload.drain_timeout,
-            probation: reload.probation,
-        }
+        super::plan::engine_swap_settings(&self.resolved().settings.reload)
     }
 
     fn hold_resources(&self) -> Option<Box<dyn Any + Send + Sync>> {

@@ -269,17 +269,7 @@ impl Drop for ListenerLease {
         if self.released {
             return;
         }
-        let closing = self.give_back();
-        if !closing.is_empty()
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            handle.spawn(async move {
-                for listener in closing {
-                    listener.close(deadline).await;
-                }
-            });
-        }
+        close_in_background(self.give_back());
     }
 }
 
@@ -298,16 +288,23 @@ impl Drop for PoolHold {
             entries.holds = entries.holds.saturating_sub(1);
             take_unleased(&mut entries)
         };
-        if !closing.is_empty()
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            handle.spawn(async move {
-                for listener in closing {
-                    listener.close(deadline).await;
-                }
-            });
-        }
+        close_in_background(closing);
+    }
+}
+
+/// Closes `listeners` from a drop, where nothing can be awaited: in a task, with a 5 s
+/// deadline for their connections.
+fn close_in_background(listeners: Vec<Arc<ServedListener>>) {
+    if listeners.is_empty() {
+        return;
+    }
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        handle.spawn(async move {
+            for listener in listeners {
+                listener.close(deadline).await;
+            }
+        });
     }
 }
 

@@ -262,13 +262,10 @@ impl InstanceCore {
     ) -> Result<(), String> {
         // Only an idle or crashed instance may get a new actor; one stopped (or swapped out and
         // stopped) meanwhile must not come back to life.
-        let claimed = self.phase.send_if_modified(|phase| match phase {
-            Phase::Idle | Phase::Restarting => {
-                *phase = Phase::Starting;
-                true
-            }
-            _ => false,
-        });
+        let claimed = self.transition(
+            |p| matches!(p, Phase::Idle | Phase::Restarting),
+            Phase::Starting,
+        );
         if !claimed {
             return Err(format!(
                 "plugin {:?} was stopped before it could start",
@@ -289,13 +286,7 @@ impl InstanceCore {
         let actor = match spawned {
             Ok((actor, _)) => actor,
             Err(error) => {
-                self.phase.send_if_modified(|phase| {
-                    let starting = matches!(phase, Phase::Starting);
-                    if starting {
-                        *phase = Phase::Restarting;
-                    }
-                    starting
-                });
+                self.transition(|p| matches!(p, Phase::Starting), Phase::Restarting);
                 return Err(match error {
                     ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
                     other => other.to_string(),
@@ -303,27 +294,33 @@ impl InstanceCore {
             }
         };
         host.actors.insert(actor.get_id(), Arc::downgrade(self));
-        let published = self.phase.send_if_modified(|phase| {
-            let starting = matches!(phase, Phase::Starting);
-            if starting {
-                *phase = Phase::Running(actor.clone());
-            }
-            starting
-        });
+        let published = self.transition(
+            |p| matches!(p, Phase::Starting),
+            Phase::Running(actor.clone()),
+        );
         if !published {
             // Stopped while it started: stop what was just made, gracefully, then for sure.
-            let stopped = actor
-                .call(PluginMsg::Stop, Some(self.spec.swap.stop_timeout))
+            let _ = self
+                .stop_gracefully(actor, self.spec.swap.stop_timeout)
                 .await;
-            if !matches!(stopped, Ok(ractor::rpc::CallResult::Success(_))) {
-                actor.kill();
-            }
             return Err(format!(
                 "plugin {:?} was stopped while it started",
                 self.name()
             ));
         }
         Ok(())
+    }
+
+    /// Moves the phase to `to` if it satisfies `from`; true when it did. Every change that must
+    /// not overwrite a concurrent one (a stop during a restart) goes through here.
+    pub(crate) fn transition(&self, from: impl Fn(&Phase) -> bool, to: Phase) -> bool {
+        self.phase.send_if_modified(|phase| {
+            let allowed = from(phase);
+            if allowed {
+                *phase = to;
+            }
+            allowed
+        })
     }
 
     /// Stops the running actor gracefully until `deadline`, then kills it, leaving the instance
@@ -333,7 +330,17 @@ impl InstanceCore {
         let Phase::Running(actor) = phase else {
             return Ok(());
         };
-        let wait = deadline.saturating_duration_since(Instant::now());
+        self.stop_gracefully(actor, deadline.saturating_duration_since(Instant::now()))
+            .await
+    }
+
+    /// Asks `actor` to stop (the plugin's `stop` runs), kills it if it has not within `wait`,
+    /// and waits for it to be gone, so that no task outlives the stop.
+    async fn stop_gracefully(
+        &self,
+        actor: ActorRef<PluginMsg>,
+        wait: Duration,
+    ) -> Result<(), String> {
         let stopped = actor.call(PluginMsg::Stop, Some(wait)).await;
         let result = match stopped {
             Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),

@@ -104,13 +104,10 @@ impl Actor for RestartSupervisor {
                             match tokio::time::timeout(timeout, core.spawn_actor(plugin)).await {
                                 Ok(result) => result,
                                 Err(_) => {
-                                    core.phase.send_if_modified(|phase| {
-                                        let starting = matches!(phase, Phase::Starting);
-                                        if starting {
-                                            *phase = Phase::Restarting;
-                                        }
-                                        starting
-                                    });
+                                    core.transition(
+                                        |p| matches!(p, Phase::Starting),
+                                        Phase::Restarting,
+                                    );
                                     Err(format!("did not start within {timeout:?}"))
                                 }
                             }
@@ -268,13 +265,7 @@ impl RestartState {
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         // (Already so when the actor reported its own exit; not when it failed outside a call.)
-        instance.phase.send_if_modified(|phase| {
-            let serving = matches!(phase, Phase::Running(_));
-            if serving {
-                *phase = Phase::Restarting;
-            }
-            serving
-        });
+        instance.transition(|p| matches!(p, Phase::Running(_)), Phase::Restarting);
         let delay = backoff(restart.backoff_initial, restart.backoff_max, attempt);
         tracing::warn!(plugin = %name, %reason, restarting = ?names, delay_ms = delay.as_millis() as u64, "plugin crashed; restarting");
         let instances: Vec<Weak<InstanceCore>> = cores.iter().map(Arc::downgrade).collect();
