@@ -16,8 +16,8 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let message = swapvisor::actors::panic_message(info.payload());
-        tracing::error!(%location, "panic: {message}");
+        let panicked = swapvisor::actors::guard::Interrupted::from_panic(info.payload());
+        tracing::error!(%location, "{panicked}");
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -75,10 +75,7 @@ impl Default for RuntimeOptions {
             env: Arc::new(process_env),
             limits: DocumentLimits::default(),
             history_limit: 20,
-            restore_backoff: Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(30),
-            },
+            restore_backoff: Backoff::default(),
             observer: None,
         }
     }
@@ -148,18 +145,10 @@ impl Runtime {
             limits: options.limits,
             env: options.env,
         });
-        let args = SupervisorArgs {
-            unit_name: "engine".to_owned(),
-            context: context.clone(),
-            slot: slot.clone(),
-            build_timeout: crate::config::RuntimeSettings::default()
-                .reload
-                .build_timeout,
-            history_limit: options.history_limit,
-            restore_backoff: options.restore_backoff,
-            observer: options.observer,
-            resume: None,
-        };
+        let mut args = SupervisorArgs::new("engine", context.clone(), slot.clone());
+        args.history_limit = options.history_limit;
+        args.restore_backoff = options.restore_backoff;
+        args.observer = options.observer;
         let (supervisor, exit) = Supervisor::spawn_for(args)
             .await
             .map_err(|e| RuntimeError::Spawn(e.to_string()))?;

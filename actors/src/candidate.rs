@@ -14,8 +14,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-use crate::guard::contained;
-use crate::supervisor::SupervisorMsg;
+use crate::guard::{contained, later};
+use crate::supervisor::{InternalMsg, SupervisorMsg};
 use crate::unit::{BuildFailure, Stage, Unit};
 
 /// Builds one unit and reports to the Supervisor.
@@ -64,32 +64,24 @@ impl<U: Unit> Actor for Candidate<U> {
         let span =
             tracing::info_span!(parent: &args.span, "build", duration_ms = tracing::field::Empty);
         let started = Instant::now();
-        let deadline = crate::guard::later(started, args.timeout);
+        let deadline = later(started, args.timeout);
         let (spec, context) = (args.spec, args.context);
-        let build = contained(&args.unit_name, "build", deadline, async move {
-            crate::guard::catch_panics(move || U::build(spec, context)).await
+        let build = contained(&args.unit_name, "build", deadline, || {
+            U::build(spec, context)
         });
         let built = tracing::Instrument::instrument(build, span.clone()).await;
         let elapsed = started.elapsed();
         span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
-        let result = match built {
-            Ok(Ok(result)) => result,
-            Ok(Err(panic)) => Err(BuildFailure::new(
-                Stage::Build,
-                format!(
-                    "{} panicked during build: {}",
-                    args.unit_name,
-                    crate::guard::panic_message(&*panic)
-                ),
-            )),
-            Err(message) => Err(BuildFailure::new(Stage::Build, message)),
-        };
-        // If the Supervisor is gone there is no one to tell; the unit is simply dropped.
-        let _ = args.supervisor.send_message(SupervisorMsg::CandidateBuilt {
+        let result = built.unwrap_or_else(|message| Err(BuildFailure::new(Stage::Build, message)));
+        let report = InternalMsg::CandidateBuilt {
             request: args.request,
             result: Box::new(result),
             elapsed,
-        });
+        };
+        // If the Supervisor is gone there is no one to tell; the unit is simply dropped.
+        let _ = args
+            .supervisor
+            .send_message(SupervisorMsg::internal(report));
         myself.stop(None);
         Ok(())
     }

@@ -5,21 +5,54 @@
 //! handing its state to its successor. The same protocol swaps a whole engine and a single
 //! plugin instance.
 //!
-//! Three actors carry it out, and callers never wait on any of them to reach the live unit:
+//! # The actors
 //!
-//! - the [`Supervisor`] (one per slot) serializes every reload through its mailbox, owns the
-//!   generation, the last-known-good spec and the history, and answers status at once;
-//! - a `Candidate` (one per request) builds the unit off the Supervisor's mailbox, under a
-//!   timeout, with panics caught, and reports back by message;
-//! - the `Active` (one per slot) owns the live unit and swaps it, start-first or stop-first,
-//!   rolling back a failed start.
+//! ```text
+//! Supervisor<U>              one per slot: owns the generation, the last-known-good spec and
+//!  │                         the history; serializes every request through its mailbox
+//!  ├── Active<U>             one per slot: owns the live unit, carries out swaps
+//!  └── Candidate<U> (0..n)   one per request: builds a spec, reports, exits
 //!
-//! The live unit is published through a [`Slot`]: a lock-free handle with in-flight
-//! accounting, so a swap drains the old unit before stopping it.
+//! Slot<U>                    the live unit, published lock-free; callers take leases here
+//! ```
+//!
+//! Callers never wait on an actor to reach the live unit: they take a [`Lease`] from the
+//! [`Slot`]. The actors only decide what the slot publishes.
+//!
+//! # The message flow of a reload
+//!
+//! ```text
+//! caller ──Reload(spec)──▶ Supervisor ── spawns ──▶ Candidate
+//!                              │                       │ build(spec), under the build
+//!                              │◀── CandidateBuilt ────┘ timeout, panics caught
+//!                              │
+//!                              ├── Swap(unit) ──▶ Active
+//!                              │                    │ start-first: start new, publish, retire old
+//!                              │                    │ stop-first:  close gate, stop old, start new
+//!                              │◀── SwapFinished ───┘ (a failed start is rolled back)
+//!                              │
+//! caller ◀── ReloadRecord ─────┘ one typed ReloadOutcome per request
+//! ```
+//!
+//! - [`Supervisor`] serializes every reload through its mailbox (queued requests wait; file
+//!   watcher and signal requests coalesce), turns every request into exactly one
+//!   [`ReloadOutcome`], restores a degraded slot with [`Backoff`], reverts a generation on
+//!   probation, and answers status at once.
+//! - A Candidate builds the unit off the Supervisor's mailbox, under the build timeout, with
+//!   panics caught ([`guard`]), and reports back by message. A try-activate drops the built
+//!   unit: building has no outside effects.
+//! - The Active swaps the unit in, start-first or stop-first ([`SwapMode`]), rolling back a
+//!   failed start, and drains the old unit before stopping it.
+//! - [`HibernatingSupervisor`] keeps the Supervisor and the Active only while a request needs
+//!   them, for slots that seldom reload.
+//!
+//! Only the requests in [`SupervisorMsg`] are public; the protocol's own messages travel
+//! inside [`Internal`], which no code outside this crate can construct.
+//!
+//! # Example
 //!
 //! ```
 //! use std::sync::Arc;
-//! use std::time::Duration;
 //!
 //! use swapvisor_actors::ractor::call;
 //! use swapvisor_actors::*;
@@ -71,18 +104,8 @@
 //! #[tokio::main]
 //! async fn main() {
 //!     let slot: Arc<Slot<Greeter>> = Arc::new(Slot::default());
-//!     let (supervisor, exited) = Supervisor::spawn_for(SupervisorArgs {
-//!         unit_name: "greeter".to_owned(),
-//!         context: Arc::new(()),
-//!         slot: slot.clone(),
-//!         build_timeout: Duration::from_secs(1),
-//!         history_limit: 20,
-//!         restore_backoff: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) },
-//!         observer: None,
-//!         resume: None,
-//!     })
-//!     .await
-//!     .unwrap();
+//!     let args = SupervisorArgs::new("greeter", Arc::new(()), slot.clone());
+//!     let (supervisor, exited) = Supervisor::spawn_for(args).await.unwrap();
 //!
 //!     let record = call!(supervisor, SupervisorMsg::Reload, ReloadRequest::new("hello".to_owned())).unwrap();
 //!     assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 1 });
@@ -101,21 +124,24 @@
 #![warn(missing_docs)]
 
 mod active;
+mod backoff;
 mod candidate;
-mod guard;
+pub mod guard;
+mod hibernating;
 mod mode;
 mod outcome;
 mod slot;
 mod supervisor;
 mod unit;
 
-pub use guard::{catch_panics, deadline_in, panic_message};
+pub use backoff::Backoff;
+pub use hibernating::{HibernatingSupervisor, SupervisorUnavailable};
 pub use mode::SwapMode;
 pub use outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};
-pub use slot::{Lease, Live, Slot, Unavailable};
+pub use slot::{Lease, Slot, Unavailable};
 pub use supervisor::{
-    Backoff, ReloadObserver, ReloadRequest, Resume, RunState, Supervisor, SupervisorArgs,
-    SupervisorMsg, SupervisorState, SupervisorStatus, SwapReport,
+    Internal, ReloadObserver, ReloadRequest, Resume, RunState, Supervisor, SupervisorArgs,
+    SupervisorMsg, SupervisorStatus,
 };
 pub use unit::{BuildFailure, Stage, SwapSettings, Unit, UnitError};
 

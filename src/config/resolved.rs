@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
+use swapvisor_actors::Backoff;
 
 use super::env::{EnvLookup, expand_value};
 use super::error::{ConfigErrors, place};
@@ -85,6 +86,12 @@ pub struct RestartSettings {
 }
 
 impl RestartSettings {
+    /// The backoff between restarts: doubling from `backoff_initial` to `backoff_max`, with
+    /// ±20% jitter so that instances that crashed together do not restart in lockstep.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_initial, self.backoff_max).with_jitter(0.2)
+    }
+
     fn from_spec(spec: &RestartSpec) -> Self {
         Self {
             policy: spec.policy.unwrap_or(RestartPolicy::Permanent),

@@ -138,5 +138,3 @@ pub enum ExecuteError {
     #[error("no engine is serving: {0}")]
     Unavailable(String),
 }
-
-pub(crate) use swapvisor_actors::panic_message;

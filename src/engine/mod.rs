@@ -55,7 +55,7 @@ use std::sync::{Arc, Weak};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use swapvisor_actors::catch_panics;
+use swapvisor_actors::guard::{self, Interrupted};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -74,7 +74,6 @@ pub use trigger::{
 };
 pub use unit::{EngineContext, EngineSpec};
 
-pub(crate) use error::panic_message;
 pub(crate) use plan::plugin_swap_settings;
 
 use crate::config::{Config, ConfigErrors, DocumentLimits, EnvLookup, Resolved, process_env};
@@ -192,11 +191,10 @@ impl Engine {
     ) -> Result<Engine, BuildError> {
         let plan = plan::plan(&config, registry, env, errors)?;
         for module in &plan.modules {
-            let prepared = catch_panics(|| module.module.prepare()).await;
-            let message = match prepared {
+            let message = match guard::run(None, || module.module.prepare()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => error.0,
-                Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+                Err(interrupted) => interrupted.to_string(),
             };
             return Err(BuildError::Module {
                 module: module.name.clone(),
@@ -344,7 +342,7 @@ impl Engine {
                 None => lifecycle.plugins = Some(attachment),
                 Some((plugin, message)) => {
                     let rollback_deadline =
-                        swapvisor_actors::deadline_in(self.resolved().settings.reload.stop_timeout);
+                        guard::deadline_in(self.resolved().settings.reload.stop_timeout);
                     if timed_out {
                         // What timed out is still finishing in the background; undoing it
                         // waits for that, so it runs there too. It holds the attach lock,
@@ -370,18 +368,16 @@ impl Engine {
                 name: module.name.clone(),
                 services: self.inner.services.clone(),
             };
-            let started =
-                tokio::time::timeout_at(deadline, catch_panics(|| module.module.start(&context)))
-                    .await;
+            let started = guard::run(Some(deadline), || module.module.start(&context)).await;
             let message = match started {
-                Ok(Ok(Ok(()))) => {
+                Ok(Ok(())) => {
                     lifecycle.started = k + 1;
                     tracing::debug!(module = %module.name, "module started");
                     continue;
                 }
-                Ok(Ok(Err(error))) => error.0,
-                Ok(Err(panic)) => format!("panicked: {}", panic_message(&*panic)),
-                Err(_) => "did not start before the start timeout".to_owned(),
+                Ok(Err(error)) => error.0,
+                Err(Interrupted::Overran) => "did not start before the start timeout".to_owned(),
+                Err(panicked) => panicked.to_string(),
             };
             tracing::warn!(module = %module.name, error = %message, "module failed to start; stopping the modules started before it");
             let rollback_deadline = Instant::now() + self.resolved().settings.reload.stop_timeout;
@@ -474,17 +470,15 @@ impl Engine {
         while lifecycle.started > 0 {
             lifecycle.started -= 1;
             let module = &self.inner.plan.modules[lifecycle.started];
-            let stopped =
-                tokio::time::timeout_at(deadline, catch_panics(|| module.module.stop(deadline)))
-                    .await;
+            let stopped = guard::run(Some(deadline), || module.module.stop(deadline)).await;
             let message = match stopped {
-                Ok(Ok(Ok(()))) => {
+                Ok(Ok(())) => {
                     tracing::debug!(module = %module.name, "module stopped");
                     continue;
                 }
-                Ok(Ok(Err(error))) => error.0,
-                Ok(Err(panic)) => format!("panicked: {}", panic_message(&*panic)),
-                Err(_) => "did not stop before the deadline".to_owned(),
+                Ok(Err(error)) => error.0,
+                Err(Interrupted::Overran) => "did not stop before the deadline".to_owned(),
+                Err(panicked) => panicked.to_string(),
             };
             tracing::warn!(module = %module.name, error = %message, "module failed to stop");
             failures.push((module.name.clone(), message));

@@ -1,9 +1,9 @@
 //! A pipeline: named steps run in order, each seeing the request and the earlier outputs.
 
 use serde_json::Value;
-use swapvisor_actors::catch_panics;
+use swapvisor_actors::guard;
 
-use super::error::{ExecuteError, panic_message};
+use super::error::ExecuteError;
 use super::services::Services;
 use super::step::{Step, StepContext};
 
@@ -66,7 +66,7 @@ impl Pipeline {
                     outputs: &outputs,
                     services,
                 };
-                catch_panics(|| step.step.run(&context)).await
+                guard::run(None, || step.step.run(&context)).await
             };
             let failed = |message: String| ExecuteError::StepFailed {
                 pipeline: self.name.clone(),
@@ -76,9 +76,7 @@ impl Pipeline {
             match result {
                 Ok(Ok(output)) => outputs.push(output),
                 Ok(Err(error)) => return Err(failed(error.0)),
-                Err(panic) => {
-                    return Err(failed(format!("step panicked: {}", panic_message(&*panic))));
-                }
+                Err(interrupted) => return Err(failed(format!("step {interrupted}"))),
             }
             if step.step.is_response() {
                 response = Some(position);

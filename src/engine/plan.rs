@@ -7,18 +7,17 @@
 
 use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::error::panic_message;
 use super::http::HttpRouter;
 use super::module::{Module, ModuleBuild};
 use super::pipeline::{Pipeline, PipelineStep};
 use super::step::StepBuild;
 use super::template::TemplateScope;
 use super::trigger::{TriggerBinding, TriggerBuild, TriggerTask};
+use swapvisor_actors::guard;
 use swapvisor_actors::{SwapMode, SwapSettings};
 
 use crate::builtin::HttpServer;
@@ -87,10 +86,10 @@ fn guarded<T>(
     what: &str,
     construct: impl FnOnce() -> Result<T, ConfigErrors>,
 ) -> Result<T, ConfigErrors> {
-    std::panic::catch_unwind(AssertUnwindSafe(construct)).unwrap_or_else(|panic| {
+    guard::run_sync(construct).unwrap_or_else(|interrupted| {
         Err(ConfigErrors::from(crate::config::ConfigError::new(
             what,
-            format!("the type's factory panicked: {}", panic_message(&*panic)),
+            format!("the type's factory {interrupted}"),
         )))
     })
 }

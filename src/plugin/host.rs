@@ -21,7 +21,7 @@ use ractor::{Actor, ActorRef};
 use serde::Serialize;
 use serde_json::Value;
 use swapvisor_actors::{
-    Backoff, Origin, ReloadOutcome, ReloadRecord, ReloadRequest, Resume, Slot, Supervisor,
+    HibernatingSupervisor, Origin, ReloadOutcome, ReloadRecord, ReloadRequest, Slot,
     SupervisorArgs, SupervisorMsg,
 };
 use tokio::time::Instant;
@@ -67,27 +67,11 @@ pub(crate) struct HostShared {
     type_guard: OnceLock<TypeGuard>,
 }
 
-/// A plugin slot's swap Supervisor: spawned for a reload, hibernated when it is done, so that
-/// an idle instance costs only its own actor.
-enum Swap {
-    Awake {
-        supervisor: ActorRef<SupervisorMsg<PluginInstance>>,
-        exit: tokio::task::JoinHandle<()>,
-        /// An embedder holds its ActorRef: it stays awake.
-        pinned: bool,
-    },
-    Asleep(Option<Resume<PluginInstance>>),
-    /// The plugin was removed: a reload that was waiting for the lock must not bring it back.
-    Removed,
-}
-
 pub(crate) struct Entry {
     name: Arc<str>,
     slot: Arc<Slot<PluginInstance>>,
     /// The slot's swap Supervisor, awake only while a reload (or an embedder) needs it.
-    swap: tokio::sync::Mutex<Swap>,
-    context: Arc<PluginUnitContext>,
-    build_timeout: Duration,
+    swap: HibernatingSupervisor<PluginInstance>,
     /// The spec the engine config last asked for (a per-plugin reload may run another).
     configured: Mutex<Arc<PluginUnitSpec>>,
     leases: AtomicUsize,
@@ -267,12 +251,7 @@ impl PluginHost {
         name: &str,
     ) -> Option<ActorRef<SupervisorMsg<PluginInstance>>> {
         let entry = self.shared.entries.get(name)?.clone();
-        let mut swap = entry.swap.lock().await;
-        let supervisor = entry.wake(&mut swap).await.ok()?;
-        if let Swap::Awake { pinned, .. } = &mut *swap {
-            *pinned = true;
-        }
-        Some(supervisor)
+        entry.swap.supervisor().await.ok()
     }
 
     /// True when an instance named `name` runs.
@@ -489,34 +468,15 @@ impl PluginHost {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|n| n != name);
-        let mut swap = entry.swap.lock().await;
         // Taken now: the shutdown below unpublishes the instance before it stops it.
         let live = entry.slot.current();
-        let stopped = match entry.wake(&mut swap).await {
-            Ok(supervisor) => {
-                let wait =
-                    deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
-                ractor::call_t!(supervisor, SupervisorMsg::Shutdown, wait.as_millis() as u64)
-                    .is_ok()
-            }
-            Err(_) => false,
-        };
-        if !stopped {
+        if !entry.swap.shutdown(deadline).await {
             tracing::warn!(plugin = %name, "the plugin did not stop before its deadline; killing it");
             if let Some(instance) = live
                 && let Phase::Running(actor) = instance.phase.send_replace(Phase::Stopped)
             {
                 actor.kill();
             }
-        }
-        if let Swap::Awake {
-            supervisor, exit, ..
-        } = std::mem::replace(&mut *swap, Swap::Removed)
-        {
-            if !stopped {
-                supervisor.kill();
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), exit).await;
         }
         tracing::info!(plugin = %name, "plugin stopped");
     }
@@ -532,12 +492,13 @@ impl PluginHost {
             host: Arc::downgrade(&self.shared),
             record: Arc::default(),
         });
+        let slot = Arc::new(Slot::new(spec.swap.drain_timeout + spec.swap.start_timeout));
+        let mut args = SupervisorArgs::new(format!("plugin {name:?}"), context, slot.clone());
+        args.build_timeout = spec.swap.build_timeout;
         let entry = Arc::new(Entry {
             name: Arc::from(name.as_str()),
-            slot: Arc::new(Slot::new(spec.swap.drain_timeout + spec.swap.start_timeout)),
-            swap: tokio::sync::Mutex::new(Swap::Asleep(None)),
-            context,
-            build_timeout: spec.swap.build_timeout,
+            slot,
+            swap: HibernatingSupervisor::new(args),
             configured: Mutex::new(spec.clone()),
             leases: AtomicUsize::new(1),
         });
@@ -580,91 +541,10 @@ impl PluginHost {
 }
 
 impl Entry {
-    /// The swap Supervisor, spawned (from where it hibernated) if it sleeps.
-    async fn wake(
-        &self,
-        swap: &mut Swap,
-    ) -> Result<ActorRef<SupervisorMsg<PluginInstance>>, String> {
-        if let Swap::Awake { supervisor, .. } = swap {
-            let alive = !matches!(
-                supervisor.get_status(),
-                ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
-            );
-            if alive {
-                return Ok(supervisor.clone());
-            }
-            // It died: carry on without its history rather than refuse every later reload.
-            tracing::warn!(plugin = %self.name, "the plugin's swap Supervisor had died; starting a new one");
-            *swap = Swap::Asleep(None);
-        }
-        let resume = match swap {
-            Swap::Asleep(resume) => resume,
-            Swap::Removed => return Err(format!("plugin {:?} was removed", self.name)),
-            Swap::Awake { .. } => unreachable!("handled above"),
-        };
-        let args = SupervisorArgs {
-            unit_name: format!("plugin {:?}", self.name),
-            context: self.context.clone(),
-            slot: self.slot.clone(),
-            build_timeout: self.build_timeout,
-            history_limit: 20,
-            restore_backoff: Backoff {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(30),
-            },
-            observer: None,
-            resume: resume.take(),
-        };
-        let (supervisor, exit) = Supervisor::spawn_for(args)
-            .await
-            .map_err(|e| format!("plugin {:?}: cannot start its supervisor: {e}", self.name))?;
-        *swap = Swap::Awake {
-            supervisor: supervisor.clone(),
-            exit,
-            pinned: false,
-        };
-        Ok(supervisor)
-    }
-
-    /// Lets an unpinned, idle swap Supervisor hibernate.
-    async fn rest(&self, swap: &mut Swap) {
-        let Swap::Awake {
-            supervisor,
-            pinned: false,
-            ..
-        } = swap
-        else {
-            return;
-        };
-        let Ok(Some(resume)) = ractor::call!(supervisor, SupervisorMsg::Hibernate) else {
-            return; // busy: it stays awake and is asked again after the next reload
-        };
-        if let Swap::Awake { exit, .. } = std::mem::replace(swap, Swap::Asleep(Some(resume))) {
-            let _ = exit.await;
-        }
-    }
-
-    /// Runs one reload through the slot's swap protocol. It runs in a task of its own, so a
-    /// caller that gives up (a start timeout) cannot cut it off between waking the Supervisor
-    /// and letting it hibernate again.
-    async fn reload(
-        self: &Arc<Self>,
-        spec: PluginUnitSpec,
-        origin: Origin,
-    ) -> Result<ReloadRecord, String> {
-        let entry = self.clone();
-        let reload = tokio::spawn(async move {
-            let mut swap = entry.swap.lock().await;
-            let supervisor = entry.wake(&mut swap).await?;
-            let request = ReloadRequest::new(spec).from(origin);
-            let record = ractor::call!(supervisor, SupervisorMsg::Reload, request)
-                .map_err(|_| "its supervisor is gone".to_owned());
-            entry.rest(&mut swap).await;
-            record
-        });
-        reload
-            .await
-            .map_err(|e| format!("the reload task failed: {e}"))?
+    /// Runs one reload through the slot's swap protocol.
+    async fn reload(&self, spec: PluginUnitSpec, origin: Origin) -> Result<ReloadRecord, String> {
+        let request = ReloadRequest::new(spec).from(origin);
+        self.swap.reload(request).await.map_err(|e| e.to_string())
     }
 }
 

@@ -16,9 +16,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use swapvisor_actors::{
-    BuildFailure, Stage, SwapSettings, Unit, UnitError, catch_panics, panic_message,
-};
+use swapvisor_actors::guard;
+use swapvisor_actors::{BuildFailure, Stage, SwapSettings, Unit, UnitError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -159,12 +158,9 @@ pub(crate) fn build_plugin(
         config: &spec.config,
         place: &at,
     };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory.build(&build)))
-        .map_err(|panic| {
-            BuildFailure::new(
-                Stage::Build,
-                format!("the plugin factory panicked: {}", panic_message(&*panic)),
-            )
+    guard::run_sync(|| factory.build(&build))
+        .map_err(|interrupted| {
+            BuildFailure::new(Stage::Build, format!("the plugin factory {interrupted}"))
         })?
         .map_err(|errors| BuildFailure::new(Stage::Validate, errors.to_string()))
 }
@@ -543,7 +539,7 @@ impl Actor for PluginActor {
         _myself: ActorRef<PluginMsg>,
         mut args: PluginActorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let started = catch_panics(|| args.plugin.start(&args.context)).await;
+        let started = guard::run(None, || args.plugin.start(&args.context)).await;
         match started {
             Ok(Ok(())) => Ok(PluginActorState {
                 plugin: args.plugin,
@@ -551,7 +547,7 @@ impl Actor for PluginActor {
                 supervisor: args.supervisor,
             }),
             Ok(Err(error)) => Err(error.to_string().into()),
-            Err(panic) => Err(format!("panicked: {}", panic_message(&*panic)).into()),
+            Err(interrupted) => Err(interrupted.to_string().into()),
         }
     }
 
@@ -563,7 +559,7 @@ impl Actor for PluginActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             PluginMsg::Call(call, reply) => {
-                let result = catch_panics(|| state.plugin.handle(call)).await;
+                let result = guard::run(None, || state.plugin.handle(call)).await;
                 match result {
                     // The exit is recorded before the caller hears of it, so that whoever the
                     // caller tells never sees the instance as still running.
@@ -578,37 +574,29 @@ impl Actor for PluginActor {
                     Ok(result) => {
                         let _ = reply.send(result);
                     }
-                    Err(panic) => {
-                        let reason = format!("panicked: {}", panic_message(&*panic));
+                    Err(interrupted) => {
+                        let reason = interrupted.to_string();
                         state.exit(&myself, true, reason.clone());
                         let _ = reply.send(Err(PluginError::Crash(reason)));
                     }
                 }
             }
             PluginMsg::Export(reply) => {
-                let exported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    state.plugin.export_state()
-                }));
+                let exported = guard::run_sync(|| state.plugin.export_state());
                 let _ = reply.send(exported.ok().flatten());
             }
             PluginMsg::Migrate(previous, reply) => {
-                let migrated = catch_panics(|| state.plugin.migrate(previous))
+                let migrated = guard::run(None, || state.plugin.migrate(previous))
                     .await
-                    .unwrap_or_else(|panic| {
-                        Err(PluginError::Failed(format!(
-                            "migrate panicked: {}",
-                            panic_message(&*panic)
-                        )))
+                    .unwrap_or_else(|interrupted| {
+                        Err(PluginError::Failed(format!("migrate {interrupted}")))
                     });
                 let _ = reply.send(migrated);
             }
             PluginMsg::Stop(reply) => {
-                let stopped = catch_panics(|| state.plugin.stop()).await;
-                let result = stopped.unwrap_or_else(|panic| {
-                    Err(PluginError::Failed(format!(
-                        "stop panicked: {}",
-                        panic_message(&*panic)
-                    )))
+                let stopped = guard::run(None, || state.plugin.stop()).await;
+                let result = stopped.unwrap_or_else(|interrupted| {
+                    Err(PluginError::Failed(format!("stop {interrupted}")))
                 });
                 let _ = reply.send(result);
                 myself.stop(None);

@@ -18,7 +18,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
@@ -254,7 +253,8 @@ impl RestartState {
             .rev()
             .filter(|core| !Arc::ptr_eq(core, instance))
         {
-            let deadline = swapvisor_actors::deadline_in(sibling.unit_spec().swap.stop_timeout);
+            let deadline =
+                swapvisor_actors::guard::deadline_in(sibling.unit_spec().swap.stop_timeout);
             if let Err(error) = sibling.stop_actor(deadline, Phase::Restarting).await {
                 tracing::warn!(plugin = %sibling.name(), %error, "stopping a sibling for restart was not clean");
             }
@@ -266,7 +266,7 @@ impl RestartState {
         }
         // (Already so when the actor reported its own exit; not when it failed outside a call.)
         instance.transition(|p| matches!(p, Phase::Running(_)), Phase::Restarting);
-        let delay = backoff(restart.backoff_initial, restart.backoff_max, attempt);
+        let delay = restart.backoff().delay(attempt - 1);
         tracing::warn!(plugin = %name, %reason, restarting = ?names, delay_ms = delay.as_millis() as u64, "plugin crashed; restarting");
         let instances: Vec<Weak<InstanceCore>> = cores.iter().map(Arc::downgrade).collect();
         ractor::time::send_after(delay, myself.get_cell(), move || RestartMsg::Restart {
@@ -284,39 +284,6 @@ impl RestartState {
                 let from = order.iter().position(|n| n == name).unwrap_or(0);
                 order[from..].to_vec()
             }
-        }
-    }
-}
-
-/// `initial * 2^(attempt-1)`, capped at `max`, with ±20% jitter so that instances that crashed
-/// together do not restart in lockstep.
-fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let exponential =
-        initial.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)));
-    let capped = exponential.min(max);
-    capped.mul_f64(0.8 + 0.4 * fastrand::f64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_within_jitter_and_caps() {
-        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(1));
-        for (attempt, nominal) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1000),
-            (30, 1000),
-        ] {
-            let delay = backoff(initial, max, attempt).as_millis() as u64;
-            assert!(
-                delay >= nominal * 8 / 10 && delay <= nominal * 12 / 10,
-                "attempt {attempt}: {delay}ms"
-            );
         }
     }
 }

@@ -27,7 +27,8 @@ pub fn quiet_expected_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let message = swapvisor::actors::panic_message(info.payload());
+            let message =
+                swapvisor::actors::guard::Interrupted::from_panic(info.payload()).to_string();
             let expected = [
                 "injected fault",
                 "counter crashed on request",

@@ -1,0 +1,176 @@
+//! Candidates: one per request, building a spec off the Supervisor's mailbox.
+//!
+//! The Supervisor spawns a Candidate (without waiting for it to start) and goes on answering
+//! status. The Candidate reports `CandidateBuilt`; for a reload the built unit then goes to the
+//! Active, for a try-activate it is dropped after its summary is taken. A Candidate that exits
+//! without reporting (killed, or failed in a way its own guard did not catch) still ends its
+//! request: the exit arrives as a supervision event, which may overtake the report, so the
+//! Supervisor looks again with `CandidateGone` once everything sent before is handled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{ActorCell, ActorRef, RpcReplyPort};
+
+use super::SupervisorMsg;
+use super::messages::InternalMsg;
+use super::state::SupervisorState;
+use crate::active::ActiveMsg;
+use crate::candidate::{Candidate, CandidateArgs};
+use crate::outcome::{Origin, ReloadOutcome};
+use crate::unit::{BuildFailure, Stage, Unit};
+
+impl<U: Unit> SupervisorState<U> {
+    /// Builds `spec` for a try-activate; the answer comes when the Candidate reports.
+    pub(super) fn try_activate(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<U>>,
+        spec: Arc<U::Spec>,
+        reply: RpcReplyPort<Result<U::Summary, BuildFailure>>,
+    ) {
+        let id = self.take_id();
+        let span = tracing::info_span!("try_activate", id);
+        match self.spawn_candidate(myself, id, spec, span) {
+            Ok(_) => {
+                self.probes.insert(id, reply);
+            }
+            Err(error) => {
+                let _ = reply.send(Err(BuildFailure::new(Stage::Build, error)));
+            }
+        }
+    }
+
+    pub(super) fn spawn_candidate(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<U>>,
+        id: u64,
+        spec: Arc<U::Spec>,
+        span: tracing::Span,
+    ) -> Result<ActorCell, String> {
+        let args = CandidateArgs {
+            request: id,
+            spec,
+            context: self.context.clone(),
+            timeout: self.build_timeout,
+            unit_name: self.unit_name.clone(),
+            supervisor: myself.clone(),
+            span,
+        };
+        // The Candidate's pre_start only stores its arguments and cannot fail, so the
+        // Supervisor does not wait for it: one handoff fewer per request.
+        let (candidate, _startup) = ractor::ActorRuntime::spawn_linked_instant(
+            None,
+            Candidate::<U>::new(),
+            args,
+            myself.get_cell(),
+        )
+        .map_err(|e| format!("cannot spawn a {} candidate: {e}", self.unit_name))?;
+        self.candidates.insert(candidate.get_id(), id);
+        Ok(candidate.get_cell())
+    }
+
+    /// A Candidate reported: answer a try-activate, or hand a built unit to the Active.
+    pub(super) fn candidate_built(
+        &mut self,
+        request: u64,
+        result: Result<U, BuildFailure>,
+        elapsed: Duration,
+        myself: &ActorRef<SupervisorMsg<U>>,
+    ) {
+        self.candidates.retain(|_, id| *id != request);
+        if let Some(reply) = self.probes.remove(&request) {
+            // A try-activate: answer, and drop the unit. Building had no outside effects.
+            let _ = reply.send(result.map(|unit| unit.summary()));
+            return;
+        }
+        let Some(current) = self
+            .current
+            .as_mut()
+            .filter(|c| c.id == request && !c.swapping)
+        else {
+            return; // a build nobody waits for any more (superseded by shutdown)
+        };
+        current.record.timings.build = Some(elapsed);
+        current.candidate = None;
+        let unit = match result {
+            Ok(unit) => unit,
+            Err(failure) => {
+                if current.origin == Origin::Restore {
+                    tracing::warn!(unit = %self.unit_name, error = %failure, "restore failed to build; retrying later");
+                    self.restore_failed(myself);
+                    return;
+                }
+                let outcome = ReloadOutcome::Rejected {
+                    stage: failure.stage,
+                    error: failure.message,
+                };
+                self.finish(outcome, myself);
+                return;
+            }
+        };
+        let fingerprint = unit.fingerprint();
+        current.span.record("config_hash", fingerprint.as_str());
+        current.record.fingerprint = Some(fingerprint);
+        current.swapping = true;
+        let generation = if current.origin == Origin::Restore {
+            self.generation
+        } else {
+            self.generation + 1
+        };
+        let order = ActiveMsg::Swap {
+            request,
+            unit: Box::new(unit),
+            generation,
+            span: current.span.clone(),
+        };
+        if self.active.send_message(order).is_err() {
+            let error = format!("the {} Active actor is not running", self.unit_name);
+            self.finish(ReloadOutcome::RolledBack { error }, myself);
+        }
+    }
+
+    /// A Candidate exited; fails its request if it never reported.
+    pub(super) fn candidate_gone(
+        &mut self,
+        request: u64,
+        reason: String,
+        myself: &ActorRef<SupervisorMsg<U>>,
+    ) {
+        let unreported = self.probes.contains_key(&request)
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|c| c.id == request && !c.swapping && c.candidate.is_some());
+        if unreported {
+            let failure = BuildFailure::new(
+                Stage::Build,
+                format!(
+                    "the {} candidate exited without a result: {reason}",
+                    self.unit_name
+                ),
+            );
+            self.candidate_built(request, Err(failure), Duration::ZERO, myself);
+        }
+    }
+
+    /// The supervision event of an exited child, if it was a Candidate: look again later.
+    /// True when it was one.
+    pub(super) fn candidate_exited(
+        &mut self,
+        cell: &ActorCell,
+        reason: &str,
+        myself: &ActorRef<SupervisorMsg<U>>,
+    ) -> bool {
+        let Some(request) = self.candidates.remove(&cell.get_id()) else {
+            return false;
+        };
+        // Supervision events overtake ordinary messages, so the candidate's report may still
+        // be in the mailbox. Look again once everything sent before now is handled.
+        let gone = InternalMsg::CandidateGone {
+            request,
+            reason: reason.to_owned(),
+        };
+        let _ = myself.send_message(SupervisorMsg::internal(gone));
+        true
+    }
+}

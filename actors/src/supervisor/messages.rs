@@ -1,0 +1,142 @@
+//! What the Supervisor is told, and by whom.
+//!
+//! Callers send the public requests: [`SupervisorMsg::Reload`], [`SupervisorMsg::TryActivate`],
+//! [`SupervisorMsg::Status`], [`SupervisorMsg::Shutdown`] and [`SupervisorMsg::Escalate`]. The
+//! protocol's own messages (a Candidate's report, the Active's report, a restore timer, a
+//! hibernation request) travel inside [`Internal`], whose contents no code outside this crate
+//! can name or construct: a report that skipped the build deadline, or a stop that skipped the
+//! drain, cannot be forged.
+//!
+//! ```compile_fail,E0451
+//! use swapvisor_actors::{Internal, SupervisorMsg, Unit};
+//!
+//! // The contents of `Internal` are private to swapvisor-actors: this does not compile.
+//! fn forge<U: Unit>() -> SupervisorMsg<U> {
+//!     SupervisorMsg::Internal(Internal { message: todo!() })
+//! }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::RpcReplyPort;
+
+use super::hibernation::Resume;
+use super::status::SupervisorStatus;
+use crate::outcome::{Origin, ReloadRecord, StageTimings};
+use crate::unit::{BuildFailure, SwapSettings, Unit};
+
+/// A reload request: the spec, and optionally the generation it expects to replace.
+#[derive(Debug)]
+pub struct ReloadRequest<S> {
+    /// The spec to activate.
+    pub spec: Arc<S>,
+    /// Compare-and-swap: refuse (`Conflict`) unless this is the current generation.
+    pub expected_generation: Option<u64>,
+    /// Who asks; watcher and signal requests coalesce.
+    pub origin: Origin,
+}
+
+impl<S> ReloadRequest<S> {
+    /// A request from the API, with no generation check.
+    pub fn new(spec: impl Into<Arc<S>>) -> Self {
+        Self {
+            spec: spec.into(),
+            expected_generation: None,
+            origin: Origin::Api,
+        }
+    }
+
+    /// Refuses the request unless the current generation is `generation`.
+    pub fn expecting(mut self, generation: u64) -> Self {
+        self.expected_generation = Some(generation);
+        self
+    }
+
+    /// Marks who asks.
+    pub fn from(mut self, origin: Origin) -> Self {
+        self.origin = origin;
+        self
+    }
+}
+
+/// Messages to the Supervisor.
+pub enum SupervisorMsg<U: Unit> {
+    /// Activate a spec. Sent by the runtime, the admin API or an embedder; answered with the
+    /// record of the request once it has an outcome (`Superseded` if a newer coalescing request
+    /// or a shutdown replaced it first).
+    Reload(ReloadRequest<U::Spec>, RpcReplyPort<ReloadRecord>),
+    /// Build a spec and report whether it builds, without touching the live unit. Answered with
+    /// the unit's summary or the build failure; the candidate is torn down either way.
+    TryActivate(Arc<U::Spec>, RpcReplyPort<Result<U::Summary, BuildFailure>>),
+    /// A snapshot of the Supervisor's state; answered at once, even while a reload runs.
+    Status(RpcReplyPort<SupervisorStatus>),
+    /// Answer queued requests `Superseded`, stop the live unit gracefully and exit. Answered
+    /// once everything is stopped.
+    Shutdown(RpcReplyPort<()>),
+    /// Something below the live unit failed beyond its restart intensity (a crash loop).
+    /// Within the probation window after an activation this reverts to the previous spec
+    /// (`Reverted`); outside it, it is recorded in status. Sent by whatever restarts the
+    /// children of the live unit; no reply.
+    Escalate {
+        /// What failed, and how.
+        reason: String,
+    },
+    /// A message of the protocol itself, from a Candidate, the Active, a timer or a
+    /// [`HibernatingSupervisor`](crate::HibernatingSupervisor). Only this crate makes them.
+    Internal(Internal<U>),
+}
+
+/// A message of the swap protocol itself. Opaque: it can be passed along but not made or
+/// opened outside this crate.
+pub struct Internal<U: Unit> {
+    pub(crate) message: InternalMsg<U>,
+}
+
+impl<U: Unit> SupervisorMsg<U> {
+    /// Wraps one of the protocol's own messages.
+    pub(crate) fn internal(message: InternalMsg<U>) -> Self {
+        SupervisorMsg::Internal(Internal { message })
+    }
+}
+
+/// The protocol's own messages.
+pub(crate) enum InternalMsg<U: Unit> {
+    /// From a Candidate: the build of `request` finished (under its deadline, panics caught).
+    CandidateBuilt {
+        request: u64,
+        result: Box<Result<U, BuildFailure>>,
+        elapsed: Duration,
+    },
+    /// From the Supervisor itself: a Candidate exited; its request fails if it never reported.
+    CandidateGone { request: u64, reason: String },
+    /// From the Active: a swap finished.
+    SwapFinished(Box<SwapReport<U>>),
+    /// From the Active: it drained and stopped everything, and exits.
+    ActiveStopped,
+    /// From the restore timer: the backoff has passed; try the last-known-good spec again.
+    RetryRestore,
+    /// From a [`HibernatingSupervisor`](crate::HibernatingSupervisor): exit, leaving the live
+    /// unit published and running, and answer with what a later Supervisor needs to carry on.
+    /// Answered `None` (and nothing happens) unless the Supervisor is idle.
+    Hibernate(RpcReplyPort<Option<Resume<U>>>),
+}
+
+/// What the Active reports after a swap.
+pub(crate) struct SwapReport<U: Unit> {
+    pub(crate) request: u64,
+    pub(crate) result: SwapResult,
+    pub(crate) timings: StageTimings,
+    pub(crate) spec: Arc<U::Spec>,
+    pub(crate) settings: SwapSettings,
+}
+
+/// How a swap ended.
+pub(crate) enum SwapResult {
+    Activated,
+    RolledBack(String),
+    Degraded {
+        error: String,
+        restore_error: String,
+    },
+}

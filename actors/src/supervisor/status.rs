@@ -1,0 +1,85 @@
+//! What the Supervisor shows of itself: where the slot is in its life, and its history.
+
+use ractor::ActorRef;
+use serde::Serialize;
+
+use super::SupervisorMsg;
+use super::state::SupervisorState;
+use crate::outcome::{Origin, ReloadRecord};
+use crate::unit::Unit;
+
+/// Where a slot is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Nothing has been activated yet.
+    Starting,
+    /// A unit serves and no reload is under way.
+    Running,
+    /// A reload is under way; the previous unit serves meanwhile (start-first).
+    Reloading,
+    /// Nothing serves after a failed stop-first swap; restores are being retried.
+    Degraded,
+    /// Shutting down.
+    Stopping,
+}
+
+/// A snapshot of a Supervisor, as [`SupervisorMsg::Status`] answers it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisorStatus {
+    /// Where the slot is in its life.
+    pub state: RunState,
+    /// The current generation: how many reloads have activated (0 before the first).
+    pub generation: u64,
+    /// The fingerprint of the current generation's spec.
+    pub fingerprint: Option<String>,
+    /// The most recent reload.
+    pub last_reload: Option<ReloadRecord>,
+    /// The most recent reloads, oldest first.
+    pub history: Vec<ReloadRecord>,
+    /// Requests waiting for their turn.
+    pub queued: usize,
+    /// Linked child actors alive now: the Active, plus any Candidate still building.
+    pub child_actors: usize,
+    /// Failed restore attempts since the slot became degraded.
+    pub restore_attempts: u32,
+    /// Escalations received (crash loops below the live unit).
+    pub escalations: u32,
+    /// The most recent escalation's reason.
+    pub last_escalation: Option<String>,
+}
+
+impl<U: Unit> SupervisorState<U> {
+    /// The state a caller sees: a restore in progress still counts as degraded, a reload as
+    /// reloading (or starting, before the first activation).
+    fn run_state(&self) -> RunState {
+        let restoring = |origin: Origin| origin == Origin::Restore;
+        if self.shutdown.is_some() {
+            RunState::Stopping
+        } else if self.degraded && self.current.as_ref().is_none_or(|c| restoring(c.origin)) {
+            RunState::Degraded
+        } else if self.generation == 0 {
+            RunState::Starting
+        } else if self.current.as_ref().is_some_and(|c| !restoring(c.origin)) {
+            RunState::Reloading
+        } else {
+            RunState::Running
+        }
+    }
+
+    pub(super) fn status(&self, myself: &ActorRef<SupervisorMsg<U>>) -> SupervisorStatus {
+        SupervisorStatus {
+            state: self.run_state(),
+            generation: self.generation,
+            fingerprint: self.fingerprint.clone(),
+            last_reload: self.history.back().cloned(),
+            history: self.history.iter().cloned().collect(),
+            queued: self.queue.len(),
+            child_actors: myself.get_children().len(),
+            restore_attempts: self.restore_attempts,
+            escalations: self.escalations,
+            last_escalation: self.last_escalation.clone(),
+        }
+    }
+}
