@@ -10,7 +10,6 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use swapvisor::config::{DocumentLimits, process_env};
-use swapvisor::engine::Services;
 use swapvisor::{Config, Engine, Registry};
 
 /// A config with `modules` modules in a dependency chain, one http.server, and one routed
@@ -51,15 +50,9 @@ fn build(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("build", size), &source, |b, source| {
             b.to_async(&runtime).iter(|| async {
-                Engine::build_from_source(
-                    source.as_bytes(),
-                    &limits,
-                    &registry,
-                    Services::standalone(),
-                    &process_env,
-                )
-                .await
-                .unwrap()
+                Engine::build_from_source(source.as_bytes(), &limits, &registry, &process_env)
+                    .await
+                    .unwrap()
             })
         });
     }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use swapvisor::config::{PluginSpec, process_env};
-use swapvisor::engine::{EngineSpec, Services};
+use swapvisor::engine::EngineSpec;
 use swapvisor::{Config, Engine, ReloadOutcome, ReloadRequest, Runtime};
 use tokio::time::Instant;
 
@@ -39,7 +39,7 @@ async fn direct_swap(
     registry: &swapvisor::Registry,
     stop_first: bool,
 ) {
-    let built = Engine::build_with(next.clone(), registry, Services::standalone(), &process_env)
+    let built = Engine::build_with(next.clone(), registry, &process_env)
         .await
         .expect("builds");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -74,7 +74,7 @@ fn reload(c: &mut Criterion) {
                     let request = ReloadRequest::new(EngineSpec::Config(configs[flip % 2].clone()));
                     let runtime = &runtime;
                     async move {
-                        let record = runtime.reload_with(request).await.expect("answers");
+                        let record = runtime.reload(request).await.expect("answers");
                         assert!(record.outcome.is_activated(), "{:?}", record.outcome);
                     }
                 })
@@ -82,14 +82,9 @@ fn reload(c: &mut Criterion) {
             rt.block_on(runtime.shutdown()).expect("stops");
 
             let mut current = rt.block_on(async {
-                let engine = Engine::build_with(
-                    configs[0].clone(),
-                    &registry,
-                    Services::standalone(),
-                    &process_env,
-                )
-                .await
-                .expect("builds");
+                let engine = Engine::build_with(configs[0].clone(), &registry, &process_env)
+                    .await
+                    .expect("builds");
                 engine.start().await.expect("starts");
                 engine
             });
@@ -123,7 +118,7 @@ fn reload(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("runtime", modules), &modules, |b, _| {
             b.to_async(&rt).iter(|| async {
                 let result = runtime
-                    .probe(EngineSpec::Config(configs[1].clone()))
+                    .try_activate(EngineSpec::Config(configs[1].clone()))
                     .await
                     .expect("answers");
                 assert!(result.is_ok());
@@ -134,14 +129,9 @@ fn reload(c: &mut Criterion) {
             &modules,
             |b, _| {
                 b.to_async(&rt).iter(|| async {
-                    Engine::build_with(
-                        configs[1].clone(),
-                        &registry,
-                        Services::standalone(),
-                        &process_env,
-                    )
-                    .await
-                    .expect("builds")
+                    Engine::build_with(configs[1].clone(), &registry, &process_env)
+                        .await
+                        .expect("builds")
                 })
             },
         );
@@ -182,7 +172,13 @@ fn reload(c: &mut Criterion) {
             let spec = specs[flip % 2].clone();
             let runtime = &runtime;
             async move {
-                let outcome = runtime.reload_plugin("hits", spec).await.expect("answers");
+                let outcome = runtime
+                    .plugin("hits")
+                    .expect("the plugin runs")
+                    .reload(spec)
+                    .await
+                    .expect("answers")
+                    .outcome;
                 assert!(
                     matches!(outcome, ReloadOutcome::Activated { .. }),
                     "{outcome:?}"

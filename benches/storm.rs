@@ -73,7 +73,7 @@ fn main() {
     let rt = support::tokio_runtime();
     rt.block_on(async move {
         let runtime = Arc::new(Runtime::start(config("v0", "127.0.0.1:0", "", &mode), support::registry()).await.expect("starts"));
-        let address = runtime.live_engine().expect("live").listening()[0].1.clone();
+        let address = runtime.status().await.unwrap().listening()[0].1.clone();
         let url: hyper::Uri = format!("http://{address}/hello?name=ada").parse().expect("uri");
         let storming = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
@@ -131,7 +131,7 @@ fn main() {
                 2 => config(&version, "127.0.0.1:0", "  - { name: f, type: fault.inject, config: { failOn: start } }", &mode),
                 _ => config(&version, "127.0.0.1:0", "", &mode),
             };
-            let outcome: ReloadOutcome = runtime.reload(next).await.expect("answers");
+            let outcome: ReloadOutcome = runtime.reload(next).await.expect("answers").outcome;
             *outcomes.entry(outcome.name()).or_default() += 1;
             tokio::time::sleep(interval).await;
         }

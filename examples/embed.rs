@@ -25,19 +25,19 @@ pipelines:
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = Runtime::start(config("v1", ""), Registry::with_builtins()).await?;
-    let engine = runtime.live_engine().expect("an engine is live");
-    let (_, address) = &engine.listening()[0];
+    let listening = runtime.status().await?.listening();
+    let (_, address) = &listening[0];
     println!("serving http://{address}/hello");
     println!(
         "v1 -> {}",
         runtime.execute("hello", json!({})).await?["body"]
     );
 
-    let outcome = runtime.reload(config("v2", "")).await?;
+    let outcome = runtime.reload(config("v2", "")).await?.outcome;
     println!("reload to v2: {outcome:?}");
 
     let failing = "  - { name: f, type: fault.inject, config: { failOn: start } }";
-    let outcome = runtime.reload(config("v3", failing)).await?;
+    let outcome = runtime.reload(config("v3", failing)).await?.outcome;
     assert!(matches!(outcome, ReloadOutcome::RolledBack { .. }));
     println!("reload to v3 (fails to start): {outcome:?}");
     println!(

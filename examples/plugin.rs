@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use swapvisor::config::{ConfigErrors, PluginSpec};
-use swapvisor::engine::{Step, StepBuild, StepContext, StepError};
+use swapvisor::extension::{Step, StepBuild, StepContext, StepError};
 use swapvisor::plugin::{Plugin, PluginBuild, PluginCall, PluginError};
 use swapvisor::registry::RegistryError;
 use swapvisor::{Config, Registry, Runtime};
@@ -44,7 +44,7 @@ struct Key {
 }
 
 impl Plugin for KvStore {
-    fn name(&self) -> &str {
+    fn kind(&self) -> &str {
         "kv"
     }
 
@@ -53,7 +53,7 @@ impl Plugin for KvStore {
     }
 
     /// Contributes the step type `kv.lookup {store, key}`, usable in any pipeline.
-    fn register(&self, registry: &mut swapvisor::Registry) -> Result<(), RegistryError> {
+    fn register(&self, registry: &mut swapvisor::registry::Types) -> Result<(), RegistryError> {
         registry.register_step("kv.lookup", build_lookup)
     }
 
@@ -164,7 +164,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bigger = PluginSpec::parse(b"{ name: store, type: kv, config: { maxEntries: 100 } }")?;
     println!(
         "reload -> {:?}",
-        runtime.reload_plugin("store", bigger).await?
+        runtime
+            .plugin("store")
+            .expect("the plugin runs")
+            .reload(bigger)
+            .await?
     );
     println!(
         "after the reload, lookup -> {}",

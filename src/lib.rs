@@ -2,9 +2,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use swapvisor::actors::ractor;
-//! use swapvisor::engine::EngineSpec;
-//! use swapvisor::{Config, Registry, ReloadOutcome, ReloadRequest, Runtime, Stage, SupervisorMsg};
+//! use swapvisor::{Config, Registry, ReloadOutcome, Runtime, Stage};
 //!
 //! fn hello(version: &str) -> Config {
 //!     let yaml = format!(
@@ -18,17 +16,15 @@
 //!     let runtime = Runtime::start(hello("v1"), Registry::with_builtins()).await.unwrap();
 //!     assert_eq!(runtime.execute("hello", json!({})).await.unwrap(), json!({"version": "v1"}));
 //!
-//!     // Send a reload message to the Supervisor actor yourself, with ractor's `call!`.
-//!     let supervisor = runtime.supervisor();
-//!     let request = ReloadRequest::new(EngineSpec::from(hello("v2")));
-//!     let record = ractor::call!(supervisor, SupervisorMsg::Reload, request).unwrap();
+//!     // Reload: the new config is built, started, and published; v1 drains and stops.
+//!     let record = runtime.reload(hello("v2")).await.unwrap();
 //!     assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 2 });
 //!     assert_eq!(runtime.execute("hello", json!({})).await.unwrap(), json!({"version": "v2"}));
 //!
 //!     // A config that fails to build is rejected; v2 never stops serving.
 //!     let broken = Config::parse(b"modules: [{ name: f, type: fault.inject, config: { failOn: build } }]").unwrap();
-//!     let outcome = runtime.reload(broken).await.unwrap();
-//!     assert!(matches!(outcome, ReloadOutcome::Rejected { stage: Stage::Build, .. }));
+//!     let record = runtime.reload(broken).await.unwrap();
+//!     assert!(matches!(record.outcome, ReloadOutcome::Rejected { stage: Stage::Build, .. }));
 //!     assert_eq!(runtime.execute("hello", json!({})).await.unwrap(), json!({"version": "v2"}));
 //!
 //!     runtime.shutdown().await.unwrap();
@@ -36,40 +32,62 @@
 //! ```
 //!
 //! swapvisor runs a config-driven [`Engine`] (modules such as HTTP servers, and pipelines of
-//! templated steps) under a supervision tree of ractor actors, and keeps it serving while its
-//! configuration changes. Its promise: **a reload never leaves you worse off than before you
-//! asked.**
+//! templated steps) and the plugins it uses under a supervision tree of ractor actors, and
+//! keeps them serving while their configuration changes. Its promise: **a reload never leaves
+//! you worse off than before you asked.**
 //!
 //! - A config that fails to build is [`ReloadOutcome::Rejected`] while the current engine keeps
 //!   serving.
 //! - A config that builds but fails to start is [`ReloadOutcome::RolledBack`].
+//! - A single plugin can be reloaded alone ([`plugin::PluginRef::reload`]) and keeps its state.
 //! - Every outcome is one typed [`ReloadOutcome`], recorded in [`Runtime::status`].
 //!
-//! Where to start:
-//! - [`Runtime`]: start, reload, try-activate, execute, status, shutdown.
+//! Actor systems talk to the same Supervisor by message. [`Runtime::supervisor`] gives its
+//! `ActorRef`, and ractor's `call!` does the rest:
+//!
+//! ```
+//! # use swapvisor::{Config, Registry, Reload, ReloadOutcome, Runtime, SupervisorMsg};
+//! use swapvisor::actors::ractor::call;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! # let config = |v: &str| Config::parse(format!("pipelines: {{ p: {{ steps: [{{ name: s, type: step.set, config: {{ values: {{ v: {v} }} }} }}] }} }}").as_bytes()).unwrap();
+//! let runtime = Runtime::start(config("v1"), Registry::with_builtins()).await.unwrap();
+//! let supervisor = runtime.supervisor();
+//! // Compare-and-swap: applied only if generation 1 is still the live one.
+//! let request = Reload::new(config("v2")).expecting(1);
+//! let record = call!(supervisor, SupervisorMsg::Reload, request).unwrap();
+//! assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 2 });
+//! runtime.shutdown().await.unwrap();
+//! # });
+//! ```
+//!
+//! Where to go next:
+//! - [`Runtime`]: start, reload, try-activate, execute, status, plugins, shutdown.
 //! - [`config`]: the config model and its errors; docs/CONFIG.md has every field.
-//! - [`engine`]: modules, steps and triggers, for writing your own types.
-//! - [`actors`]: the generic swap protocol (Supervisor, Candidate, Active, Slot).
+//! - [`extension`]: writing module, step and trigger types; [`plugin`]: writing plugin kinds.
+//! - [`admin`]: the admin HTTP API the `swapvisor` binary serves, for serving it yourself.
+//! - [`actors`]: the generic swap protocol (Supervisor, Candidate, Active, Slot), for
+//!   swapping units of your own.
 
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod builtin;
+mod builtin;
 pub mod config;
 pub mod engine;
-pub mod metrics;
-pub mod net;
+pub mod extension;
+mod net;
 pub mod plugin;
 pub mod registry;
-pub mod runtime;
-mod try_activate;
+mod runtime;
 
 pub use config::Config;
 pub use engine::Engine;
 pub use registry::Registry;
-pub use runtime::{Runtime, RuntimeError, RuntimeOptions, RuntimeStatus};
+pub use runtime::{
+    Reload, Runtime, RuntimeBuilder, RuntimeError, RuntimeStatus, TryActivateResult,
+};
 pub use swapvisor_actors as actors;
 pub use swapvisor_actors::{
     Origin, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage, SupervisorMsg, SwapMode,
 };
-pub use try_activate::TryActivateResult;

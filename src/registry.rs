@@ -1,8 +1,9 @@
-//! The registry: which module, step and trigger types exist, and who contributed each.
+//! The registry: which module, step and trigger types and which plugin kinds exist, and who
+//! contributed each.
 //!
-//! Types come from *contributors*: the built-in `core` set, plugins, or the embedding
-//! application. A type name belongs to exactly one contributor; registering it again is an error
-//! that names both, so two plugins can never silently shadow each other.
+//! Types come from *contributors*: the built-in `core` set, plugin kinds, or the embedding
+//! application. A type name belongs to exactly one contributor; registering it again is an
+//! error that names both, so two plugins can never silently shadow each other.
 //!
 //! ```
 //! use swapvisor::Registry;
@@ -15,48 +16,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::{ModuleFactory, StepFactory, TriggerFactory};
-use crate::plugin::PluginFactory;
+use crate::extension::plugin::PluginFactory;
+use crate::extension::types::{Registered, Table, insert};
+use crate::extension::{ModuleFactory, StepFactory, TriggerFactory};
 
-/// The contributor of types registered outside [`Registry::contributing`].
-pub const APPLICATION: &str = "application";
+pub use crate::extension::types::{APPLICATION, RegistryError, Types};
 
-/// A type registered twice.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind} type {type_name:?} is registered twice: first by {first:?}, again by {second:?}")]
-pub struct RegistryError {
-    /// `module`, `step` or `trigger`.
-    pub kind: &'static str,
-    /// The contested type name.
-    pub type_name: String,
-    /// Who registered it first (and keeps it).
-    pub first: String,
-    /// Who tried to register it again.
-    pub second: String,
-}
-
-struct Entry<F: ?Sized> {
-    contributor: Arc<str>,
-    factory: Arc<F>,
-}
-
-impl<F: ?Sized> Clone for Entry<F> {
-    fn clone(&self) -> Self {
-        Self {
-            contributor: self.contributor.clone(),
-            factory: self.factory.clone(),
-        }
-    }
-}
-
-/// Module, step and trigger factories by type name. Cheap to clone: factories are shared.
+/// Module, step and trigger factories by type name, and plugin factories by kind. Cheap to
+/// clone: factories are shared.
 #[derive(Clone)]
 pub struct Registry {
-    modules: BTreeMap<String, Entry<dyn ModuleFactory>>,
-    steps: BTreeMap<String, Entry<dyn StepFactory>>,
-    triggers: BTreeMap<String, Entry<dyn TriggerFactory>>,
-    plugins: BTreeMap<String, Entry<dyn PluginFactory>>,
-    contributor: Arc<str>,
+    types: Types,
+    plugins: Table<dyn PluginFactory>,
 }
 
 impl Default for Registry {
@@ -76,51 +47,13 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn insert<F: ?Sized>(
-    map: &mut BTreeMap<String, Entry<F>>,
-    kind: &'static str,
-    type_name: &str,
-    contributor: &Arc<str>,
-    factory: Arc<F>,
-) -> Result<(), RegistryError> {
-    if let Some(existing) = map.get(type_name) {
-        return Err(RegistryError {
-            kind,
-            type_name: type_name.to_owned(),
-            first: existing.contributor.to_string(),
-            second: contributor.to_string(),
-        });
-    }
-    map.insert(
-        type_name.to_owned(),
-        Entry {
-            contributor: contributor.clone(),
-            factory,
-        },
-    );
-    Ok(())
-}
-
 impl Registry {
-    /// An empty registry.
+    /// An empty registry. [`Registry::with_builtins`] has the built-in types.
     pub fn new() -> Self {
         Self {
-            modules: BTreeMap::new(),
-            steps: BTreeMap::new(),
-            triggers: BTreeMap::new(),
+            types: Types::new(APPLICATION),
             plugins: BTreeMap::new(),
-            contributor: Arc::from(APPLICATION),
         }
-    }
-
-    /// A registry holding the built-in types, contributed by `core`.
-    pub fn with_builtins() -> Self {
-        let mut registry = Self::new();
-        registry
-            .contributing(crate::builtin::CONTRIBUTOR, crate::builtin::register)
-            // The built-in names are distinct constants, and the registry starts empty.
-            .expect("built-in type names are unique");
-        registry
     }
 
     /// Runs `register` with every registration attributed to `contributor`.
@@ -129,9 +62,9 @@ impl Registry {
         contributor: &str,
         register: impl FnOnce(&mut Self) -> R,
     ) -> R {
-        let previous = std::mem::replace(&mut self.contributor, Arc::from(contributor));
+        let previous = std::mem::replace(&mut self.types.contributor, Arc::from(contributor));
         let result = register(self);
-        self.contributor = previous;
+        self.types.contributor = previous;
         result
     }
 
@@ -141,13 +74,7 @@ impl Registry {
         type_name: &str,
         factory: impl ModuleFactory,
     ) -> Result<(), RegistryError> {
-        insert(
-            &mut self.modules,
-            "module",
-            type_name,
-            &self.contributor,
-            Arc::new(factory),
-        )
+        self.types.register_module(type_name, factory)
     }
 
     /// Registers a step type.
@@ -156,13 +83,7 @@ impl Registry {
         type_name: &str,
         factory: impl StepFactory,
     ) -> Result<(), RegistryError> {
-        insert(
-            &mut self.steps,
-            "step",
-            type_name,
-            &self.contributor,
-            Arc::new(factory),
-        )
+        self.types.register_step(type_name, factory)
     }
 
     /// Registers a trigger type.
@@ -171,13 +92,7 @@ impl Registry {
         type_name: &str,
         factory: impl TriggerFactory,
     ) -> Result<(), RegistryError> {
-        insert(
-            &mut self.triggers,
-            "trigger",
-            type_name,
-            &self.contributor,
-            Arc::new(factory),
-        )
+        self.types.register_trigger(type_name, factory)
     }
 
     /// Registers a plugin kind: `plugins:` entries with `type: <kind>` are built by `factory`.
@@ -186,12 +101,13 @@ impl Registry {
         kind: &str,
         factory: impl PluginFactory,
     ) -> Result<(), RegistryError> {
+        let factory = Arc::new(factory);
         insert(
             &mut self.plugins,
             "plugin",
             kind,
-            &self.contributor,
-            Arc::new(factory),
+            &self.types.contributor,
+            factory,
         )
     }
 
@@ -202,107 +118,79 @@ impl Registry {
 
     /// Registered module type names, sorted.
     pub fn module_types(&self) -> Vec<&str> {
-        self.modules.keys().map(String::as_str).collect()
+        self.types.modules.keys().map(String::as_str).collect()
     }
 
     /// Registered step type names, sorted.
     pub fn step_types(&self) -> Vec<&str> {
-        self.steps.keys().map(String::as_str).collect()
+        self.types.steps.keys().map(String::as_str).collect()
     }
 
     /// Registered trigger type names, sorted.
     pub fn trigger_types(&self) -> Vec<&str> {
-        self.triggers.keys().map(String::as_str).collect()
+        self.types.triggers.keys().map(String::as_str).collect()
     }
 
-    /// Who contributed the `kind` (`module`, `step` or `trigger`) type `type_name`.
+    /// Who contributed the `kind` (`module`, `step`, `trigger` or `plugin`) type `type_name`.
     pub fn contributor_of(&self, kind: &str, type_name: &str) -> Option<&str> {
-        let contributor = match kind {
-            "module" => &self.modules.get(type_name)?.contributor,
-            "step" => &self.steps.get(type_name)?.contributor,
-            "trigger" => &self.triggers.get(type_name)?.contributor,
-            "plugin" => &self.plugins.get(type_name)?.contributor,
-            _ => return None,
-        };
-        Some(contributor)
+        match kind {
+            "plugin" => Some(&self.plugins.get(type_name)?.contributor),
+            _ => self.types.contributor_of(kind, type_name),
+        }
     }
 
     /// Every type a contributor registered, as `(kind, type name)` pairs, sorted by kind.
     pub fn types_of(&self, contributor: &str) -> Vec<(&'static str, &str)> {
-        let modules = self
-            .modules
-            .iter()
-            .map(|(n, e)| ("module", n, e.contributor.clone()));
-        let steps = self
-            .steps
-            .iter()
-            .map(|(n, e)| ("step", n, e.contributor.clone()));
-        let triggers = self
-            .triggers
-            .iter()
-            .map(|(n, e)| ("trigger", n, e.contributor.clone()));
-        modules
-            .chain(steps)
-            .chain(triggers)
-            .filter(|(_, _, c)| &**c == contributor)
-            .map(|(kind, name, _)| (kind, name.as_str()))
-            .collect()
+        fn of<'t, F: ?Sized>(
+            kind: &'static str,
+            table: &'t Table<F>,
+            contributor: &str,
+        ) -> Vec<(&'static str, &'t str)> {
+            table
+                .iter()
+                .filter(|(_, r)| &*r.contributor == contributor)
+                .map(|(name, _)| (kind, name.as_str()))
+                .collect()
+        }
+        let mut types = of("module", &self.types.modules, contributor);
+        types.extend(of("step", &self.types.steps, contributor));
+        types.extend(of("trigger", &self.types.triggers, contributor));
+        types
     }
 
     pub(crate) fn module_factory(&self, type_name: &str) -> Option<&Arc<dyn ModuleFactory>> {
-        self.modules.get(type_name).map(|e| &e.factory)
+        factory(&self.types.modules, type_name)
     }
 
     pub(crate) fn step_factory(&self, type_name: &str) -> Option<&Arc<dyn StepFactory>> {
-        self.steps.get(type_name).map(|e| &e.factory)
+        factory(&self.types.steps, type_name)
     }
 
     pub(crate) fn trigger_factory(&self, type_name: &str) -> Option<&Arc<dyn TriggerFactory>> {
-        self.triggers.get(type_name).map(|e| &e.factory)
+        factory(&self.types.triggers, type_name)
     }
 
     pub(crate) fn plugin_factory(&self, kind: &str) -> Option<&Arc<dyn PluginFactory>> {
-        self.plugins.get(kind).map(|e| &e.factory)
+        factory(&self.plugins, kind)
     }
 
-    /// Adds every module, step and trigger type of `other` (plugin contributions), keeping
-    /// their contributors; a name both have is an error naming both contributors.
-    pub(crate) fn absorb(&mut self, other: &Registry) -> Result<(), RegistryError> {
-        for (name, entry) in &other.modules {
-            insert(
-                &mut self.modules,
-                "module",
-                name,
-                &entry.contributor,
-                entry.factory.clone(),
-            )?;
-        }
-        for (name, entry) in &other.steps {
-            insert(
-                &mut self.steps,
-                "step",
-                name,
-                &entry.contributor,
-                entry.factory.clone(),
-            )?;
-        }
-        for (name, entry) in &other.triggers {
-            insert(
-                &mut self.triggers,
-                "trigger",
-                name,
-                &entry.contributor,
-                entry.factory.clone(),
-            )?;
-        }
-        Ok(())
+    /// Adds the types a plugin kind contributed, keeping their contributors; a name both have
+    /// is an error naming both contributors.
+    pub(crate) fn absorb(&mut self, contributed: &Types) -> Result<(), RegistryError> {
+        self.types.absorb(contributed)
     }
+}
+
+fn factory<'t, F: ?Sized>(table: &'t Table<F>, name: &str) -> Option<&'t Arc<F>> {
+    table
+        .get(name)
+        .map(|registered: &Registered<F>| &registered.factory)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Step, StepBuild};
+    use crate::extension::{Step, StepBuild};
 
     fn noop_step(_: &StepBuild<'_>) -> Result<Box<dyn Step>, crate::config::ConfigErrors> {
         Err(crate::config::ConfigErrors::default())

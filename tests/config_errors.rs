@@ -1,7 +1,8 @@
 //! Every kind of config error, with its exact place and message, and all of them at once.
 
+use swapvisor::Stage;
 use swapvisor::config::{DocumentLimits, process_env};
-use swapvisor::engine::{BuildError, Services, Stage};
+use swapvisor::engine::BuildError;
 use swapvisor::{Engine, Registry};
 
 /// Builds `yaml` with the built-in registry and the given environment, and returns every
@@ -11,7 +12,6 @@ async fn errors_with_env(yaml: &str, env: &(dyn Fn(&str) -> Option<String> + Syn
         yaml.as_bytes(),
         &DocumentLimits::default(),
         &Registry::with_builtins(),
-        Services::standalone(),
         env,
     )
     .await;
@@ -204,7 +204,6 @@ pipelines:
         source,
         &DocumentLimits::default(),
         &Registry::with_builtins(),
-        Services::standalone(),
         &env,
     )
     .await
@@ -254,7 +253,6 @@ async fn documents_that_are_not_configs_fail_at_the_parse_stage() {
             source,
             &DocumentLimits::default(),
             &Registry::with_builtins(),
-            Services::standalone(),
             &process_env,
         )
         .await

@@ -7,7 +7,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use serde_json::json;
-use swapvisor::engine::{EngineState, ExecuteError};
+use swapvisor::engine::EngineState;
+use swapvisor::extension::ExecuteError;
 use swapvisor::{Config, Engine};
 use tokio::time::Instant;
 
@@ -360,11 +361,11 @@ async fn a_schedule_trigger_runs_while_the_engine_runs() {
     registry
         .register_step(
             "test.tick",
-            move |_build: &swapvisor::engine::StepBuild<'_>| {
+            move |_build: &swapvisor::extension::StepBuild<'_>| {
                 let ticks = ticks.clone();
-                Ok::<Box<dyn swapvisor::engine::Step>, swapvisor::config::ConfigErrors>(Box::new(
-                    TickStep(ticks),
-                ))
+                Ok::<Box<dyn swapvisor::extension::Step>, swapvisor::config::ConfigErrors>(
+                    Box::new(TickStep(ticks)),
+                )
             },
         )
         .unwrap();
@@ -403,11 +404,11 @@ pipelines:
 
 struct TickStep(tokio::sync::mpsc::UnboundedSender<u64>);
 
-impl swapvisor::engine::Step for TickStep {
+impl swapvisor::extension::Step for TickStep {
     fn run<'a>(
         &'a self,
-        context: &'a swapvisor::engine::StepContext<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<serde_json::Value, swapvisor::engine::StepError>>
+        context: &'a swapvisor::extension::StepContext<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<serde_json::Value, swapvisor::extension::StepError>>
     {
         let tick = context.request["tick"].as_u64().unwrap_or(0);
         let _ = self.0.send(tick);

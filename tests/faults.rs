@@ -110,7 +110,11 @@ async fn version(base: &str) -> Value {
 
 /// After a fault: the next reload works, one engine runs, no actor is left over.
 async fn still_healthy(runtime: &Runtime, base: &str, mode: &str, generation: u64) {
-    let outcome = runtime.reload(config("after", "", mode)).await.unwrap();
+    let outcome = runtime
+        .reload(config("after", "", mode))
+        .await
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::Activated {
@@ -136,10 +140,13 @@ async fn engine_fault(mode: &str, stage: &str, how: &str) {
     };
     let (registry, _, _) = plugin_registry();
     let runtime = Runtime::start(first, registry).await.unwrap();
-    let base = format!("http://{}", runtime.live_engine().unwrap().listening()[0].1);
+    let base = format!(
+        "http://{}",
+        runtime.status().await.unwrap().listening()[0].1
+    );
     let load = Load::start(&base);
     let started = Instant::now();
-    let outcome = runtime.reload(second).await.unwrap();
+    let outcome = runtime.reload(second).await.unwrap().outcome;
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(3),
@@ -205,7 +212,10 @@ async fn drain_faults(mode: &str) {
     let runtime = Runtime::start(config("v1", "", mode), registry)
         .await
         .unwrap();
-    let base = format!("http://{}", runtime.live_engine().unwrap().listening()[0].1);
+    let base = format!(
+        "http://{}",
+        runtime.status().await.unwrap().listening()[0].1
+    );
     let load = Load::start(&base);
     let slow = |path: &'static str| {
         let url = format!("{base}{path}");
@@ -220,7 +230,11 @@ async fn drain_faults(mode: &str) {
     wait_for_status(&runtime, "four requests in flight", |s| s.in_flight >= 4).await;
     let started = Instant::now();
     assert_eq!(
-        runtime.reload(config("v2", "", mode)).await.unwrap(),
+        runtime
+            .reload(config("v2", "", mode))
+            .await
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     assert!(
@@ -296,7 +310,13 @@ async fn migrate_faults_roll_back_and_keep_the_state() {
         )
         .unwrap();
         let started = Instant::now();
-        let outcome = runtime.reload_plugin("state", spec).await.unwrap();
+        let outcome = runtime
+            .plugin("state")
+            .expect("the plugin runs")
+            .reload(spec)
+            .await
+            .unwrap()
+            .outcome;
         assert!(started.elapsed() < Duration::from_secs(3));
         let ReloadOutcome::RolledBack { error } = &outcome else {
             panic!("{how}: {outcome:?}")
@@ -321,7 +341,13 @@ async fn migrate_faults_roll_back_and_keep_the_state() {
     let count = state.call("get", Value::Null).await.unwrap()["count"].clone();
     let good = PluginSpec::parse(b"{ name: state, type: test.stateful }").unwrap();
     assert_eq!(
-        runtime.reload_plugin("state", good).await.unwrap(),
+        runtime
+            .plugin("state")
+            .expect("the plugin runs")
+            .reload(good)
+            .await
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     assert_eq!(

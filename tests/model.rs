@@ -145,7 +145,8 @@ impl Harness {
                     .runtime
                     .reload(config(&version, fault, mode))
                     .await
-                    .expect("answers");
+                    .expect("answers")
+                    .outcome;
                 match change {
                     EngineChange::Good => {
                         model.generation += 1;
@@ -208,9 +209,12 @@ impl Harness {
                 let spec = PluginSpec::parse(spec.as_bytes()).expect("valid entry");
                 let outcome = self
                     .runtime
-                    .reload_plugin("hits", spec)
+                    .plugin("hits")
+                    .expect("the plugin runs")
+                    .reload(spec)
                     .await
-                    .expect("answers");
+                    .expect("answers")
+                    .outcome;
                 match change {
                     PluginChange::Good(start) => {
                         model.plugin_generation += 1;
@@ -351,7 +355,7 @@ async fn run_case(ops: Vec<Op>, stop_first: bool) -> Result<(), TestCaseError> {
     );
     let base = format!(
         "http://{}",
-        runtime.live_engine().expect("live").listening()[0].1
+        runtime.status().await.unwrap().listening()[0].1
     );
     let harness = Harness {
         runtime: runtime.clone(),

@@ -82,7 +82,10 @@ fn counter_spec(name: &str, start: i64) -> PluginSpec {
 #[tokio::test]
 async fn a_plugin_serves_over_http_and_keeps_its_state_across_engine_reloads() {
     let runtime = start(HITS, "").await;
-    let base = format!("http://{}", runtime.live_engine().unwrap().listening()[0].1);
+    let base = format!(
+        "http://{}",
+        runtime.status().await.unwrap().listening()[0].1
+    );
     assert_eq!(
         get(&format!("{base}/count")).await,
         (200, json!({"count": 1}))
@@ -96,7 +99,8 @@ async fn a_plugin_serves_over_http_and_keeps_its_state_across_engine_reloads() {
         runtime
             .reload(config(HITS, "reload: { drainTimeout: 1s }"))
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     assert_eq!(
@@ -106,7 +110,7 @@ async fn a_plugin_serves_over_http_and_keeps_its_state_across_engine_reloads() {
     // A changed plugin spec in a new config: reloaded, with the count handed over.
     let changed = "  - { name: hits, type: counter, config: { start: 100 } }";
     assert_eq!(
-        runtime.reload(config(changed, "")).await.unwrap(),
+        runtime.reload(config(changed, "")).await.unwrap().outcome,
         ReloadOutcome::Activated { generation: 3 }
     );
     assert_eq!(
@@ -180,7 +184,8 @@ async fn a_crash_loop_beyond_the_intensity_marks_the_plugin_failed_and_escalates
         runtime
             .reload(config(plugins, "reload: { drainTimeout: 1s }"))
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     assert_eq!(count(&runtime, "hits").await, 0);
@@ -318,9 +323,12 @@ async fn calls_across_plugin_reloads_are_each_served_exactly_once() {
     for i in 0..20 {
         // A new config each time (the start value changes), so each reload is a real swap.
         let outcome = runtime
-            .reload_plugin("hits", counter_spec("hits", 1000 + i))
+            .plugin("hits")
+            .expect("the plugin runs")
+            .reload(counter_spec("hits", 1000 + i))
             .await
-            .unwrap();
+            .unwrap()
+            .outcome;
         assert_eq!(
             outcome,
             ReloadOutcome::Activated {
@@ -352,7 +360,13 @@ async fn a_plugin_reload_that_fails_to_start_keeps_the_old_instance_and_its_stat
     let failing =
         PluginSpec::parse(b"{ name: hits, type: test.journal, config: { failStart: true } }")
             .unwrap();
-    let outcome = runtime.reload_plugin("hits", failing).await.unwrap();
+    let outcome = runtime
+        .plugin("hits")
+        .expect("the plugin runs")
+        .reload(failing)
+        .await
+        .unwrap()
+        .outcome;
     match &outcome {
         ReloadOutcome::RolledBack { error } => {
             assert!(error.contains("hits refuses to start"), "{error}")
@@ -362,15 +376,19 @@ async fn a_plugin_reload_that_fails_to_start_keeps_the_old_instance_and_its_stat
     assert_eq!(increment(&runtime, "hits", 1).await, 8);
     // An unknown plugin kind is rejected before anything is touched.
     let unknown = PluginSpec::parse(b"{ name: hits, type: nope }").unwrap();
-    let outcome = runtime.reload_plugin("hits", unknown).await.unwrap();
+    let outcome = runtime
+        .plugin("hits")
+        .expect("the plugin runs")
+        .reload(unknown)
+        .await
+        .unwrap()
+        .outcome;
     assert!(
         matches!(&outcome, ReloadOutcome::Rejected { stage: Stage::Validate, error } if error.contains("unknown plugin type \"nope\"")),
         "{outcome:?}"
     );
     assert!(matches!(
-        runtime
-            .reload_plugin("nobody", counter_spec("nobody", 0))
-            .await,
+        runtime.plugin("nobody"),
         Err(swapvisor::RuntimeError::UnknownPlugin(_))
     ));
     assert_eq!(count(&runtime, "hits").await, 8);
@@ -396,7 +414,13 @@ pipelines:
         json!("hello")
     );
     let lite = PluginSpec::parse(b"{ name: g, type: greeter-lite }").unwrap();
-    let outcome = runtime.reload_plugin("g", lite).await.unwrap();
+    let outcome = runtime
+        .plugin("g")
+        .expect("the plugin runs")
+        .reload(lite)
+        .await
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::Rejected {
@@ -415,7 +439,7 @@ pipelines:
 async fn embedders_reload_a_plugin_by_message() {
     let runtime = start(HITS, "").await;
     increment(&runtime, "hits", 3).await;
-    let supervisor = runtime.plugin_supervisor("hits").await.unwrap();
+    let supervisor = runtime.plugin("hits").unwrap().supervisor().await.unwrap();
     let spec = PluginUnitSpec::new(
         counter_spec("hits", 0),
         RestartSettings {
@@ -447,7 +471,8 @@ async fn a_crash_loop_during_probation_reverts_to_the_last_known_good_config() {
         runtime
             .reload(config(&fragile, "reload: { probation: 30s }"))
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     let _ = runtime
@@ -480,7 +505,8 @@ async fn no_revert_once_the_probation_window_has_passed() {
         runtime
             .reload(config(&fragile, "reload: { probation: 100ms }"))
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     // Let the window pass: the window itself is what is under test.
@@ -509,7 +535,10 @@ async fn shutdown_stops_plugins_in_reverse_order_and_leaves_no_task() {
   - { name: b, type: test.journal }
   - { name: c, type: test.journal }";
     let runtime = Runtime::start(config(plugins, ""), registry).await.unwrap();
-    let base = format!("http://{}", runtime.live_engine().unwrap().listening()[0].1);
+    let base = format!(
+        "http://{}",
+        runtime.status().await.unwrap().listening()[0].1
+    );
     assert_eq!(
         get(&format!("{base}/count")).await,
         (200, json!({"count": null})),
@@ -554,7 +583,8 @@ async fn a_plugin_hanging_in_start_rolls_the_reload_back_in_time_and_leaves_noth
             "reload: { startTimeout: 300ms, stopTimeout: 300ms }",
         ))
         .await
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -574,7 +604,7 @@ async fn a_plugin_hanging_in_start_rolls_the_reload_back_in_time_and_leaves_noth
     .await;
     assert_eq!(increment(&runtime, "hits", 1).await, 3);
     assert_eq!(
-        runtime.reload(config(HITS, "")).await.unwrap(),
+        runtime.reload(config(HITS, "")).await.unwrap().outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     runtime.shutdown().await.unwrap();

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use swapvisor::actors::ractor;
 use swapvisor::engine::EngineSpec;
 use swapvisor::{
-    Config, Origin, ReloadOutcome, ReloadRequest, RunState, Runtime, Stage, SupervisorMsg,
+    Config, Origin, Reload, ReloadOutcome, ReloadRequest, RunState, Runtime, Stage, SupervisorMsg,
     TryActivateResult,
 };
 
@@ -53,7 +53,7 @@ async fn start(config: Config) -> (Runtime, common::Controls, String) {
     let runtime = Runtime::start(config, registry)
         .await
         .expect("initial config activates");
-    let address = runtime.live_engine().unwrap().listening()[0].1.clone();
+    let address = runtime.status().await.unwrap().listening()[0].1.clone();
     (runtime, controls, format!("http://{address}"))
 }
 
@@ -74,7 +74,11 @@ async fn a_config_that_fails_to_build_is_rejected_while_the_old_engine_serves() 
         let base = base.clone();
         async move { get(&format!("{base}/slow")).await }
     });
-    let outcome = runtime.reload(config("v2", FAULT_BUILD, "")).await.unwrap();
+    let outcome = runtime
+        .reload(config("v2", FAULT_BUILD, ""))
+        .await
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::Rejected {
@@ -86,7 +90,8 @@ async fn a_config_that_fails_to_build_is_rejected_while_the_old_engine_serves() 
     let invalid = runtime
         .reload(config("v2", "  - { name: x, type: no.such.type }", ""))
         .await
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert!(
         matches!(
             invalid,
@@ -98,7 +103,7 @@ async fn a_config_that_fails_to_build_is_rejected_while_the_old_engine_serves() 
         "{invalid:?}"
     );
     let unparsable = runtime
-        .reload_with(ReloadRequest::new(EngineSpec::from("modules: [")))
+        .reload(ReloadRequest::new(EngineSpec::from("modules: [")))
         .await
         .unwrap();
     assert!(matches!(
@@ -131,7 +136,7 @@ async fn a_good_config_replaces_the_engine_on_the_same_socket() {
     })
     .await;
     assert_eq!(
-        runtime.reload(plain("v2")).await.unwrap(),
+        runtime.reload(plain("v2")).await.unwrap().outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     assert_eq!(version_at(&base).await, "v2");
@@ -146,7 +151,7 @@ async fn a_good_config_replaces_the_engine_on_the_same_socket() {
             && last.timings.total.is_some()
     );
     assert_eq!(
-        runtime.listeners().addresses().len(),
+        runtime.status().await.unwrap().listeners,
         1,
         "one socket, kept across the reload"
     );
@@ -157,7 +162,11 @@ async fn start_failure_rolls_back(mode_first: fn(&str, &str) -> Config) {
     let (runtime, _, base) = start(mode_first("v1", "")).await;
 
     // A module that fails to start.
-    let outcome = runtime.reload(mode_first("v2", FAULT_START)).await.unwrap();
+    let outcome = runtime
+        .reload(mode_first("v2", FAULT_START))
+        .await
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::RolledBack {
@@ -172,7 +181,11 @@ async fn start_failure_rolls_back(mode_first: fn(&str, &str) -> Config) {
     let taken = holder.local_addr().unwrap();
     let extra =
         format!("  - {{ name: other, type: http.server, config: {{ address: \"{taken}\" }} }}");
-    let outcome = runtime.reload(mode_first("v3", &extra)).await.unwrap();
+    let outcome = runtime
+        .reload(mode_first("v3", &extra))
+        .await
+        .unwrap()
+        .outcome;
     match &outcome {
         ReloadOutcome::RolledBack { error } => {
             assert!(
@@ -210,7 +223,11 @@ async fn stop_first_degrades_when_the_restore_fails_then_recovers() {
 
     // From now on the toggle module fails every start: the new config, and the restore of v1.
     controls.fail_starts.store(true, Ordering::SeqCst);
-    let outcome = runtime.reload(stop_first("v2", toggle)).await.unwrap();
+    let outcome = runtime
+        .reload(stop_first("v2", toggle))
+        .await
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::Degraded {
@@ -250,19 +267,26 @@ async fn a_good_reload_clears_the_degraded_state() {
     let toggle = "  - { name: t, type: test.toggle }";
     let (runtime, controls, _) = start(stop_first("v1", toggle)).await;
     controls.fail_starts.store(true, Ordering::SeqCst);
-    let outcome = runtime.reload(stop_first("v2", toggle)).await.unwrap();
+    let outcome = runtime
+        .reload(stop_first("v2", toggle))
+        .await
+        .unwrap()
+        .outcome;
     assert!(
         matches!(outcome, ReloadOutcome::Degraded { .. }),
         "{outcome:?}"
     );
     // A config without the failing module activates even though the restore keeps failing.
     assert_eq!(
-        runtime.reload(stop_first("v3", "")).await.unwrap(),
+        runtime.reload(stop_first("v3", "")).await.unwrap().outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     let status = runtime.status().await.unwrap();
     assert_eq!(status.state, RunState::Running);
-    let base = format!("http://{}", runtime.live_engine().unwrap().listening()[0].1);
+    let base = format!(
+        "http://{}",
+        runtime.status().await.unwrap().listening()[0].1
+    );
     assert_eq!(version_at(&base).await, "v3");
     runtime.shutdown().await.unwrap();
 }
@@ -293,7 +317,7 @@ async fn try_activate_answers_without_touching_the_live_engine() {
         .try_activate(config("v2", "  - { name: x, type: no.such }", ""))
         .await
         .unwrap();
-    let TryActivateResult::BuildFailed { error } = &result else {
+    let TryActivateResult::BuildFailed { error, .. } = &result else {
         panic!("{result:?}")
     };
     assert_eq!(
@@ -332,7 +356,8 @@ async fn panics_in_build_start_and_stop_are_errors_that_name_the_unit() {
     let outcome = runtime
         .reload(config("v2", &panicking("build"), ""))
         .await
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::Rejected {
@@ -344,7 +369,8 @@ async fn panics_in_build_start_and_stop_are_errors_that_name_the_unit() {
     let outcome = runtime
         .reload(config("v2", &panicking("start"), ""))
         .await
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::RolledBack {
@@ -357,11 +383,12 @@ async fn panics_in_build_start_and_stop_are_errors_that_name_the_unit() {
         runtime
             .reload(config("v2", &panicking("stop"), ""))
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     assert_eq!(
-        runtime.reload(plain("v3")).await.unwrap(),
+        runtime.reload(plain("v3")).await.unwrap().outcome,
         ReloadOutcome::Activated { generation: 3 }
     );
     assert_eq!(version_at(&base).await, "v3");
@@ -370,7 +397,8 @@ async fn panics_in_build_start_and_stop_are_errors_that_name_the_unit() {
     let outcome = runtime
         .reload(config("v4", hang, "startTimeout: 100ms"))
         .await
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::RolledBack {
@@ -382,11 +410,16 @@ async fn panics_in_build_start_and_stop_are_errors_that_name_the_unit() {
         runtime
             .reload(config("v4", "", "buildTimeout: 100ms"))
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 4 }
     );
     let hang = "  - { name: h, type: fault.inject, config: { failOn: build, mode: hang } }";
-    let outcome = runtime.reload(config("v5", hang, "")).await.unwrap();
+    let outcome = runtime
+        .reload(config("v5", hang, ""))
+        .await
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         ReloadOutcome::Rejected {
@@ -415,7 +448,7 @@ async fn concurrent_reloads_are_answered_one_at_a_time() {
             (
                 i,
                 runtime
-                    .reload_with(ReloadRequest::new(EngineSpec::from(next)))
+                    .reload(ReloadRequest::new(EngineSpec::from(next)))
                     .await
                     .unwrap(),
             )
@@ -472,7 +505,11 @@ async fn concurrent_reloads_are_answered_one_at_a_time() {
 async fn compare_and_swap_refuses_a_stale_generation() {
     let (runtime, _, base) = start(plain("v1")).await;
     assert_eq!(
-        runtime.reload_expecting(plain("v2"), 7).await.unwrap(),
+        runtime
+            .reload(Reload::new(plain("v2")).expecting(7))
+            .await
+            .unwrap()
+            .outcome,
         ReloadOutcome::Conflict {
             expected: 7,
             current: 1
@@ -480,7 +517,11 @@ async fn compare_and_swap_refuses_a_stale_generation() {
     );
     assert_eq!(version_at(&base).await, "v1");
     assert_eq!(
-        runtime.reload_expecting(plain("v2"), 1).await.unwrap(),
+        runtime
+            .reload(Reload::new(plain("v2")).expecting(1))
+            .await
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     assert_eq!(version_at(&base).await, "v2");
@@ -499,7 +540,13 @@ async fn watcher_reloads_coalesce_while_api_reloads_keep_their_order() {
     let waiting = controls.build_waiting.notified();
     let first = tokio::spawn({
         let runtime = runtime.clone();
-        async move { runtime.reload(config("slow", gated, "")).await.unwrap() }
+        async move {
+            runtime
+                .reload(config("slow", gated, ""))
+                .await
+                .unwrap()
+                .outcome
+        }
     });
     waiting.await; // the slow build is under way
     // Status is answered while the candidate builds.
@@ -509,7 +556,7 @@ async fn watcher_reloads_coalesce_while_api_reloads_keep_their_order() {
         let runtime = runtime.clone();
         tokio::spawn(async move {
             runtime
-                .reload_with(ReloadRequest::new(EngineSpec::from(plain(version))).from(origin))
+                .reload(ReloadRequest::new(EngineSpec::from(plain(version))).from(origin))
                 .await
                 .unwrap()
         })
@@ -611,7 +658,7 @@ async fn reloads_under_load(mode: &str, reloads: usize) {
             1 => config(&format!("v{i}"), FAULT_START, mode),
             _ => config(&format!("v{i}"), "", mode),
         };
-        let outcome = runtime.reload(next).await.unwrap();
+        let outcome = runtime.reload(next).await.unwrap().outcome;
         activated += usize::from(outcome.is_activated());
         assert!(
             matches!(

@@ -58,7 +58,10 @@ async fn soak(reloads: usize, plugin_reloads: usize) {
     let runtime = Runtime::start(config(0, ""), registry)
         .await
         .expect("starts");
-    let base = format!("http://{}", runtime.live_engine().unwrap().listening()[0].1);
+    let base = format!(
+        "http://{}",
+        runtime.status().await.unwrap().listening()[0].1
+    );
     let client = common::client();
     let steps = reloads.max(plugin_reloads);
     let warm_up = steps / 10;
@@ -78,7 +81,11 @@ async fn soak(reloads: usize, plugin_reloads: usize) {
                 ),
                 _ => ("", "activated"),
             };
-            let outcome = runtime.reload(config(step, fault)).await.expect("answers");
+            let outcome = runtime
+                .reload(config(step, fault))
+                .await
+                .expect("answers")
+                .outcome;
             assert_eq!(outcome.name(), expect, "reload {step}: {outcome:?}");
             activated += usize::from(outcome.is_activated());
         }
@@ -89,7 +96,13 @@ async fn soak(reloads: usize, plugin_reloads: usize) {
             .unwrap();
             plugin_generation += 1;
             assert_eq!(
-                runtime.reload_plugin("hits", spec).await.unwrap(),
+                runtime
+                    .plugin("hits")
+                    .expect("the plugin runs")
+                    .reload(spec)
+                    .await
+                    .unwrap()
+                    .outcome,
                 ReloadOutcome::Activated {
                     generation: plugin_generation
                 }

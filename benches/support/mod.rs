@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 use swapvisor::config::ConfigErrors;
-use swapvisor::engine::{Module, ModuleBuild, ModuleContext, ModuleError};
+use swapvisor::extension::{Module, ModuleBuild, ModuleContext, ModuleError};
 use swapvisor::{Config, Registry};
 use tokio::time::Instant;
 

@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use swapvisor::config::{Config, DocumentLimits, process_env};
-use swapvisor::engine::Services;
 use swapvisor::{Engine, Registry};
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -31,7 +30,6 @@ fuzz_target!(|data: &[u8]| {
         data,
         &DocumentLimits::default(),
         registry(),
-        Services::standalone(),
         &process_env,
     ));
 });

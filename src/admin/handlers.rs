@@ -10,7 +10,7 @@ use super::AdminState;
 use super::extract::{Body, IfMatch};
 use crate::config::{LoadError, PluginSpec, read_file};
 use crate::engine::EngineSpec;
-use crate::runtime::RuntimeError;
+use crate::runtime::{Reload, TryActivateResult};
 
 /// A JSON response.
 pub(super) fn json(status: StatusCode, body: Value) -> Response {
@@ -83,44 +83,29 @@ pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
 
 /// `POST /api/v1/admin/engine/try-activate`: build the body's config and tear it down.
 pub(super) async fn try_activate(State(state): State<AdminState>, Body(body): Body) -> Response {
-    match state
+    let verdict = state
         .runtime
-        .probe(EngineSpec::Source(body.to_vec().into()))
-        .await
-    {
-        Ok(Ok(types)) => {
-            let mut answer = serde_json::to_value(types).unwrap_or_default();
-            if let Value::Object(fields) = &mut answer {
-                fields.insert("status".into(), json!("build_ok"));
-            }
-            json(StatusCode::OK, reorder_status_first(answer))
-        }
-        Ok(Err(failure)) => {
-            let code = if failure.stage == Stage::Parse {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
+        .try_activate(EngineSpec::Source(body.to_vec().into()))
+        .await;
+    match verdict {
+        Ok(verdict) => {
+            let code = match &verdict {
+                TryActivateResult::BuildOk { .. } => StatusCode::OK,
+                TryActivateResult::BuildFailed { stage, .. } => failed_build(*stage),
             };
-            json(
-                code,
-                json!({"status": "build_failed", "error": failure.message}),
-            )
+            json(code, serde_json::to_value(verdict).unwrap_or_default())
         }
         Err(_) => stopped(),
     }
 }
 
-/// `{"status": ..., rest}`: status first, as clients read it first.
-fn reorder_status_first(value: Value) -> Value {
-    let Value::Object(mut fields) = value else {
-        return value;
-    };
-    let mut ordered = serde_json::Map::new();
-    if let Some(status) = fields.remove("status") {
-        ordered.insert("status".into(), status);
+/// 400 for input that is not a document at all, 422 for a document that does not build.
+fn failed_build(stage: Stage) -> StatusCode {
+    if stage == Stage::Parse {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
     }
-    ordered.extend(fields);
-    Value::Object(ordered)
 }
 
 /// `POST /api/v1/admin/engine/reload`: the body's config, or the config file when the body is
@@ -144,9 +129,9 @@ pub(super) async fn reload(
     } else {
         body.to_vec()
     };
-    let mut request = ReloadRequest::new(EngineSpec::from(source)).from(Origin::Admin);
+    let mut request = Reload::new(source).from(Origin::Admin);
     request.expected_generation = expected;
-    match state.runtime.reload_with(request).await {
+    match state.runtime.reload(request).await {
         Ok(record) => reload_answer(&record),
         Err(_) => stopped(),
     }
@@ -171,50 +156,33 @@ pub(super) async fn reload_plugin(
     Path(name): Path<String>,
     Body(body): Body,
 ) -> Response {
-    if state.runtime.plugin(&name).is_none() {
+    let Ok(plugin) = state.runtime.plugin(&name) else {
         return json(
             StatusCode::NOT_FOUND,
             json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
         );
-    }
-    let generation = || {
-        state
-            .runtime
-            .plugin_status(&name)
-            .map_or(0, |p| p.generation)
     };
     let spec = match PluginSpec::parse(&body) {
         Ok(spec) => spec,
-        Err(LoadError::Invalid(errors)) => {
+        Err(error) => {
+            let code = match error {
+                LoadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let generation = plugin.status().generation;
             return json(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"status": "build_failed", "error": errors.to_string(), "generation": generation()}),
-            );
-        }
-        Err(other) => {
-            return json(
-                StatusCode::BAD_REQUEST,
-                json!({"status": "build_failed", "error": other.to_string(), "generation": generation()}),
+                code,
+                json!({"status": "build_failed", "error": error.to_string(), "generation": generation}),
             );
         }
     };
-    match state
-        .runtime
-        .reload_plugin_with(&name, spec, Origin::Admin)
-        .await
-    {
-        Ok(mut record) => {
-            // A record made before the plugin's Supervisor saw the request has no generation.
-            if !record.outcome.is_activated() {
-                record.generation = generation();
-            }
-            reload_answer(&record)
-        }
-        Err(RuntimeError::UnknownPlugin(_)) => json(
+    let request = ReloadRequest::<PluginSpec>::new(spec).from(Origin::Admin);
+    match plugin.reload(request).await {
+        Ok(record) => reload_answer(&record),
+        Err(_) => json(
             StatusCode::NOT_FOUND,
             json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
         ),
-        Err(_) => stopped(),
     }
 }
 
@@ -226,17 +194,10 @@ fn reload_answer(record: &ReloadRecord) -> Response {
             StatusCode::OK,
             json!({"status": "activated", "generation": generation}),
         ),
-        ReloadOutcome::Rejected { stage, error } => {
-            let code = if *stage == Stage::Parse {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            json(
-                code,
-                json!({"status": "build_failed", "error": error, "generation": generation}),
-            )
-        }
+        ReloadOutcome::Rejected { stage, error } => json(
+            failed_build(*stage),
+            json!({"status": "build_failed", "error": error, "generation": generation}),
+        ),
         ReloadOutcome::RolledBack { error } => json(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"status": "rolled_back", "error": error, "generation": generation}),

@@ -19,6 +19,7 @@
 
 mod extract;
 mod handlers;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +28,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 
-use crate::metrics::Metrics;
+pub use metrics::Metrics;
+
 use crate::runtime::Runtime;
 
 /// Everything the admin handlers share.
@@ -64,14 +66,14 @@ pub enum AdminError {
 }
 
 /// Checks that serving the admin API on `address` with `token` is safe.
-pub fn check_exposure(address: SocketAddr, token: Option<&str>) -> Result<(), AdminError> {
+fn check_exposure(address: SocketAddr, token: Option<&str>) -> Result<(), AdminError> {
     if !address.ip().is_loopback() && token.is_none() {
         return Err(AdminError::ExposedWithoutToken(address));
     }
     Ok(())
 }
 
-/// Binds the admin listener (after [`check_exposure`]).
+/// Binds the admin listener, refusing a non-loopback address without a token.
 pub async fn bind(
     address: SocketAddr,
     token: Option<&str>,
@@ -83,7 +85,7 @@ pub async fn bind(
 }
 
 /// The admin API's routes.
-pub fn router(state: AdminState) -> Router {
+fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))

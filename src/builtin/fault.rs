@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::config::ConfigErrors;
-use crate::engine::{Module, ModuleBuild, ModuleContext, ModuleError};
+use crate::extension::{Module, ModuleBuild, ModuleContext, ModuleError};
 
 /// When a `fault.inject` module fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

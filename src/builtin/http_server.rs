@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::config::{ConfigError, ConfigErrors, place};
-use crate::engine::{
-    HttpRoute, Module, ModuleBuild, ModuleContext, ModuleError, TriggerBinding, TriggerBuild,
+use crate::extension::{
+    HttpRoute, ListenerKey, ListenerLease, Module, ModuleBuild, ModuleContext, ModuleError,
+    TriggerBinding, TriggerBuild,
 };
-use crate::net::{ListenerKey, ListenerLease};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,19 +23,14 @@ struct ServerSettings {
 
 /// The `http.server` module: borrows its listener from the runtime's pool at start and gives
 /// it back at stop. Requests are routed by the engine, not by the module.
-pub struct HttpServer {
+struct HttpServer {
     key: ListenerKey,
     lease: Mutex<Option<ListenerLease>>,
 }
 
 impl HttpServer {
-    /// The pool key of this server's listener.
-    pub fn key(&self) -> &ListenerKey {
-        &self.key
-    }
-
     /// The bound address, while started.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
+    fn local_addr(&self) -> Option<SocketAddr> {
         self.lease().as_ref().map(ListenerLease::local_addr)
     }
 
@@ -105,6 +100,10 @@ impl Module for HttpServer {
             details.insert("listening".into(), Value::String(local.to_string()));
         }
         details
+    }
+
+    fn http_listener(&self) -> Option<&ListenerKey> {
+        Some(&self.key)
     }
 }
 

@@ -1,5 +1,4 @@
-//! The built-in types, contributed to every [`Registry::with_builtins`](crate::Registry) by
-//! `core`. Their settings are documented in docs/CONFIG.md.
+//! The built-in types, contributed to every [`Registry::with_builtins`] by `core`. Their settings are documented in docs/CONFIG.md.
 //!
 //! | kind | type | settings |
 //! |---|---|---|
@@ -15,25 +14,36 @@
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
 //! | plugin | `counter` | `start` |
 
+mod counter;
 mod fault;
 mod http_server;
 mod schedule;
 mod steps;
 
-pub use fault::{FaultMode, FaultStage};
-pub use http_server::HttpServer;
-
 use crate::registry::{Registry, RegistryError};
 
 /// The contributor name of the built-in types.
-pub const CONTRIBUTOR: &str = "core";
+const CONTRIBUTOR: &str = "core";
+
+impl Registry {
+    /// A registry holding the built-in types and the `counter` plugin kind, contributed by
+    /// `core`.
+    pub fn with_builtins() -> Self {
+        let mut registry = Self::new();
+        registry
+            .contributing(CONTRIBUTOR, register)
+            // The built-in names are distinct constants, and the registry starts empty.
+            .expect("built-in type names are unique");
+        registry
+    }
+}
 
 /// Registers every built-in type.
-pub fn register(registry: &mut Registry) -> Result<(), RegistryError> {
+fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_module("http.server", http_server::build_server)?;
     registry.register_module("fault.inject", fault::build)?;
     registry.register_trigger("http", http_server::build_trigger)?;
     registry.register_trigger("schedule", schedule::build)?;
-    registry.register_plugin(crate::plugin::Counter::KIND, crate::plugin::Counter::build)?;
+    registry.register_plugin(counter::Counter::KIND, counter::Counter::build)?;
     steps::register(registry)
 }

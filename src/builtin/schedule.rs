@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
-use crate::engine::{PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerTask};
+use crate::extension::{PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerTask};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

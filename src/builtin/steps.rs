@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
-use crate::engine::template::Template;
-use crate::engine::{Step, StepBuild, StepContext, StepError};
+use crate::extension::template::Template;
+use crate::extension::{Step, StepBuild, StepContext, StepError};
 use crate::registry::{Registry, RegistryError};
 
 pub(super) fn register(registry: &mut Registry) -> Result<(), RegistryError> {

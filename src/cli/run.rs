@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use swapvisor::admin::{self, AdminState};
+use swapvisor::admin::{self, AdminState, Metrics};
 use swapvisor::config::read_file;
-use swapvisor::engine::EngineSpec;
-use swapvisor::metrics::Metrics;
-use swapvisor::{Origin, Registry, ReloadRequest, Runtime, RuntimeOptions};
+use swapvisor::{Origin, Registry, Reload, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, watch};
@@ -98,11 +96,11 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     };
     let metrics = Arc::new(Metrics::default());
-    let options = RuntimeOptions {
-        observer: Some(metrics.clone()),
-        ..RuntimeOptions::default()
-    };
-    let runtime = match Runtime::start_with(source, Registry::with_builtins(), options).await {
+    let started = Runtime::builder(Registry::with_builtins())
+        .observer(metrics.clone())
+        .start(source)
+        .await;
+    let runtime = match started {
         Ok(runtime) => Arc::new(runtime),
         Err(error) => {
             eprintln!("swapvisor: {}: {error}", args.config.display());
@@ -140,8 +138,9 @@ pub async fn run(args: RunArgs) -> u8 {
     };
 
     let serving: Vec<String> = runtime
-        .live_engine()
-        .map(|engine| engine.listening())
+        .status()
+        .await
+        .map(|status| status.listening())
         .unwrap_or_default()
         .into_iter()
         .map(|(name, address)| format!("{name}=http://{address}"))
@@ -162,9 +161,8 @@ pub async fn run(args: RunArgs) -> u8 {
                         let runtime = runtime.clone();
                         // Not awaited here, so that a slow reload never delays a shutdown signal.
                         tokio::spawn(async move {
-                            let request =
-                                ReloadRequest::new(EngineSpec::from(source)).from(Origin::Signal);
-                            let _ = runtime.reload_with(request).await;
+                            let request = Reload::new(source).from(Origin::Signal);
+                            let _ = runtime.reload(request).await;
                         });
                     }
                     Err(error) => {

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use swapvisor::config::{DocumentLimits, process_env, read_file};
-use swapvisor::engine::{BuildError, Services};
-use swapvisor::{Engine, Registry, TryActivateResult};
+use swapvisor::engine::BuildError;
+use swapvisor::{Engine, Registry, Stage, TryActivateResult};
 
 use super::{EXIT_INVALID, EXIT_OK};
 
@@ -14,19 +14,14 @@ pub async fn validate(path: &Path) -> u8 {
         Err(error) => TryActivateResult::failed(&BuildError::from(error)),
         Ok(source) => {
             let limits = DocumentLimits::default();
-            let build = Engine::build_from_source(
-                &source,
-                &limits,
-                &registry,
-                Services::standalone(),
-                &process_env,
-            );
+            let build = Engine::build_from_source(&source, &limits, &registry, &process_env);
             // Building has no outside effects, but a module may hang in it; bound the wait.
             match tokio::time::timeout(std::time::Duration::from_secs(30), build).await {
                 Ok(Ok(engine)) => TryActivateResult::ok(&engine),
                 Ok(Err(error)) => TryActivateResult::failed(&error),
                 Err(_) => TryActivateResult::BuildFailed {
                     error: "the build did not finish within 30s".to_owned(),
+                    stage: Stage::Build,
                 },
             }
         }
@@ -34,7 +29,7 @@ pub async fn validate(path: &Path) -> u8 {
     println!("{}", result.to_json());
     match result {
         TryActivateResult::BuildOk { .. } => EXIT_OK,
-        TryActivateResult::BuildFailed { error } => {
+        TryActivateResult::BuildFailed { error, .. } => {
             eprintln!("{}: {error}", path.display());
             EXIT_INVALID
         }

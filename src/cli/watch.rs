@@ -14,8 +14,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use swapvisor::config::read_file;
-use swapvisor::engine::EngineSpec;
-use swapvisor::{Origin, ReloadRequest, Runtime};
+use swapvisor::{Origin, Reload, Runtime};
 use tokio::sync::mpsc;
 
 /// How long the file must be quiet before a change is applied.
@@ -86,8 +85,8 @@ pub fn watch(path: &Path, runtime: Arc<Runtime>) -> notify::Result<ConfigWatcher
             }
             last = Some(hash);
             tracing::info!(config = %path.display(), "the config file changed; reloading");
-            let request = ReloadRequest::new(EngineSpec::from(source)).from(Origin::Watch);
-            if runtime.reload_with(request).await.is_err() {
+            let request = Reload::new(source).from(Origin::Watch);
+            if runtime.reload(request).await.is_err() {
                 return; // the runtime has shut down
             }
         }

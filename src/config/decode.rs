@@ -149,7 +149,7 @@ pub(crate) fn decode_plugin_at(
 ) -> Option<PluginSpec> {
     let fields = Fields::of(item, here, PLUGIN_FIELDS, errors)?;
     let name = fields.name(errors);
-    let type_name = fields.required_string("type", "a plugin kind, such as counter", errors);
+    let kind = fields.required_string("type", "a plugin kind, such as counter", errors);
     let config = fields.config(errors);
     let restart = fields
         .child("restart", RESTART_FIELDS, errors)
@@ -176,7 +176,7 @@ pub(crate) fn decode_plugin_at(
         .unwrap_or_default();
     Some(PluginSpec {
         name: name?,
-        type_name: type_name?,
+        kind: kind?,
         config,
         restart,
     })

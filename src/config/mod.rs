@@ -2,12 +2,12 @@
 //!
 //! A config goes through three steps, and each keeps its output separate from its input:
 //!
-//! 1. **Parse** ([`document`]): bytes become a value tree, within hard [`DocumentLimits`] that
+//! 1. **Parse**: bytes become a value tree, within hard [`DocumentLimits`] that
 //!    refuse huge, deeply nested or alias-bomb documents quickly.
 //! 2. **Decode and check**: the tree becomes a typed [`Config`]; unknown fields, wrong types,
 //!    duplicate names, unknown dependencies and dependency cycles are all collected into one
 //!    [`ConfigErrors`], each naming its place (`modules[2] (name "db").dependsOn[0]`).
-//! 3. **Resolve** ([`resolve`]): `${VAR}` references are expanded and defaults applied into a
+//! 3. **Resolve**: `${VAR}` references are expanded and defaults applied into a
 //!    separate [`Resolved`] value. The [`Config`] itself is never changed.
 //!
 //! Checks that need the registry (known types, each type's own settings) happen when the engine
@@ -31,8 +31,9 @@
 //! );
 //! ```
 
+mod bounded;
 mod decode;
-pub mod document;
+mod document;
 mod env;
 mod error;
 mod model;
@@ -44,14 +45,14 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use decode::parse_duration;
-pub use document::{Document, DocumentError, DocumentLimits, DuplicateKey, parse_document};
+pub use document::{DocumentError, DocumentLimits};
+pub(crate) use document::{DuplicateKey, parse_document};
 pub use env::{EnvLookup, SharedEnv, process_env};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub(crate) use resolved::resolve_collecting;
-pub use resolved::{
-    ReloadSettings, Resolved, RestartSettings, RuntimeSettings, resolve, resolve_plugin,
-};
+pub(crate) use resolved::resolve_plugin;
+pub use resolved::{Resolved, RestartSettings, RuntimeSettings};
 
 pub(crate) use error::{place, unknown_name};
 pub(crate) use validate::{module_place, start_order};

@@ -81,9 +81,9 @@ pub struct StepSpec {
 pub struct PluginSpec {
     /// Unique instance name; steps call the plugin by this name.
     pub name: String,
-    /// A plugin kind registered with the runtime, such as `counter`.
+    /// A plugin kind registered with the runtime, such as `counter` (its `type:`).
     #[serde(rename = "type")]
-    pub type_name: String,
+    pub kind: String,
     /// The plugin's own settings.
     pub config: Value,
     /// How the instance is restarted when it fails.
@@ -131,10 +131,11 @@ pub enum RestartPolicy {
 }
 
 /// Which siblings restart with a failed plugin (Erlang/OTP strategies).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartStrategy {
-    /// Only the failed instance.
+    /// Only the failed instance. The default.
+    #[default]
     OneForOne,
     /// Every instance.
     OneForAll,

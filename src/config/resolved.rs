@@ -1,6 +1,6 @@
 //! The resolved config: environment expanded, defaults filled in.
 //!
-//! [`resolve`] derives a [`Resolved`] from a [`Config`] without touching it. Everything the
+//! Resolving derives a [`Resolved`] from a [`Config`] without touching it. Everything the
 //! engine and the runtime read comes from here, so a default is written down exactly once.
 
 use std::collections::HashSet;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
-use swapvisor_actors::Backoff;
+use swapvisor_actors::{Backoff, SwapSettings};
 
 use super::env::{EnvLookup, expand_value};
 use super::error::{ConfigErrors, place};
@@ -26,47 +26,13 @@ pub struct Resolved {
 }
 
 /// `runtime:` with defaults applied.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RuntimeSettings {
-    /// How reloads are carried out.
-    pub reload: ReloadSettings,
+    /// How reloads are carried out (`runtime.reload`): the swap mode and timeouts, with the
+    /// defaults of [`SwapSettings::default`].
+    pub reload: SwapSettings,
     /// How plugin failures spread to siblings. Default `one_for_one`.
     pub plugin_strategy: RestartStrategy,
-}
-
-/// `runtime.reload` with defaults applied.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReloadSettings {
-    /// Default `start-first`.
-    pub mode: SwapMode,
-    /// Default 5s.
-    pub drain_timeout: Duration,
-    /// Default 30s.
-    pub build_timeout: Duration,
-    /// Default 30s.
-    pub start_timeout: Duration,
-    /// Default 10s.
-    pub stop_timeout: Duration,
-    /// Default off.
-    pub probation: Option<Duration>,
-}
-
-impl Default for RuntimeSettings {
-    fn default() -> Self {
-        Self {
-            reload: ReloadSettings {
-                mode: SwapMode::StartFirst,
-                drain_timeout: Duration::from_secs(5),
-                build_timeout: Duration::from_secs(30),
-                start_timeout: Duration::from_secs(30),
-                stop_timeout: Duration::from_secs(10),
-                probation: None,
-            },
-            plugin_strategy: RestartStrategy::OneForOne,
-        }
-    }
 }
 
 /// A plugin's restart settings with defaults applied.
@@ -105,24 +71,18 @@ impl RestartSettings {
 
 impl RuntimeSettings {
     fn from_spec(spec: &RuntimeSpec) -> Self {
-        let defaults = Self::default();
+        let defaults = SwapSettings::default();
         let reload = &spec.reload;
         Self {
-            reload: ReloadSettings {
-                mode: reload.mode.unwrap_or(defaults.reload.mode),
-                drain_timeout: reload
-                    .drain_timeout
-                    .unwrap_or(defaults.reload.drain_timeout),
-                build_timeout: reload
-                    .build_timeout
-                    .unwrap_or(defaults.reload.build_timeout),
-                start_timeout: reload
-                    .start_timeout
-                    .unwrap_or(defaults.reload.start_timeout),
-                stop_timeout: reload.stop_timeout.unwrap_or(defaults.reload.stop_timeout),
+            reload: SwapSettings {
+                mode: reload.mode.unwrap_or(defaults.mode),
+                drain_timeout: reload.drain_timeout.unwrap_or(defaults.drain_timeout),
+                build_timeout: reload.build_timeout.unwrap_or(defaults.build_timeout),
+                start_timeout: reload.start_timeout.unwrap_or(defaults.start_timeout),
+                stop_timeout: reload.stop_timeout.unwrap_or(defaults.stop_timeout),
                 probation: reload.probation,
             },
-            plugin_strategy: spec.plugins.strategy.unwrap_or(defaults.plugin_strategy),
+            plugin_strategy: spec.plugins.strategy.unwrap_or_default(),
         }
     }
 }
@@ -137,14 +97,6 @@ pub(crate) struct Unexpanded {
     /// Pipeline positions.
     pub(crate) triggers: HashSet<usize>,
     pub(crate) plugins: HashSet<usize>,
-}
-
-/// Derives the resolved config, reporting unset variables and impossible settings with their
-/// place.
-pub fn resolve(config: &Config, env: EnvLookup<'_>) -> Result<Resolved, ConfigErrors> {
-    let mut errors = ConfigErrors::default();
-    let (resolved, _) = resolve_collecting(config, env, &mut errors);
-    errors.into_result(resolved)
 }
 
 /// Resolves one plugin entry in place (found at `at`): expands its config and applies restart
@@ -215,7 +167,7 @@ fn expand_tracked(
     expanded
 }
 
-/// Like [`resolve`], but adds problems to `errors` and always returns a best-effort result,
+/// Resolves `config`, adding problems to `errors`; always returns a best-effort result,
 /// with the items that could not be expanded.
 pub(crate) fn resolve_collecting(
     config: &Config,

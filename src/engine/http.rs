@@ -16,9 +16,9 @@ use hyper::StatusCode;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use super::error::ExecuteError;
 use super::pipeline::Pipeline;
-use super::services::Services;
+use crate::extension::ExecuteError;
+use crate::extension::Services;
 use crate::net::{HttpRequest, HttpResponse, ListenerKey};
 
 /// Largest request body a pipeline accepts.
@@ -294,7 +294,7 @@ fn pipeline_response(output: &Value) -> HttpResponse {
 }
 
 /// A JSON response with `status`.
-pub fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     // Serializing a Value cannot fail.
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));

@@ -3,9 +3,9 @@
 use serde_json::Value;
 use swapvisor_actors::guard;
 
-use super::error::ExecuteError;
-use super::services::Services;
-use super::step::{Step, StepContext};
+use crate::extension::ExecuteError;
+use crate::extension::Services;
+use crate::extension::{Step, StepContext};
 
 /// A built pipeline.
 pub struct Pipeline {

@@ -5,28 +5,25 @@
 //! start; what it cannot construct is reported with its place, alongside the problems found
 //! earlier while decoding, so an operator sees every error in one pass.
 
-use std::any::Any;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::http::HttpRouter;
-use super::module::{Module, ModuleBuild};
-use super::pipeline::{Pipeline, PipelineStep};
-use super::step::StepBuild;
-use super::template::TemplateScope;
-use super::trigger::{TriggerBinding, TriggerBuild, TriggerTask};
 use swapvisor_actors::guard;
-use swapvisor_actors::{SwapMode, SwapSettings};
 
-use crate::builtin::HttpServer;
+use super::http::HttpRouter;
+use super::pipeline::{Pipeline, PipelineStep};
+use super::plugins::{PLUGIN_CONTRIBUTOR, PluginTypeUse, plan_plugins};
 use crate::config::{
     Config, ConfigErrors, EnvLookup, Resolved, module_place, place, resolve_collecting,
     start_order, unknown_name,
 };
-use crate::net::ListenerKey;
-use crate::plugin::{PluginBuild, PluginUnitSpec};
+use crate::extension::template::TemplateScope;
+use crate::extension::{
+    ListenerKey, Module, ModuleBuild, StepBuild, TriggerBinding, TriggerBuild, TriggerTask,
+};
+use crate::plugin::PluginPlan;
 use crate::registry::Registry;
 
 /// The types a config uses, each list sorted. This is what try-activate and `validate` report.
@@ -50,26 +47,13 @@ pub(crate) struct PlannedModule {
     pub(crate) module: Box<dyn Module>,
 }
 
-/// One use of a type contributed by a plugin kind, so that a plugin reload can be refused
-/// when it would take the type away.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PluginTypeUse {
-    /// `module`, `step` or `trigger`.
-    pub(crate) kind: &'static str,
-    pub(crate) type_name: String,
-    /// The plugin kind that contributes it.
-    pub(crate) plugin_kind: String,
-    /// Where the config uses it.
-    pub(crate) place: String,
-}
-
 /// Everything an engine is made of, constructed but not started.
 pub(crate) struct Plan {
     pub(crate) resolved: Resolved,
     /// The registry the config was checked against: the base one plus plugin contributions.
     pub(crate) registry: Arc<Registry>,
-    /// The plugin instances to attach, in config order.
-    pub(crate) plugins: Vec<Arc<PluginUnitSpec>>,
+    /// The plugin instances to attach, in config order, and their restart strategy.
+    pub(crate) plugins: PluginPlan,
     /// The kind of each plugin instance, by name.
     pub(crate) plugin_kinds: HashMap<String, String>,
     pub(crate) plugin_type_uses: Vec<PluginTypeUse>,
@@ -81,8 +65,8 @@ pub(crate) struct Plan {
     pub(crate) types: TypesUsed,
 }
 
-/// Runs `construct`, turning a panic into an error message.
-fn guarded<T>(
+/// Runs a factory's `construct`, turning a panic into an error at `what`.
+pub(super) fn guarded<T>(
     what: &str,
     construct: impl FnOnce() -> Result<T, ConfigErrors>,
 ) -> Result<T, ConfigErrors> {
@@ -166,17 +150,14 @@ pub(crate) fn plan(
     let mut router = HttpRouter::default();
     let mut addresses: HashMap<ListenerKey, &str> = HashMap::new();
     for (i, module) in built.iter().enumerate() {
-        let Some(server) = module
-            .as_deref()
-            .and_then(|m| (m as &dyn Any).downcast_ref::<HttpServer>())
-        else {
+        let Some(key) = module.as_deref().and_then(|m| m.http_listener()) else {
             continue;
         };
         let name = config.modules[i].name.as_str();
         if servers.contains_key(name) {
             continue; // a duplicate module name, already reported
         }
-        let key = server.key().clone();
+        let key = key.clone();
         if let Some(other) = addresses.insert(key.clone(), name) {
             errors.push(
                 place::field(&place::field(&module_place(config, i), "config"), "address"),
@@ -333,7 +314,10 @@ pub(crate) fn plan(
         .collect();
     Ok(Plan {
         registry: Arc::new(registry.clone()),
-        plugins,
+        plugins: PluginPlan {
+            instances: plugins,
+            strategy: resolved.settings.plugin_strategy,
+        },
         plugin_kinds,
         plugin_type_uses,
         modules,
@@ -347,98 +331,6 @@ pub(crate) fn plan(
         },
         resolved,
     })
-}
-
-/// How plugin instances are swapped under an engine config's reload settings.
-pub(crate) fn plugin_swap_settings(reload: &crate::config::ReloadSettings) -> SwapSettings {
-    SwapSettings {
-        // A plugin hands its state over, so it is always started before the old one stops;
-        // probation is about engine configs.
-        mode: SwapMode::StartFirst,
-        probation: None,
-        ..engine_swap_settings(reload)
-    }
-}
-
-/// How an engine with these reload settings is swapped in.
-pub(crate) fn engine_swap_settings(reload: &crate::config::ReloadSettings) -> SwapSettings {
-    SwapSettings {
-        mode: reload.mode,
-        build_timeout: reload.build_timeout,
-        start_timeout: reload.start_timeout,
-        stop_timeout: reload.stop_timeout,
-        drain_timeout: reload.drain_timeout,
-        probation: reload.probation,
-    }
-}
-
-/// Contributions of plugin kinds are attributed to `plugin <kind>`.
-pub(crate) const PLUGIN_CONTRIBUTOR: &str = "plugin ";
-
-/// Checks the `plugins:` entries and gathers the types their kinds contribute. Returns the
-/// registry to check the rest of the config against, the instance specs, and each instance's
-/// kind.
-fn plan_plugins(
-    resolved: &Resolved,
-    base: &Registry,
-    unexpanded: &std::collections::HashSet<usize>,
-    errors: &mut ConfigErrors,
-) -> (Registry, Vec<Arc<PluginUnitSpec>>, HashMap<String, String>) {
-    let mut registry = base.clone();
-    let mut specs = Vec::with_capacity(resolved.config.plugins.len());
-    let mut kinds = HashMap::new();
-    let mut contributed: BTreeSet<String> = BTreeSet::new();
-    let swap = plugin_swap_settings(&resolved.settings.reload);
-    for (i, spec) in resolved.config.plugins.iter().enumerate() {
-        let at = place::named_item("plugins", i, Some(&spec.name));
-        let Some(factory) = base.plugin_factory(&spec.type_name) else {
-            errors.push(
-                place::field(&at, "type"),
-                unknown_name(
-                    "plugin type",
-                    &spec.type_name,
-                    "registered",
-                    base.plugin_kinds(),
-                ),
-            );
-            continue;
-        };
-        kinds.insert(spec.name.clone(), spec.type_name.clone());
-        specs.push(Arc::new(PluginUnitSpec {
-            spec: spec.clone(),
-            restart: resolved.plugin_restarts[i],
-            swap,
-            guard_types: false,
-        }));
-        if unexpanded.contains(&i) {
-            continue;
-        }
-        let config_at = place::field(&at, "config");
-        let build = PluginBuild {
-            name: &spec.name,
-            config: &spec.config,
-            place: &config_at,
-        };
-        let prototype = match guarded(&config_at, || factory.build(&build)) {
-            Ok(prototype) => prototype,
-            Err(e) => {
-                errors.0.extend(e.0);
-                continue;
-            }
-        };
-        // Each kind registers its types once, however many instances it has.
-        if contributed.insert(spec.type_name.clone()) {
-            let mut own = Registry::new();
-            let contributor = format!("{PLUGIN_CONTRIBUTOR}{}", spec.type_name);
-            let registered = own
-                .contributing(&contributor, |r| prototype.register(r))
-                .and_then(|()| registry.absorb(&own));
-            if let Err(error) = registered {
-                errors.push(place::field(&at, "type"), error.to_string());
-            }
-        }
-    }
-    (registry, specs, kinds)
 }
 
 fn list_or_none(names: &[&str]) -> String {

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use swapvisor_actors::{BuildFailure, SwapSettings, Unit, UnitError};
 use tokio::time::Instant;
 
-use super::{Engine, Services, TypesUsed};
-use crate::config::{Config, ConfigErrors, DocumentLimits, SharedEnv};
-use crate::registry::Registry;
+use super::{Engine, EngineContext, TypesUsed};
+use crate::config::Config;
 
 /// What an engine reload carries: a parsed config, or source text to parse in the Candidate
 /// (so that parse errors are counted and recorded like every other outcome, and a large
@@ -45,27 +44,6 @@ impl From<&str> for EngineSpec {
     }
 }
 
-/// The environment every engine build of a runtime shares.
-pub struct EngineContext {
-    /// The types configs may use.
-    pub registry: Arc<Registry>,
-    /// The runtime's services (its listener pool).
-    pub services: Services,
-    /// Limits on config documents.
-    pub limits: DocumentLimits,
-    /// Where `${VAR}` values come from.
-    pub env: SharedEnv,
-}
-
-impl std::fmt::Debug for EngineContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineContext")
-            .field("registry", &self.registry)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Unit for Engine {
     type Spec = EngineSpec;
     type Context = EngineContext;
@@ -76,30 +54,10 @@ impl Unit for Engine {
         spec: Arc<EngineSpec>,
         context: Arc<EngineContext>,
     ) -> Result<Self, BuildFailure> {
-        let env = &*context.env;
-        let built = match &*spec {
-            EngineSpec::Config(config) => {
-                Engine::build_collecting(
-                    config.clone(),
-                    ConfigErrors::default(),
-                    &context.registry,
-                    context.services.clone(),
-                    env,
-                )
-                .await
-            }
-            EngineSpec::Source(source) => {
-                Engine::build_from_source(
-                    source,
-                    &context.limits,
-                    &context.registry,
-                    context.services.clone(),
-                    env,
-                )
-                .await
-            }
-        };
-        built.map_err(|error| BuildFailure::new(error.stage(), error.to_string()))
+        let env = context.env().clone();
+        Engine::build_in(&spec, &context, &*env)
+            .await
+            .map_err(|error| BuildFailure::new(error.stage(), error.to_string()))
     }
 
     async fn start(&self, deadline: Instant) -> Result<(), UnitError> {
@@ -123,14 +81,14 @@ impl Unit for Engine {
     }
 
     fn swap_settings(&self) -> SwapSettings {
-        super::plan::engine_swap_settings(&self.resolved().settings.reload)
+        self.resolved().settings.reload
     }
 
     fn hold_resources(&self) -> Option<Box<dyn Any + Send + Sync>> {
-        let services = self.services();
+        let context = &self.inner.context;
         Some(Box::new((
-            services.listeners().hold(),
-            services.plugins().hold(),
+            context.listeners().hold(),
+            context.plugins().hold(),
         )))
     }
 }

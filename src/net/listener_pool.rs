@@ -28,12 +28,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// A request as it arrives on a pooled listener.
-pub type HttpRequest = hyper::Request<Incoming>;
+pub(crate) type HttpRequest = hyper::Request<Incoming>;
 /// The response a dispatcher gives back.
-pub type HttpResponse = hyper::Response<Full<Bytes>>;
+pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
 
 /// Routes each request that arrives on a pooled listener.
-pub trait HttpDispatch: Send + Sync + 'static {
+pub(crate) trait HttpDispatch: Send + Sync + 'static {
     /// Answers `request`, which arrived on the listener known as `listener`.
     fn dispatch(
         &self,
@@ -105,7 +105,7 @@ impl fmt::Debug for ListenerPool {
 
 impl ListenerPool {
     /// An empty pool whose requests are routed by `dispatch`.
-    pub fn new(dispatch: Arc<dyn HttpDispatch>) -> Self {
+    pub(crate) fn new(dispatch: Arc<dyn HttpDispatch>) -> Self {
         let pool = Self::default();
         pool.set_dispatch(dispatch);
         pool
@@ -113,13 +113,8 @@ impl ListenerPool {
 
     /// Routes this pool's requests through `dispatch`, unless a dispatcher is already set.
     /// Returns whether it was set.
-    pub fn set_dispatch(&self, dispatch: Arc<dyn HttpDispatch>) -> bool {
+    pub(crate) fn set_dispatch(&self, dispatch: Arc<dyn HttpDispatch>) -> bool {
         self.inner.dispatch.set(dispatch).is_ok()
-    }
-
-    /// True when a dispatcher is set.
-    pub fn has_dispatch(&self) -> bool {
-        self.inner.dispatch.get().is_some()
     }
 
     /// Takes a lease on the listener for `key`, binding it if no one holds it yet.
@@ -155,7 +150,7 @@ impl ListenerPool {
     }
 
     /// Keeps released listeners open until the returned hold is dropped.
-    pub fn hold(&self) -> PoolHold {
+    pub(crate) fn hold(&self) -> PoolHold {
         self.lock().holds += 1;
         PoolHold {
             pool: Arc::downgrade(&self.inner),
@@ -163,7 +158,7 @@ impl ListenerPool {
     }
 
     /// The bound addresses, as `(configured, actual)` pairs.
-    pub fn addresses(&self) -> Vec<(ListenerKey, SocketAddr)> {
+    pub(crate) fn addresses(&self) -> Vec<(ListenerKey, SocketAddr)> {
         let mut out: Vec<_> = self
             .lock()
             .listeners
@@ -176,7 +171,7 @@ impl ListenerPool {
 
     /// Closes every listener now, whoever holds leases on it, finishing connections until
     /// `deadline`. For shutdown.
-    pub async fn close_all(&self, deadline: Instant) {
+    pub(crate) async fn close_all(&self, deadline: Instant) {
         let listeners: Vec<_> = self
             .lock()
             .listeners
@@ -274,7 +269,7 @@ impl Drop for ListenerLease {
 }
 
 /// Keeps listeners open while it lives, even with no lease; see [`ListenerPool::hold`].
-pub struct PoolHold {
+pub(crate) struct PoolHold {
     pool: Weak<PoolInner>,
 }
 

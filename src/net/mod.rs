@@ -8,6 +8,5 @@
 
 mod listener_pool;
 
-pub use listener_pool::{
-    HttpDispatch, HttpRequest, HttpResponse, ListenerKey, ListenerLease, ListenerPool, PoolHold,
-};
+pub(crate) use listener_pool::{HttpDispatch, HttpRequest, HttpResponse};
+pub use listener_pool::{ListenerKey, ListenerLease, ListenerPool};

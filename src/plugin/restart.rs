@@ -1,6 +1,8 @@
-//! The restart supervisor: Erlang/OTP restart semantics for a runtime's plugin instances.
+//! The restarter: Erlang/OTP restart semantics for a runtime's plugin instances.
 //!
-//! Every plugin actor is linked to this one actor. When a plugin exits on its own (a panic, a
+//! (It is what OTP calls a supervisor; here that name belongs to the swap protocol's
+//! coordinator, so this actor is the *restarter*.) Every plugin actor is linked to this one
+//! actor. When a plugin exits on its own (a panic, a
 //! [`PluginError::Crash`](super::PluginError::Crash), or a normal
 //! [`PluginError::Exit`](super::PluginError::Exit)), it decides, exactly as an OTP supervisor
 //! would:
@@ -10,9 +12,10 @@
 //! - **intensity** (per instance): more than `maxRestarts` restarts within `within` and the
 //!   instance is marked failed instead, and the failure is escalated to the runtime's
 //!   Supervisor (which may revert a config still on probation);
-//! - **strategy** (per runtime): `one_for_one` restarts the instance alone, `one_for_all`
-//!   every instance, `rest_for_one` the instance and those started after it; siblings are
-//!   stopped gracefully first, in reverse start order, then all restart in start order;
+//! - **strategy** (per engine config, see [`super::groups`]): `one_for_one` restarts the
+//!   instance alone, `one_for_all` every instance of the config, `rest_for_one` the instance
+//!   and those declared after it; siblings are stopped gracefully first, in reverse order,
+//!   then all restart in config order;
 //! - **backoff**: the restart waits `initial * 2^(n-1)` (capped at `max`, ±20% jitter) where
 //!   `n` counts this instance's restarts within the intensity window.
 
@@ -22,13 +25,17 @@ use std::sync::{Arc, Weak};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
-use super::host::HostShared;
-use super::instance::{InstanceCore, Phase, build_plugin};
-use crate::config::{RestartPolicy, RestartStrategy};
+use super::core::{ActorIndex, InstanceCore, Phase};
+use super::groups::{RestartGroups, RestartSet};
+use super::instance::build_plugin;
+use crate::config::RestartPolicy;
 
-/// Messages to the restart supervisor.
+/// Where an instance that exceeds its restart intensity is reported: the engine's Supervisor.
+pub(crate) type Escalation = Arc<dyn Fn(String) + Send + Sync>;
+
+/// Messages to the restarter.
 pub(crate) enum RestartMsg {
-    /// From a plugin actor that is exiting on its own.
+    /// From a plugin actor that is exiting on its own (a crash, or a normal exit).
     Exited {
         instance: Weak<InstanceCore>,
         abnormal: bool,
@@ -39,26 +46,41 @@ pub(crate) enum RestartMsg {
     Restart { instances: Vec<Weak<InstanceCore>> },
 }
 
-pub(crate) struct RestartSupervisor;
+/// Restarts crashed plugin actors under their restart policy.
+pub(crate) struct Restarter;
 
-pub(crate) struct RestartState {
-    host: Weak<HostShared>,
+/// What the restarter is spawned with: narrow views of the host.
+pub(crate) struct RestarterArgs {
+    /// The attached engines' instances, for the strategy's siblings.
+    pub(crate) groups: Arc<RestartGroups>,
+    /// Every running plugin actor, for failures outside a call.
+    pub(crate) actors: Arc<ActorIndex>,
+    /// Where crash loops go; `None` for engines used on their own.
+    pub(crate) escalation: Option<Escalation>,
+}
+
+pub(crate) struct RestarterState {
+    groups: Arc<RestartGroups>,
+    actors: Arc<ActorIndex>,
+    escalation: Option<Escalation>,
     /// When each instance (by name) was restarted, within its intensity window.
     restarts: HashMap<String, VecDeque<Instant>>,
 }
 
-impl Actor for RestartSupervisor {
+impl Actor for Restarter {
     type Msg = RestartMsg;
-    type State = RestartState;
-    type Arguments = Weak<HostShared>;
+    type State = RestarterState;
+    type Arguments = RestarterArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<RestartMsg>,
-        host: Weak<HostShared>,
-    ) -> Result<RestartState, ActorProcessingErr> {
-        Ok(RestartState {
-            host,
+        args: RestarterArgs,
+    ) -> Result<RestarterState, ActorProcessingErr> {
+        Ok(RestarterState {
+            groups: args.groups,
+            actors: args.actors,
+            escalation: args.escalation,
             restarts: HashMap::new(),
         })
     }
@@ -67,11 +89,8 @@ impl Actor for RestartSupervisor {
         &self,
         myself: ActorRef<RestartMsg>,
         message: RestartMsg,
-        state: &mut RestartState,
+        state: &mut RestarterState,
     ) -> Result<(), ActorProcessingErr> {
-        let Some(host) = state.host.upgrade() else {
-            return Ok(());
-        };
         match message {
             RestartMsg::Exited {
                 instance,
@@ -81,18 +100,13 @@ impl Actor for RestartSupervisor {
                 let Some(instance) = instance.upgrade() else {
                     return Ok(());
                 };
-                state
-                    .exited(&myself, &host, &instance, abnormal, reason)
-                    .await;
+                state.exited(&myself, &instance, abnormal, reason).await;
             }
             RestartMsg::Restart { instances } => {
                 for core in instances.iter().filter_map(Weak::upgrade) {
                     let name = core.name().to_owned();
-                    let current = host
-                        .current_core(&name)
-                        .is_some_and(|live| Arc::ptr_eq(&live, &core));
                     // Reloaded, removed or stopped meanwhile: not ours to restart.
-                    if !current || !matches!(*core.phase.borrow(), Phase::Restarting) {
+                    if !core.is_current() || !matches!(core.phase(), Phase::Restarting) {
                         continue;
                     }
                     // Bounded, so that one plugin hanging in start cannot hold up every other
@@ -115,7 +129,7 @@ impl Actor for RestartSupervisor {
                     };
                     match restarted {
                         Ok(()) => tracing::info!(plugin = %name, "plugin restarted"),
-                        Err(error) if matches!(*core.phase.borrow(), Phase::Restarting) => {
+                        Err(error) if matches!(core.phase(), Phase::Restarting) => {
                             // A failed restart counts as another crash.
                             let _ = myself.send_message(RestartMsg::Exited {
                                 instance: Arc::downgrade(&core),
@@ -137,26 +151,23 @@ impl Actor for RestartSupervisor {
         &self,
         myself: ActorRef<RestartMsg>,
         event: SupervisionEvent,
-        state: &mut RestartState,
+        state: &mut RestarterState,
     ) -> Result<(), ActorProcessingErr> {
-        // The default would stop this supervisor whenever a plugin actor exits.
-        let Some(host) = state.host.upgrade() else {
-            return Ok(());
-        };
+        // The default would stop the restarter whenever a plugin actor exits.
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                host.actors.remove(&cell.get_id());
+                state.actors.take(&cell.get_id());
             }
             SupervisionEvent::ActorFailed(cell, error) => {
                 // Plugin actors catch their own panics and report them; this is a failure
                 // outside a call (a bug in the actor itself). Treat it as a crash.
                 tracing::warn!(actor = %cell.get_id(), %error, "a plugin actor failed outside a call");
-                if let Some((_, instance)) = host.actors.remove(&cell.get_id())
+                if let Some(instance) = state.actors.take(&cell.get_id())
                     && let Some(instance) = instance.upgrade()
                 {
                     instance.record_error(&error.to_string());
                     state
-                        .exited(&myself, &host, &instance, true, error.to_string())
+                        .exited(&myself, &instance, true, error.to_string())
                         .await;
                 }
             }
@@ -166,11 +177,10 @@ impl Actor for RestartSupervisor {
     }
 }
 
-impl RestartState {
+impl RestarterState {
     async fn exited(
         &mut self,
         myself: &ActorRef<RestartMsg>,
-        host: &Arc<HostShared>,
         instance: &Arc<InstanceCore>,
         abnormal: bool,
         reason: String,
@@ -178,10 +188,7 @@ impl RestartState {
         let name = instance.name().to_owned();
         // Only the instance the slot publishes now is restarted; an old one being swapped out
         // is finished with.
-        if !host
-            .current_core(&name)
-            .is_some_and(|current| Arc::ptr_eq(&current, instance))
-        {
+        if !instance.is_current() {
             return;
         }
         let restart = instance.unit_spec().restart;
@@ -223,30 +230,36 @@ impl RestartState {
             instance.record_error(&reason);
             instance.set_phase(Phase::Failed(escalation.clone()));
             log.clear();
-            host.escalate(escalation);
+            match &self.escalation {
+                Some(escalate) => escalate(escalation),
+                None => tracing::error!("plugin escalation with no Supervisor to escalate to"),
+            }
             return;
         }
         log.push_back(now);
         let attempt = log.len() as u32;
-        let names = self.restart_set(host, &name);
         // The exact instances to restart, decided now: the crashed one, and the siblings the
         // strategy takes along that are serving (a failed or stopped sibling, or a temporary
         // one, stays as it is).
-        let cores: Vec<Arc<InstanceCore>> = names
-            .iter()
-            .filter_map(|n| {
-                if *n == name {
-                    Some(instance.clone())
-                } else {
-                    host.current_core(n)
-                }
-            })
-            .filter(|core| {
-                Arc::ptr_eq(core, instance)
-                    || (core.unit_spec().restart.policy != RestartPolicy::Temporary
-                        && matches!(*core.phase.borrow(), Phase::Running(_)))
-            })
-            .collect();
+        let cores: Vec<Arc<InstanceCore>> = match self.groups.restart_set(&name) {
+            RestartSet::Alone => vec![instance.clone()],
+            RestartSet::These(slots) => slots
+                .iter()
+                .filter_map(|slot| {
+                    if slot.name() == name {
+                        Some(instance.clone())
+                    } else {
+                        slot.current_core()
+                    }
+                })
+                .filter(|core| {
+                    Arc::ptr_eq(core, instance)
+                        || (core.unit_spec().restart.policy != RestartPolicy::Temporary
+                            && matches!(core.phase(), Phase::Running(_)))
+                })
+                .collect(),
+        };
+        let names: Vec<&str> = cores.iter().map(|core| core.name()).collect();
         // Siblings are stopped now, newest first, so that they restart together.
         for sibling in cores
             .iter()
@@ -272,18 +285,5 @@ impl RestartState {
         ractor::time::send_after(delay, myself.get_cell(), move || RestartMsg::Restart {
             instances,
         });
-    }
-
-    /// The instances to restart with `name`, in start order.
-    fn restart_set(&self, host: &HostShared, name: &str) -> Vec<String> {
-        let order = host.start_order();
-        match host.strategy() {
-            RestartStrategy::OneForOne => vec![name.to_owned()],
-            RestartStrategy::OneForAll => order,
-            RestartStrategy::RestForOne => {
-                let from = order.iter().position(|n| n == name).unwrap_or(0);
-                order[from..].to_vec()
-            }
-        }
     }
 }

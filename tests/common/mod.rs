@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use swapvisor::Registry;
 use swapvisor::config::ConfigErrors;
-use swapvisor::engine::{Module, ModuleBuild, ModuleContext, ModuleError};
+use swapvisor::extension::{Module, ModuleBuild, ModuleContext, ModuleError};
 use tokio::time::Instant;
 
 /// Silences the panic messages that tests provoke on purpose (injected faults, crashing
@@ -225,7 +225,7 @@ struct JournalSettings {
 }
 
 impl swapvisor::plugin::Plugin for JournalPlugin {
-    fn name(&self) -> &str {
+    fn kind(&self) -> &str {
         "test.journal"
     }
 
@@ -279,7 +279,7 @@ struct Greeter {
 }
 
 impl swapvisor::plugin::Plugin for Greeter {
-    fn name(&self) -> &str {
+    fn kind(&self) -> &str {
         self.kind
     }
 
@@ -287,10 +287,13 @@ impl swapvisor::plugin::Plugin for Greeter {
         "1.0.0"
     }
 
-    fn register(&self, registry: &mut Registry) -> Result<(), swapvisor::registry::RegistryError> {
+    fn register(
+        &self,
+        registry: &mut swapvisor::registry::Types,
+    ) -> Result<(), swapvisor::registry::RegistryError> {
         if self.provides {
-            registry.register_step("greet.hello", |_: &swapvisor::engine::StepBuild<'_>| {
-                Ok::<Box<dyn swapvisor::engine::Step>, ConfigErrors>(Box::new(HelloStep))
+            registry.register_step("greet.hello", |_: &swapvisor::extension::StepBuild<'_>| {
+                Ok::<Box<dyn swapvisor::extension::Step>, ConfigErrors>(Box::new(HelloStep))
             })?;
         }
         Ok(())
@@ -306,11 +309,11 @@ impl swapvisor::plugin::Plugin for Greeter {
 
 struct HelloStep;
 
-impl swapvisor::engine::Step for HelloStep {
+impl swapvisor::extension::Step for HelloStep {
     fn run<'a>(
         &'a self,
-        _context: &'a swapvisor::engine::StepContext<'a>,
-    ) -> BoxFuture<'a, Result<Value, swapvisor::engine::StepError>> {
+        _context: &'a swapvisor::extension::StepContext<'a>,
+    ) -> BoxFuture<'a, Result<Value, swapvisor::extension::StepError>> {
         Box::pin(async { Ok(serde_json::json!("hello")) })
     }
 }
@@ -333,7 +336,7 @@ fn ok() -> String {
 }
 
 impl swapvisor::plugin::Plugin for Stateful {
-    fn name(&self) -> &str {
+    fn kind(&self) -> &str {
         "test.stateful"
     }
 
@@ -380,11 +383,11 @@ impl swapvisor::plugin::Plugin for Stateful {
 /// `test.panic {after}`: waits, then panics (a step that blows up mid-request).
 struct PanicStep(Duration);
 
-impl swapvisor::engine::Step for PanicStep {
+impl swapvisor::extension::Step for PanicStep {
     fn run<'a>(
         &'a self,
-        _context: &'a swapvisor::engine::StepContext<'a>,
-    ) -> BoxFuture<'a, Result<Value, swapvisor::engine::StepError>> {
+        _context: &'a swapvisor::extension::StepContext<'a>,
+    ) -> BoxFuture<'a, Result<Value, swapvisor::extension::StepError>> {
         Box::pin(async move {
             tokio::time::sleep(self.0).await;
             panic!("the step panics on purpose");
@@ -424,16 +427,21 @@ pub fn plugin_registry() -> (Registry, Journal, Controls) {
                     }))
                 },
             )?;
-            r.register_step("test.panic", |build: &swapvisor::engine::StepBuild<'_>| {
-                let after = build
-                    .config
-                    .get("after")
-                    .and_then(Value::as_str)
-                    .unwrap_or("0ms");
-                let after = swapvisor::config::parse_duration(after)
-                    .map_err(|m| swapvisor::config::ConfigError::new(build.place, m))?;
-                Ok::<Box<dyn swapvisor::engine::Step>, ConfigErrors>(Box::new(PanicStep(after)))
-            })?;
+            r.register_step(
+                "test.panic",
+                |build: &swapvisor::extension::StepBuild<'_>| {
+                    let after = build
+                        .config
+                        .get("after")
+                        .and_then(Value::as_str)
+                        .unwrap_or("0ms");
+                    let after = swapvisor::config::parse_duration(after)
+                        .map_err(|m| swapvisor::config::ConfigError::new(build.place, m))?;
+                    Ok::<Box<dyn swapvisor::extension::Step>, ConfigErrors>(Box::new(PanicStep(
+                        after,
+                    )))
+                },
+            )?;
             r.register_plugin("greeter", |_: &swapvisor::plugin::PluginBuild<'_>| {
                 Ok::<Box<dyn swapvisor::plugin::Plugin>, ConfigErrors>(Box::new(Greeter {
                     kind: "greeter",

@@ -39,9 +39,9 @@ pub struct ReloadRequest<S> {
 
 impl<S> ReloadRequest<S> {
     /// A request from the API, with no generation check.
-    pub fn new(spec: impl Into<Arc<S>>) -> Self {
+    pub fn new(spec: impl Into<S>) -> Self {
         Self {
-            spec: spec.into(),
+            spec: Arc::new(spec.into()),
             expected_generation: None,
             origin: Origin::Api,
         }

@@ -7,13 +7,10 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
 
 use super::error::ExecuteError;
-use super::pipeline::Pipeline;
-use super::services::Services;
 use crate::config::ConfigErrors;
 
 /// How a trigger attaches its pipeline to the engine.
@@ -42,69 +39,64 @@ pub trait TriggerTask: Send + Sync + 'static {
     fn run(&self, runner: PipelineRunner, stop: StopSignal) -> BoxFuture<'static, ()>;
 }
 
+/// Runs the pipeline `input` is for; answers with its last step's output.
+type RunPipeline = dyn Fn(Value) -> BoxFuture<'static, Result<Value, ExecuteError>> + Send + Sync;
+
 /// Runs one pipeline of the engine that started the trigger.
 #[derive(Clone)]
 pub struct PipelineRunner {
-    pub(crate) pipeline: Arc<Pipeline>,
-    pub(crate) services: Services,
+    pipeline: Arc<str>,
+    run: Arc<RunPipeline>,
 }
 
 impl PipelineRunner {
+    /// A runner of the pipeline named `pipeline`, which `run` runs.
+    pub(crate) fn new(
+        pipeline: &str,
+        run: impl Fn(Value) -> BoxFuture<'static, Result<Value, ExecuteError>> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            pipeline: Arc::from(pipeline),
+            run: Arc::new(run),
+        }
+    }
+
     /// The pipeline's name.
     pub fn pipeline(&self) -> &str {
-        self.pipeline.name()
+        &self.pipeline
     }
 
     /// Runs the pipeline with `input` as `request`; returns the last step's output.
     pub async fn run(&self, input: Value) -> Result<Value, ExecuteError> {
-        self.pipeline
-            .run(&input, &self.services)
-            .await
-            .map(|execution| execution.output())
+        (self.run)(input).await
     }
 }
 
 /// Fires once when the engine stops its triggers.
 #[derive(Clone)]
-pub struct StopSignal(pub(crate) watch::Receiver<bool>);
+pub struct StopSignal(watch::Receiver<bool>);
 
 impl StopSignal {
+    /// A signal that fires when `stop` turns true.
+    pub(crate) fn new(stop: watch::Receiver<bool>) -> Self {
+        Self(stop)
+    }
+
     /// Waits until the engine asks the trigger to stop.
     pub async fn stopped(&mut self) {
         let _ = self.0.wait_for(|stop| *stop).await;
     }
 }
 
-/// What a factory gets to build one trigger.
-pub struct TriggerBuild<'a> {
-    /// The pipeline the trigger runs.
-    pub pipeline: &'a str,
-    /// The trigger's type, as registered.
-    pub type_name: &'a str,
-    /// The trigger's `config:`, with `${VAR}` already expanded.
-    pub config: &'a Value,
-    /// The place of `config` in the document, for errors.
-    pub place: &'a str,
-}
-
-impl TriggerBuild<'_> {
-    /// Decodes `config` into the type's settings; see [`super::decode_settings`].
-    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
-        super::decode_settings(self.config, self.place)
+super::settings::factory! {
+    /// What a factory gets to build one trigger.
+    pub struct TriggerBuild<'a> {
+        /// The pipeline the trigger runs.
+        pub pipeline: &'a str,
+        /// The trigger's type, as registered.
+        pub type_name: &'a str,
     }
-}
-
-/// Builds triggers of one type.
-pub trait TriggerFactory: Send + Sync + 'static {
-    /// Builds the binding described by `build`.
-    fn build(&self, build: &TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors>;
-}
-
-impl<F> TriggerFactory for F
-where
-    F: Fn(&TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors> + Send + Sync + 'static,
-{
-    fn build(&self, build: &TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors> {
-        self(build)
-    }
+    /// Builds triggers of one type. Closures `Fn(&TriggerBuild) -> Result<TriggerBinding, _>`
+    /// are factories.
+    pub trait TriggerFactory -> TriggerBinding;
 }

@@ -1,6 +1,7 @@
 //! The verdict of a try-activate (and of `swapvisor validate`): would this config build?
 
 use serde::Serialize;
+use swapvisor_actors::{BuildFailure, Stage};
 
 use crate::engine::{BuildError, Engine, TypesUsed};
 
@@ -12,7 +13,9 @@ use crate::engine::{BuildError, Engine, TypesUsed};
 /// ```
 /// use swapvisor::TryActivateResult;
 ///
-/// let failed = TryActivateResult::BuildFailed { error: "boom".into() };
+/// use swapvisor::Stage;
+///
+/// let failed = TryActivateResult::BuildFailed { error: "boom".into(), stage: Stage::Build };
 /// assert_eq!(failed.to_json(), r#"{"status":"build_failed","error":"boom"}"#);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,7 +31,22 @@ pub enum TryActivateResult {
     BuildFailed {
         /// Every problem found, each with its place.
         error: String,
+        /// Where it failed: `parse` when the input is not a document at all.
+        #[serde(skip)]
+        stage: Stage,
     },
+}
+
+impl From<Result<TypesUsed, BuildFailure>> for TryActivateResult {
+    fn from(verdict: Result<TypesUsed, BuildFailure>) -> Self {
+        match verdict {
+            Ok(types) => TryActivateResult::BuildOk { types },
+            Err(failure) => TryActivateResult::BuildFailed {
+                error: failure.message,
+                stage: failure.stage,
+            },
+        }
+    }
 }
 
 impl TryActivateResult {
@@ -43,6 +61,7 @@ impl TryActivateResult {
     pub fn failed(error: &BuildError) -> Self {
         TryActivateResult::BuildFailed {
             error: error.to_string(),
+            stage: error.stage(),
         }
     }
 

@@ -9,12 +9,12 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Plugin, PluginBuild, PluginCall, PluginError};
 use crate::config::ConfigErrors;
+use crate::extension::plugin::{Plugin, PluginBuild, PluginCall, PluginError};
 
 /// The `counter` plugin.
 #[derive(Debug, Default)]
-pub struct Counter {
+pub(super) struct Counter {
     count: i64,
 }
 
@@ -38,9 +38,9 @@ fn one() -> i64 {
 
 impl Counter {
     /// The plugin kind's name.
-    pub const KIND: &'static str = "counter";
+    pub(super) const KIND: &'static str = "counter";
 
-    pub(crate) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
+    pub(super) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
         let settings: Settings = build.settings()?;
         Ok(Box::new(Counter {
             count: settings.start,
@@ -53,7 +53,7 @@ impl Counter {
 }
 
 impl Plugin for Counter {
-    fn name(&self) -> &str {
+    fn kind(&self) -> &str {
         Self::KIND
     }
 

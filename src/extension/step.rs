@@ -4,7 +4,6 @@
 //! (see [`StepBuild::template`]) so that a request only renders them.
 
 use futures::future::BoxFuture;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::StepError;
@@ -48,49 +47,29 @@ impl StepContext<'_> {
     }
 }
 
-/// What a factory gets to build one step.
-pub struct StepBuild<'a> {
-    /// The pipeline the step belongs to.
-    pub pipeline: &'a str,
-    /// The step's name.
-    pub name: &'a str,
-    /// The step's type, as registered.
-    pub type_name: &'a str,
-    /// The step's `config:`, with `${VAR}` already expanded.
-    pub config: &'a Value,
-    /// The place of `config` in the document, for errors.
-    pub place: &'a str,
-    /// What the step's templates may refer to.
-    pub templates: TemplateScope<'a>,
-    /// The names of the plugin instances the config declares.
-    pub plugins: &'a [String],
+super::settings::factory! {
+    /// What a factory gets to build one step.
+    pub struct StepBuild<'a> {
+        /// The pipeline the step belongs to.
+        pub pipeline: &'a str,
+        /// The step's name.
+        pub name: &'a str,
+        /// The step's type, as registered.
+        pub type_name: &'a str,
+        /// What the step's templates may refer to.
+        pub templates: TemplateScope<'a>,
+        /// The names of the plugin instances the config declares.
+        pub plugins: &'a [String],
+    }
+    /// Builds steps of one type. Closures `Fn(&StepBuild) -> Result<Box<dyn Step>, _>` are
+    /// factories.
+    pub trait StepFactory -> Box<dyn Step>;
 }
 
 impl StepBuild<'_> {
-    /// Decodes `config` into the type's settings; see [`super::decode_settings`].
-    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
-        super::decode_settings(self.config, self.place)
-    }
-
     /// Compiles the templates in `value`, found at `field` under this step's config.
     pub fn template(&self, field: &str, value: &Value) -> Result<Template, ConfigErrors> {
         Template::compile(value, &place::field(self.place, field), &self.templates)
             .map_err(Into::into)
-    }
-}
-
-/// Builds steps of one type. Closures `Fn(&StepBuild) -> Result<Box<dyn Step>, _>` are
-/// factories.
-pub trait StepFactory: Send + Sync + 'static {
-    /// Builds the step described by `build`.
-    fn build(&self, build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors>;
-}
-
-impl<F> StepFactory for F
-where
-    F: Fn(&StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> + Send + Sync + 'static,
-{
-    fn build(&self, build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
-        self(build)
     }
 }

@@ -1,7 +1,7 @@
 //! Prometheus metrics for reloads, in the text exposition format.
 //!
-//! [`Metrics`] observes every engine reload outcome (it is the Supervisor's
-//! [`ReloadObserver`]) and renders, together with values read at scrape time from the runtime's
+//! [`Metrics`] observes every engine reload outcome (give it to
+//! [`RuntimeBuilder::observer`](crate::RuntimeBuilder::observer)) and renders, together with values read at scrape time from the runtime's
 //! status:
 //!
 //! | metric | type | meaning |

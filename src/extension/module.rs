@@ -9,13 +9,13 @@
 use std::any::Any;
 
 use futures::future::BoxFuture;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::error::ModuleError;
 use super::services::Services;
 use crate::config::ConfigErrors;
+use crate::net::ListenerKey;
 
 /// A running part of an engine.
 ///
@@ -40,6 +40,12 @@ pub trait Module: Any + Send + Sync {
     fn status(&self) -> Map<String, Value> {
         Map::new()
     }
+
+    /// The listener this module serves HTTP on, if it is a server. The engine routes the
+    /// `http` triggers that name this module to that listener.
+    fn http_listener(&self) -> Option<&ListenerKey> {
+        None
+    }
 }
 
 /// What a module gets when it starts.
@@ -51,39 +57,16 @@ pub struct ModuleContext {
     pub services: Services,
 }
 
-/// What a factory gets to build one module.
-#[derive(Debug)]
-pub struct ModuleBuild<'a> {
-    /// The module's name.
-    pub name: &'a str,
-    /// The module's type, as registered.
-    pub type_name: &'a str,
-    /// The module's `config:`, with `${VAR}` already expanded.
-    pub config: &'a Value,
-    /// The place of `config` in the document, for errors.
-    pub place: &'a str,
-}
-
-impl ModuleBuild<'_> {
-    /// Decodes `config` into the type's settings; see [`super::decode_settings`].
-    pub fn settings<T: DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
-        super::decode_settings(self.config, self.place)
+super::settings::factory! {
+    /// What a factory gets to build one module.
+    #[derive(Debug)]
+    pub struct ModuleBuild<'a> {
+        /// The module's name.
+        pub name: &'a str,
+        /// The module's type, as registered.
+        pub type_name: &'a str,
     }
-}
-
-/// Builds modules of one type. Closures `Fn(&ModuleBuild) -> Result<Box<dyn Module>, _>` are
-/// factories.
-pub trait ModuleFactory: Send + Sync + 'static {
-    /// Builds the module described by `build`, or explains with places what is wrong with its
-    /// config. No outside effects.
-    fn build(&self, build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors>;
-}
-
-impl<F> ModuleFactory for F
-where
-    F: Fn(&ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors> + Send + Sync + 'static,
-{
-    fn build(&self, build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors> {
-        self(build)
-    }
+    /// Builds modules of one type. Closures `Fn(&ModuleBuild) -> Result<Box<dyn Module>, _>` are
+    /// factories.
+    pub trait ModuleFactory -> Box<dyn Module>;
 }

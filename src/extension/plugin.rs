@@ -1,0 +1,147 @@
+//! Plugin kinds: stateful services that run as their own supervised actors.
+//!
+//! A plugin author implements [`Plugin`] and writes no actor code; a [`PluginFactory`] builds
+//! one instance from a `plugins:` entry. The runtime side (instances, restarts, reloads with
+//! state) is in [`crate::plugin`], which is where these items are documented for authors.
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::types::{RegistryError, Types};
+use crate::config::ConfigErrors;
+
+/// A call to a plugin: an operation name and its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginCall {
+    /// The operation, such as `increment`.
+    pub op: String,
+    /// Its arguments (null when none).
+    pub args: Value,
+}
+
+impl PluginCall {
+    /// A call of `op` with `args`.
+    pub fn new(op: impl Into<String>, args: Value) -> Self {
+        Self {
+            op: op.into(),
+            args,
+        }
+    }
+
+    /// Decodes `args` into `T`, or explains what was wrong with them.
+    pub fn args<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        serde_json::from_value(self.args.clone())
+            .map_err(|e| PluginError::Failed(format!("invalid arguments for {:?}: {e}", self.op)))
+    }
+}
+
+/// How a plugin call went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The call failed; the plugin goes on serving.
+    #[error("{0}")]
+    Failed(String),
+    /// The plugin is broken: the call fails and the instance exits abnormally, to be restarted
+    /// under its restart policy (like a panic).
+    #[error("plugin crashed: {0}")]
+    Crash(String),
+    /// The plugin is done: the call succeeds with null and the instance exits normally
+    /// (restarted only when its policy is `permanent`).
+    #[error("plugin exited")]
+    Exit,
+    /// The call could not be delivered (no such plugin, the plugin failed or is stopping).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl PluginError {
+    /// `unknown operation "x" (operations: a, b)`.
+    pub fn unknown_op(op: &str, known: &[&str]) -> Self {
+        PluginError::Failed(format!(
+            "unknown operation {op:?} (operations: {})",
+            known.join(", ")
+        ))
+    }
+}
+
+/// What a plugin gets when it starts.
+#[derive(Debug, Clone)]
+pub struct PluginContext {
+    /// The instance's name in the config.
+    pub name: String,
+}
+
+/// A plugin instance: its identity, the types it contributes, and its behaviour as an actor.
+///
+/// The runtime calls, in order: [`register`](Plugin::register) (once per plugin kind, while a
+/// config is built), [`start`](Plugin::start), then [`handle`](Plugin::handle) for each call,
+/// one at a time, and [`stop`](Plugin::stop). On a reload the old instance's
+/// [`export_state`](Plugin::export_state) (after its last call) feeds the new instance's
+/// [`migrate`](Plugin::migrate) (before its first call). Constructing a plugin (its factory)
+/// must have no outside effects; take resources in `start`.
+pub trait Plugin: Send + 'static {
+    /// The plugin's kind, such as `counter`: the `type` of the `plugins:` entries it serves.
+    fn kind(&self) -> &str;
+
+    /// The plugin's version, shown in status.
+    fn version(&self) -> &str;
+
+    /// Contributes module, step and trigger types, attributed to `plugin <kind>`: while a
+    /// config is built, once per plugin kind it uses. A type name another contributor already
+    /// has is an error naming both.
+    fn register(&self, types: &mut Types) -> Result<(), RegistryError> {
+        let _ = types;
+        Ok(())
+    }
+
+    /// Takes resources before the first call.
+    fn start(&mut self, context: &PluginContext) -> BoxFuture<'_, Result<(), PluginError>> {
+        let _ = context;
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Answers one call.
+    fn handle(&mut self, call: PluginCall) -> BoxFuture<'_, Result<Value, PluginError>>;
+
+    /// Gives resources back after the last call.
+    fn stop(&mut self) -> BoxFuture<'_, Result<(), PluginError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The state to hand to the instance that replaces this one (after this one's last call).
+    fn export_state(&mut self) -> Option<Value> {
+        None
+    }
+
+    /// Takes over the state of the instance this one replaces (before its first call). It is
+    /// asynchronous so that a migration waiting on something can be bounded by the swap's
+    /// timeout: one that runs past it rolls the reload back.
+    fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {
+        let _ = previous;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+super::settings::factory! {
+    /// What a plugin factory gets to build one instance.
+    #[derive(Debug)]
+    pub struct PluginBuild<'a> {
+        /// The instance's name.
+        pub name: &'a str,
+    }
+    /// Builds instances of one plugin kind, with no outside effects. Closures
+    /// `Fn(&PluginBuild) -> Result<Box<dyn Plugin>, ConfigErrors>` are factories.
+    pub trait PluginFactory -> Box<dyn Plugin>;
+}
+
+impl fmt::Debug for dyn Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("kind", &self.kind())
+            .field("version", &self.version())
+            .finish()
+    }
+}

@@ -1,0 +1,142 @@
+//! The actor that runs one plugin: its calls one at a time, in order, with panics caught.
+//!
+//! The actor catches panics itself, so the caller whose call crashed the plugin gets an error
+//! reply instead of a dropped one, and the restarter is told at once. A plugin that returns
+//! [`PluginError::Crash`] or [`PluginError::Exit`] ends its actor the same way.
+//!
+//! | message | sent by | reply |
+//! |---|---|---|
+//! | [`PluginMsg::Call`] | callers, through the instance | the plugin's answer |
+//! | [`PluginMsg::Export`] | the swap, after the instance drained | the state to hand over |
+//! | [`PluginMsg::Migrate`] | the swap, before the new instance is published | whether it took the state |
+//! | [`PluginMsg::Stop`] | the instance, at stop | once the plugin's `stop` returned; then it exits |
+
+use std::sync::Weak;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde_json::Value;
+use swapvisor_actors::guard;
+
+use super::core::{InstanceCore, Phase};
+use super::restart::RestartMsg;
+use crate::extension::plugin::{Plugin, PluginCall, PluginContext, PluginError};
+
+/// Messages to a plugin actor. Sent by its instance only.
+pub(crate) enum PluginMsg {
+    /// A call; answered with the plugin's result.
+    Call(PluginCall, RpcReplyPort<Result<Value, PluginError>>),
+    /// Hand over state; answered with it.
+    Export(RpcReplyPort<Option<Value>>),
+    /// Take over a predecessor's state.
+    Migrate(Value, RpcReplyPort<Result<(), PluginError>>),
+    /// Stop gracefully; answered once the plugin's `stop` returned.
+    Stop(RpcReplyPort<Result<(), PluginError>>),
+}
+
+pub(crate) struct PluginActor;
+
+pub(crate) struct PluginActorArgs {
+    pub(super) plugin: Box<dyn Plugin>,
+    pub(super) context: PluginContext,
+    pub(super) instance: Weak<InstanceCore>,
+    pub(super) restarter: ActorRef<RestartMsg>,
+}
+
+pub(crate) struct PluginActorState {
+    plugin: Box<dyn Plugin>,
+    instance: Weak<InstanceCore>,
+    restarter: ActorRef<RestartMsg>,
+}
+
+impl PluginActorState {
+    /// Tells the restarter that this actor is exiting on its own, and stops it.
+    fn exit(&self, myself: &ActorRef<PluginMsg>, abnormal: bool, reason: String) {
+        if let Some(instance) = self.instance.upgrade() {
+            instance.record_error(&reason);
+            instance.set_phase(Phase::Restarting);
+        }
+        let _ = self.restarter.send_message(RestartMsg::Exited {
+            instance: self.instance.clone(),
+            abnormal,
+            reason,
+        });
+        myself.stop(None);
+    }
+}
+
+impl Actor for PluginActor {
+    type Msg = PluginMsg;
+    type State = PluginActorState;
+    type Arguments = PluginActorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<PluginMsg>,
+        mut args: PluginActorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let started = guard::run(None, || args.plugin.start(&args.context)).await;
+        match started {
+            Ok(Ok(())) => Ok(PluginActorState {
+                plugin: args.plugin,
+                instance: args.instance,
+                restarter: args.restarter,
+            }),
+            Ok(Err(error)) => Err(error.to_string().into()),
+            Err(interrupted) => Err(interrupted.to_string().into()),
+        }
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<PluginMsg>,
+        message: PluginMsg,
+        state: &mut PluginActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            PluginMsg::Call(call, reply) => {
+                let result = guard::run(None, || state.plugin.handle(call)).await;
+                match result {
+                    // The exit is recorded before the caller hears of it, so that whoever the
+                    // caller tells never sees the instance as still running.
+                    Ok(Err(PluginError::Crash(reason))) => {
+                        state.exit(&myself, true, reason.clone());
+                        let _ = reply.send(Err(PluginError::Crash(reason)));
+                    }
+                    Ok(Err(PluginError::Exit)) => {
+                        state.exit(&myself, false, "the plugin exited".to_owned());
+                        let _ = reply.send(Ok(Value::Null));
+                    }
+                    Ok(result) => {
+                        let _ = reply.send(result);
+                    }
+                    Err(interrupted) => {
+                        let reason = interrupted.to_string();
+                        state.exit(&myself, true, reason.clone());
+                        let _ = reply.send(Err(PluginError::Crash(reason)));
+                    }
+                }
+            }
+            PluginMsg::Export(reply) => {
+                let exported = guard::run_sync(|| state.plugin.export_state());
+                let _ = reply.send(exported.ok().flatten());
+            }
+            PluginMsg::Migrate(previous, reply) => {
+                let migrated = guard::run(None, || state.plugin.migrate(previous))
+                    .await
+                    .unwrap_or_else(|interrupted| {
+                        Err(PluginError::Failed(format!("migrate {interrupted}")))
+                    });
+                let _ = reply.send(migrated);
+            }
+            PluginMsg::Stop(reply) => {
+                let stopped = guard::run(None, || state.plugin.stop()).await;
+                let result = stopped.unwrap_or_else(|interrupted| {
+                    Err(PluginError::Failed(format!("stop {interrupted}")))
+                });
+                let _ = reply.send(result);
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+}

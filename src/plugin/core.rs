@@ -1,0 +1,326 @@
+//! The core of a plugin instance: its actor's phase, and the moves between phases.
+//!
+//! A [`PluginInstance`](super::PluginInstance) owns, at any moment, at most one running actor
+//! for its plugin. The phase says which, and every move that must not overwrite a concurrent
+//! one (a stop during a restart, a restart of an instance that was swapped out) is a
+//! compare-and-set ([`InstanceCore::transition`]):
+//!
+//! ```text
+//!   Idle ──start──▶ Starting ──spawned──▶ Running(actor) ──crash──▶ Restarting ──▶ Starting ...
+//!                      │                      │                        │
+//!                      └──────── stop ────────┴──────── stop ──────────┴──▶ Stopped
+//!   Restarting ──beyond intensity, or not restarted by policy──▶ Failed
+//! ```
+//!
+//! The restarter and the plugin's actor refer to the core, not to the instance, so that a crash
+//! restart replaces the actor inside the same instance: the slot does not change.
+
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorRef};
+use serde_json::Value;
+use swapvisor_actors::Slot;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::actor::{PluginActor, PluginActorArgs, PluginMsg};
+use super::instance::PluginInstance;
+use super::restart::RestartMsg;
+use super::spec::PluginUnitSpec;
+use crate::extension::plugin::{Plugin, PluginCall, PluginContext, PluginError};
+use crate::registry::Registry;
+
+/// Where an instance's actor is.
+#[derive(Clone)]
+pub(crate) enum Phase {
+    /// Built, not started.
+    Idle,
+    /// Serving calls.
+    Running(ActorRef<PluginMsg>),
+    /// Crashed; a restart is scheduled.
+    Restarting,
+    /// Its actor is being spawned (a start or a restart). A stop meanwhile turns this into
+    /// `Stopped`, and the spawner then stops the actor it made instead of publishing it.
+    Starting,
+    /// Crashed beyond its restart intensity, or exited for good.
+    Failed(String),
+    /// Stopped on purpose.
+    Stopped,
+}
+
+/// How often a plugin slot's instances were restarted after a crash, and the latest error.
+/// Shared by all the instances of one slot, so that a reload does not reset it.
+#[derive(Debug, Default)]
+pub(crate) struct CrashRecord {
+    pub(crate) restarts: AtomicU32,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+/// Every running plugin actor of a runtime, so that the restarter can find the instance of an
+/// actor that failed outside a call.
+#[derive(Default)]
+pub(crate) struct ActorIndex(DashMap<ractor::ActorId, Weak<InstanceCore>>);
+
+impl ActorIndex {
+    /// The instance of the actor `id`, forgetting the actor.
+    pub(crate) fn take(&self, id: &ractor::ActorId) -> Option<Weak<InstanceCore>> {
+        self.0.remove(id).map(|(_, instance)| instance)
+    }
+}
+
+/// The restarter every actor of a runtime's plugins is linked to, and the index it uses.
+#[derive(Clone)]
+pub(crate) struct RestartLink {
+    pub(crate) restarter: ActorRef<RestartMsg>,
+    pub(crate) actors: Arc<ActorIndex>,
+}
+
+/// The shared part of a plugin instance: what its actor and the restarter refer to.
+pub(crate) struct InstanceCore {
+    pub(super) spec: Arc<PluginUnitSpec>,
+    pub(super) version: String,
+    pub(super) kind_version: String,
+    /// The plugin built at build time, taken by the first start.
+    pub(super) prototype: Mutex<Option<Box<dyn Plugin>>>,
+    phase: watch::Sender<Phase>,
+    pub(super) registry: Arc<Registry>,
+    link: RestartLink,
+    pub(super) record: Arc<CrashRecord>,
+    /// The slot the instance is published in, to tell whether it is still the live one.
+    slot: Weak<Slot<PluginInstance>>,
+}
+
+impl InstanceCore {
+    pub(super) fn new(
+        spec: Arc<PluginUnitSpec>,
+        plugin: Box<dyn Plugin>,
+        context: &super::instance::PluginUnitContext,
+    ) -> Self {
+        let version = plugin.version().to_owned();
+        Self {
+            kind_version: format!("{}@{}", plugin.kind(), version),
+            version,
+            prototype: Mutex::new(Some(plugin)),
+            phase: watch::channel(Phase::Idle).0,
+            registry: context.registry.clone(),
+            link: context.link.clone(),
+            record: context.record.clone(),
+            slot: context.slot.clone(),
+            spec,
+        }
+    }
+
+    /// The instance's name.
+    pub(crate) fn name(&self) -> &str {
+        self.spec.name()
+    }
+
+    /// The spec this instance was built from.
+    pub(crate) fn unit_spec(&self) -> &Arc<PluginUnitSpec> {
+        &self.spec
+    }
+
+    /// The phase now.
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase.borrow().clone()
+    }
+
+    /// True while its slot publishes this very instance: one swapped out is finished with.
+    pub(crate) fn is_current(self: &Arc<Self>) -> bool {
+        self.slot
+            .upgrade()
+            .and_then(|slot| slot.current())
+            .is_some_and(|live| Arc::ptr_eq(live.core(), self))
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.send_replace(phase);
+    }
+
+    /// Moves the phase to `to` if it satisfies `from`; true when it did. Every change that must
+    /// not overwrite a concurrent one (a stop during a restart) goes through here.
+    pub(crate) fn transition(&self, from: impl Fn(&Phase) -> bool, to: Phase) -> bool {
+        self.phase.send_if_modified(|phase| {
+            let allowed = from(phase);
+            if allowed {
+                *phase = to;
+            }
+            allowed
+        })
+    }
+
+    pub(crate) fn record_error(&self, error: &str) {
+        *self
+            .record
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
+    }
+
+    /// The running actor, waiting (up to `wait`) while a restart is under way.
+    pub(super) async fn actor(&self, wait: Duration) -> Result<ActorRef<PluginMsg>, PluginError> {
+        let mut phases = self.phase.subscribe();
+        let waited = tokio::time::timeout(
+            wait,
+            phases.wait_for(|p| !matches!(p, Phase::Restarting | Phase::Idle | Phase::Starting)),
+        )
+        .await;
+        let phase = match waited {
+            Ok(Ok(phase)) => phase.clone(),
+            _ => {
+                return Err(PluginError::Unavailable(format!(
+                    "plugin {:?} is restarting",
+                    self.name()
+                )));
+            }
+        };
+        match phase {
+            Phase::Running(actor) => Ok(actor),
+            Phase::Failed(reason) => Err(PluginError::Unavailable(format!(
+                "plugin {:?} has failed: {reason}",
+                self.name()
+            ))),
+            _ => Err(PluginError::Unavailable(format!(
+                "plugin {:?} is stopped",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Sends `call` to the running actor and waits for the answer.
+    pub(crate) async fn call(
+        &self,
+        call: PluginCall,
+        timeout: Duration,
+    ) -> Result<Value, PluginError> {
+        let actor = self.actor(timeout).await?;
+        match actor
+            .call(|reply| PluginMsg::Call(call, reply), Some(timeout))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(ractor::rpc::CallResult::Timeout) => Err(PluginError::Unavailable(format!(
+                "plugin {:?} did not answer within {timeout:?}",
+                self.name()
+            ))),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(PluginError::Unavailable(
+                format!("plugin {:?} exited before answering", self.name()),
+            )),
+        }
+    }
+
+    /// Spawns an actor running `plugin`, linked to the restarter, and publishes it.
+    pub(crate) async fn spawn_actor(
+        self: &Arc<Self>,
+        plugin: Box<dyn Plugin>,
+    ) -> Result<(), String> {
+        // Only an idle or crashed instance may get a new actor; one stopped (or swapped out and
+        // stopped) meanwhile must not come back to life.
+        let claimed = self.transition(
+            |p| matches!(p, Phase::Idle | Phase::Restarting),
+            Phase::Starting,
+        );
+        if !claimed {
+            return Err(format!(
+                "plugin {:?} was stopped before it could start",
+                self.name()
+            ));
+        }
+        let restarter = &self.link.restarter;
+        let args = PluginActorArgs {
+            plugin,
+            context: PluginContext {
+                name: self.name().to_owned(),
+            },
+            instance: Arc::downgrade(self),
+            restarter: restarter.clone(),
+        };
+        let spawned = Actor::spawn_linked(None, PluginActor, args, restarter.get_cell()).await;
+        let actor = match spawned {
+            Ok((actor, _)) => actor,
+            Err(error) => {
+                self.transition(|p| matches!(p, Phase::Starting), Phase::Restarting);
+                return Err(match error {
+                    ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                    other => other.to_string(),
+                });
+            }
+        };
+        self.link
+            .actors
+            .0
+            .insert(actor.get_id(), Arc::downgrade(self));
+        let published = self.transition(
+            |p| matches!(p, Phase::Starting),
+            Phase::Running(actor.clone()),
+        );
+        if !published {
+            // Stopped while it started: stop what was just made, gracefully, then for sure.
+            let _ = self
+                .stop_gracefully(actor, self.spec.swap.stop_timeout)
+                .await;
+            return Err(format!(
+                "plugin {:?} was stopped while it started",
+                self.name()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops the running actor gracefully until `deadline`, then kills it, leaving the instance
+    /// in phase `after`.
+    pub(crate) async fn stop_actor(&self, deadline: Instant, after: Phase) -> Result<(), String> {
+        let phase = self.phase.send_replace(after);
+        let Phase::Running(actor) = phase else {
+            return Ok(());
+        };
+        self.stop_gracefully(actor, deadline.saturating_duration_since(Instant::now()))
+            .await
+    }
+
+    /// Kills the running actor at once, leaving the instance stopped: for an instance that did
+    /// not stop by its deadline.
+    pub(crate) fn kill(&self) {
+        if let Phase::Running(actor) = self.phase.send_replace(Phase::Stopped) {
+            actor.kill();
+        }
+    }
+
+    /// Asks `actor` to stop (the plugin's `stop` runs), kills it if it has not within `wait`,
+    /// and waits for it to be gone, so that no task outlives the stop.
+    async fn stop_gracefully(
+        &self,
+        actor: ActorRef<PluginMsg>,
+        wait: Duration,
+    ) -> Result<(), String> {
+        let stopped = actor.call(PluginMsg::Stop, Some(wait)).await;
+        let result = match stopped {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => Ok(()),
+            Ok(ractor::rpc::CallResult::Success(Err(error))) => Err(error.to_string()),
+            // The actor had already exited: it is as stopped as it will get.
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Ok(()),
+            Ok(ractor::rpc::CallResult::Timeout) => {
+                actor.kill();
+                Err(format!(
+                    "plugin {:?} did not stop before its deadline; killed",
+                    self.name()
+                ))
+            }
+        };
+        // The actor exits right after answering; wait for it so that no task outlives the stop.
+        let _ = tokio::time::timeout(Duration::from_secs(1), actor.wait(None)).await;
+        result
+    }
+}
+
+impl std::fmt::Debug for InstanceCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginInstance")
+            .field("name", &self.spec.spec.name)
+            .field("kind", &self.kind_version)
+            .finish_non_exhaustive()
+    }
+}

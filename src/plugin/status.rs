@@ -1,0 +1,53 @@
+//! A plugin instance as status shows it.
+
+use serde::Serialize;
+
+use super::core::Phase;
+
+/// Where a plugin instance is, as shown in status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginState {
+    /// Being started or swapped.
+    Starting,
+    /// Serving calls.
+    Running,
+    /// Crashed; a restart is scheduled.
+    Restarting,
+    /// Crashed beyond its restart intensity (or not restarted by its policy).
+    Failed,
+    /// Stopped.
+    Stopped,
+}
+
+impl PluginState {
+    pub(super) fn of(phase: &Phase) -> Self {
+        match phase {
+            Phase::Idle | Phase::Starting => PluginState::Starting,
+            Phase::Running(_) => PluginState::Running,
+            Phase::Restarting => PluginState::Restarting,
+            Phase::Failed(_) => PluginState::Failed,
+            Phase::Stopped => PluginState::Stopped,
+        }
+    }
+}
+
+/// One plugin instance as shown in status.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    /// The instance's name.
+    pub name: String,
+    /// Its plugin kind.
+    pub kind: String,
+    /// The plugin's version.
+    pub version: String,
+    /// Where it is.
+    pub state: PluginState,
+    /// How many times its slot has been activated (1, plus one per reload).
+    pub generation: u64,
+    /// How many times it was restarted after a crash (its own or a sibling's, per strategy).
+    pub restarts: u32,
+    /// Its most recent error.
+    pub last_error: Option<String>,
+}
