@@ -76,7 +76,9 @@ where
         Err(panic) => return Err(Interrupted::from_panic(&*panic)),
     };
     let finished = match deadline {
-        Some(deadline) => match tokio::time::timeout_at(deadline, work).await {
+        // Boxed: a timer is large, and a future awaiting this one (an actor's handler, a
+        // pipeline step) would otherwise carry room for it even when there is no deadline.
+        Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, work)).await {
             Ok(finished) => finished,
             Err(_) => return Err(Interrupted::Overran),
         },

@@ -31,7 +31,7 @@ use crate::guard::later;
 use crate::outcome::ReloadRecord;
 use crate::slot::Slot;
 use crate::supervisor::{
-    InternalMsg, ReloadRequest, Resume, Supervisor, SupervisorArgs, SupervisorMsg,
+    InternalMsg, ReloadRequest, Respawn, Resume, Supervisor, SupervisorArgs, SupervisorMsg,
 };
 use crate::unit::Unit;
 
@@ -46,7 +46,7 @@ pub enum SupervisorUnavailable {
     Spawn {
         /// The unit's name.
         unit: String,
-        /// Why.
+        /// What ractor said.
         reason: String,
     },
     /// Its Supervisor exited before answering.
@@ -70,7 +70,7 @@ impl<U: Unit> Clone for HibernatingSupervisor<U> {
 
 struct Inner<U: Unit> {
     /// What each Supervisor is spawned with (its `resume` comes from `sleep`).
-    args: SupervisorArgs<U>,
+    args: Respawn<U>,
     sleep: tokio::sync::Mutex<Sleep<U>>,
 }
 
@@ -89,8 +89,8 @@ enum Sleep<U: Unit> {
 impl<U: Unit> HibernatingSupervisor<U> {
     /// A handle for the slot in `args`, asleep: the first request spawns its Supervisor
     /// (carrying on from `args.resume`, if given).
-    pub fn new(mut args: SupervisorArgs<U>) -> Self {
-        let resume = args.resume.take();
+    pub fn new(args: SupervisorArgs<U>) -> Self {
+        let (args, resume) = args.template();
         Self {
             inner: Arc::new(Inner {
                 args,
@@ -199,7 +199,7 @@ impl<U: Unit> Inner<U> {
             }
             Sleep::Awake { .. } => None, // replaced just above
         };
-        let (supervisor, exit) = Supervisor::spawn_for(self.args.respawn(resume))
+        let (supervisor, exit) = Supervisor::spawn_for(self.args.args(resume))
             .await
             .map_err(|e| SupervisorUnavailable::Spawn {
                 unit: self.args.unit_name.clone(),

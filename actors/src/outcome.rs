@@ -46,7 +46,7 @@ pub enum ReloadOutcome {
     /// The runtime went back to the previous spec on its own, because the newly activated one
     /// escalated a crash loop during its probation window. The generation increases.
     Reverted {
-        /// Why.
+        /// The escalation that caused it (what crash-looped, and its last error).
         reason: String,
     },
     /// A degraded runtime restored its last-known-good spec (generation unchanged).

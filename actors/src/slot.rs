@@ -59,7 +59,7 @@ impl<U> Live<U> {
         })
     }
 
-    /// The unit.
+    /// The published unit itself.
     pub fn unit(&self) -> &Arc<U> {
         &self.unit
     }

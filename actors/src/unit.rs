@@ -145,7 +145,7 @@ impl fmt::Display for Stage {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct BuildFailure {
-    /// The stage.
+    /// Where it failed: parse, validate or build.
     pub stage: Stage,
     /// Every problem found.
     pub message: String,

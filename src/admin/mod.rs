@@ -58,9 +58,9 @@ pub enum AdminError {
     /// The address could not be bound.
     #[error("cannot bind the admin API on {address}: {source}")]
     Bind {
-        /// The address.
+        /// The address asked for.
         address: SocketAddr,
-        /// Why.
+        /// What the operating system said.
         source: std::io::Error,
     },
 }

@@ -63,7 +63,7 @@ pub enum LoadError {
     /// The file could not be read.
     #[error("cannot read {}: {message}", path.display())]
     Read {
-        /// The file.
+        /// The file that could not be read.
         path: PathBuf,
         /// What the operating system said.
         message: String,

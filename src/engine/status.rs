@@ -27,7 +27,7 @@ pub enum EngineState {
 pub struct ModuleStatus {
     /// The module's name.
     pub name: String,
-    /// Its type.
+    /// Its module type, such as `http.server`.
     #[serde(rename = "type")]
     pub type_name: String,
     /// `started` or `stopped`.

@@ -58,7 +58,7 @@ pub enum ExecuteError {
     /// A step failed.
     #[error("pipeline {pipeline:?} failed at step {step:?}: {message}")]
     StepFailed {
-        /// The pipeline.
+        /// The pipeline that ran.
         pipeline: String,
         /// The step that failed.
         step: String,

@@ -22,12 +22,11 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::{Actor, ActorRef};
 use serde_json::Value;
-use swapvisor_actors::Slot;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::actor::{PluginActor, PluginActorArgs, PluginMsg};
-use super::instance::PluginInstance;
+use super::instance::PluginUnitContext;
 use super::restart::RestartMsg;
 use super::spec::PluginUnitSpec;
 use crate::extension::plugin::{Plugin, PluginCall, PluginContext, PluginError};
@@ -82,35 +81,42 @@ pub(crate) struct RestartLink {
 pub(crate) struct InstanceCore {
     pub(super) spec: Arc<PluginUnitSpec>,
     pub(super) version: String,
-    pub(super) kind_version: String,
     /// The plugin built at build time, taken by the first start.
     pub(super) prototype: Mutex<Option<Box<dyn Plugin>>>,
     phase: watch::Sender<Phase>,
-    pub(super) registry: Arc<Registry>,
-    link: RestartLink,
-    pub(super) record: Arc<CrashRecord>,
-    /// The slot the instance is published in, to tell whether it is still the live one.
-    slot: Weak<Slot<PluginInstance>>,
+    /// What every instance of the slot shares: the registry, the restarter, the crash record,
+    /// and the slot itself (to tell whether this instance is still the live one).
+    context: Arc<PluginUnitContext>,
 }
 
 impl InstanceCore {
     pub(super) fn new(
         spec: Arc<PluginUnitSpec>,
         plugin: Box<dyn Plugin>,
-        context: &super::instance::PluginUnitContext,
+        context: Arc<PluginUnitContext>,
     ) -> Self {
-        let version = plugin.version().to_owned();
         Self {
-            kind_version: format!("{}@{}", plugin.kind(), version),
-            version,
+            version: plugin.version().to_owned(),
             prototype: Mutex::new(Some(plugin)),
             phase: watch::channel(Phase::Idle).0,
-            registry: context.registry.clone(),
-            link: context.link.clone(),
-            record: context.record.clone(),
-            slot: context.slot.clone(),
+            context,
             spec,
         }
+    }
+
+    /// The registry to build the plugin again from (a restart, a restore).
+    pub(super) fn registry(&self) -> &Registry {
+        &self.context.registry
+    }
+
+    /// How often the slot's instances were restarted, and the latest error.
+    pub(super) fn record(&self) -> &CrashRecord {
+        &self.context.record
+    }
+
+    /// `kind@version`, as fingerprints and logs name the code that runs.
+    pub(super) fn kind_version(&self) -> String {
+        format!("{}@{}", self.spec.spec.kind, self.version)
     }
 
     /// The instance's name.
@@ -130,7 +136,8 @@ impl InstanceCore {
 
     /// True while its slot publishes this very instance: one swapped out is finished with.
     pub(crate) fn is_current(self: &Arc<Self>) -> bool {
-        self.slot
+        self.context
+            .slot
             .upgrade()
             .and_then(|slot| slot.current())
             .is_some_and(|live| Arc::ptr_eq(live.core(), self))
@@ -154,7 +161,7 @@ impl InstanceCore {
 
     pub(crate) fn record_error(&self, error: &str) {
         *self
-            .record
+            .record()
             .last_error
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
@@ -229,7 +236,7 @@ impl InstanceCore {
                 self.name()
             ));
         }
-        let restarter = &self.link.restarter;
+        let restarter = &self.context.link.restarter;
         let args = PluginActorArgs {
             plugin,
             context: PluginContext {
@@ -249,7 +256,8 @@ impl InstanceCore {
                 });
             }
         };
-        self.link
+        self.context
+            .link
             .actors
             .0
             .insert(actor.get_id(), Arc::downgrade(self));
@@ -320,7 +328,7 @@ impl std::fmt::Debug for InstanceCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginInstance")
             .field("name", &self.spec.spec.name)
-            .field("kind", &self.kind_version)
+            .field("kind", &self.kind_version())
             .finish_non_exhaustive()
     }
 }

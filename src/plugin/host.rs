@@ -356,7 +356,7 @@ impl PluginHost {
         args.build_timeout = spec.swap.build_timeout;
         let swap = HibernatingSupervisor::new(args);
         let env = self.shared.env.clone();
-        let plugin = Arc::new(PluginSlot::new(spec.clone(), slot, swap, record, env));
+        let plugin = Arc::new(PluginSlot::new(spec.clone(), swap, record, env));
         // Registered before it starts, so that a reload waiting for the lock finds it.
         self.shared.slots.insert(name.clone(), plugin.clone());
         self.shared

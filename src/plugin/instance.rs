@@ -49,9 +49,9 @@ impl std::fmt::Debug for PluginInstance {
 /// What try-activate reports for a plugin: its kind and version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PluginSummary {
-    /// The plugin kind.
+    /// The plugin kind, such as `counter`.
     pub kind: String,
-    /// Its version.
+    /// The version the kind's code reports.
     pub version: String,
 }
 
@@ -131,7 +131,7 @@ impl Unit for PluginInstance {
                 .map_err(|message| BuildFailure::new(Stage::Validate, message))?;
         }
         Ok(PluginInstance {
-            core: Arc::new(InstanceCore::new(spec, plugin, &context)),
+            core: Arc::new(InstanceCore::new(spec, plugin, context)),
         })
     }
 
@@ -145,9 +145,8 @@ impl Unit for PluginInstance {
         let plugin = match prototype {
             Some(plugin) => plugin,
             // Started again after a stop (a stop-first restore): begin afresh.
-            None => {
-                build_plugin(&self.core.registry, &self.unit_spec().spec).map_err(UnitError::new)?
-            }
+            None => build_plugin(self.core.registry(), &self.unit_spec().spec)
+                .map_err(UnitError::new)?,
         };
         self.core.spawn_actor(plugin).await.map_err(|e| {
             UnitError::new(format!(
@@ -172,7 +171,7 @@ impl Unit for PluginInstance {
         let canonical = serde_json::to_vec(&self.unit_spec().spec).unwrap_or_default();
         let digest = Sha256::digest(&canonical);
         let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("{}:{hash}", self.core.kind_version)
+        format!("{}:{hash}", self.core.kind_version())
     }
 
     fn summary(&self) -> PluginSummary {

@@ -112,7 +112,7 @@ impl Actor for Restarter {
                     // Bounded, so that one plugin hanging in start cannot hold up every other
                     // plugin's restart behind it in this mailbox.
                     let timeout = core.unit_spec().swap.start_timeout;
-                    let restarted = match build_plugin(&core.registry, &core.unit_spec().spec) {
+                    let restarted = match build_plugin(core.registry(), &core.unit_spec().spec) {
                         Ok(plugin) => {
                             match tokio::time::timeout(timeout, core.spawn_actor(plugin)).await {
                                 Ok(result) => result,
@@ -273,7 +273,7 @@ impl RestarterState {
             }
         }
         for core in &cores {
-            core.record
+            core.record()
                 .restarts
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }

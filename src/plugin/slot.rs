@@ -15,8 +15,8 @@ use crate::config::SharedEnv;
 /// reloads.
 pub(crate) struct PluginSlot {
     name: Arc<str>,
-    slot: Arc<Slot<PluginInstance>>,
-    /// The slot's swap Supervisor, awake only while a reload (or an embedder) needs it.
+    /// The slot's swap Supervisor, awake only while a reload (or an embedder) needs it; it
+    /// holds the slot itself.
     pub(super) swap: HibernatingSupervisor<PluginInstance>,
     /// The spec the engine config last asked for (a per-plugin reload may run another).
     configured: Mutex<Arc<PluginUnitSpec>>,
@@ -28,14 +28,12 @@ pub(crate) struct PluginSlot {
 impl PluginSlot {
     pub(super) fn new(
         spec: Arc<PluginUnitSpec>,
-        slot: Arc<Slot<PluginInstance>>,
         swap: HibernatingSupervisor<PluginInstance>,
         record: Arc<CrashRecord>,
         env: SharedEnv,
     ) -> Self {
         Self {
             name: Arc::from(spec.name()),
-            slot,
             swap,
             configured: Mutex::new(spec),
             record,
@@ -50,12 +48,14 @@ impl PluginSlot {
 
     /// The slot callers take leases from.
     pub(super) fn slot(&self) -> &Arc<Slot<PluginInstance>> {
-        &self.slot
+        self.swap.slot()
     }
 
     /// The core of the live instance, if one is published.
     pub(crate) fn current_core(&self) -> Option<Arc<InstanceCore>> {
-        self.slot.current().map(|instance| instance.core().clone())
+        self.slot()
+            .current()
+            .map(|instance| instance.core().clone())
     }
 
     /// The spec the engine config last asked for.
@@ -91,7 +91,7 @@ impl PluginSlot {
 
     /// The instance as shown in status.
     pub(super) fn status(&self) -> PluginStatus {
-        let live = self.slot.current();
+        let live = self.slot().current();
         let (state, version, kind) = match &live {
             Some(instance) => (
                 PluginState::of(&instance.core().phase()),
@@ -122,7 +122,7 @@ impl PluginSlot {
             kind,
             version,
             state,
-            generation: self.slot.generation().unwrap_or(0),
+            generation: self.slot().generation().unwrap_or(0),
             restarts,
             last_error,
         }

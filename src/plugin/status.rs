@@ -16,7 +16,7 @@ pub enum PluginState {
     Restarting,
     /// Crashed beyond its restart intensity (or not restarted by its policy).
     Failed,
-    /// Stopped.
+    /// Stopped on purpose (or exited normally, and not restarted by its policy).
     Stopped,
 }
 

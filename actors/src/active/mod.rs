@@ -199,6 +199,10 @@ async fn start_unit<U: Unit>(
     .await
 }
 
+/// How long past the deadline a unit was given the guard waits before it abandons the unit:
+/// long enough that a unit which gives up on time reports its own, more precise error.
+const GRACE: Duration = Duration::from_millis(100);
+
 /// Stops `unit`, giving it the stop timeout (and a moment more before it is abandoned).
 async fn stop_unit<U: Unit>(
     unit_name: &str,
@@ -206,11 +210,8 @@ async fn stop_unit<U: Unit>(
     settings: &SwapSettings,
 ) -> Result<(), String> {
     let deadline = deadline_in(settings.stop_timeout);
-    guarded(
-        unit_name,
-        "stop",
-        later(deadline, Duration::from_millis(100)),
-        || unit.stop(deadline),
-    )
+    guarded(unit_name, "stop", later(deadline, GRACE), || {
+        unit.stop(deadline)
+    })
     .await
 }

@@ -2,13 +2,21 @@
 
 use std::sync::Arc;
 
-use super::{ActiveState, start_unit, stop_unit, timed};
+use super::{ActiveState, GRACE, start_unit, stop_unit, timed};
 use crate::SwapMode;
-use crate::guard::{contained, deadline_in, guarded};
+use crate::guard::{contained, deadline_in, guarded, later};
 use crate::outcome::StageTimings;
 use crate::slot::Live;
 use crate::supervisor::SwapResult;
 use crate::unit::{SwapSettings, Unit};
+
+/// A built unit on its way in: the generation it is published under, and how it wants to be
+/// swapped in.
+struct Incoming<U> {
+    unit: Arc<U>,
+    generation: u64,
+    settings: SwapSettings,
+}
 
 impl<U: Unit> ActiveState<U> {
     /// Swaps `unit` in under `generation`, in the order its settings ask for.
@@ -26,15 +34,14 @@ impl<U: Unit> ActiveState<U> {
                 .saturating_add(settings.start_timeout),
         );
         let mut timings = StageTimings::default();
+        let new = Incoming {
+            unit,
+            generation,
+            settings,
+        };
         let result = match settings.mode {
-            SwapMode::StartFirst => {
-                self.start_first(unit, generation, settings, &mut timings)
-                    .await
-            }
-            SwapMode::StopFirst => {
-                self.stop_first(unit, generation, settings, &mut timings)
-                    .await
-            }
+            SwapMode::StartFirst => self.start_first(new, &mut timings).await,
+            SwapMode::StopFirst => self.stop_first(new, &mut timings).await,
         };
         (result, timings)
     }
@@ -59,13 +66,12 @@ impl<U: Unit> ActiveState<U> {
         self.live = Some(live);
     }
 
-    async fn start_first(
-        &mut self,
-        unit: Arc<U>,
-        generation: u64,
-        settings: SwapSettings,
-        timings: &mut StageTimings,
-    ) -> SwapResult {
+    async fn start_first(&mut self, new: Incoming<U>, timings: &mut StageTimings) -> SwapResult {
+        let Incoming {
+            unit,
+            generation,
+            settings,
+        } = new;
         let started = timed(
             "start",
             &mut timings.start,
@@ -101,13 +107,12 @@ impl<U: Unit> ActiveState<U> {
         SwapResult::Activated
     }
 
-    async fn stop_first(
-        &mut self,
-        unit: Arc<U>,
-        generation: u64,
-        settings: SwapSettings,
-        timings: &mut StageTimings,
-    ) -> SwapResult {
+    async fn stop_first(&mut self, new: Incoming<U>, timings: &mut StageTimings) -> SwapResult {
+        let Incoming {
+            unit,
+            generation,
+            settings,
+        } = new;
         // Units still retiring from a start-first swap may hold what this swap must free.
         while self.retiring.join_next().await.is_some() {}
         // Shared resources the old unit releases (sockets) stay open for the new one.
@@ -149,12 +154,11 @@ impl<U: Unit> ActiveState<U> {
         if started.is_ok()
             && let Some(state) = state
         {
-            started = guarded(
-                &self.unit_name,
-                "state import",
-                deadline_in(settings.start_timeout),
-                || unit.import_state(state),
-            )
+            // The unit bounds its import by the start timeout itself; the guard, a moment later.
+            let deadline = later(deadline_in(settings.start_timeout), GRACE);
+            started = guarded(&self.unit_name, "state import", deadline, || {
+                unit.import_state(state)
+            })
             .await;
         }
         let result = match started {
@@ -232,6 +236,9 @@ impl<U: Unit> ActiveState<U> {
         .await?;
         match state {
             Some(state) => {
+                // The unit bounds its import by the start timeout itself; the guard, a moment
+                // later, so that the unit's own error is the one reported.
+                let deadline = later(deadline, GRACE);
                 guarded(&self.unit_name, "state import", deadline, || {
                     new.import_state(state)
                 })

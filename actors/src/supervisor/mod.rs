@@ -40,6 +40,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 pub use hibernation::Resume;
 pub use messages::{Internal, ReloadRequest, SupervisorMsg};
 pub(crate) use messages::{InternalMsg, SwapReport, SwapResult};
+pub(crate) use state::Respawn;
 pub use state::{ReloadObserver, SupervisorArgs, SupervisorState};
 pub use status::{RunState, SupervisorStatus};
 

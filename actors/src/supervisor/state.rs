@@ -58,9 +58,38 @@ impl<U: Unit> SupervisorArgs<U> {
         }
     }
 
-    /// The same arguments, except for `resume` (which cannot be shared).
-    pub(crate) fn respawn(&self, resume: Option<Resume<U>>) -> Self {
-        Self {
+    /// These arguments without `resume`, to spawn Supervisors from again and again.
+    pub(crate) fn template(self) -> (Respawn<U>, Option<Resume<U>>) {
+        let respawn = Respawn {
+            unit_name: self.unit_name,
+            context: self.context,
+            slot: self.slot,
+            build_timeout: self.build_timeout,
+            history_limit: self.history_limit,
+            restore_backoff: self.restore_backoff,
+            observer: self.observer,
+        };
+        (respawn, self.resume)
+    }
+}
+
+/// Supervisor arguments without `resume`: what a hibernating slot keeps to spawn its next
+/// Supervisor (kept apart so that an idle slot does not carry room for a snapshot it never
+/// holds there).
+pub(crate) struct Respawn<U: Unit> {
+    pub(crate) unit_name: String,
+    context: Arc<U::Context>,
+    pub(crate) slot: Arc<Slot<U>>,
+    build_timeout: Duration,
+    history_limit: usize,
+    restore_backoff: Backoff,
+    observer: Option<Arc<dyn ReloadObserver>>,
+}
+
+impl<U: Unit> Respawn<U> {
+    /// The arguments of the next Supervisor, carrying on from `resume`.
+    pub(crate) fn args(&self, resume: Option<Resume<U>>) -> SupervisorArgs<U> {
+        SupervisorArgs {
             unit_name: self.unit_name.clone(),
             context: self.context.clone(),
             slot: self.slot.clone(),
