@@ -99,6 +99,10 @@ pub fn deadline_in(duration: Duration) -> Instant {
     later(Instant::now(), duration)
 }
 
+/// How long past the deadline a unit was given a guard waits before it abandons the unit:
+/// long enough that a unit which gives up on time reports its own, more precise error.
+pub(crate) const GRACE: Duration = Duration::from_millis(100);
+
 /// `deadline` plus `grace`, saturating like [`deadline_in`].
 pub(crate) fn later(deadline: Instant, grace: Duration) -> Instant {
     const FAR_OFF: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);

@@ -27,7 +27,7 @@ use ractor::ActorRef;
 use tokio::time::Instant;
 
 use crate::active::stop_for_good;
-use crate::guard::later;
+use crate::guard::{GRACE, later};
 use crate::outcome::ReloadRecord;
 use crate::slot::Slot;
 use crate::supervisor::{
@@ -148,7 +148,7 @@ impl<U: Unit> HibernatingSupervisor<U> {
     pub async fn shutdown(&self, deadline: Instant) -> bool {
         let mut sleep = self.inner.sleep.lock().await;
         // A moment past the deadline, so that a unit stopping right at it is not cut off.
-        let wait = later(deadline, Duration::from_millis(100));
+        let wait = later(deadline, GRACE);
         match std::mem::replace(&mut *sleep, Sleep::Gone) {
             Sleep::Gone => true,
             Sleep::Asleep(_) => {

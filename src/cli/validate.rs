@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use swapvisor::actors::SwapSettings;
 use swapvisor::config::{DocumentLimits, process_env, read_file};
 use swapvisor::engine::BuildError;
 use swapvisor::{Engine, Registry, Stage, TryActivateResult};
@@ -15,12 +16,17 @@ pub async fn validate(path: &Path) -> u8 {
         Ok(source) => {
             let limits = DocumentLimits::default();
             let build = Engine::build_from_source(&source, &limits, &registry, &process_env);
-            // Building has no outside effects, but a module may hang in it; bound the wait.
-            match tokio::time::timeout(std::time::Duration::from_secs(30), build).await {
+            // Building has no outside effects, but a module may hang in it; bound the wait by
+            // the default build timeout.
+            let limit = SwapSettings::default().build_timeout;
+            match tokio::time::timeout(limit, build).await {
                 Ok(Ok(engine)) => TryActivateResult::ok(&engine),
                 Ok(Err(error)) => TryActivateResult::failed(&error),
                 Err(_) => TryActivateResult::BuildFailed {
-                    error: "the build did not finish within 30s".to_owned(),
+                    error: format!(
+                        "the build did not finish within {}",
+                        humantime::format_duration(limit)
+                    ),
                     stage: Stage::Build,
                 },
             }

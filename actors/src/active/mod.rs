@@ -33,7 +33,7 @@ use tracing::Instrument;
 
 pub(crate) use retire::stop_for_good;
 
-use crate::guard::{deadline_in, guarded, later};
+use crate::guard::{GRACE, deadline_in, guarded, later};
 use crate::slot::{Live, Slot};
 use crate::supervisor::{InternalMsg, SupervisorMsg, SwapReport};
 use crate::unit::{SwapSettings, Unit};
@@ -198,10 +198,6 @@ async fn start_unit<U: Unit>(
     )
     .await
 }
-
-/// How long past the deadline a unit was given the guard waits before it abandons the unit:
-/// long enough that a unit which gives up on time reports its own, more precise error.
-const GRACE: Duration = Duration::from_millis(100);
 
 /// Stops `unit`, giving it the stop timeout (and a moment more before it is abandoned).
 async fn stop_unit<U: Unit>(

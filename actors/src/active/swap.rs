@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{ActiveState, GRACE, start_unit, stop_unit, timed};
+use super::{ActiveState, start_unit, stop_unit, timed};
 use crate::SwapMode;
-use crate::guard::{contained, deadline_in, guarded, later};
+use crate::guard::{GRACE, contained, deadline_in, guarded, later};
 use crate::outcome::StageTimings;
 use crate::slot::Live;
 use crate::supervisor::SwapResult;
