@@ -16,8 +16,11 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let panicked = swapvisor::actors::guard::Interrupted::from_panic(info.payload());
-        tracing::error!(%location, "{panicked}");
+        let message = match swapvisor::actors::guard::Interrupted::from_panic(info.payload()) {
+            swapvisor::actors::guard::Interrupted::Panicked(message) => message,
+            other => other.to_string(),
+        };
+        tracing::error!(%location, "panic: {message}");
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -609,3 +609,36 @@ async fn a_plugin_hanging_in_start_rolls_the_reload_back_in_time_and_leaves_noth
     );
     runtime.shutdown().await.unwrap();
 }
+
+/// A failed engine start undoes each plugin change on its own: a plugin that cannot be put
+/// back to its previous spec does not keep the others from being put back.
+#[tokio::test]
+async fn a_rolled_back_start_puts_back_every_plugin_it_can() {
+    let (registry, _, controls) = plugin_registry();
+    let journals = |note: u32, b_extra: &str, modules: &str| {
+        let yaml = format!(
+            "modules: {modules}\nplugins:\n  - {{ name: a, type: test.journal, config: {{ note: {note} }} }}\n  - {{ name: b, type: test.journal, config: {{ note: {note}{b_extra} }} }}\n"
+        );
+        Config::parse(yaml.as_bytes()).unwrap()
+    };
+    let runtime = Runtime::start(journals(1, ", failWhenSwitched: true", "[]"), registry)
+        .await
+        .unwrap();
+    let generation = |name: &str| runtime.plugin(name).unwrap().status().generation;
+    assert_eq!((generation("a"), generation("b")), (1, 1));
+    // The next config changes both plugins and fails to start after they attached; while the
+    // switch is on, b's previous spec cannot start again either.
+    controls
+        .fail_starts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let failing = journals(2, "", "[{ name: t, type: test.toggle }]");
+    let outcome = runtime.reload(failing).await.unwrap().outcome;
+    assert!(
+        matches!(&outcome, ReloadOutcome::RolledBack { error } if error.contains("toggle is switched to fail")),
+        "{outcome:?}"
+    );
+    // b could not be put back (it serves the failed config's spec, its reload back rolled
+    // back); a, undone after it, was.
+    assert_eq!((generation("a"), generation("b")), (3, 2));
+    runtime.shutdown().await.unwrap();
+}

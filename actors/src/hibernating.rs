@@ -149,12 +149,15 @@ impl<U: Unit> HibernatingSupervisor<U> {
         let mut sleep = self.inner.sleep.lock().await;
         // A moment past the deadline, so that a unit stopping right at it is not cut off.
         let wait = later(deadline, GRACE);
+        let stop_asleep = || async {
+            let stopping = stop_for_good(&self.inner.args.slot, &self.inner.args.unit_name);
+            tokio::time::timeout_at(wait, stopping).await.is_ok()
+        };
         match std::mem::replace(&mut *sleep, Sleep::Gone) {
             Sleep::Gone => true,
-            Sleep::Asleep(_) => {
-                let stopping = stop_for_good(&self.inner.args.slot, &self.inner.args.unit_name);
-                tokio::time::timeout_at(wait, stopping).await.is_ok()
-            }
+            Sleep::Asleep(_) => stop_asleep().await,
+            // It died (an embedder stopped it, say): the live unit is stopped as if it slept.
+            Sleep::Awake { supervisor, .. } if !is_alive(&supervisor) => stop_asleep().await,
             Sleep::Awake {
                 supervisor, exit, ..
             } => {
@@ -181,11 +184,7 @@ impl<U: Unit> Inner<U> {
         sleep: &mut Sleep<U>,
     ) -> Result<ActorRef<SupervisorMsg<U>>, SupervisorUnavailable> {
         if let Sleep::Awake { supervisor, .. } = sleep {
-            let alive = !matches!(
-                supervisor.get_status(),
-                ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
-            );
-            if alive {
+            if is_alive(supervisor) {
                 return Ok(supervisor.clone());
             }
             // It died: carry on without its history rather than refuse every later request.
@@ -237,4 +236,12 @@ impl<U: Unit> Inner<U> {
             let _ = exit.await;
         }
     }
+}
+
+/// False once the actor is stopping or stopped.
+fn is_alive<M>(actor: &ActorRef<M>) -> bool {
+    !matches!(
+        actor.get_status(),
+        ractor::ActorStatus::Stopping | ractor::ActorStatus::Stopped
+    )
 }

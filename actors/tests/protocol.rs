@@ -442,3 +442,29 @@ async fn a_sleeping_supervisor_is_shut_down_without_being_woken() {
         Err(SupervisorUnavailable::ShutDown(_))
     ));
 }
+
+#[tokio::test]
+async fn a_hibernating_handle_whose_supervisor_died_still_stops_its_unit_gracefully() {
+    let (controls, slot) = support::parts();
+    let (args, _outcomes) = support::args(&controls, &slot);
+    let handle = HibernatingSupervisor::new(args);
+    let first = handle.reload(ReloadRequest::new(Script::new("v1"))).await;
+    assert!(first.expect("answers").outcome.is_activated());
+    // An embedder holds the Supervisor, then stops it: the live unit stays published.
+    let supervisor = handle.supervisor().await.expect("wakes");
+    supervisor.stop(None);
+    supervisor
+        .get_cell()
+        .wait(Some(support::PATIENCE))
+        .await
+        .expect("the Supervisor exits");
+    assert_eq!(support::served(&slot).as_deref(), Some("v1"));
+
+    assert!(
+        handle
+            .shutdown(Instant::now() + Duration::from_secs(5))
+            .await
+    );
+    assert_eq!(controls.entries("stop "), ["stop v1"]);
+    assert!(slot.acquire().await.is_err(), "closed for good");
+}

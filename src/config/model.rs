@@ -137,9 +137,9 @@ pub enum RestartStrategy {
     /// Only the failed instance. The default.
     #[default]
     OneForOne,
-    /// Every instance.
+    /// Every instance of the same config.
     OneForAll,
-    /// The failed instance and those started after it.
+    /// The failed instance and those declared after it in the same config.
     RestForOne,
 }
 

@@ -11,11 +11,10 @@
 //! | `Keep` | the spec is the same | nothing: the old and new engine share it, state and all |
 //! | `Remove` | the new plan does not name it | nothing yet: it stops once no engine uses it |
 //!
-//! The host applies the list in one place ([`PluginHost::apply`](super::PluginHost)), recording
-//! each change before it makes it, and a start that fails is undone by applying the
-//! [inverted](PluginChanges::inverted) record of what was applied: added instances become
-//! removed (and stop, since nothing uses them), changed ones are reloaded back to their
-//! previous spec.
+//! The host makes the changes in one place (`PluginHost::attach`), recording each before it
+//! makes it, and a start that fails is undone by making the [inverted](PluginChanges::inverted)
+//! record of what was made: added instances become removed (and stop, since nothing uses
+//! them), changed ones are reloaded back to their previous spec.
 
 use std::sync::Arc;
 

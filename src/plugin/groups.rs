@@ -37,19 +37,23 @@ impl RestartGroups {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers an engine's instances, governed by `strategy`.
-    pub(crate) fn register(
-        &self,
-        strategy: RestartStrategy,
-        members: Vec<Arc<PluginSlot>>,
-    ) -> GroupId {
+    /// Registers an attaching engine's group, governed by `strategy`; its instances
+    /// [join](RestartGroups::join) it in config order.
+    pub(crate) fn register(&self, strategy: RestartStrategy) -> GroupId {
         let id = GroupId(self.next.fetch_add(1, Ordering::Relaxed));
         self.lock().push(Group {
             id,
             strategy,
-            members,
+            members: Vec::new(),
         });
         id
+    }
+
+    /// Adds `member` to the group `id`, after the members that joined before it.
+    pub(crate) fn join(&self, id: GroupId, member: Arc<PluginSlot>) {
+        if let Some(group) = self.lock().iter_mut().find(|group| group.id == id) {
+            group.members.push(member);
+        }
     }
 
     /// Forgets a detached engine's group.

@@ -164,9 +164,12 @@ impl PluginHost {
     }
 
     /// Attaches an engine whose config asks for `plan`: works out the changes against what
-    /// runs now, applies them in order (progress recorded in `attachment` before each step),
-    /// and registers the engine's instances as a restart group. On failure the error is
-    /// `(plugin name, why)`; detaching with rollback is then the caller's.
+    /// runs now and makes them in order, recording each in `attachment` before it is made (so
+    /// that whoever called this can undo it even when this future is cancelled half-way, by a
+    /// start timeout). The engine's restart group exists from the start, so that a crash while
+    /// the others attach is governed by this config's strategy; each instance joins it once it
+    /// runs as this config asks. On failure the error is `(plugin name, why)`; detaching with
+    /// rollback is then the caller's.
     pub(crate) async fn attach(
         &self,
         plan: &PluginPlan,
@@ -185,68 +188,62 @@ impl PluginHost {
         let changes = PluginChanges::between(&running, &plan.instances);
         tracing::debug!(changes = %changes.summary(), "attaching an engine's plugins");
         attachment.registry = registry.clone();
-        self.apply(&changes, registry, &mut attachment.applied)
-            .await?;
-        let members = plan
-            .instances
+        let group = self.shared.groups.register(plan.strategy);
+        attachment.group = Some(group);
+        // Removals are left to stop_unused: an instance stops once no engine uses it.
+        let made = changes
             .iter()
-            .filter_map(|spec| self.shared.slots.get(spec.name()).map(|s| s.clone()))
-            .collect();
-        attachment.group = Some(self.shared.groups.register(plan.strategy, members));
+            .filter(|change| !matches!(change, PluginChange::Remove(_)));
+        for change in made {
+            attachment.applied.push(change.clone());
+            if let Err(error) = self.make(change, registry).await {
+                // It did not change.
+                attachment.applied.pop();
+                return Err((change.name().to_owned(), error));
+            }
+            if let Some(slot) = self.shared.slots.get(change.name()) {
+                self.shared.groups.join(group, slot.clone());
+            }
+        }
         Ok(())
     }
 
     /// Detaches an engine: its restart group goes, and (with `rollback`, after a failed start)
-    /// the changes its start made are undone; then every instance no engine uses stops.
+    /// the changes its start made are undone, last first; then every instance no engine uses
+    /// stops.
     pub(crate) async fn detach(&self, attachment: Attachment, rollback: bool, deadline: Instant) {
         let serial = self.shared.attach_lock.lock().await;
         if let Some(group) = attachment.group {
             self.shared.groups.unregister(group);
         }
         if rollback {
-            let undo = attachment.applied.inverted();
-            let mut undone = PluginChanges::default();
-            let registry = &attachment.registry;
-            if let Err((plugin, error)) = self.apply(&undo, registry, &mut undone).await {
-                tracing::warn!(%plugin, %error, "could not put the plugin back to its previous spec");
+            // Each change is undone on its own: one that cannot be put back does not keep the
+            // others from being put back.
+            for change in attachment.applied.inverted().iter() {
+                if let Err(error) = self.make(change, &attachment.registry).await {
+                    let plugin = change.name();
+                    tracing::warn!(%plugin, %error, "could not put the plugin back to its previous spec");
+                }
             }
         }
         drop(serial);
         self.stop_unused(deadline).await;
     }
 
-    /// Makes `changes`, in order, recording each in `applied` before it is made (and taking it
-    /// back if it failed without changing anything). Removals are left to
-    /// [`PluginHost::stop_unused`]: an instance stops once no engine uses it.
-    async fn apply(
-        &self,
-        changes: &PluginChanges,
-        registry: &Arc<Registry>,
-        applied: &mut PluginChanges,
-    ) -> Result<(), (String, String)> {
-        for change in changes.iter() {
-            if matches!(change, PluginChange::Remove(_)) {
-                continue; // see stop_unused
-            }
-            applied.push(change.clone());
-            let done = match change {
-                PluginChange::Add(spec) => self.create(spec.clone(), registry).await,
-                PluginChange::Change { to, .. } => self.reload(to).await,
-                PluginChange::Keep { to, .. } => {
-                    if let Some(slot) = self.shared.slots.get(to.name()) {
-                        slot.set_configured(to.clone());
-                    }
-                    Ok(())
+    /// Makes one change: builds and starts an added instance, reloads a changed one, records
+    /// the spec of a kept one. A removal happens later, in [`PluginHost::stop_unused`].
+    async fn make(&self, change: &PluginChange, registry: &Arc<Registry>) -> Result<(), String> {
+        match change {
+            PluginChange::Add(spec) => self.create(spec.clone(), registry).await,
+            PluginChange::Change { to, .. } => self.reload(to).await,
+            PluginChange::Keep { to, .. } => {
+                if let Some(slot) = self.shared.slots.get(to.name()) {
+                    slot.set_configured(to.clone());
                 }
-                PluginChange::Remove(_) => Ok(()),
-            };
-            if let Err(error) = done {
-                // It did not change.
-                applied.pop();
-                return Err((change.name().to_owned(), error));
+                Ok(())
             }
+            PluginChange::Remove(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// Stops every instance no attached engine uses, newest first, unless the host is held.

@@ -70,7 +70,8 @@ impl PluginRef {
     /// calls queued or in flight meanwhile are each served once. A start failure leaves the old
     /// instance serving, state intact (`RolledBack`); a spec that would take away a type the
     /// live config uses is `Rejected`. The reload lasts until an engine reload changes this
-    /// plugin's entry. Fails only when the instance has been removed.
+    /// plugin's entry. Fails (`Unavailable`) when the instance has been removed, or when its
+    /// swap Supervisor cannot be started or exits before answering.
     pub async fn reload(
         &self,
         request: impl Into<ReloadRequest<PluginSpec>>,

@@ -207,11 +207,13 @@ pub fn controlled_registry() -> (Registry, Journal, Controls) {
 }
 
 /// A plugin that journals its starts and stops ("start a", "stop a") and answers `ping`.
-/// Settings: `{failStart, hangStart}`.
+/// Settings: `{failStart, hangStart, failWhenSwitched, note}`: `failWhenSwitched` fails its
+/// start while the controls' `fail_starts` is set; `note` only makes two specs differ.
 struct JournalPlugin {
     name: String,
     fail_start: bool,
     hang_start: bool,
+    fail_when: Option<Arc<std::sync::atomic::AtomicBool>>,
     journal: Journal,
 }
 
@@ -222,6 +224,11 @@ struct JournalSettings {
     fail_start: bool,
     #[serde(default)]
     hang_start: bool,
+    #[serde(default)]
+    fail_when_switched: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: Value,
 }
 
 impl swapvisor::plugin::Plugin for JournalPlugin {
@@ -241,7 +248,11 @@ impl swapvisor::plugin::Plugin for JournalPlugin {
             if self.hang_start {
                 std::future::pending::<()>().await;
             }
-            if self.fail_start {
+            let switched = self
+                .fail_when
+                .as_ref()
+                .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst));
+            if self.fail_start || switched {
                 return Err(swapvisor::plugin::PluginError::Failed(format!(
                     "{} refuses to start",
                     self.name
@@ -401,6 +412,7 @@ impl swapvisor::extension::Step for PanicStep {
 pub fn plugin_registry() -> (Registry, Journal, Controls) {
     let (mut registry, journal, controls) = controlled_registry();
     let shared = journal.clone();
+    let switch = controls.fail_starts.clone();
     registry
         .contributing("tests", |r| {
             r.register_plugin(
@@ -412,6 +424,7 @@ pub fn plugin_registry() -> (Registry, Journal, Controls) {
                             name: build.name.to_owned(),
                             fail_start: settings.fail_start,
                             hang_start: settings.hang_start,
+                            fail_when: settings.fail_when_switched.then(|| switch.clone()),
                             journal: shared.clone(),
                         },
                     ))

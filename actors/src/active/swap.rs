@@ -236,8 +236,10 @@ impl<U: Unit> ActiveState<U> {
         .await?;
         match state {
             Some(state) => {
-                // The unit bounds its import by the start timeout itself; the guard, a moment
-                // later, so that the unit's own error is the one reported.
+                // The unit bounds its import by the start timeout itself, counted from the
+                // import; the guard bounds export and import together, and waits a moment past
+                // that, so that a unit which gives up on time (after a quick export) reports
+                // its own error.
                 let deadline = later(deadline, GRACE);
                 guarded(&self.unit_name, "state import", deadline, || {
                     new.import_state(state)
