@@ -151,7 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     registry.contributing("example", |r| r.register_plugin("kv", build_store))?;
 
     let runtime = Runtime::start(Config::parse(CONFIG.as_bytes())?, registry).await?;
-    let store = runtime.plugin("store").expect("the store runs");
+    let store = runtime.plugin("store")?;
     store
         .call("put", json!({ "key": "greeting", "value": "hello" }))
         .await?;
@@ -164,11 +164,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bigger = PluginSpec::parse(b"{ name: store, type: kv, config: { maxEntries: 100 } }")?;
     println!(
         "reload -> {:?}",
-        runtime
-            .plugin("store")
-            .expect("the plugin runs")
-            .reload(bigger)
-            .await?
+        runtime.plugin("store")?.reload(bigger).await?.outcome
     );
     println!(
         "after the reload, lookup -> {}",
