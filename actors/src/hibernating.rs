@@ -191,13 +191,10 @@ impl<U: Unit> Inner<U> {
             tracing::warn!(unit = %self.args.unit_name, "the Supervisor had died; starting a new one");
             *sleep = Sleep::Asleep(None);
         }
-        let resume = match sleep {
-            Sleep::Asleep(resume) => resume.take(),
-            Sleep::Gone => {
-                return Err(SupervisorUnavailable::ShutDown(self.args.unit_name.clone()));
-            }
-            Sleep::Awake { .. } => None, // replaced just above
+        let Sleep::Asleep(resume) = sleep else {
+            return Err(SupervisorUnavailable::ShutDown(self.args.unit_name.clone()));
         };
+        let resume = resume.take();
         let (supervisor, exit) = Supervisor::spawn_for(self.args.args(resume))
             .await
             .map_err(|e| SupervisorUnavailable::Spawn {

@@ -218,10 +218,10 @@ impl Engine {
 
     /// Runs `pipeline` from a trigger task, with this engine's services.
     fn runner(&self, pipeline: &Arc<Pipeline>) -> PipelineRunner {
-        let pipeline = pipeline.clone();
+        let running = pipeline.clone();
         let services = self.inner.context.services().clone();
-        PipelineRunner::new(pipeline.clone().name(), move |input| {
-            let (pipeline, services) = (pipeline.clone(), services.clone());
+        PipelineRunner::new(pipeline.name(), move |input| {
+            let (pipeline, services) = (running.clone(), services.clone());
             Box::pin(async move { pipeline.run(&input, &services).await.map(Execution::output) })
         })
     }

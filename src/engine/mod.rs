@@ -59,6 +59,7 @@ pub use http::MAX_BODY_BYTES;
 pub(crate) use http::json_response;
 pub use pipeline::Execution;
 pub use plan::TypesUsed;
+pub(crate) use status::listening;
 pub use status::{EngineState, ModuleStatus};
 pub use unit::EngineSpec;
 

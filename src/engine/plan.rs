@@ -88,9 +88,9 @@ pub(crate) fn plan(
 ) -> Result<Plan, ConfigErrors> {
     let (resolved, broken) = resolve_collecting(config, env, &mut errors);
     let config = &resolved.config;
-    let (registry, plugins, plugin_kinds) =
+    let (with_plugins, plugins, plugin_kinds) =
         plan_plugins(&resolved, registry, &broken.plugins, &mut errors);
-    let registry = &registry;
+    let registry = &with_plugins;
     let plugin_names: Vec<String> = config.plugins.iter().map(|p| p.name.clone()).collect();
     let mut plugin_type_uses = Vec::new();
     let mut note_use = |kind: &'static str, type_name: &str, place: String| {
@@ -313,7 +313,7 @@ pub(crate) fn plan(
         })
         .collect();
     Ok(Plan {
-        registry: Arc::new(registry.clone()),
+        registry: Arc::new(with_plugins),
         plugins: PluginPlan {
             instances: plugins,
             strategy: resolved.settings.plugin_strategy,

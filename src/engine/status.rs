@@ -85,12 +85,17 @@ impl Engine {
 
     /// The actual addresses of this engine's `http.server` modules, by module name.
     pub fn listening(&self) -> Vec<(String, String)> {
-        self.module_status()
-            .into_iter()
-            .filter_map(|m| {
-                let address = m.details.get("listening")?.as_str()?.to_owned();
-                Some((m.name, address))
-            })
-            .collect()
+        listening(&self.module_status())
     }
+}
+
+/// The addresses `modules` listen on (their `listening` detail), as `(module name, address)`.
+pub(crate) fn listening(modules: &[ModuleStatus]) -> Vec<(String, String)> {
+    modules
+        .iter()
+        .filter_map(|m| {
+            let address = m.details.get("listening")?.as_str()?.to_owned();
+            Some((m.name.clone(), address))
+        })
+        .collect()
 }

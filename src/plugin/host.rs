@@ -20,7 +20,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::{Actor, ActorRef};
 use serde_json::Value;
-use swapvisor_actors::{HibernatingSupervisor, Origin, ReloadOutcome, Slot, SupervisorArgs};
+use swapvisor_actors::{HibernatingSupervisor, Origin, Slot, SupervisorArgs};
 use tokio::time::Instant;
 
 use super::changes::{PluginChange, PluginChanges, Running};
@@ -361,15 +361,12 @@ impl PluginHost {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(name.clone());
-        match plugin.reload(&spec, Origin::Initial).await {
-            Ok(record) if record.outcome.is_activated() => Ok(()),
-            other => {
-                let why = describe(other);
-                self.remove(&name, Instant::now() + spec.swap.stop_timeout)
-                    .await;
-                Err(why)
-            }
+        let started = plugin.reload(&spec, Origin::Initial).await;
+        if started.is_err() {
+            self.remove(&name, Instant::now() + spec.swap.stop_timeout)
+                .await;
         }
+        started
     }
 
     /// Reloads the instance of `spec`'s name to `spec`, for an engine config.
@@ -380,13 +377,11 @@ impl PluginHost {
             .get(spec.name())
             .map(|s| s.clone())
             .ok_or_else(|| "it is not running".to_owned())?;
-        match slot.reload(spec, Origin::Api).await {
-            Ok(record) if record.outcome.is_activated() => {
-                slot.set_configured(spec.clone());
-                Ok(())
-            }
-            other => Err(format!("its reload did not activate: {}", describe(other))),
-        }
+        slot.reload(spec, Origin::Api)
+            .await
+            .map_err(|why| format!("its reload did not activate: {why}"))?;
+        slot.set_configured(spec.clone());
+        Ok(())
     }
 }
 
@@ -405,18 +400,5 @@ impl PluginCalls for PluginHost {
                 ))),
             }
         })
-    }
-}
-
-/// What went wrong with a reload that did not activate, in a few words.
-fn describe<E: std::fmt::Display>(record: Result<swapvisor_actors::ReloadRecord, E>) -> String {
-    match record {
-        Ok(record) => match &record.outcome {
-            ReloadOutcome::Rejected { error, .. } | ReloadOutcome::RolledBack { error } => {
-                error.clone()
-            }
-            other => other.name().to_owned(),
-        },
-        Err(error) => error.to_string(),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use swapvisor_actors::{HibernatingSupervisor, Origin, ReloadRecord, ReloadRequest, Slot};
+use swapvisor_actors::{HibernatingSupervisor, Origin, ReloadOutcome, ReloadRequest, Slot};
 
 use super::core::{CrashRecord, InstanceCore, Phase};
 use super::instance::PluginInstance;
@@ -76,17 +76,21 @@ impl PluginSlot {
             .is_some_and(|core| !matches!(core.phase(), Phase::Failed(_) | Phase::Stopped))
     }
 
-    /// Runs one reload through the slot's swap protocol, for the engine config: the types it
-    /// provides were checked with the whole config.
-    pub(super) async fn reload(
-        &self,
-        spec: &PluginUnitSpec,
-        origin: Origin,
-    ) -> Result<ReloadRecord, String> {
+    /// Runs one reload through the slot's swap protocol, for the engine config (the types it
+    /// provides were checked with the whole config). Ok when it activated; otherwise why not,
+    /// in a few words.
+    pub(super) async fn reload(&self, spec: &PluginUnitSpec, origin: Origin) -> Result<(), String> {
         let mut spec = spec.clone();
         spec.guard_types = false;
         let request = ReloadRequest::<PluginUnitSpec>::new(spec).from(origin);
-        self.swap.reload(request).await.map_err(|e| e.to_string())
+        let record = self.swap.reload(request).await.map_err(|e| e.to_string())?;
+        match record.outcome {
+            ReloadOutcome::Activated { .. } => Ok(()),
+            ReloadOutcome::Rejected { error, .. } | ReloadOutcome::RolledBack { error } => {
+                Err(error)
+            }
+            other => Err(other.name().to_owned()),
+        }
     }
 
     /// The instance as shown in status.

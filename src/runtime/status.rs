@@ -76,17 +76,6 @@ impl RuntimeStatus {
     /// The addresses the live engine's servers listen on, as `(module name, address)`: the
     /// real port where the config asked for port 0.
     pub fn listening(&self) -> Vec<(String, String)> {
-        self.modules
-            .iter()
-            .filter_map(|m| {
-                let address = m.details.get("listening")?.as_str()?.to_owned();
-                Some((m.name.clone(), address))
-            })
-            .collect()
-    }
-
-    /// The plugin instance `name`, if it runs.
-    pub fn plugin(&self, name: &str) -> Option<&PluginStatus> {
-        self.plugins.iter().find(|p| p.name == name)
+        crate::engine::listening(&self.modules)
     }
 }
