@@ -78,8 +78,9 @@ impl Plugin for KvStore {
     }
 
     /// Called on the old instance after its last call.
-    fn export_state(&mut self) -> Option<Value> {
-        Some(json!(std::mem::take(&mut self.entries)))
+    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
+        let entries = std::mem::take(&mut self.entries);
+        Box::pin(std::future::ready(Some(json!(entries))))
     }
 
     /// Called on the new instance before its first call.

@@ -78,8 +78,10 @@ pub mod engine;
 pub mod extension;
 mod net;
 pub mod plugin;
+pub mod process;
 pub mod registry;
 mod runtime;
+pub mod watch;
 
 pub use config::Config;
 pub use engine::Engine;

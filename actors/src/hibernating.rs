@@ -136,6 +136,34 @@ impl<U: Unit> HibernatingSupervisor<U> {
         Ok(supervisor)
     }
 
+    /// Passes an escalation (a crash loop below the live unit) to the Supervisor when it is
+    /// on probation, waking it if it sleeps, so that it reverts to the previous spec. True when
+    /// it was passed on; false (and nothing woken) when no probation window is open, so that
+    /// the caller can escalate elsewhere.
+    pub async fn escalate(&self, reason: String) -> bool {
+        let inner = self.inner.clone();
+        let escalation = tokio::spawn(async move {
+            let mut sleep = inner.sleep.lock().await;
+            let on_probation = match &*sleep {
+                Sleep::Asleep(resume) => resume.as_ref().is_some_and(Resume::on_probation),
+                Sleep::Awake { supervisor, .. } => {
+                    matches!(ractor::call!(supervisor, SupervisorMsg::Status), Ok(status) if status.on_probation)
+                }
+                Sleep::Gone => false,
+            };
+            if !on_probation {
+                return false;
+            }
+            let Ok(supervisor) = inner.wake(&mut sleep).await else {
+                return false;
+            };
+            supervisor
+                .send_message(SupervisorMsg::Escalate { reason })
+                .is_ok()
+        });
+        escalation.await.unwrap_or(false)
+    }
+
     /// True while a Supervisor is spawned (a request is under way, or it is pinned).
     pub async fn is_awake(&self) -> bool {
         matches!(*self.inner.sleep.lock().await, Sleep::Awake { .. })

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use crate::config::ConfigErrors;
 use crate::extension::plugin::{Plugin, PluginBuild, PluginCall, PluginError};
 
-/// The `counter` plugin.
+/// The built-in `counter` plugin kind: a count that survives reloads (see the module docs of
+/// [`crate::plugin`]). `swapvisor-counter-plugin` serves it as a process plugin.
 #[derive(Debug, Default)]
-pub(super) struct Counter {
+pub struct Counter {
     count: i64,
 }
 
@@ -32,6 +33,8 @@ struct Increment {
     by: i64,
 }
 
+const OPERATIONS: [&str; 4] = ["increment", "get", "crash", "exit"];
+
 fn one() -> i64 {
     1
 }
@@ -45,6 +48,18 @@ impl Counter {
         Ok(Box::new(Counter {
             count: settings.start,
         }))
+    }
+
+    /// A counter built from its settings (`{"start": n}`), or why they are wrong.
+    pub fn from_settings(settings: &Value) -> Result<Self, String> {
+        let settings: Settings = match settings {
+            Value::Null => Settings::default(),
+            other => serde_json::from_value(other.clone())
+                .map_err(|e| format!("counter settings: {e}"))?,
+        };
+        Ok(Counter {
+            count: settings.start,
+        })
     }
 
     fn answer(&self) -> Value {
@@ -78,16 +93,17 @@ impl Plugin for Counter {
             "get" => Ok(self.answer()),
             "crash" => panic!("counter crashed on request (count was {})", self.count),
             "exit" => Err(PluginError::Exit),
-            other => Err(PluginError::unknown_op(
-                other,
-                &["increment", "get", "crash", "exit"],
-            )),
+            other => Err(PluginError::unknown_op(other, &OPERATIONS)),
         };
         Box::pin(std::future::ready(result))
     }
 
-    fn export_state(&mut self) -> Option<Value> {
-        Some(self.answer())
+    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
+        Box::pin(std::future::ready(Some(self.answer())))
+    }
+
+    fn operations(&self) -> Vec<&str> {
+        OPERATIONS.to_vec()
     }
 
     fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {

@@ -13,10 +13,14 @@
 //! | step | `step.fail` | `message` |
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
 //! | plugin | `counter` | `start` |
+//! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings` |
 
 mod counter;
 mod fault;
 mod http_server;
+mod process;
+
+pub use counter::Counter;
 mod schedule;
 mod steps;
 
@@ -45,5 +49,6 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_trigger("http", http_server::build_trigger)?;
     registry.register_trigger("schedule", schedule::build)?;
     registry.register_plugin(counter::Counter::KIND, counter::Counter::build)?;
+    registry.register_plugin(process::KIND, process::build)?;
     steps::register(registry)
 }

@@ -28,10 +28,10 @@ pub(crate) struct PluginTypeUse {
 /// How plugin instances are swapped under an engine config's reload settings.
 pub(crate) fn plugin_swap_settings(reload: &SwapSettings) -> SwapSettings {
     SwapSettings {
-        // A plugin hands its state over, so it is always started before the old one stops;
-        // probation is about engine configs.
+        // A plugin hands its state over, so it is always started before the old one stops.
+        // Probation applies to per-plugin reloads (a code swap); the plugin changes an engine
+        // reload makes are on the engine's probation instead (see `PluginSlot::reload`).
         mode: SwapMode::StartFirst,
-        probation: None,
         ..*reload
     }
 }
@@ -68,6 +68,7 @@ pub(super) fn plan_plugins(
             restart: resolved.plugin_restarts[i],
             swap,
             guard_types: false,
+            code: None,
         }));
         if unexpanded.contains(&i) {
             continue;
@@ -77,6 +78,7 @@ pub(super) fn plan_plugins(
             name: &spec.name,
             config: &spec.config,
             place: &config_at,
+            code: None,
         };
         let prototype = match super::plan::guarded(&config_at, || factory.build(&build)) {
             Ok(prototype) => prototype,

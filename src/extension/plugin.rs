@@ -5,6 +5,9 @@
 //! state) is in [`crate::plugin`], which is where these items are documented for authors.
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -112,8 +115,10 @@ pub trait Plugin: Send + 'static {
     }
 
     /// The state to hand to the instance that replaces this one (after this one's last call).
-    fn export_state(&mut self) -> Option<Value> {
-        None
+    /// It is asynchronous so that a plugin whose state lives elsewhere (a process plugin's
+    /// child) can fetch it.
+    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
+        Box::pin(async { None })
     }
 
     /// Takes over the state of the instance this one replaces (before its first call). It is
@@ -123,6 +128,74 @@ pub trait Plugin: Send + 'static {
         let _ = previous;
         Box::pin(async { Ok(()) })
     }
+
+    /// The operations [`handle`](Plugin::handle) answers, for a process plugin's `initialize`
+    /// answer and for docs. Empty when not listed.
+    fn operations(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// An identity of the exact code this instance runs (a process plugin's executable hash),
+    /// when the plugin can run that same code again: a crash restart or a probation revert
+    /// then asks its factory for it through [`PluginBuild::code`]. Shown in status.
+    fn code(&self) -> Option<&str> {
+        None
+    }
+
+    /// The file this instance's code comes from, when its config asks the runtime to follow
+    /// it: a change of the file's content (its SHA-256 differs from [`code`](Plugin::code))
+    /// reloads the instance, state handed over.
+    fn watched_file(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Called once after [`start`](Plugin::start). A plugin that returns [`DirectCalls`]
+    /// answers calls through them, concurrently and outside its actor (a process plugin
+    /// pipelines them to its child); the actor keeps start, state, stop and crash handling.
+    fn direct_calls(&mut self) -> Option<DirectCalls> {
+        None
+    }
+}
+
+/// A call answered outside the plugin's actor: `(call, timeout) -> answer`.
+pub type DirectCall = Arc<
+    dyn Fn(PluginCall, Duration) -> BoxFuture<'static, Result<Value, PluginError>> + Send + Sync,
+>;
+
+/// How a plugin answers calls concurrently, outside its actor: see [`Plugin::direct_calls`].
+pub struct DirectCalls {
+    pub(crate) call: DirectCall,
+    pub(crate) closed: BoxFuture<'static, String>,
+    pub(crate) pid: Option<u32>,
+}
+
+impl DirectCalls {
+    /// Calls go to `call`; when `closed` resolves (with why), the instance has failed and is
+    /// restarted under its restart policy, like after a panic.
+    pub fn new(
+        call: DirectCall,
+        closed: impl std::future::Future<Output = String> + Send + 'static,
+    ) -> Self {
+        Self {
+            call,
+            closed: Box::pin(closed),
+            pid: None,
+        }
+    }
+
+    /// The operating-system process that answers, shown in status.
+    pub fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
+    }
+}
+
+impl fmt::Debug for DirectCalls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectCalls")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
 }
 
 super::settings::factory! {
@@ -131,6 +204,9 @@ super::settings::factory! {
     pub struct PluginBuild<'a> {
         /// The instance's name.
         pub name: &'a str,
+        /// The code to run, when a restart or a revert asks for the code an earlier instance
+        /// ran (see [`Plugin::code`]); `None`: what is installed now.
+        pub code: Option<&'a str>,
     }
     /// Builds instances of one plugin kind, with no outside effects. Closures
     /// `Fn(&PluginBuild) -> Result<Box<dyn Plugin>, ConfigErrors>` are factories.

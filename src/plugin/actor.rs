@@ -10,8 +10,12 @@
 //! | [`PluginMsg::Export`] | the swap, after the instance drained | the state to hand over |
 //! | [`PluginMsg::Migrate`] | the swap, before the new instance is published | whether it took the state |
 //! | [`PluginMsg::Stop`] | the instance, at stop | once the plugin's `stop` returned; then it exits |
+//! | [`PluginMsg::Closed`] | its own watch on [`DirectCalls`](crate::plugin::DirectCalls) | none: the instance has failed |
+//!
+//! A plugin that answers calls itself ([`Plugin::direct_calls`], a process plugin) is called
+//! around the actor, concurrently; the actor keeps its start, state, stop and failure.
 
-use std::sync::Weak;
+use std::sync::{Arc, OnceLock, Weak};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::Value;
@@ -19,7 +23,7 @@ use swapvisor_actors::guard;
 
 use super::core::{InstanceCore, Phase};
 use super::restart::RestartMsg;
-use crate::extension::plugin::{Plugin, PluginCall, PluginContext, PluginError};
+use crate::extension::plugin::{DirectCall, Plugin, PluginCall, PluginContext, PluginError};
 
 /// Messages to a plugin actor. Sent by its instance only.
 pub(crate) enum PluginMsg {
@@ -31,6 +35,8 @@ pub(crate) enum PluginMsg {
     Migrate(Value, RpcReplyPort<Result<(), PluginError>>),
     /// Stop gracefully; answered once the plugin's `stop` returned.
     Stop(RpcReplyPort<Result<(), PluginError>>),
+    /// The plugin's direct calls closed (its process exited): it has failed.
+    Closed(String),
 }
 
 pub(crate) struct PluginActor;
@@ -40,12 +46,24 @@ pub(crate) struct PluginActorArgs {
     pub(super) context: PluginContext,
     pub(super) instance: Weak<InstanceCore>,
     pub(super) restarter: ActorRef<RestartMsg>,
+    /// Where the start leaves what it learned.
+    pub(super) started: Arc<OnceLock<Started>>,
+}
+
+/// What a plugin's start tells the instance: how to call it, and what runs.
+pub(crate) struct Started {
+    pub(crate) direct: Option<DirectCall>,
+    pub(crate) pid: Option<u32>,
+    /// The version once started (a process plugin learns it in its handshake).
+    pub(crate) version: String,
 }
 
 pub(crate) struct PluginActorState {
     plugin: Box<dyn Plugin>,
     instance: Weak<InstanceCore>,
     restarter: ActorRef<RestartMsg>,
+    /// Turns the closing of the plugin's direct calls into a [`PluginMsg::Closed`].
+    closed_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl PluginActorState {
@@ -71,16 +89,34 @@ impl Actor for PluginActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<PluginMsg>,
+        myself: ActorRef<PluginMsg>,
         mut args: PluginActorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let started = guard::run(None, || args.plugin.start(&args.context)).await;
         match started {
-            Ok(Ok(())) => Ok(PluginActorState {
-                plugin: args.plugin,
-                instance: args.instance,
-                restarter: args.restarter,
-            }),
+            Ok(Ok(())) => {
+                let mut started = Started {
+                    direct: None,
+                    pid: None,
+                    version: args.plugin.version().to_owned(),
+                };
+                let closed_watch = args.plugin.direct_calls().map(|direct| {
+                    started.direct = Some(direct.call);
+                    started.pid = direct.pid;
+                    let closed = direct.closed;
+                    tokio::spawn(async move {
+                        let reason = closed.await;
+                        let _ = myself.send_message(PluginMsg::Closed(reason));
+                    })
+                });
+                let _ = args.started.set(started);
+                Ok(PluginActorState {
+                    plugin: args.plugin,
+                    instance: args.instance,
+                    restarter: args.restarter,
+                    closed_watch,
+                })
+            }
             Ok(Err(error)) => Err(error.to_string().into()),
             Err(interrupted) => Err(interrupted.to_string().into()),
         }
@@ -117,9 +153,10 @@ impl Actor for PluginActor {
                 }
             }
             PluginMsg::Export(reply) => {
-                let exported = guard::run_sync(|| state.plugin.export_state());
+                let exported = guard::run(None, || state.plugin.export_state()).await;
                 let _ = reply.send(exported.ok().flatten());
             }
+            PluginMsg::Closed(reason) => state.exit(&myself, true, reason),
             PluginMsg::Migrate(previous, reply) => {
                 let migrated = guard::run(None, || state.plugin.migrate(previous))
                     .await
@@ -136,6 +173,17 @@ impl Actor for PluginActor {
                 let _ = reply.send(result);
                 myself.stop(None);
             }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<PluginMsg>,
+        state: &mut PluginActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(watch) = state.closed_watch.take() {
+            watch.abort();
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ use super::actor::{PluginActor, PluginActorArgs, PluginMsg};
 use super::instance::PluginUnitContext;
 use super::restart::RestartMsg;
 use super::spec::PluginUnitSpec;
-use crate::extension::plugin::{Plugin, PluginCall, PluginContext, PluginError};
+use crate::extension::plugin::{DirectCall, Plugin, PluginCall, PluginContext, PluginError};
 use crate::registry::Registry;
 
 /// Where an instance's actor is.
@@ -38,7 +38,7 @@ pub(crate) enum Phase {
     /// Built, not started.
     Idle,
     /// Serving calls.
-    Running(ActorRef<PluginMsg>),
+    Running(Serving),
     /// Crashed; a restart is scheduled.
     Restarting,
     /// Its actor is being spawned (a start or a restart). A stop meanwhile turns this into
@@ -48,6 +48,17 @@ pub(crate) enum Phase {
     Failed(String),
     /// Stopped on purpose.
     Stopped,
+}
+
+/// A running instance: its actor, and the way around it for plugins that answer calls
+/// themselves ([`Plugin::direct_calls`]).
+#[derive(Clone)]
+pub(crate) struct Serving {
+    pub(crate) actor: ActorRef<PluginMsg>,
+    pub(crate) direct: Option<DirectCall>,
+    pub(crate) pid: Option<u32>,
+    /// The version the started plugin reports, when it differs from the built one's.
+    pub(crate) version: Option<Arc<str>>,
 }
 
 /// How often a plugin slot's instances were restarted after a crash, and the latest error.
@@ -79,8 +90,11 @@ pub(crate) struct RestartLink {
 
 /// The shared part of a plugin instance: what its actor and the restarter refer to.
 pub(crate) struct InstanceCore {
+    /// The spec it was built from, with the code it runs pinned.
     pub(super) spec: Arc<PluginUnitSpec>,
     pub(super) version: String,
+    /// The file whose changes reload it, if its config asks for that.
+    pub(super) watched: Option<std::path::PathBuf>,
     /// The plugin built at build time, taken by the first start.
     pub(super) prototype: Mutex<Option<Box<dyn Plugin>>>,
     phase: watch::Sender<Phase>,
@@ -95,8 +109,17 @@ impl InstanceCore {
         plugin: Box<dyn Plugin>,
         context: Arc<PluginUnitContext>,
     ) -> Self {
+        // Pinned, so that restarts and reverts run this very code, whatever is installed then.
+        let spec = match plugin.code() {
+            Some(code) if spec.code.as_deref() != Some(code) => Arc::new(PluginUnitSpec {
+                code: Some(code.to_owned()),
+                ..(*spec).clone()
+            }),
+            _ => spec,
+        };
         Self {
             version: plugin.version().to_owned(),
+            watched: plugin.watched_file().map(ToOwned::to_owned),
             prototype: Mutex::new(Some(plugin)),
             phase: watch::channel(Phase::Idle).0,
             context,
@@ -159,6 +182,15 @@ impl InstanceCore {
         })
     }
 
+    /// Passes a crash loop to the slot's own Supervisor; true when a probation window there
+    /// takes it (a per-plugin reload is reverted).
+    pub(crate) async fn escalate_to_slot(&self, reason: String) -> bool {
+        match self.context.swap.get() {
+            Some(swap) => swap.escalate(reason).await,
+            None => false,
+        }
+    }
+
     pub(crate) fn record_error(&self, error: &str) {
         *self
             .record()
@@ -168,7 +200,7 @@ impl InstanceCore {
     }
 
     /// The running actor, waiting (up to `wait`) while a restart is under way.
-    pub(super) async fn actor(&self, wait: Duration) -> Result<ActorRef<PluginMsg>, PluginError> {
+    pub(super) async fn serving(&self, wait: Duration) -> Result<Serving, PluginError> {
         let mut phases = self.phase.subscribe();
         let waited = tokio::time::timeout(
             wait,
@@ -185,7 +217,7 @@ impl InstanceCore {
             }
         };
         match phase {
-            Phase::Running(actor) => Ok(actor),
+            Phase::Running(serving) => Ok(serving),
             Phase::Failed(reason) => Err(PluginError::Unavailable(format!(
                 "plugin {:?} has failed: {reason}",
                 self.name()
@@ -203,8 +235,12 @@ impl InstanceCore {
         call: PluginCall,
         timeout: Duration,
     ) -> Result<Value, PluginError> {
-        let actor = self.actor(timeout).await?;
-        match actor
+        let serving = self.serving(timeout).await?;
+        if let Some(direct) = &serving.direct {
+            return direct(call, timeout).await;
+        }
+        match serving
+            .actor
             .call(|reply| PluginMsg::Call(call, reply), Some(timeout))
             .await
         {
@@ -237,6 +273,7 @@ impl InstanceCore {
             ));
         }
         let restarter = &self.context.link.restarter;
+        let started = Arc::new(std::sync::OnceLock::new());
         let args = PluginActorArgs {
             plugin,
             context: PluginContext {
@@ -244,6 +281,7 @@ impl InstanceCore {
             },
             instance: Arc::downgrade(self),
             restarter: restarter.clone(),
+            started: started.clone(),
         };
         let spawned = Actor::spawn_linked(None, PluginActor, args, restarter.get_cell()).await;
         let actor = match spawned {
@@ -261,10 +299,14 @@ impl InstanceCore {
             .actors
             .0
             .insert(actor.get_id(), Arc::downgrade(self));
-        let published = self.transition(
-            |p| matches!(p, Phase::Starting),
-            Phase::Running(actor.clone()),
-        );
+        // Set by the actor's start, which has finished.
+        let serving = Serving {
+            actor: actor.clone(),
+            direct: started.get().and_then(|s| s.direct.clone()),
+            pid: started.get().and_then(|s| s.pid),
+            version: started.get().map(|s| Arc::from(s.version.as_str())),
+        };
+        let published = self.transition(|p| matches!(p, Phase::Starting), Phase::Running(serving));
         if !published {
             // Stopped while it started: stop what was just made, gracefully, then for sure.
             let _ = self
@@ -282,18 +324,21 @@ impl InstanceCore {
     /// in phase `after`.
     pub(crate) async fn stop_actor(&self, deadline: Instant, after: Phase) -> Result<(), String> {
         let phase = self.phase.send_replace(after);
-        let Phase::Running(actor) = phase else {
+        let Phase::Running(serving) = phase else {
             return Ok(());
         };
-        self.stop_gracefully(actor, deadline.saturating_duration_since(Instant::now()))
-            .await
+        self.stop_gracefully(
+            serving.actor,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await
     }
 
     /// Kills the running actor at once, leaving the instance stopped: for an instance that did
     /// not stop by its deadline.
     pub(crate) fn kill(&self) {
-        if let Phase::Running(actor) = self.phase.send_replace(Phase::Stopped) {
-            actor.kill();
+        if let Phase::Running(serving) = self.phase.send_replace(Phase::Stopped) {
+            serving.actor.kill();
         }
     }
 

@@ -348,10 +348,13 @@ impl PluginHost {
             record: record.clone(),
             slot: Arc::downgrade(&slot),
             type_guard: self.shared.type_guard.get().cloned(),
+            swap: std::sync::OnceLock::new(),
         });
-        let mut args = SupervisorArgs::new(format!("plugin {name:?}"), context, slot.clone());
+        let mut args =
+            SupervisorArgs::new(format!("plugin {name:?}"), context.clone(), slot.clone());
         args.build_timeout = spec.swap.build_timeout;
         let swap = HibernatingSupervisor::new(args);
+        let _ = context.swap.set(swap.clone());
         let env = self.shared.env.clone();
         let plugin = Arc::new(PluginSlot::new(spec.clone(), swap, record, env));
         // Registered before it starts, so that a reload waiting for the lock finds it.
@@ -362,6 +365,7 @@ impl PluginHost {
             .unwrap_or_else(|e| e.into_inner())
             .push(name.clone());
         let started = plugin.reload(&spec, Origin::Initial).await;
+        plugin.follow_code();
         if started.is_err() {
             self.remove(&name, Instant::now() + spec.swap.stop_timeout)
                 .await;
@@ -377,9 +381,9 @@ impl PluginHost {
             .get(spec.name())
             .map(|s| s.clone())
             .ok_or_else(|| "it is not running".to_owned())?;
-        slot.reload(spec, Origin::Api)
-            .await
-            .map_err(|why| format!("its reload did not activate: {why}"))?;
+        let reloaded = slot.reload(spec, Origin::Api).await;
+        slot.follow_code();
+        reloaded.map_err(|why| format!("its reload did not activate: {why}"))?;
         slot.set_configured(spec.clone());
         Ok(())
     }

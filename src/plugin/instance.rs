@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::actor::PluginMsg;
 use super::core::{CrashRecord, InstanceCore, Phase, RestartLink};
 use super::spec::PluginUnitSpec;
-use crate::config::{PluginSpec, place};
+use crate::config::place;
 use crate::extension::plugin::{Plugin, PluginBuild};
 use crate::registry::{Registry, Types};
 
@@ -33,6 +33,8 @@ pub struct PluginUnitContext {
     pub(super) record: Arc<CrashRecord>,
     pub(super) slot: Weak<Slot<PluginInstance>>,
     pub(super) type_guard: Option<TypeGuard>,
+    /// The slot's swap Supervisor, for escalations during a per-plugin probation.
+    pub(super) swap: std::sync::OnceLock<swapvisor_actors::HibernatingSupervisor<PluginInstance>>,
 }
 
 /// One plugin instance: the unit a plugin slot publishes.
@@ -55,11 +57,13 @@ pub struct PluginSummary {
     pub version: String,
 }
 
-/// Builds a fresh plugin of `spec`'s kind with `registry`'s factory.
+/// Builds a fresh plugin of `unit`'s kind with `registry`'s factory, running the code `unit`
+/// pins, if any.
 pub(crate) fn build_plugin(
     registry: &Registry,
-    spec: &PluginSpec,
+    unit: &PluginUnitSpec,
 ) -> Result<Box<dyn Plugin>, BuildFailure> {
+    let spec = &unit.spec;
     let factory = registry.plugin_factory(&spec.kind).ok_or_else(|| {
         BuildFailure::new(
             Stage::Validate,
@@ -76,6 +80,7 @@ pub(crate) fn build_plugin(
         name: &spec.name,
         config: &spec.config,
         place: &at,
+        code: unit.code.as_deref(),
     };
     guard::run_sync(|| factory.build(&build))
         .map_err(|interrupted| {
@@ -95,6 +100,11 @@ impl PluginInstance {
         &self.core.version
     }
 
+    /// The identity of the code it runs (a process plugin's executable hash), if it has one.
+    pub fn code(&self) -> Option<&str> {
+        self.unit_spec().code.as_deref()
+    }
+
     /// The spec this instance was built from.
     pub fn unit_spec(&self) -> &Arc<PluginUnitSpec> {
         self.core.unit_spec()
@@ -103,7 +113,7 @@ impl PluginInstance {
     /// The running actor, if it is serving now.
     fn running(&self) -> Option<ractor::ActorRef<PluginMsg>> {
         match self.core.phase() {
-            Phase::Running(actor) => Some(actor),
+            Phase::Running(serving) => Some(serving.actor),
             _ => None,
         }
     }
@@ -119,7 +129,7 @@ impl Unit for PluginInstance {
         spec: Arc<PluginUnitSpec>,
         context: Arc<PluginUnitContext>,
     ) -> Result<Self, BuildFailure> {
-        let plugin = build_plugin(&context.registry, &spec.spec)?;
+        let plugin = build_plugin(&context.registry, &spec)?;
         if spec.guard_types
             && let Some(guard) = &context.type_guard
         {
@@ -145,8 +155,7 @@ impl Unit for PluginInstance {
         let plugin = match prototype {
             Some(plugin) => plugin,
             // Started again after a stop (a stop-first restore): begin afresh.
-            None => build_plugin(self.core.registry(), &self.unit_spec().spec)
-                .map_err(UnitError::new)?,
+            None => build_plugin(self.core.registry(), self.unit_spec()).map_err(UnitError::new)?,
         };
         self.core.spawn_actor(plugin).await.map_err(|e| {
             UnitError::new(format!(
@@ -169,8 +178,16 @@ impl Unit for PluginInstance {
 
     fn fingerprint(&self) -> String {
         let canonical = serde_json::to_vec(&self.unit_spec().spec).unwrap_or_default();
-        let digest = Sha256::digest(&canonical);
-        let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let mut digest = Sha256::new();
+        digest.update(&canonical);
+        // The same config running other code is another instance.
+        digest.update(self.code().unwrap_or_default());
+        let hash: String = digest
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!("{}:{hash}", self.core.kind_version())
     }
 

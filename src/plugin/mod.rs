@@ -41,8 +41,8 @@
 //!         Box::pin(std::future::ready(result))
 //!     }
 //!
-//!     fn export_state(&mut self) -> Option<Value> {
-//!         Some(self.last.clone())
+//!     fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
+//!         Box::pin(std::future::ready(Some(self.last.clone())))
 //!     }
 //!
 //!     fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {
@@ -78,6 +78,10 @@ pub use status::{PluginState, PluginStatus};
 pub(crate) use host::{Attachment, PluginHost};
 pub(crate) use spec::PluginPlan;
 
+pub use crate::builtin::Counter;
 pub use crate::extension::plugin::{
-    Plugin, PluginBuild, PluginCall, PluginContext, PluginError, PluginFactory,
+    DirectCall, DirectCalls, Plugin, PluginBuild, PluginCall, PluginContext, PluginError,
+    PluginFactory,
 };
+#[cfg(feature = "serve")]
+pub use crate::process::{serve, serve_with};

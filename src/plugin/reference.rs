@@ -100,17 +100,16 @@ impl PluginRef {
             // Swapped the way the config that configured it says.
             swap: self.slot.configured().swap,
             guard_types: true,
+            code: None,
         };
         let request = ReloadRequest {
             spec: Arc::new(unit),
             expected_generation: request.expected_generation,
             origin,
         };
-        self.slot
-            .swap
-            .reload(request)
-            .await
-            .map_err(|e| PluginError::Unavailable(e.to_string()))
+        let record = self.slot.swap.reload(request).await;
+        self.slot.follow_code();
+        record.map_err(|e| PluginError::Unavailable(e.to_string()))
     }
 
     /// The instance's swap Supervisor, for actor systems: `SupervisorMsg::Reload` sent to it

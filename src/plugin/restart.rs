@@ -112,7 +112,7 @@ impl Actor for Restarter {
                     // Bounded, so that one plugin hanging in start cannot hold up every other
                     // plugin's restart behind it in this mailbox.
                     let timeout = core.unit_spec().swap.start_timeout;
-                    let restarted = match build_plugin(core.registry(), &core.unit_spec().spec) {
+                    let restarted = match build_plugin(core.registry(), core.unit_spec()) {
                         Ok(plugin) => {
                             match tokio::time::timeout(timeout, core.spawn_actor(plugin)).await {
                                 Ok(result) => result,
@@ -230,6 +230,11 @@ impl RestarterState {
             instance.record_error(&reason);
             instance.set_phase(Phase::Failed(escalation.clone()));
             log.clear();
+            // A per-plugin reload on probation is reverted by the plugin's own Supervisor;
+            // anything else is the engine's to judge.
+            if instance.escalate_to_slot(escalation.clone()).await {
+                return;
+            }
             match &self.escalation {
                 Some(escalate) => escalate(escalation),
                 None => tracing::error!("plugin escalation with no Supervisor to escalate to"),

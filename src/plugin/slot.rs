@@ -1,7 +1,7 @@
 //! One plugin instance's slot: the live instance, the Supervisor that swaps it, and what the
 //! config asked for.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use swapvisor_actors::{HibernatingSupervisor, Origin, ReloadOutcome, ReloadRequest, Slot};
 
@@ -10,6 +10,7 @@ use super::instance::PluginInstance;
 use super::spec::PluginUnitSpec;
 use super::status::{PluginState, PluginStatus};
 use crate::config::SharedEnv;
+use crate::watch::{DEBOUNCE, FileChange, FileWatch};
 
 /// The slot of one plugin instance, by name: it outlives the instance's crashes, restarts and
 /// reloads.
@@ -23,6 +24,8 @@ pub(crate) struct PluginSlot {
     record: Arc<CrashRecord>,
     /// Where `${VAR}` values of per-plugin reloads come from.
     pub(super) env: SharedEnv,
+    /// Follows the live instance's code file, when its config asks for that.
+    code_watch: Mutex<Option<FileWatch>>,
 }
 
 impl PluginSlot {
@@ -38,6 +41,38 @@ impl PluginSlot {
             configured: Mutex::new(spec),
             record,
             env,
+            code_watch: Mutex::default(),
+        }
+    }
+
+    /// Watches the file the live instance's code comes from (see
+    /// [`Plugin::watched_file`](crate::plugin::Plugin::watched_file)), or stops watching when
+    /// it has none; called whenever a reload may have changed the instance. A change of the
+    /// file's content reloads the instance with its current spec, as a `watch` reload.
+    pub(super) fn follow_code(self: &Arc<Self>) {
+        let wanted = self.current_core().and_then(|core| core.watched.clone());
+        let mut watch = self.code_watch.lock().unwrap_or_else(|e| e.into_inner());
+        if watch.as_ref().map(FileWatch::path) == wanted.as_deref() {
+            return;
+        }
+        *watch = None;
+        let Some(path) = wanted else {
+            return;
+        };
+        let slot = Arc::downgrade(self);
+        let on_change = move |change: FileChange| {
+            let reloaded: futures::future::BoxFuture<'static, bool> =
+                Box::pin(code_changed(slot.clone(), change.hash));
+            reloaded
+        };
+        match FileWatch::start(&path, DEBOUNCE, Box::new(on_change)) {
+            Ok(started) => {
+                tracing::info!(plugin = %self.name, file = %path.display(), "watching the plugin's code");
+                *watch = Some(started);
+            }
+            Err(error) => {
+                tracing::warn!(plugin = %self.name, file = %path.display(), %error, "cannot watch the plugin's code")
+            }
         }
     }
 
@@ -82,6 +117,7 @@ impl PluginSlot {
     pub(super) async fn reload(&self, spec: &PluginUnitSpec, origin: Origin) -> Result<(), String> {
         let mut spec = spec.clone();
         spec.guard_types = false;
+        spec.swap.probation = None;
         let request = ReloadRequest::<PluginUnitSpec>::new(spec).from(origin);
         let record = self.swap.reload(request).await.map_err(|e| e.to_string())?;
         match record.outcome {
@@ -121,7 +157,20 @@ impl PluginSlot {
             ),
             None => (0, None),
         };
+        let serving = live
+            .as_ref()
+            .and_then(|instance| match instance.core().phase() {
+                Phase::Running(serving) => Some(serving),
+                _ => None,
+            });
+        let pid = serving.as_ref().and_then(|s| s.pid);
+        let version = match serving.and_then(|s| s.version) {
+            Some(started) => started.to_string(),
+            None => version,
+        };
         PluginStatus {
+            code: live.as_ref().and_then(|i| i.code().map(ToOwned::to_owned)),
+            pid,
             name: self.name.to_string(),
             kind,
             version,
@@ -131,4 +180,28 @@ impl PluginSlot {
             last_error,
         }
     }
+}
+
+/// The watched code file of `slot`'s instance now hashes to `hash`: reloads the instance unless
+/// it already runs that code. False once the slot is gone (the watch ends).
+async fn code_changed(slot: Weak<PluginSlot>, hash: String) -> bool {
+    let Some(slot) = slot.upgrade() else {
+        return false;
+    };
+    let Some(live) = slot.current_core() else {
+        return true;
+    };
+    if live.unit_spec().code.as_deref() == Some(hash.as_str()) {
+        return true;
+    }
+    tracing::info!(plugin = %slot.name, code = %hash, "the plugin's code changed on disk; reloading it");
+    let request = ReloadRequest::new(live.unit_spec().spec.clone()).from(Origin::Watch);
+    match super::PluginRef::new(slot.clone()).reload(request).await {
+        Ok(record) => {
+            tracing::info!(plugin = %slot.name, outcome = %record.outcome.name(), "code reload finished")
+        }
+        Err(error) => tracing::warn!(plugin = %slot.name, %error, "code reload failed"),
+    }
+    slot.follow_code();
+    true
 }

@@ -19,10 +19,14 @@ pub struct PluginUnitSpec {
     /// Check that the new instance still provides every type the live engine uses. Reloads
     /// made by an engine reload skip it: the new engine was checked as a whole.
     pub guard_types: bool,
+    /// The code to run (see [`Plugin::code`](crate::plugin::Plugin::code)): `None` for what is
+    /// installed now; set on the spec of a running instance, so that its restarts and a
+    /// revert to it run the very code it ran.
+    pub code: Option<String>,
 }
 
-/// Two specs are equal when they would build the same instance; the swap timeouts are how it
-/// is swapped in, not what it is.
+/// Two specs are equal when they would build the same instance from the same config; the swap
+/// timeouts are how it is swapped in, and the pinned code is what an instance already runs.
 impl PartialEq for PluginUnitSpec {
     fn eq(&self, other: &Self) -> bool {
         self.spec == other.spec && self.restart == other.restart
@@ -37,6 +41,7 @@ impl PluginUnitSpec {
             restart,
             swap: SwapSettings::default(),
             guard_types: true,
+            code: None,
         }
     }
 

@@ -50,4 +50,10 @@ pub struct PluginStatus {
     pub restarts: u32,
     /// Its most recent error.
     pub last_error: Option<String>,
+    /// The identity of the code it runs: a process plugin's executable SHA-256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The operating-system process serving it (a process plugin), while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }

@@ -367,8 +367,8 @@ impl swapvisor::plugin::Plugin for Stateful {
         )))
     }
 
-    fn export_state(&mut self) -> Option<Value> {
-        Some(serde_json::json!(self.count))
+    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
+        Box::pin(std::future::ready(Some(serde_json::json!(self.count))))
     }
 
     fn migrate(

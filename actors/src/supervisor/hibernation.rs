@@ -24,6 +24,9 @@ pub struct Resume<U: Unit> {
     pub(super) generation: u64,
     pub(super) known_good: Option<Arc<U::Spec>>,
     pub(super) previous_good: Option<Arc<U::Spec>>,
+    /// A probation window outlives hibernation: the escalation that ends it wakes the
+    /// Supervisor.
+    pub(super) probation_until: Option<tokio::time::Instant>,
     pub(super) fingerprint: Option<String>,
     pub(super) build_timeout: Duration,
     pub(super) history: VecDeque<ReloadRecord>,
@@ -37,6 +40,7 @@ impl<U: Unit> Resume<U> {
             generation: 0,
             known_good: None,
             previous_good: None,
+            probation_until: None,
             fingerprint: None,
             build_timeout,
             history: VecDeque::new(),
@@ -47,6 +51,12 @@ impl<U: Unit> Resume<U> {
     /// The generation the slot was at.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// True within the probation window of the latest activation.
+    pub fn on_probation(&self) -> bool {
+        self.probation_until
+            .is_some_and(|until| tokio::time::Instant::now() <= until)
     }
 
     /// The most recent reload.
@@ -84,6 +94,7 @@ impl<U: Unit> SupervisorState<U> {
             generation: self.generation,
             known_good: self.known_good.take(),
             previous_good: self.previous_good.take(),
+            probation_until: self.probation_until.take(),
             fingerprint: self.fingerprint.take(),
             build_timeout: self.build_timeout,
             history: std::mem::take(&mut self.history),

@@ -60,13 +60,17 @@ impl<U: Unit> SupervisorState<U> {
         }
     }
 
+    /// True within the probation window of the latest activation.
+    pub(super) fn on_probation(&self) -> bool {
+        self.probation_until
+            .is_some_and(|until| Instant::now() <= until)
+    }
+
     /// A crash loop below the live unit: revert within the probation window, else record it.
     pub(super) fn escalate(&mut self, reason: String) {
         self.escalations += 1;
         self.last_escalation = Some(reason.clone());
-        let in_probation = self
-            .probation_until
-            .is_some_and(|until| Instant::now() <= until);
+        let in_probation = self.on_probation();
         match self.previous_good.clone() {
             Some(spec) if in_probation && self.shutdown.is_none() => {
                 tracing::warn!(unit = %self.unit_name, %reason, "escalation during probation: reverting to the previous spec");

@@ -182,7 +182,7 @@ impl<U: Unit> SupervisorState<U> {
             generation: resume.generation,
             known_good: resume.known_good,
             previous_good: resume.previous_good,
-            probation_until: None,
+            probation_until: resume.probation_until,
             escalations: 0,
             last_escalation: None,
             fingerprint: resume.fingerprint,

@@ -48,6 +48,8 @@ pub struct SupervisorStatus {
     pub escalations: u32,
     /// The most recent escalation's reason.
     pub last_escalation: Option<String>,
+    /// True within the probation window of the latest activation: an escalation now reverts.
+    pub on_probation: bool,
 }
 
 impl<U: Unit> SupervisorState<U> {
@@ -80,6 +82,7 @@ impl<U: Unit> SupervisorState<U> {
             restore_attempts: self.restore_attempts,
             escalations: self.escalations,
             last_escalation: self.last_escalation.clone(),
+            on_probation: self.on_probation(),
         }
     }
 }

@@ -1,0 +1,439 @@
+//! One plugin process: spawned, spoken to over its pipes, and always reaped.
+//!
+//! Four tasks serve a [`PluginProcess`]: a *writer* that batches request lines onto stdin, a
+//! *reader* that matches answer lines on stdout to the calls waiting for them, a *stderr* task
+//! that logs what the plugin writes there under its name, and a *reaper* that owns the child,
+//! delivers signals to its process group and waits for it, so no zombie is ever left. A call
+//! waits on a oneshot keyed by its id, so any number may be in flight.
+//!
+//! The process is *closed* the first time anything goes wrong (it exits, writes a line that is
+//! not an answer, writes a line past the limit, closes its stdout, or a call times out): every
+//! call in flight fails with the reason, later calls fail at once, and the process is killed.
+//! Its instance sees the close and is restarted under its policy.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::process::protocol::{self, Line, RpcError, method};
+
+/// How long a process that closed its stdout gets to exit on its own, so that the reason
+/// reported is its exit status rather than the closed pipe.
+const EXIT_GRACE: Duration = Duration::from_millis(100);
+
+/// How long a process gets between SIGTERM and SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// The longest stderr line logged whole; longer ones are cut.
+const STDERR_LINE: usize = 16 * 1024;
+
+/// How a request to the process failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(super) enum ProcessError {
+    /// The process is gone or broke the protocol; no answer will come.
+    #[error("{0}")]
+    Closed(String),
+    /// No answer within the time allowed; the process was killed.
+    #[error("no answer within {0:?}; the process was killed")]
+    TimedOut(Duration),
+    /// The process answered with an error.
+    #[error("{0}")]
+    Answered(RpcError),
+}
+
+/// What to run.
+pub(super) struct Launch<'a> {
+    pub(super) executable: &'a Path,
+    pub(super) args: &'a [String],
+    pub(super) env: &'a std::collections::BTreeMap<String, String>,
+    pub(super) cwd: Option<&'a Path>,
+    /// The instance's name: logs, and `SWAPVISOR_PLUGIN`.
+    pub(super) name: &'a str,
+    pub(super) max_line_bytes: usize,
+}
+
+/// Answers waiting for their calls, and whether the process has closed.
+#[derive(Default)]
+struct Waiting {
+    calls: HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>,
+    closed: Option<String>,
+}
+
+/// What the tasks share: the calls waiting, and the close.
+struct Shared {
+    name: Arc<str>,
+    waiting: Mutex<Waiting>,
+    closed: watch::Sender<Option<String>>,
+    /// To the reaper: kill the process group.
+    signals: mpsc::UnboundedSender<Signal>,
+}
+
+impl Shared {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the process for `reason` (the first reason wins): calls in flight fail, and it
+    /// is killed unless it already exited.
+    fn close(&self, reason: String, kill: bool) {
+        let abandoned = {
+            let mut waiting = self.waiting();
+            if waiting.closed.is_some() {
+                return;
+            }
+            waiting.closed = Some(reason.clone());
+            std::mem::take(&mut waiting.calls)
+        };
+        // Dropping the senders fails the calls; they read the reason from `closed`.
+        drop(abandoned);
+        tracing::warn!(plugin = %self.name, %reason, "plugin process closed");
+        self.closed.send_replace(Some(reason));
+        if kill {
+            let _ = self.signals.send(Signal::Kill);
+        }
+    }
+
+    fn reason(&self) -> String {
+        self.waiting()
+            .closed
+            .clone()
+            .unwrap_or_else(|| "the plugin process closed".into())
+    }
+}
+
+enum Signal {
+    Terminate,
+    Kill,
+    /// Its stdout closed: give it a moment to exit on its own, then kill it.
+    StdoutClosed,
+}
+
+enum Outgoing {
+    Line(Vec<u8>),
+    /// Close stdin: the end of the conversation.
+    Close,
+}
+
+/// A running plugin process. Dropping it kills the process (and the reaper reaps it).
+pub(super) struct PluginProcess {
+    shared: Arc<Shared>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+    next_id: AtomicU64,
+    exited: watch::Receiver<bool>,
+    pid: u32,
+    max_line_bytes: usize,
+}
+
+impl PluginProcess {
+    /// Spawns the process in a process group of its own, with its pipes served.
+    pub(super) async fn spawn(launch: &Launch<'_>) -> std::io::Result<Self> {
+        let mut child = spawn_retrying(launch).await?;
+        let pid = child.id().unwrap_or_default();
+        let (stdin, stdout, stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(stdin), Some(stdout), Some(stderr)) => (stdin, stdout, stderr),
+                // Piped above; a missing pipe is a broken spawn.
+                _ => return Err(std::io::Error::other("the plugin process has no pipes")),
+            };
+        let (signals, signalled) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            name: Arc::from(launch.name),
+            waiting: Mutex::default(),
+            closed: watch::channel(None).0,
+            signals,
+        });
+        let (outgoing, lines) = mpsc::unbounded_channel();
+        let (exited_tx, exited) = watch::channel(false);
+        tokio::spawn(write(stdin, lines, shared.clone()));
+        tokio::spawn(read(stdout, launch.max_line_bytes, shared.clone()));
+        tokio::spawn(log_stderr(stderr, shared.name.clone()));
+        tokio::spawn(reap(child, pid, signalled, shared.clone(), exited_tx));
+        tracing::debug!(plugin = %launch.name, pid, executable = %launch.executable.display(), "plugin process spawned");
+        Ok(Self {
+            shared,
+            outgoing,
+            next_id: AtomicU64::new(1),
+            exited,
+            pid,
+            max_line_bytes: launch.max_line_bytes,
+        })
+    }
+
+    /// The process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends `method` with `params` and waits up to `timeout` for the answer. A timeout closes
+    /// (and kills) the process: its state can no longer be trusted to match what callers saw.
+    pub(super) async fn request(
+        &self,
+        method: &str,
+        params: &Value,
+        timeout: Duration,
+    ) -> Result<Value, ProcessError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let line = protocol::request_line(id, method, params);
+        if line.len() > self.max_line_bytes {
+            return Err(ProcessError::Answered(RpcError::new(
+                protocol::error_code::INVALID_PARAMS,
+                format!(
+                    "the {method} request is {} bytes, past the plugin's line limit of {} bytes",
+                    line.len(),
+                    self.max_line_bytes
+                ),
+            )));
+        }
+        let (answer, answered) = oneshot::channel();
+        {
+            let mut waiting = self.shared.waiting();
+            if let Some(reason) = &waiting.closed {
+                return Err(ProcessError::Closed(reason.clone()));
+            }
+            waiting.calls.insert(id, answer);
+        }
+        if self.outgoing.send(Outgoing::Line(line)).is_err() {
+            return Err(ProcessError::Closed(self.shared.reason()));
+        }
+        match tokio::time::timeout(timeout, answered).await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => Err(ProcessError::Answered(error)),
+            Ok(Err(_)) => Err(ProcessError::Closed(self.shared.reason())),
+            Err(_) => {
+                self.shared.close(
+                    format!("it did not answer a {method} request within {timeout:?}"),
+                    true,
+                );
+                Err(ProcessError::TimedOut(timeout))
+            }
+        }
+    }
+
+    /// Resolves (with why) once the process can answer nothing more.
+    pub(super) fn closed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut closed = self.shared.closed.subscribe();
+        async move {
+            match closed.wait_for(Option::is_some).await {
+                Ok(reason) => reason.clone().unwrap_or_default(),
+                Err(_) => "the plugin process closed".into(),
+            }
+        }
+    }
+
+    /// Stops the process for sure by `deadline`: a `shutdown` request, stdin closed, then
+    /// SIGTERM, then SIGKILL. Always waits until it is reaped. Says how it ended when it did
+    /// not end on its own.
+    pub(super) async fn shutdown(&self, deadline: Instant) -> Result<(), String> {
+        let remaining = || deadline.saturating_duration_since(Instant::now());
+        if self.shared.waiting().closed.is_none() {
+            let _ = self
+                .request(method::SHUTDOWN, &Value::Null, remaining())
+                .await;
+        }
+        let _ = self.outgoing.send(Outgoing::Close);
+        if self.wait_exit(remaining()).await {
+            return Ok(());
+        }
+        let _ = self.shared.signals.send(Signal::Terminate);
+        if self.wait_exit(TERM_GRACE).await {
+            return Err("it did not exit after shutdown; ended with SIGTERM".into());
+        }
+        let _ = self.shared.signals.send(Signal::Kill);
+        self.wait_exit(Duration::from_secs(5)).await;
+        Err("it did not exit after shutdown or SIGTERM; killed".into())
+    }
+
+    /// Waits up to `wait` for the process to be reaped.
+    async fn wait_exit(&self, wait: Duration) -> bool {
+        let mut exited = self.exited.clone();
+        matches!(
+            tokio::time::timeout(wait, exited.wait_for(|done| *done)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+impl Drop for PluginProcess {
+    fn drop(&mut self) {
+        if !*self.exited.borrow() {
+            let _ = self.shared.signals.send(Signal::Kill);
+        }
+    }
+}
+
+/// Spawns, retrying briefly on ETXTBSY: another thread of this process may be forking while
+/// a freshly written executable's descriptor is still open in the child it forked.
+async fn spawn_retrying(launch: &Launch<'_>) -> std::io::Result<Child> {
+    let mut command = tokio::process::Command::new(launch.executable);
+    command
+        .args(launch.args)
+        .envs(launch.env)
+        .env("SWAPVISOR_PLUGIN", launch.name)
+        .env(
+            "SWAPVISOR_PROTOCOL_VERSION",
+            protocol::PROTOCOL_VERSION.to_string(),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group: signals reach whatever it started, and a terminal's Ctrl-C reaches
+        // the runtime alone, which then stops its plugins in order.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = launch.cwd {
+        command.current_dir(cwd);
+    }
+    let mut attempt = 0;
+    loop {
+        match command.spawn() {
+            Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn write(
+    stdin: ChildStdin,
+    mut lines: mpsc::UnboundedReceiver<Outgoing>,
+    shared: Arc<Shared>,
+) {
+    let mut stdin = BufWriter::new(stdin);
+    while let Some(first) = lines.recv().await {
+        let mut next = Some(first);
+        // Everything queued goes out in one flush.
+        while let Some(outgoing) = next.take() {
+            let Outgoing::Line(line) = outgoing else {
+                let _ = stdin.flush().await;
+                return;
+            };
+            let written = async {
+                stdin.write_all(&line).await?;
+                stdin.write_all(b"\n").await
+            };
+            if let Err(error) = written.await {
+                shared.close(format!("its stdin closed ({error})"), true);
+                return;
+            }
+            next = lines.try_recv().ok();
+        }
+        if let Err(error) = stdin.flush().await {
+            shared.close(format!("its stdin closed ({error})"), true);
+            return;
+        }
+    }
+}
+
+async fn read(stdout: ChildStdout, max_line_bytes: usize, shared: Arc<Shared>) {
+    let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
+    let mut line = Vec::new();
+    loop {
+        let why = match protocol::read_line(&mut stdout, &mut line, max_line_bytes).await {
+            Ok(Line::Complete) => match protocol::parse_response(&line) {
+                Ok(response) => {
+                    let waiting = shared.waiting().calls.remove(&response.id);
+                    match waiting {
+                        Some(answer) => {
+                            let _ = answer.send(response.result);
+                            continue;
+                        }
+                        None if shared.waiting().closed.is_some() => return,
+                        None => format!(
+                            "it answered id {} which no request is waiting for",
+                            response.id
+                        ),
+                    }
+                }
+                Err(error) => format!(
+                    "it wrote a line that is not a response: {error}: {:?}",
+                    excerpt(&line)
+                ),
+            },
+            Ok(Line::TooLong) => format!("it wrote a line longer than {max_line_bytes} bytes"),
+            Ok(Line::End) | Err(_) => {
+                let _ = shared.signals.send(Signal::StdoutClosed);
+                return;
+            }
+        };
+        shared.close(format!("protocol violation: {why}"), true);
+        return;
+    }
+}
+
+fn excerpt(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+    if line.len() > 80 { text + "…" } else { text }
+}
+
+async fn log_stderr(stderr: ChildStderr, name: Arc<str>) {
+    let mut stderr = BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        match protocol::read_line(&mut stderr, &mut line, STDERR_LINE).await {
+            Ok(Line::Complete) => {
+                tracing::info!(plugin = %name, "{}", String::from_utf8_lossy(&line));
+            }
+            Ok(Line::TooLong) => {
+                tracing::info!(plugin = %name, "(a stderr line longer than {STDERR_LINE} bytes, not shown)");
+            }
+            Ok(Line::End) | Err(_) => return,
+        }
+    }
+}
+
+/// Owns the child: signals its group on request and reaps it, whatever happens.
+async fn reap(
+    mut child: Child,
+    pid: u32,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+    shared: Arc<Shared>,
+    exited: watch::Sender<bool>,
+) {
+    let group = -(pid as i32);
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            signal = signals.recv() => match signal {
+                Some(Signal::Terminate) => signal_group(group, libc::SIGTERM),
+                Some(Signal::StdoutClosed) => {
+                    if let Ok(status) = tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                        break status;
+                    }
+                    shared.close("protocol violation: it closed its stdout".into(), false);
+                    signal_group(group, libc::SIGKILL);
+                }
+                // Killed on request, or its owner is gone: it must not outlive either.
+                Some(Signal::Kill) | None => {
+                    signal_group(group, libc::SIGKILL);
+                    break child.wait().await;
+                }
+            },
+        }
+    };
+    let reason = match status {
+        Ok(status) => format!("the plugin process exited ({status})"),
+        Err(error) => format!("the plugin process could not be waited for ({error})"),
+    };
+    shared.close(reason, false);
+    exited.send_replace(true);
+}
+
+fn signal_group(group: i32, signal: i32) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group is the
+    // child's own (spawned with process_group(0)); it cannot be reused while the child, its
+    // leader, is not yet reaped, and the reaper is the only one that reaps it.
+    unsafe {
+        libc::kill(group, signal);
+    }
+}

@@ -1,0 +1,334 @@
+//! The built-in `process` plugin kind: a plugin that is an executable speaking the line
+//! protocol of docs/PLUGIN_PROTOCOL.md over its stdin and stdout.
+//!
+//! A process plugin is an ordinary [`Plugin`] to the rest of the runtime: its instance has an
+//! actor, a restart policy, a swap Supervisor and a status like any other. What differs is
+//! where the work happens:
+//!
+//! - **build** pins the executable: it is copied into the [code store](store) under its
+//!   content hash, and the copy is what runs (a restart or a revert asks for the same hash);
+//! - **start** spawns the copy and completes the `initialize` handshake;
+//! - **calls** bypass the actor ([`Plugin::direct_calls`]): each is a request line with an id,
+//!   any number in flight, bounded by `callTimeout` (past it the process is killed, so the
+//!   instance restarts);
+//! - **state** moves with `state/export` and `state/import` requests;
+//! - **stop** sends `shutdown`, then SIGTERM, then SIGKILL, and always reaps the process.
+
+mod child;
+pub(crate) mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use self::child::{Launch, PluginProcess, ProcessError};
+use self::store::StoredCode;
+use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
+use crate::extension::plugin::{
+    DirectCalls, Plugin, PluginBuild, PluginCall, PluginContext, PluginError,
+};
+use crate::process::protocol::{self, Manifest, method};
+
+/// The plugin kind's name.
+pub(super) const KIND: &str = "process";
+
+/// The default `callTimeout`.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long `shutdown` may take before SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Settings {
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    call_timeout: Option<String>,
+    #[serde(default)]
+    watch: bool,
+    max_line_bytes: Option<usize>,
+    #[serde(default)]
+    settings: Option<Value>,
+}
+
+/// A process plugin's settings, checked.
+#[derive(Debug)]
+struct ProcessSettings {
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    call_timeout: Duration,
+    max_line_bytes: usize,
+    settings: Value,
+}
+
+/// One instance of a process plugin.
+pub(super) struct ProcessPlugin {
+    name: String,
+    settings: Arc<ProcessSettings>,
+    /// The executable as the config names it, when it is watched.
+    watched: Option<PathBuf>,
+    code: StoredCode,
+    /// `sha256:<first 12 hex digits>` until the handshake tells the version.
+    version: String,
+    manifest: Option<Manifest>,
+    process: Option<Arc<PluginProcess>>,
+}
+
+/// Builds an instance: checks the settings and pins the executable.
+pub(super) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
+    let raw: Settings = build.settings()?;
+    let at = |field: &str| place::field(build.place, field);
+    let invalid =
+        |field: &str, message: String| ConfigErrors::from(ConfigError::new(at(field), message));
+    let Some(program) = raw.command.first() else {
+        return Err(invalid(
+            "command",
+            "expected the executable and its arguments, such as [\"./plugins/enrich\", \"--region\", \"eu\"]; got an empty list".into(),
+        ));
+    };
+    let call_timeout = match &raw.call_timeout {
+        Some(text) => parse_duration(text).map_err(|e| invalid("callTimeout", e))?,
+        None => DEFAULT_CALL_TIMEOUT,
+    };
+    let max_line_bytes = raw
+        .max_line_bytes
+        .unwrap_or(protocol::DEFAULT_MAX_LINE_BYTES);
+    if max_line_bytes < 1024 {
+        return Err(invalid(
+            "maxLineBytes",
+            format!("{max_line_bytes} is too small; expected at least 1024"),
+        ));
+    }
+    let executable =
+        resolve_executable(program, raw.cwd.as_deref()).map_err(|e| invalid("command", e))?;
+    let code = match build.code {
+        Some(hash) => store::stored(hash),
+        None => store::pin(&executable),
+    }
+    .map_err(|e| invalid("command", e))?;
+    Ok(Box::new(ProcessPlugin {
+        name: build.name.to_owned(),
+        version: format!("sha256:{}", &code.hash[..12]),
+        watched: raw.watch.then_some(executable),
+        code,
+        manifest: None,
+        process: None,
+        settings: Arc::new(ProcessSettings {
+            args: raw.command[1..].to_vec(),
+            env: raw.env,
+            cwd: raw.cwd,
+            call_timeout,
+            max_line_bytes,
+            settings: raw.settings.unwrap_or_else(|| json!({})),
+        }),
+    }))
+}
+
+/// `command[0]` as a path: with a slash it is a path (relative to `cwd` when given), without
+/// one it is looked up in `PATH`, as a shell would.
+fn resolve_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let path = match cwd {
+            Some(cwd) => cwd.join(program),
+            None => PathBuf::from(program),
+        };
+        return std::path::absolute(&path).map_err(|e| format!("cannot resolve {program:?}: {e}"));
+    }
+    let search = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&search)
+        .map(|folder| folder.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| format!("{program:?} is not in PATH; give a path such as \"./{program}\""))
+}
+
+impl ProcessPlugin {
+    fn process(&self) -> Result<&Arc<PluginProcess>, PluginError> {
+        self.process.as_ref().ok_or_else(|| {
+            PluginError::Unavailable(format!("plugin {:?} has no process", self.name))
+        })
+    }
+
+    /// Spawns the pinned executable and completes the handshake.
+    async fn launch(&mut self, context: &PluginContext) -> Result<(), PluginError> {
+        let settings = self.settings.clone();
+        let launch = Launch {
+            executable: &self.code.path,
+            args: &settings.args,
+            env: &settings.env,
+            cwd: settings.cwd.as_deref(),
+            name: &context.name,
+            max_line_bytes: settings.max_line_bytes,
+        };
+        let process = PluginProcess::spawn(&launch).await.map_err(|e| {
+            PluginError::Failed(format!("cannot start {}: {e}", self.code.path.display()))
+        })?;
+        let params = serde_json::to_value(protocol::InitializeParams {
+            protocol_version: protocol::PROTOCOL_VERSION,
+            name: context.name.clone(),
+            config: settings.settings.clone(),
+            max_line_bytes: settings.max_line_bytes,
+        })
+        .unwrap_or_default();
+        let answer = process
+            .request(method::INITIALIZE, &params, settings.call_timeout)
+            .await
+            .map_err(|e| PluginError::Failed(format!("the initialize handshake failed: {e}")))?;
+        let manifest = check_manifest(answer).map_err(PluginError::Failed)?;
+        tracing::info!(plugin = %context.name, kind = %manifest.kind, version = %manifest.version, pid = process.pid(), code = %self.code.hash, "plugin process ready");
+        self.version = manifest.version.clone();
+        self.manifest = Some(manifest);
+        self.process = Some(Arc::new(process));
+        Ok(())
+    }
+}
+
+/// Reads `initialize`'s answer, or says what was expected.
+fn check_manifest(answer: Value) -> Result<Manifest, String> {
+    let expected = format!(
+        "expected {{\"protocolVersion\": {}, \"kind\", \"version\", \"ops\": [...], \"stepTypes\": [...] (optional)}}",
+        protocol::PROTOCOL_VERSION
+    );
+    let version = answer.get("protocolVersion").and_then(Value::as_u64);
+    if let Some(version) = version
+        && version != u64::from(protocol::PROTOCOL_VERSION)
+    {
+        return Err(format!(
+            "the plugin speaks protocol version {version}; this runtime speaks version {}",
+            protocol::PROTOCOL_VERSION
+        ));
+    }
+    serde_json::from_value(answer.clone())
+        .map_err(|e| format!("a malformed initialize answer ({e}): {expected}; got {answer}"))
+}
+
+/// A call's failure as its caller sees it.
+fn call_error(name: &str, op: &str, error: ProcessError) -> PluginError {
+    match error {
+        ProcessError::Answered(error) => PluginError::Failed(error.message),
+        ProcessError::TimedOut(timeout) => PluginError::Unavailable(format!(
+            "plugin {name:?} did not answer {op:?} within {timeout:?}; its process was killed and is restarted"
+        )),
+        ProcessError::Closed(reason) => {
+            PluginError::Unavailable(format!("plugin {name:?} cannot answer {op:?}: {reason}"))
+        }
+    }
+}
+
+/// Sends one call to `process`, bounded by the shorter of the caller's and the plugin's
+/// timeout.
+async fn call(
+    process: &PluginProcess,
+    name: &str,
+    call: PluginCall,
+    timeout: Duration,
+) -> Result<Value, PluginError> {
+    let params = json!({ "op": call.op, "args": call.args });
+    process
+        .request(method::CALL, &params, timeout)
+        .await
+        .map_err(|error| call_error(name, &call.op, error))
+}
+
+impl Plugin for ProcessPlugin {
+    fn kind(&self) -> &str {
+        KIND
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn start(&mut self, context: &PluginContext) -> BoxFuture<'_, Result<(), PluginError>> {
+        let context = context.clone();
+        Box::pin(async move { self.launch(&context).await })
+    }
+
+    fn handle(&mut self, request: PluginCall) -> BoxFuture<'_, Result<Value, PluginError>> {
+        Box::pin(async move {
+            let process = self.process()?;
+            call(process, &self.name, request, self.settings.call_timeout).await
+        })
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, Result<(), PluginError>> {
+        Box::pin(async move {
+            let Some(process) = self.process.take() else {
+                return Ok(());
+            };
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
+            process.shutdown(deadline).await.map_err(|why| {
+                PluginError::Failed(format!(
+                    "plugin {:?} did not stop cleanly: {why}",
+                    self.name
+                ))
+            })
+        })
+    }
+
+    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
+        Box::pin(async move {
+            let process = self.process().ok()?;
+            match process
+                .request(method::EXPORT, &Value::Null, self.settings.call_timeout)
+                .await
+            {
+                Ok(Value::Null) => None,
+                Ok(state) => Some(state),
+                Err(error) => {
+                    tracing::error!(plugin = %self.name, %error, "state/export failed; no state is handed over");
+                    None
+                }
+            }
+        })
+    }
+
+    fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {
+        Box::pin(async move {
+            let process = self.process()?;
+            let params = json!({ "state": previous });
+            process
+                .request(method::IMPORT, &params, self.settings.call_timeout)
+                .await
+                .map(drop)
+                .map_err(|error| PluginError::Failed(format!("state/import failed: {error}")))
+        })
+    }
+
+    fn operations(&self) -> Vec<&str> {
+        self.manifest
+            .iter()
+            .flat_map(|m| m.ops.iter().map(String::as_str))
+            .collect()
+    }
+
+    fn code(&self) -> Option<&str> {
+        Some(&self.code.hash)
+    }
+
+    fn watched_file(&self) -> Option<&Path> {
+        self.watched.as_deref()
+    }
+
+    fn direct_calls(&mut self) -> Option<DirectCalls> {
+        let process = self.process.clone()?;
+        let closed = process.closed();
+        let pid = process.pid();
+        let name: Arc<str> = Arc::from(self.name.as_str());
+        let limit = self.settings.call_timeout;
+        let direct = Arc::new(move |request: PluginCall, timeout: Duration| {
+            let (process, name) = (process.clone(), name.clone());
+            let answer: BoxFuture<'static, _> =
+                Box::pin(async move { call(&process, &name, request, timeout.min(limit)).await });
+            answer
+        });
+        Some(DirectCalls::new(direct, closed).with_pid(pid))
+    }
+}

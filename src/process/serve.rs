@@ -1,0 +1,269 @@
+//! [`serve`]: any [`Plugin`] as a process plugin executable.
+//!
+//! The loop reads requests from stdin and answers on stdout, one at a time, in order: the
+//! runtime pipelines requests, and the plugin keeps plain state in `&mut self` exactly as it
+//! does in-process. The plugin's futures run on a single-threaded tokio runtime. A panic, or
+//! [`PluginError::Crash`], answers the call with an error and exits non-zero, so the runtime
+//! restarts the plugin under its policy, as it would restart an in-process one;
+//! [`PluginError::Exit`] answers null and exits 0.
+//!
+//! stdout belongs to the protocol: a plugin served this way logs to stderr, which the runtime
+//! logs under the instance's name.
+
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::protocol::{
+    self, CallParams, ImportParams, InitializeParams, Line, PROTOCOL_VERSION, Request, RpcError,
+    error_code, method,
+};
+use crate::extension::plugin::{Plugin, PluginCall, PluginContext, PluginError};
+
+/// Serves `plugin` over stdin and stdout until `shutdown` or the end of stdin; returns the exit
+/// code for `main`. The entry's `config.settings` are ignored; use [`serve_with`] to build the
+/// plugin from them.
+///
+/// ```no_run
+/// # use futures::future::BoxFuture;
+/// # use serde_json::Value;
+/// # use swapvisor::plugin::{Plugin, PluginCall, PluginError};
+/// # struct Echo;
+/// # impl Plugin for Echo {
+/// #     fn kind(&self) -> &str { "echo" }
+/// #     fn version(&self) -> &str { "1.0.0" }
+/// #     fn handle(&mut self, call: PluginCall) -> BoxFuture<'_, Result<Value, PluginError>> {
+/// #         Box::pin(std::future::ready(Ok(call.args)))
+/// #     }
+/// # }
+/// fn main() -> std::process::ExitCode {
+///     swapvisor::plugin::serve(Echo)
+/// }
+/// ```
+pub fn serve(plugin: impl Plugin) -> ExitCode {
+    serve_with(|_| Ok(plugin))
+}
+
+/// Like [`serve`], building the plugin from `initialize`'s params (its name and the entry's
+/// `config.settings`); an `Err` refuses the handshake with that message.
+pub fn serve_with<P: Plugin>(
+    build: impl FnOnce(&InitializeParams) -> Result<P, String>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "cannot start the plugin's runtime: {error}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut session = Session {
+        runtime,
+        build: Some(build),
+        plugin: None,
+        max_line_bytes: protocol::DEFAULT_MAX_LINE_BYTES,
+    };
+    let stdin = std::io::stdin();
+    let mut input = std::io::BufReader::with_capacity(64 * 1024, stdin.lock());
+    let mut output = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut line = Vec::new();
+    loop {
+        // Answers go out in batches: flushed whenever no request is waiting.
+        if input.buffer().is_empty() && output.flush().is_err() {
+            return ExitCode::FAILURE;
+        }
+        let read = protocol::read_line_blocking(&mut input, &mut line, session.max_line_bytes);
+        let (id, result, next) = match read {
+            Ok(Line::Complete) => session.answer(&line),
+            Ok(Line::TooLong) => {
+                // Skipped to its end, a piece at a time.
+                while let Ok(Line::TooLong) =
+                    protocol::read_line_blocking(&mut input, &mut line, session.max_line_bytes)
+                {
+                }
+                let too_long = format!(
+                    "a request line longer than {} bytes",
+                    session.max_line_bytes
+                );
+                (
+                    Value::Null,
+                    Err(RpcError::new(error_code::INVALID_REQUEST, too_long)),
+                    Next::Serve,
+                )
+            }
+            Ok(Line::End) | Err(_) => {
+                session.stop();
+                let _ = output.flush();
+                return ExitCode::SUCCESS;
+            }
+        };
+        let written = output
+            .write_all(&protocol::response_line(id, result))
+            .and_then(|()| output.write_all(b"\n"));
+        if written.is_err() {
+            return ExitCode::FAILURE;
+        }
+        if let Next::Exit(code) = next {
+            let _ = output.flush();
+            return code;
+        }
+    }
+}
+
+/// After an answer: serve on, or exit with a code.
+enum Next {
+    Serve,
+    Exit(ExitCode),
+}
+
+type Answer = (Value, Result<Value, RpcError>, Next);
+
+struct Session<P, B> {
+    runtime: tokio::runtime::Runtime,
+    build: Option<B>,
+    plugin: Option<P>,
+    max_line_bytes: usize,
+}
+
+impl<P: Plugin, B: FnOnce(&InitializeParams) -> Result<P, String>> Session<P, B> {
+    fn answer(&mut self, line: &[u8]) -> Answer {
+        let request: Request = match serde_json::from_slice(line) {
+            Ok(request) => request,
+            Err(error) => {
+                let code = if serde_json::from_slice::<Value>(line).is_ok() {
+                    error_code::INVALID_REQUEST
+                } else {
+                    error_code::PARSE_ERROR
+                };
+                return (
+                    Value::Null,
+                    Err(RpcError::new(code, error.to_string())),
+                    Next::Serve,
+                );
+            }
+        };
+        let id = request.id.clone();
+        let (result, next) = match self.dispatch(request) {
+            Ok(answered) => answered,
+            Err(error) => (Err(error), Next::Serve),
+        };
+        (id, result, next)
+    }
+
+    fn dispatch(&mut self, request: Request) -> Result<(Result<Value, RpcError>, Next), RpcError> {
+        let invalid =
+            |e: serde_json::Error| RpcError::new(error_code::INVALID_PARAMS, e.to_string());
+        if request.method == method::INITIALIZE {
+            let params: InitializeParams =
+                serde_json::from_value(request.params).map_err(invalid)?;
+            return Ok((self.initialize(params), Next::Serve));
+        }
+        let Some(plugin) = self.plugin.as_mut() else {
+            let message = format!("{:?} before initialize", request.method);
+            return Err(RpcError::new(error_code::INVALID_REQUEST, message));
+        };
+        let runtime = &self.runtime;
+        match request.method.as_str() {
+            method::CALL => {
+                let params: CallParams = serde_json::from_value(request.params).map_err(invalid)?;
+                let call = PluginCall::new(params.op, params.args);
+                let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    runtime.block_on(plugin.handle(call))
+                }));
+                Ok(match handled {
+                    Ok(Ok(value)) => (Ok(value), Next::Serve),
+                    Ok(Err(PluginError::Exit)) => (Ok(Value::Null), Next::Exit(ExitCode::SUCCESS)),
+                    Ok(Err(PluginError::Crash(reason))) => {
+                        (failed(reason), Next::Exit(ExitCode::FAILURE))
+                    }
+                    Ok(Err(error)) => (failed(error.to_string()), Next::Serve),
+                    Err(_) => (
+                        failed("the plugin panicked".into()),
+                        Next::Exit(ExitCode::FAILURE),
+                    ),
+                })
+            }
+            method::EXPORT => {
+                let state = runtime.block_on(plugin.export_state());
+                Ok((Ok(state.unwrap_or(Value::Null)), Next::Serve))
+            }
+            method::IMPORT => {
+                let params: ImportParams =
+                    serde_json::from_value(request.params).map_err(invalid)?;
+                let migrated = runtime.block_on(plugin.migrate(params.state));
+                Ok((
+                    migrated
+                        .map(|()| Value::Null)
+                        .map_err(|e| RpcError::new(error_code::FAILED, e.to_string())),
+                    Next::Serve,
+                ))
+            }
+            method::SHUTDOWN => {
+                let stopped = runtime.block_on(plugin.stop());
+                self.plugin = None;
+                let result = stopped
+                    .map(|()| Value::Null)
+                    .map_err(|e| RpcError::new(error_code::FAILED, e.to_string()));
+                Ok((result, Next::Exit(ExitCode::SUCCESS)))
+            }
+            other => Err(RpcError::new(
+                error_code::METHOD_NOT_FOUND,
+                format!(
+                    "unknown method {other:?} (methods: call, state/export, state/import, shutdown)"
+                ),
+            )),
+        }
+    }
+
+    fn initialize(&mut self, params: InitializeParams) -> Result<Value, RpcError> {
+        if params.protocol_version != PROTOCOL_VERSION {
+            return Err(RpcError::new(
+                error_code::INVALID_PARAMS,
+                format!(
+                    "this plugin speaks protocol version {PROTOCOL_VERSION}, not {}",
+                    params.protocol_version
+                ),
+            ));
+        }
+        let Some(build) = self.build.take() else {
+            return Err(RpcError::new(
+                error_code::INVALID_REQUEST,
+                "initialize was already sent",
+            ));
+        };
+        let mut plugin =
+            build(&params).map_err(|e| RpcError::new(error_code::INVALID_PARAMS, e))?;
+        let context = PluginContext { name: params.name };
+        self.runtime
+            .block_on(plugin.start(&context))
+            .map_err(|e| RpcError::new(error_code::FAILED, e.to_string()))?;
+        self.max_line_bytes = params.max_line_bytes;
+        let manifest = json!({
+            "protocolVersion": PROTOCOL_VERSION,
+            "kind": plugin.kind(),
+            "version": plugin.version(),
+            "ops": plugin.operations(),
+            "stepTypes": [],
+        });
+        self.plugin = Some(plugin);
+        Ok(manifest)
+    }
+
+    /// The end of stdin: stop as `shutdown` would.
+    fn stop(&mut self) {
+        if let Some(mut plugin) = self.plugin.take() {
+            let _ = self.runtime.block_on(plugin.stop());
+        }
+    }
+}
+
+fn failed(message: String) -> Result<Value, RpcError> {
+    Err(RpcError::new(error_code::FAILED, message))
+}
