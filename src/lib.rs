@@ -71,25 +71,41 @@
 
 #![warn(missing_docs)]
 
-pub mod admin;
+/// Items of the runtime (the `runtime` feature). Without it only `plugin` (the trait),
+/// `process` (the wire protocol and `serve`) and what they need are built: a plugin
+/// executable's dependencies.
+macro_rules! runtime {
+    ($($item:item)*) => {
+        $(
+            #[cfg(feature = "runtime")]
+            $item
+        )*
+    };
+}
+
 mod builtin;
-pub mod config;
-pub mod engine;
 pub mod extension;
-mod net;
 pub mod plugin;
 pub mod process;
-pub mod registry;
-mod runtime;
-pub mod watch;
 
-pub use config::Config;
-pub use engine::Engine;
-pub use registry::Registry;
-pub use runtime::{
-    Reload, Runtime, RuntimeBuilder, RuntimeError, RuntimeStatus, TryActivateResult,
-};
-pub use swapvisor_actors as actors;
-pub use swapvisor_actors::{
-    Origin, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage, SupervisorMsg, SwapMode,
-};
+runtime! {
+    pub mod admin;
+    pub mod config;
+    pub mod engine;
+    mod net;
+    pub mod registry;
+    mod runtime;
+    pub mod watch;
+
+    pub use config::Config;
+    pub use engine::Engine;
+    pub use registry::Registry;
+    pub use runtime::{
+        Reload, Runtime, RuntimeBuilder, RuntimeError, RuntimeStatus, TryActivateResult,
+    };
+    pub use swapvisor_actors as actors;
+    pub use swapvisor_actors::{
+        Origin, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage, SupervisorMsg,
+        SwapMode,
+    };
+}

@@ -156,7 +156,7 @@ fn types_lists_the_builtin_types() {
         ]
     );
     assert_eq!(names("triggerTypes"), ["http", "schedule"]);
-    assert_eq!(names("pluginKinds"), ["counter"]);
+    assert_eq!(names("pluginKinds"), ["counter", "process"]);
     assert_eq!(listed["moduleTypes"][0]["contributor"], "core");
 }
 

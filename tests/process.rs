@@ -544,3 +544,137 @@ async fn calls_to_a_process_are_in_flight_together() {
     let pid = plugin_status(&runtime, "slow").await.pid.unwrap();
     shutdown(runtime, &[pid]).await;
 }
+
+#[tokio::test]
+async fn step_types_a_process_plugin_offers_serve_pipelines_and_cannot_be_taken_away() {
+    let python = python_plugin();
+    let yaml = format!(
+        r#"
+plugins:
+{}
+pipelines:
+  add:
+    steps:
+      - {{ name: add, type: counter.add, config: {{ by: "{{{{ request.by }}}}" }} }}
+"#,
+        entry("snake", &[python.to_str().unwrap()], "")
+    );
+    let runtime = start(Config::parse(yaml.as_bytes()).unwrap()).await;
+    assert_eq!(
+        runtime.execute("add", json!({"by": 4})).await.unwrap(),
+        json!({"count": 4})
+    );
+    // Code that does not offer `counter.add` (the Rust counter offers no step types) would
+    // leave the pipeline without its step: refused, naming the user.
+    let record = runtime
+        .plugin("snake")
+        .unwrap()
+        .reload(plugin_spec("snake", &[RUST_PLUGIN], ""))
+        .await
+        .unwrap();
+    match &record.outcome {
+        ReloadOutcome::Rejected { error, .. } => assert!(
+            error.contains(r#"step type "counter.add""#) && error.contains("pipelines.add"),
+            "{error}"
+        ),
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert_eq!(
+        runtime.execute("add", json!({"by": 1})).await.unwrap(),
+        json!({"count": 5})
+    );
+    let pid = plugin_status(&runtime, "snake").await.pid.unwrap();
+    assert_no_zombies().await;
+    shutdown(runtime, &[pid]).await;
+}
+
+#[tokio::test]
+async fn the_binary_runs_a_process_plugin_reloads_it_through_the_admin_api_and_logs_its_stderr() {
+    let faulty = faulty_plugin();
+    let faulty = faulty.to_str().unwrap();
+    let config = common::TempConfig::new(&format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:0" }} }}
+plugins:
+{}
+pipelines:
+  count:
+    trigger: {{ type: http, config: {{ server: web, path: /count }} }}
+    steps:
+      - {{ name: bump, type: step.plugin_call, config: {{ plugin: hits, op: increment }} }}
+      - {{ name: respond, type: step.json_response, config: {{ body: {{ count: "{{{{ bump.count }}}}" }} }} }}
+  say:
+    trigger: {{ type: http, config: {{ server: web, path: /say }} }}
+    steps:
+      - {{ name: say, type: step.plugin_call, config: {{ plugin: hits, op: stderr, args: {{ line: hello from the plugin }} }} }}
+      - {{ name: respond, type: step.json_response, config: {{ body: {{ said: true }} }} }}
+"#,
+        entry("hits", &[faulty], "")
+    ));
+    let mut swapvisor =
+        common::Swapvisor::start(&["run", config.as_str(), "--admin", "127.0.0.1:0"]);
+    let (web, admin) = swapvisor.wait_until_up_with_admin("web");
+    let count = format!("{web}/count");
+    assert_eq!(common::get(&count).await, (200, json!({"count": 1})));
+    assert_eq!(common::get(&count).await, (200, json!({"count": 2})));
+
+    // What the plugin writes to stderr is logged under its name.
+    assert_eq!(
+        common::get(&format!("{web}/say")).await,
+        (200, json!({"said": true}))
+    );
+    let logged = swapvisor.wait_for_line("hello from the plugin", Duration::from_secs(10));
+    assert!(
+        logged.contains("hits"),
+        "logged under the plugin's name: {logged}"
+    );
+
+    let reload = format!("{admin}/api/v1/admin/plugins/hits/reload");
+    let post = |body: String| {
+        let reload = reload.clone();
+        async move {
+            common::request_with("POST", &reload, &[], body)
+                .await
+                .unwrap()
+        }
+    };
+    let refused = format!(
+        "{{ {} }}",
+        plugin_yaml("hits", &[faulty, "--refuse-import"], "")
+    );
+    let (code, body) = post(refused).await;
+    assert_eq!(
+        (code, body["status"].clone()),
+        (500, json!("rolled_back")),
+        "{body}"
+    );
+    assert_eq!(common::get(&count).await, (200, json!({"count": 3})));
+    let upgraded = format!(
+        "{{ {} }}",
+        plugin_yaml("hits", &[faulty, "--version", "2.0.0"], "")
+    );
+    let (code, body) = post(upgraded).await;
+    assert_eq!(
+        (code, body),
+        (200, json!({"status": "activated", "generation": 2}))
+    );
+    assert_eq!(
+        common::get(&count).await,
+        (200, json!({"count": 4})),
+        "the count moved"
+    );
+    let (_, status) = common::get(&format!("{admin}/api/v1/admin/engine/status")).await;
+    let plugin = &status["plugins"][0];
+    assert_eq!(
+        (plugin["version"].clone(), plugin["kind"].clone()),
+        (json!("2.0.0"), json!("process"))
+    );
+    let pid = plugin["pid"].as_u64().unwrap() as u32;
+    assert!(exists(pid));
+
+    // A graceful stop takes the plugin process with it.
+    swapvisor.signal("TERM");
+    assert_eq!(swapvisor.wait_exit(Duration::from_secs(20)), Some(0));
+    assert_gone(pid).await;
+}

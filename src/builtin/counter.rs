@@ -9,8 +9,11 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+#[cfg(feature = "runtime")]
 use crate::config::ConfigErrors;
-use crate::extension::plugin::{Plugin, PluginBuild, PluginCall, PluginError};
+#[cfg(feature = "runtime")]
+use crate::extension::plugin::PluginBuild;
+use crate::extension::plugin::{Plugin, PluginCall, PluginError};
 
 /// The built-in `counter` plugin kind: a count that survives reloads (see the module docs of
 /// [`crate::plugin`]). `swapvisor-counter-plugin` serves it as a process plugin.
@@ -43,6 +46,7 @@ impl Counter {
     /// The plugin kind's name.
     pub(super) const KIND: &'static str = "counter";
 
+    #[cfg(feature = "runtime")]
     pub(super) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
         let settings: Settings = build.settings()?;
         Ok(Box::new(Counter {

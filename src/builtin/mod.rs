@@ -16,19 +16,23 @@
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings` |
 
 mod counter;
-mod fault;
-mod http_server;
-mod process;
 
 pub use counter::Counter;
-mod schedule;
-mod steps;
 
-use crate::registry::{Registry, RegistryError};
+runtime! {
+    mod fault;
+    mod http_server;
+    mod process;
+    mod schedule;
+    pub(crate) mod steps;
 
-/// The contributor name of the built-in types.
-const CONTRIBUTOR: &str = "core";
+    use crate::registry::{Registry, RegistryError};
 
+    /// The contributor name of the built-in types.
+    const CONTRIBUTOR: &str = "core";
+}
+
+#[cfg(feature = "runtime")]
 impl Registry {
     /// A registry holding the built-in types and the `counter` plugin kind, contributed by
     /// `core`.
@@ -43,6 +47,7 @@ impl Registry {
 }
 
 /// Registers every built-in type.
+#[cfg(feature = "runtime")]
 fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_module("http.server", http_server::build_server)?;
     registry.register_module("fault.inject", fault::build)?;

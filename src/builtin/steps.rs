@@ -261,13 +261,23 @@ fn build_plugin_call(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigError
 impl Step for PluginCallStep {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         let args = self.args.render(&context.scope());
-        Box::pin(async move {
-            context
-                .services
-                .plugins()
-                .call(&self.plugin, &self.op, args)
-                .await
-                .map_err(|e| StepError(format!("plugin {:?} {}: {e}", self.plugin, self.op)))
-        })
+        call_plugin(context, &self.plugin, &self.op, args)
     }
+}
+
+/// A step's call of `op` on the plugin instance `plugin`: its answer is the step's output.
+pub(super) fn call_plugin<'a>(
+    context: &'a StepContext<'a>,
+    plugin: &'a str,
+    op: &'a str,
+    args: Value,
+) -> BoxFuture<'a, Result<Value, StepError>> {
+    Box::pin(async move {
+        context
+            .services
+            .plugins()
+            .call(plugin, op, args)
+            .await
+            .map_err(|e| StepError(format!("plugin {plugin:?} {op}: {e}")))
+    })
 }

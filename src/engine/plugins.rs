@@ -41,7 +41,7 @@ pub(crate) const PLUGIN_CONTRIBUTOR: &str = "plugin ";
 
 /// Checks the `plugins:` entries and gathers the types their kinds contribute. Returns the
 /// registry to check the rest of the config against, the instance specs, and each instance's
-/// kind.
+/// contributor (its kind, or `<kind>:<name>` for a plugin whose types come from its own code).
 pub(super) fn plan_plugins(
     resolved: &Resolved,
     base: &Registry,
@@ -87,9 +87,16 @@ pub(super) fn plan_plugins(
                 continue;
             }
         };
-        // Each kind registers its types once, however many instances it has.
-        if contributed.insert(spec.kind.clone()) {
-            let mut own = Types::new(&format!("{PLUGIN_CONTRIBUTOR}{}", spec.kind));
+        // Each kind registers its types once, however many instances it has; a plugin whose
+        // code is its own (a process plugin) contributes what that code offers, per instance,
+        // as `<kind>:<name>`.
+        let contributor = match prototype.code() {
+            Some(_) => format!("{}:{}", spec.kind, spec.name),
+            None => spec.kind.clone(),
+        };
+        kinds.insert(spec.name.clone(), contributor.clone());
+        if contributed.insert(contributor.clone()) {
+            let mut own = Types::new(&format!("{PLUGIN_CONTRIBUTOR}{contributor}"));
             let registered = prototype
                 .register(&mut own)
                 .and_then(|()| registry.absorb(&own));

@@ -65,24 +65,27 @@
 //! # });
 //! ```
 
-mod error;
-mod module;
 pub(crate) mod plugin;
-mod services;
-mod settings;
-mod step;
-pub mod template;
-mod trigger;
-pub(crate) mod types;
 
-pub use error::{ExecuteError, ModuleError, StepError};
-pub use module::{Module, ModuleBuild, ModuleContext, ModuleFactory};
-pub use services::{PluginCalls, Services};
-pub use settings::decode_settings;
-pub use step::{Step, StepBuild, StepContext, StepFactory};
-pub use trigger::{
-    HttpRoute, PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerFactory,
-    TriggerTask,
-};
+runtime! {
+    mod error;
+    mod module;
+    mod services;
+    mod settings;
+    mod step;
+    pub mod template;
+    mod trigger;
+    pub(crate) mod types;
 
-pub use crate::net::{ListenerKey, ListenerLease, ListenerPool};
+    pub use error::{ExecuteError, ModuleError, StepError};
+    pub use module::{Module, ModuleBuild, ModuleContext, ModuleFactory};
+    pub use services::{PluginCalls, Services};
+    pub use settings::decode_settings;
+    pub use step::{Step, StepBuild, StepContext, StepFactory};
+    pub use trigger::{
+        HttpRoute, PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerFactory,
+        TriggerTask,
+    };
+
+    pub use crate::net::{ListenerKey, ListenerLease, ListenerPool};
+}

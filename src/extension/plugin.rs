@@ -13,7 +13,9 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+#[cfg(feature = "runtime")]
 use super::types::{RegistryError, Types};
+#[cfg(feature = "runtime")]
 use crate::config::ConfigErrors;
 
 /// A call to a plugin: an operation name and its arguments.
@@ -92,6 +94,7 @@ pub trait Plugin: Send + 'static {
     /// The plugin's version, shown in status.
     fn version(&self) -> &str;
 
+    #[cfg(feature = "runtime")]
     /// Contributes module, step and trigger types, attributed to `plugin <kind>`: while a
     /// config is built, once per plugin kind it uses. A type name another contributor already
     /// has is an error naming both.
@@ -163,6 +166,8 @@ pub type DirectCall = Arc<
 >;
 
 /// How a plugin answers calls concurrently, outside its actor: see [`Plugin::direct_calls`].
+// Read by the runtime's plugin actor only.
+#[cfg_attr(not(feature = "runtime"), allow(dead_code))]
 pub struct DirectCalls {
     pub(crate) call: DirectCall,
     pub(crate) closed: BoxFuture<'static, String>,
@@ -198,6 +203,7 @@ impl fmt::Debug for DirectCalls {
     }
 }
 
+#[cfg(feature = "runtime")]
 super::settings::factory! {
     /// What a plugin factory gets to build one instance.
     #[derive(Debug)]

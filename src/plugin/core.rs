@@ -304,7 +304,10 @@ impl InstanceCore {
             actor: actor.clone(),
             direct: started.get().and_then(|s| s.direct.clone()),
             pid: started.get().and_then(|s| s.pid),
-            version: started.get().map(|s| Arc::from(s.version.as_str())),
+            version: started
+                .get()
+                .filter(|s| s.version != self.version)
+                .map(|s| Arc::from(s.version.as_str())),
         };
         let published = self.transition(|p| matches!(p, Phase::Starting), Phase::Running(serving));
         if !published {

@@ -58,30 +58,33 @@
 //! `restart`er and its restart `groups`; the `changes` an engine's start makes; the `host`
 //! that holds them all; and the `reference` callers hold.
 
-mod actor;
-mod changes;
-mod core;
-mod groups;
-mod host;
-mod instance;
-mod reference;
-mod restart;
-mod slot;
-mod spec;
-mod status;
+runtime! {
+    mod actor;
+    mod changes;
+    mod core;
+    mod groups;
+    mod host;
+    mod instance;
+    mod reference;
+    mod restart;
+    mod slot;
+    mod spec;
+    mod status;
 
-pub use instance::{PluginInstance, PluginSummary};
-pub use reference::PluginRef;
-pub use spec::PluginUnitSpec;
-pub use status::{PluginState, PluginStatus};
+    pub use instance::{PluginInstance, PluginSummary};
+    pub use reference::PluginRef;
+    pub use spec::PluginUnitSpec;
+    pub use status::{PluginState, PluginStatus};
 
-pub(crate) use host::{Attachment, PluginHost};
-pub(crate) use spec::PluginPlan;
+    pub(crate) use host::{Attachment, PluginHost};
+    pub(crate) use spec::PluginPlan;
+
+    pub use crate::extension::plugin::{PluginBuild, PluginFactory};
+}
 
 pub use crate::builtin::Counter;
 pub use crate::extension::plugin::{
-    DirectCall, DirectCalls, Plugin, PluginBuild, PluginCall, PluginContext, PluginError,
-    PluginFactory,
+    DirectCall, DirectCalls, Plugin, PluginCall, PluginContext, PluginError,
 };
 #[cfg(feature = "serve")]
 pub use crate::process::{serve, serve_with};

@@ -136,7 +136,7 @@ pub(super) struct PluginProcess {
 impl PluginProcess {
     /// Spawns the process in a process group of its own, with its pipes served.
     pub(super) async fn spawn(launch: &Launch<'_>) -> std::io::Result<Self> {
-        let mut child = spawn_retrying(launch).await?;
+        let mut child = spawn_child(launch)?;
         let pid = child.id().unwrap_or_default();
         let (stdin, stdout, stderr) =
             match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
@@ -270,9 +270,23 @@ impl Drop for PluginProcess {
     }
 }
 
-/// Spawns, retrying briefly on ETXTBSY: another thread of this process may be forking while
-/// a freshly written executable's descriptor is still open in the child it forked.
-async fn spawn_retrying(launch: &Launch<'_>) -> std::io::Result<Child> {
+/// Runs `spawn`, retrying briefly on ETXTBSY: another thread of this process may be forking
+/// while a freshly written executable's descriptor is still open in the child it forked.
+pub(super) fn retry_busy<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut attempt = 0;
+    loop {
+        match spawn() {
+            Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Spawns the process in a group of its own with its pipes.
+fn spawn_child(launch: &Launch<'_>) -> std::io::Result<Child> {
     let mut command = tokio::process::Command::new(launch.executable);
     command
         .args(launch.args)
@@ -292,16 +306,7 @@ async fn spawn_retrying(launch: &Launch<'_>) -> std::io::Result<Child> {
     if let Some(cwd) = launch.cwd {
         command.current_dir(cwd);
     }
-    let mut attempt = 0;
-    loop {
-        match command.spawn() {
-            Err(error) if error.raw_os_error() == Some(libc::ETXTBSY) && attempt < 20 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            result => return result,
-        }
-    }
+    retry_busy(|| command.spawn())
 }
 
 async fn write(
@@ -400,22 +405,21 @@ async fn reap(
     shared: Arc<Shared>,
     exited: watch::Sender<bool>,
 ) {
-    let group = -(pid as i32);
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
             signal = signals.recv() => match signal {
-                Some(Signal::Terminate) => signal_group(group, libc::SIGTERM),
+                Some(Signal::Terminate) => signal_group(pid, libc::SIGTERM),
                 Some(Signal::StdoutClosed) => {
                     if let Ok(status) = tokio::time::timeout(EXIT_GRACE, child.wait()).await {
                         break status;
                     }
                     shared.close("protocol violation: it closed its stdout".into(), false);
-                    signal_group(group, libc::SIGKILL);
+                    signal_group(pid, libc::SIGKILL);
                 }
                 // Killed on request, or its owner is gone: it must not outlive either.
                 Some(Signal::Kill) | None => {
-                    signal_group(group, libc::SIGKILL);
+                    signal_group(pid, libc::SIGKILL);
                     break child.wait().await;
                 }
             },
@@ -429,11 +433,18 @@ async fn reap(
     exited.send_replace(true);
 }
 
-fn signal_group(group: i32, signal: i32) {
+/// Sends `signal` to the process group led by `leader`.
+pub(super) fn signal_group(leader: u32, signal: i32) {
+    let Ok(leader) = i32::try_from(leader) else {
+        return;
+    };
+    if leader <= 0 {
+        return;
+    }
     // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group is the
-    // child's own (spawned with process_group(0)); it cannot be reused while the child, its
-    // leader, is not yet reaped, and the reaper is the only one that reaps it.
+    // child's own (spawned with process_group(0)); its id cannot be reused while the child,
+    // its leader, is not yet reaped, and only its owner reaps it.
     unsafe {
-        libc::kill(group, signal);
+        libc::kill(-leader, signal);
     }
 }

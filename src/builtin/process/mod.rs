@@ -15,7 +15,8 @@
 //! - **stop** sends `shutdown`, then SIGTERM, then SIGKILL, and always reaps the process.
 
 mod child;
-pub(crate) mod store;
+mod manifest;
+mod store;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use crate::extension::plugin::{
     DirectCalls, Plugin, PluginBuild, PluginCall, PluginContext, PluginError,
 };
 use crate::process::protocol::{self, Manifest, method};
+use crate::registry::{RegistryError, Types};
 
 /// The plugin kind's name.
 pub(super) const KIND: &str = "process";
@@ -183,6 +185,7 @@ impl ProcessPlugin {
             .map_err(|e| PluginError::Failed(format!("the initialize handshake failed: {e}")))?;
         let manifest = check_manifest(answer).map_err(PluginError::Failed)?;
         tracing::info!(plugin = %context.name, kind = %manifest.kind, version = %manifest.version, pid = process.pid(), code = %self.code.hash, "plugin process ready");
+        manifest::remember(self, &manifest);
         self.version = manifest.version.clone();
         self.manifest = Some(manifest);
         self.process = Some(Arc::new(process));
@@ -244,6 +247,10 @@ impl Plugin for ProcessPlugin {
 
     fn version(&self) -> &str {
         &self.version
+    }
+
+    fn register(&self, types: &mut Types) -> Result<(), RegistryError> {
+        manifest::register(self, types)
     }
 
     fn start(&mut self, context: &PluginContext) -> BoxFuture<'_, Result<(), PluginError>> {

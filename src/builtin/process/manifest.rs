@@ -1,0 +1,210 @@
+//! What a process plugin offers, known before it runs: its `initialize` answer, remembered by
+//! code, arguments and settings, and the step types it contributes.
+//!
+//! A config is checked before anything starts, so a pipeline that uses a step type a process
+//! plugin contributes needs the plugin's `stepTypes` at build. They come from the answer of an
+//! earlier handshake of the same code with the same arguments and settings; when there is none,
+//! the build *describes* the plugin: it runs the executable once, sends `initialize`, reads the
+//! answer and closes stdin (the plugin exits as on `shutdown`). That is the one outside effect
+//! of building a config with process plugins; it happens once per code version.
+
+use std::collections::HashMap;
+use std::io::{BufReader, Write};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use super::{ProcessPlugin, check_manifest};
+use crate::config::ConfigErrors;
+use crate::extension::template::Template;
+use crate::extension::{Step, StepBuild, StepContext, StepError};
+use crate::process::protocol::{self, InitializeParams, Line, Manifest, method};
+use crate::registry::{RegistryError, Types};
+
+/// Manifests by (code hash, arguments, settings).
+type Known = Mutex<HashMap<String, Manifest>>;
+
+fn known() -> &'static Known {
+    static KNOWN: OnceLock<Known> = OnceLock::new();
+    KNOWN.get_or_init(Known::default)
+}
+
+fn key(plugin: &ProcessPlugin) -> String {
+    json!([
+        plugin.code.hash,
+        plugin.settings.args,
+        plugin.settings.settings
+    ])
+    .to_string()
+}
+
+/// Remembers what `plugin`'s handshake answered.
+pub(super) fn remember(plugin: &ProcessPlugin, manifest: &Manifest) {
+    known()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key(plugin), manifest.clone());
+}
+
+/// What `plugin` offers: remembered, or learned by running it once.
+fn manifest(plugin: &ProcessPlugin) -> Result<Manifest, String> {
+    let key = key(plugin);
+    if let Some(manifest) = known().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(manifest.clone());
+    }
+    let manifest = blocking(|| describe(plugin))?;
+    known()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, manifest.clone());
+    Ok(manifest)
+}
+
+/// Runs `work`, which blocks, without stalling the other tasks of a multi-threaded runtime.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+/// Runs the plugin once for its `initialize` answer, and reaps it.
+fn describe(plugin: &ProcessPlugin) -> Result<Manifest, String> {
+    let settings = &plugin.settings;
+    let mut command = std::process::Command::new(&plugin.code.path);
+    command
+        .args(&settings.args)
+        .envs(&settings.env)
+        .env("SWAPVISOR_PLUGIN", &plugin.name)
+        .env(
+            "SWAPVISOR_PROTOCOL_VERSION",
+            protocol::PROTOCOL_VERSION.to_string(),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    if let Some(cwd) = &settings.cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = super::child::retry_busy(|| command.spawn()).map_err(|e| {
+        format!(
+            "cannot run {} to learn its step types: {e}",
+            plugin.code.path.display()
+        )
+    })?;
+    let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
+    let answer = match (stdin, stdout) {
+        (Some(mut stdin), Some(stdout)) => {
+            let params = serde_json::to_value(InitializeParams {
+                protocol_version: protocol::PROTOCOL_VERSION,
+                name: plugin.name.clone(),
+                config: settings.settings.clone(),
+                max_line_bytes: settings.max_line_bytes,
+            })
+            .unwrap_or_default();
+            let mut line = protocol::request_line(0, method::INITIALIZE, &params);
+            line.push(b'\n');
+            let sent = stdin.write_all(&line).and_then(|()| stdin.flush());
+            let answer = sent
+                .map_err(|e| format!("it closed its stdin ({e})"))
+                .and_then(|()| read_answer(stdout, settings.max_line_bytes, settings.call_timeout));
+            // End of stdin: the plugin exits as after `shutdown`.
+            drop(stdin);
+            answer
+        }
+        _ => Err("it has no pipes".into()),
+    };
+    finish(&mut child);
+    let answer =
+        answer.map_err(|why| format!("describing plugin {:?} failed: {why}", plugin.name))?;
+    check_manifest(answer)
+}
+
+/// Reads the first answer line within `timeout`, on a thread of its own.
+fn read_answer(
+    stdout: std::process::ChildStdout,
+    max_line_bytes: usize,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let (sender, answered) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        let read = protocol::read_line_blocking(&mut reader, &mut line, max_line_bytes);
+        let _ = sender.send(read.map(|found| (found, line)));
+    });
+    match answered.recv_timeout(timeout) {
+        Ok(Ok((Line::Complete, line))) => match protocol::parse_response(&line)?.result {
+            Ok(answer) => Ok(answer),
+            Err(error) => Err(format!("it refused initialize: {error}")),
+        },
+        Ok(Ok((Line::TooLong, _))) => Err(format!(
+            "it answered with a line longer than {max_line_bytes} bytes"
+        )),
+        Ok(Ok((Line::End, _))) | Ok(Err(_)) => Err("it exited without answering initialize".into()),
+        Err(_) => Err(format!("no answer to initialize within {timeout:?}")),
+    }
+}
+
+/// Waits a moment for the describing process to exit, then kills its group; always reaps it.
+fn finish(child: &mut std::process::Child) {
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    super::child::signal_group(child.id(), libc::SIGKILL);
+    let _ = child.wait();
+}
+
+/// Registers the step types `plugin` contributes: each is a step that calls it.
+pub(super) fn register(plugin: &ProcessPlugin, types: &mut Types) -> Result<(), RegistryError> {
+    let manifest = match manifest(plugin) {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            // Its steps are then unknown types, which the config check names; the start
+            // reports the cause again.
+            tracing::warn!(plugin = %plugin.name, %error, "cannot learn the plugin's step types");
+            return Ok(());
+        }
+    };
+    let instance: Arc<str> = Arc::from(plugin.name.as_str());
+    for step_type in manifest.step_types {
+        let instance = instance.clone();
+        let op: Arc<str> = Arc::from(step_type.as_str());
+        types.register_step(
+            &step_type,
+            move |build: &StepBuild<'_>| -> Result<Box<dyn Step>, ConfigErrors> {
+                Ok(Box::new(ProcessStep {
+                    plugin: instance.clone(),
+                    op: op.clone(),
+                    config: build.template("config", build.config)?,
+                }))
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// A step of a type a process plugin contributes: a `call` of the type with
+/// `{config, input}`; its answer is the step's output.
+struct ProcessStep {
+    plugin: Arc<str>,
+    op: Arc<str>,
+    config: Template,
+}
+
+impl Step for ProcessStep {
+    fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
+        let args =
+            json!({ "config": self.config.render(&context.scope()), "input": context.request });
+        crate::builtin::steps::call_plugin(context, &self.plugin, &self.op, args)
+    }
+}
