@@ -102,6 +102,18 @@ fn validate_a_good_config_prints_the_types_it_uses() {
 }
 
 #[test]
+fn validate_learns_the_step_types_a_process_plugin_offers() {
+    let (code, stdout, stderr) = swapvisor(&["validate", "examples/process.yaml"]);
+    assert_eq!(code, 0, "{stderr}");
+    let verdict: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(verdict["status"], "build_ok");
+    assert_eq!(
+        verdict["stepTypes"],
+        json!(["counter.add", "step.json_response", "step.plugin_call"])
+    );
+}
+
+#[test]
 fn validate_binds_nothing_and_a_missing_file_is_a_clear_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
