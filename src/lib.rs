@@ -65,6 +65,8 @@
 //! - [`Runtime`]: start, reload, try-activate, execute, status, plugins, shutdown.
 //! - [`config`]: the config model and its errors; docs/CONFIG.md has every field.
 //! - [`extension`]: writing module, step and trigger types; [`plugin`]: writing plugin kinds.
+//! - [`process`]: the line protocol of process plugins (executables in any language, swapped
+//!   for new code live), and `serve`, which makes any [`plugin::Plugin`] such an executable.
 //! - [`admin`]: the admin HTTP API the `swapvisor` binary serves, for serving it yourself.
 //! - [`actors`]: the generic swap protocol (Supervisor, Candidate, Active, Slot), for
 //!   swapping units of your own.
