@@ -82,7 +82,7 @@ fn main() {
                 let (url, storming, done) = (url.clone(), storming.clone(), done.clone());
                 tokio::spawn(async move {
                     // One keep-alive connection per client.
-                    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http::<Empty<Bytes>>();
+                    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).retry_canceled_requests(false).build_http::<Empty<Bytes>>();
                     let mut tally = Tally::default();
                     while !done.load(Ordering::Relaxed) {
                         let in_storm = storming.load(Ordering::Relaxed);

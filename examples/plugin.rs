@@ -78,9 +78,9 @@ impl Plugin for KvStore {
     }
 
     /// Called on the old instance after its last call.
-    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
-        let entries = std::mem::take(&mut self.entries);
-        Box::pin(std::future::ready(Some(json!(entries))))
+    fn export_state(&mut self) -> BoxFuture<'_, Result<Option<Value>, PluginError>> {
+        // Cloned, not taken: if the new instance refuses it, this one serves on with it.
+        Box::pin(std::future::ready(Ok(Some(json!(self.entries)))))
     }
 
     /// Called on the new instance before its first call.

@@ -111,6 +111,21 @@ impl Registry {
         )
     }
 
+    /// Removes the `kind` (`module`, `step`, `trigger` or `plugin`) type `type_name`; true when
+    /// it was registered. For a registry that must not offer a built-in: one for untrusted
+    /// configs without the `process` plugin kind (which runs executables), or a fuzzer without
+    /// `fault.inject` (which can hang a build on purpose).
+    pub fn unregister(&mut self, kind: &str, type_name: &str) -> bool {
+        let types = &mut self.types;
+        match kind {
+            "module" => types.modules.remove(type_name).is_some(),
+            "step" => types.steps.remove(type_name).is_some(),
+            "trigger" => types.triggers.remove(type_name).is_some(),
+            "plugin" => self.plugins.remove(type_name).is_some(),
+            _ => false,
+        }
+    }
+
     /// Registered plugin kinds, sorted.
     pub fn plugin_kinds(&self) -> Vec<&str> {
         self.plugins.keys().map(String::as_str).collect()

@@ -79,6 +79,10 @@ impl Load {
                             other => failures.push(format!("{other:?}")),
                         }
                     }
+                    // One keep-alive connection throughout: none was closed under it.
+                    if client.connections() != 1 {
+                        failures.push(format!("{} connections opened", client.connections()));
+                    }
                     failures
                 })
             })
@@ -272,6 +276,73 @@ async fn drain_faults_in_start_first_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_faults_in_stop_first_mode() {
     drain_faults("stop-first").await;
+}
+
+/// A plugin whose old instance fails to hand its state over: an error, a panic, a hang. The
+/// reload is rolled back, naming the failure, and the old instance serves on with its state;
+/// calls made meanwhile are each answered once. (Before, the new instance started afresh and
+/// the reload said `Activated`: the count was silently lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_faults_roll_back_and_keep_the_state() {
+    common::quiet_expected_panics();
+    for how in ["error", "panic", "hang"] {
+        let (registry, _, _) = plugin_registry();
+        let runtime = Runtime::start(config("v1", "", "start-first"), registry)
+            .await
+            .unwrap();
+        let state = runtime.plugin("state").unwrap();
+        let spec = |extra: &str| {
+            PluginSpec::parse(
+                format!("{{ name: state, type: test.stateful, config: {{ {extra} }} }}").as_bytes(),
+            )
+            .unwrap()
+        };
+        // An instance whose export fails, holding a count of 5.
+        let outcome = state
+            .reload(spec(&format!("export: {how}")))
+            .await
+            .unwrap()
+            .outcome;
+        assert_eq!(outcome, ReloadOutcome::Activated { generation: 2 }, "{how}");
+        for _ in 0..5 {
+            state.call("increment", Value::Null).await.unwrap();
+        }
+        let caller = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    state
+                        .call("increment", Value::Null)
+                        .await
+                        .expect("every call is answered");
+                }
+            })
+        };
+        let started = Instant::now();
+        let outcome = state.reload(spec("")).await.unwrap().outcome;
+        assert!(started.elapsed() < Duration::from_secs(3), "{how}: bounded");
+        let ReloadOutcome::RolledBack { error } = &outcome else {
+            panic!("{how}: {outcome:?}")
+        };
+        let expected = match how {
+            "error" => "could not hand over its state: this state cannot be exported",
+            "panic" => "export panicked: export panics on purpose",
+            // The plugin's actor and the swap both bound the export; either may say so first.
+            _ => "before its deadline",
+        };
+        assert!(
+            error.contains(expected) && error.contains("export"),
+            "{how}: {error}"
+        );
+        caller.await.unwrap();
+        assert_eq!(
+            state.call("get", Value::Null).await.unwrap()["count"],
+            json!(55),
+            "{how}: the old instance kept its count, and no call was lost or counted twice"
+        );
+        assert_eq!(state.status().generation, 2, "{how}");
+        runtime.shutdown().await.unwrap();
+    }
 }
 
 /// A plugin whose new instance fails to take over the state: an error, a panic, a hang. The

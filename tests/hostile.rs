@@ -26,10 +26,22 @@ fn current_rss() -> u64 {
         * 4096
 }
 
-/// Makes `peak_rss` start again from the current resident size. False where the kernel does
-/// not allow it: peak readings then mean nothing, and the memory bounds are not checked.
+/// Makes `peak_rss` start again from the current resident size. False only where the kernel
+/// does not allow it and `SWAPVISOR_SKIP_MEMORY_CHECKS` is set: the memory bounds are then
+/// reported as skipped, loudly. Without that variable a kernel that does not allow it fails
+/// the test, so that the bounds are never passed without being measured.
 fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    if std::fs::write("/proc/self/clear_refs", "5").is_ok() {
+        return true;
+    }
+    let skip = std::env::var_os("SWAPVISOR_SKIP_MEMORY_CHECKS").is_some();
+    assert!(
+        skip,
+        "cannot reset the peak resident size (/proc/self/clear_refs is not writable), so the \
+         memory bounds cannot be measured; set SWAPVISOR_SKIP_MEMORY_CHECKS=1 to run without them"
+    );
+    eprintln!("MEMORY CHECKS SKIPPED: /proc/self/clear_refs is not writable");
+    false
 }
 
 /// Parses `input`, and returns the error with how long it took and how much memory the parse
@@ -79,7 +91,8 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
             .contains("document expands its aliases too many times (an alias bomb?); refusing it"),
         "{error}"
     );
-    assert!(grew < 256 * MIB, "the alias bomb took {} MiB", grew / MIB);
+    // Measured: about 20 MiB (docs/RELIABILITY.md).
+    assert!(grew < 32 * MIB, "the alias bomb took {} MiB", grew / MIB);
     eprintln!("alias bomb: {took:?}, {} KiB", grew / 1024);
 
     // 10,000 levels of nesting, in YAML flow and JSON form; block-style YAML needs one more
@@ -100,7 +113,8 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
                 || error.contains("nesting is too deep"),
             "{name}: {error}"
         );
-        assert!(grew < 64 * MIB, "{name} took {} MiB", grew / MIB);
+        // Measured: 0.3 MiB at most.
+        assert!(grew < 4 * MIB, "{name} took {} MiB", grew / MIB);
         eprintln!("{name}: {took:?}, {} KiB", grew / 1024);
     }
 
@@ -133,11 +147,13 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
     } else {
         0
     };
+    // At most the size limit (8 MiB) and one byte are read.
     assert!(
-        grew < 16 * MIB,
+        grew < 12 * MIB,
         "reading the huge file took {} MiB",
         grew / MIB
     );
+    eprintln!("100 MB file: {} KiB", grew / 1024);
 
     // Bytes that are not UTF-8 text.
     let (error, ..) = refuse("non-UTF-8", b"modules:\n  - name: \xff\xfe\xfd\n");
@@ -160,11 +176,14 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
         let (error, took, grew) = refuse(&format!("{size} bytes of junk"), &junk);
         assert!(!error.is_empty());
         assert!(
-            grew < 128 * MIB,
+            grew < 4 * MIB,
             "{size} bytes of junk took {} MiB",
             grew / MIB
         );
-        eprintln!("{size} bytes of junk: {took:?}: {error}");
+        eprintln!(
+            "{size} bytes of junk: {took:?}, {} KiB: {error}",
+            grew / 1024
+        );
         // The same junk as printable text (with YAML's punctuation and line breaks), which
         // gets past the UTF-8 check into the parser.
         let text: String = junk
@@ -178,8 +197,9 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
             })
             .collect();
         let (error, took, grew) = refuse(&format!("{size} bytes of text junk"), text.as_bytes());
+        eprintln!("{size} bytes of text junk: {} KiB", grew / 1024);
         assert!(
-            grew < 256 * MIB,
+            grew < 4 * MIB,
             "{size} bytes of text junk took {} MiB",
             grew / MIB
         );
@@ -196,7 +216,11 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
         for entry in entries.flatten() {
             let input = std::fs::read(entry.path()).unwrap();
             let started = Instant::now();
-            let _ = Config::parse(&input);
+            // Each is refused, or parses, with an error that says something: never a panic,
+            // a hang or an empty message.
+            if let Err(error) = Config::parse(&input) {
+                assert!(!error.to_string().is_empty(), "{}", entry.path().display());
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(1),
                 "{}",

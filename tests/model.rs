@@ -113,10 +113,7 @@ struct Model {
 struct Harness {
     runtime: Arc<Runtime>,
     base: String,
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
+    client: common::TestClient,
 }
 
 impl Harness {
@@ -376,6 +373,8 @@ async fn run_case(ops: Vec<Op>, stop_first: bool) -> Result<(), TestCaseError> {
         harness.apply(op, &mut model, mode).await?;
         harness.check(&model).await?;
     }
+    // Its one keep-alive connection served every check: no reload closed it.
+    prop_assert_eq!(harness.client.connections(), 1);
     drop(harness);
     runtime.shutdown().await.expect("stops");
     drop(runtime);

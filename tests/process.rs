@@ -352,6 +352,37 @@ async fn a_new_executable_that_fails_to_start_handshake_or_import_is_rolled_back
     shutdown(runtime, &[before.pid.unwrap()]).await;
 }
 
+#[tokio::test]
+async fn a_process_that_cannot_export_its_state_keeps_serving_with_it() {
+    let faulty = faulty_plugin();
+    let faulty = faulty.to_str().unwrap();
+    let plugins = [entry("hits", &[faulty, "--refuse-export"], "")];
+    let runtime = start(config(&plugins, "hits", "")).await;
+    runtime.execute("count", json!({"by": 7})).await.unwrap();
+    let before = plugin_status(&runtime, "hits").await;
+    let plugin = runtime.plugin("hits").unwrap();
+    let record = plugin
+        .reload(plugin_spec("hits", &[faulty], ""))
+        .await
+        .unwrap();
+    match &record.outcome {
+        ReloadOutcome::RolledBack { error } => assert!(
+            error.contains("state/export failed: this version cannot export its state"),
+            "{error}"
+        ),
+        other => panic!("expected RolledBack, got {other:?}"),
+    }
+    let now = plugin_status(&runtime, "hits").await;
+    assert_eq!((now.pid, now.generation), (before.pid, before.generation));
+    assert_eq!(
+        count(&runtime, "hits").await,
+        7,
+        "the state stayed where it was"
+    );
+    assert_no_zombies().await;
+    shutdown(runtime, &[before.pid.unwrap()]).await;
+}
+
 /// Waits (up to 10 s) until no child of this test process is a zombie.
 async fn assert_no_zombies() {
     let me = std::process::id().to_string();

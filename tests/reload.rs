@@ -648,26 +648,51 @@ async fn reloads_under_load(mode: &str, reloads: usize) {
                     Err(error) => failures.push(error),
                 }
             }
+            // One keep-alive connection throughout: none was closed under it.
+            if client.connections() != 1 {
+                failures.push(format!("{} connections opened", client.connections()));
+            }
             failures
         }));
     }
-    let mut activated = 0;
+    let (mut activated, mut serving) = (0, "v0".to_owned());
     for i in 1..=reloads {
-        let next = match i % 3 {
-            0 => config(&format!("v{i}"), FAULT_BUILD, mode),
-            1 => config(&format!("v{i}"), FAULT_START, mode),
-            _ => config(&format!("v{i}"), "", mode),
-        };
-        let outcome = runtime.reload(next).await.unwrap().outcome;
-        activated += usize::from(outcome.is_activated());
-        assert!(
-            matches!(
-                outcome,
-                ReloadOutcome::Activated { .. }
-                    | ReloadOutcome::Rejected { .. }
-                    | ReloadOutcome::RolledBack { .. }
+        let version = format!("v{i}");
+        // Each kind of config gets exactly its outcome, and the version served after it is
+        // the new one only when it activated.
+        let extra = [FAULT_BUILD, FAULT_START, ""][i % 3];
+        let outcome = runtime.reload(config(&version, extra, mode)).await;
+        let outcome = outcome.unwrap().outcome;
+        match i % 3 {
+            0 => assert!(
+                matches!(
+                    outcome,
+                    ReloadOutcome::Rejected {
+                        stage: Stage::Build,
+                        ..
+                    }
+                ),
+                "{version}: {outcome:?}"
             ),
-            "{outcome:?}"
+            1 => assert!(
+                matches!(outcome, ReloadOutcome::RolledBack { .. }),
+                "{version}: {outcome:?}"
+            ),
+            _ => {
+                let generation = 2 + activated as u64;
+                assert_eq!(
+                    outcome,
+                    ReloadOutcome::Activated { generation },
+                    "{version}"
+                );
+                serving = version.clone();
+            }
+        }
+        activated += usize::from(outcome.is_activated());
+        assert_eq!(
+            get(&format!("{base}/hello")).await.1["version"],
+            serving.as_str(),
+            "served after {version}"
         );
     }
     stop.store(true, Ordering::Relaxed);

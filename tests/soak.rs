@@ -141,6 +141,11 @@ async fn soak(reloads: usize, plugin_reloads: usize) {
     let status = runtime.status().await.unwrap();
     assert_eq!(status.generation, 1 + activated as u64);
     assert_eq!(status.listeners, 1);
+    assert_eq!(
+        client.connections(),
+        1,
+        "one keep-alive connection across every reload: none was closed under the client"
+    );
     runtime.shutdown().await.unwrap();
     drop(client); // its pooled connection is a task too
     tokio::time::timeout(Duration::from_secs(10), async {

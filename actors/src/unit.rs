@@ -25,7 +25,8 @@ use crate::SwapMode;
 /// - [`stop`](Unit::stop) finishes work until `deadline`, then releases resources. A stopped
 ///   unit may be started again: stop-first swaps restore the previous unit that way.
 /// - State handover is optional: when [`export_state`](Unit::export_state) returns a state, the
-///   new unit gets it through [`import_state`](Unit::import_state) before it is published.
+///   new unit gets it through [`import_state`](Unit::import_state) before it is published. A
+///   failed export or import rolls the swap back, in both modes: state is never dropped.
 pub trait Unit: Sized + Send + Sync + 'static {
     /// An immutable description of a unit (a parsed config, a plugin spec).
     type Spec: Send + Sync + 'static;
@@ -67,9 +68,11 @@ pub trait Unit: Sized + Send + Sync + 'static {
         false
     }
 
-    /// Takes the state to hand to a successor. Called after this unit has drained.
-    fn export_state(&self) -> impl Future<Output = Option<Self::State>> + Send {
-        async { None }
+    /// Takes the state to hand to a successor (`None`: there is none). Called after this unit
+    /// has drained. An error, a panic or running past the deadline rolls the swap back: this
+    /// unit serves on with its state.
+    fn export_state(&self) -> impl Future<Output = Result<Option<Self::State>, UnitError>> + Send {
+        async { Ok(None) }
     }
 
     /// Receives the predecessor's state before this unit is published.

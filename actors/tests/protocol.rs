@@ -286,6 +286,65 @@ async fn the_old_unit_drains_before_it_stops_and_hands_its_state_over() {
     harness.shutdown().await;
 }
 
+/// An export that fails, panics or hangs rolls the swap back in both modes: the old unit serves
+/// on with its state, and the outcome says why. Handing over nothing would silently reset it.
+#[tokio::test]
+async fn a_failed_state_export_rolls_back_and_keeps_the_state() {
+    support::quiet_expected_panics();
+    let cases = [
+        (Act::Fail, "v1 fails to export on purpose"),
+        (
+            Act::Panic,
+            "panicked during state export: v1 panics in export on purpose",
+        ),
+        (Act::Hang, "did not finish state export before its deadline"),
+    ];
+    for stop_first in [false, true] {
+        for (act, why) in cases {
+            let mode = |script: Script| {
+                if stop_first {
+                    script.stop_first()
+                } else {
+                    script
+                }
+            };
+            let v1 = mode(Script::new("v1").handing_over().export(act));
+            let mut harness = Harness::serving(v1).await;
+            let lease = harness.slot.try_acquire().expect("v1 serves");
+            lease.served.lock().unwrap().push("call 1".to_owned());
+            drop(lease);
+
+            let v2 = mode(
+                Script::new("v2")
+                    .handing_over()
+                    .timeout(Duration::from_millis(300)),
+            );
+            let record = harness.reload(v2).await;
+            let case = format!("{act:?}, stop-first {stop_first}");
+            match &record.outcome {
+                ReloadOutcome::RolledBack { error } => {
+                    assert!(error.contains(why), "{case}: {error}")
+                }
+                other => panic!("{case}: expected RolledBack, got {other:?}"),
+            }
+            let v1 = harness.slot.try_acquire().expect("v1 serves on");
+            assert_eq!(v1.version(), "v1", "{case}");
+            assert_eq!(
+                *v1.served.lock().unwrap(),
+                ["call 1"],
+                "{case}: its state is kept"
+            );
+            drop(v1);
+            assert!(
+                harness.controls.entries("stop v1").is_empty(),
+                "{case}: v1 never stopped"
+            );
+            assert_eq!(harness.status().await.generation, 1, "{case}");
+            harness.shutdown().await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_dead_active_is_replaced_over_the_live_unit() {
     let mut harness = Harness::serving(Script::new("v1")).await;

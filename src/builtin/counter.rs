@@ -102,8 +102,8 @@ impl Plugin for Counter {
         Box::pin(std::future::ready(result))
     }
 
-    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
-        Box::pin(std::future::ready(Some(self.answer())))
+    fn export_state(&mut self) -> BoxFuture<'_, Result<Option<Value>, PluginError>> {
+        Box::pin(std::future::ready(Ok(Some(self.answer()))))
     }
 
     fn operations(&self) -> Vec<&str> {

@@ -117,11 +117,12 @@ pub trait Plugin: Send + 'static {
         Box::pin(async { Ok(()) })
     }
 
-    /// The state to hand to the instance that replaces this one (after this one's last call).
-    /// It is asynchronous so that a plugin whose state lives elsewhere (a process plugin's
-    /// child) can fetch it.
-    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
-        Box::pin(async { None })
+    /// The state to hand to the instance that replaces this one (after this one's last call),
+    /// or `None` when there is none. An error, a panic or running past the swap's timeout
+    /// rolls the reload back: this instance serves on with its state. It is asynchronous so
+    /// that a plugin whose state lives elsewhere (a process plugin's child) can fetch it.
+    fn export_state(&mut self) -> BoxFuture<'_, Result<Option<Value>, PluginError>> {
+        Box::pin(async { Ok(None) })
     }
 
     /// Takes over the state of the instance this one replaces (before its first call). It is

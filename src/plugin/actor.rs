@@ -29,8 +29,12 @@ use crate::extension::plugin::{DirectCall, Plugin, PluginCall, PluginContext, Pl
 pub(crate) enum PluginMsg {
     /// A call; answered with the plugin's result.
     Call(PluginCall, RpcReplyPort<Result<Value, PluginError>>),
-    /// Hand over state; answered with it.
-    Export(RpcReplyPort<Option<Value>>),
+    /// Hand over state by the deadline; answered with it, or why not. An export cut short
+    /// at the deadline is dropped and the actor serves on, its state where it was.
+    Export(
+        tokio::time::Instant,
+        RpcReplyPort<Result<Option<Value>, PluginError>>,
+    ),
     /// Take over a predecessor's state.
     Migrate(Value, RpcReplyPort<Result<(), PluginError>>),
     /// Stop gracefully; answered once the plugin's `stop` returned.
@@ -152,9 +156,13 @@ impl Actor for PluginActor {
                     }
                 }
             }
-            PluginMsg::Export(reply) => {
-                let exported = guard::run(None, || state.plugin.export_state()).await;
-                let _ = reply.send(exported.ok().flatten());
+            PluginMsg::Export(deadline, reply) => {
+                let exported = guard::run(Some(deadline), || state.plugin.export_state())
+                    .await
+                    .unwrap_or_else(|interrupted| {
+                        Err(PluginError::Failed(format!("export {interrupted}")))
+                    });
+                let _ = reply.send(exported);
             }
             PluginMsg::Closed(reason) => state.exit(&myself, true, reason),
             PluginMsg::Migrate(previous, reply) => {

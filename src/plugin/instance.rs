@@ -206,13 +206,31 @@ impl Unit for PluginInstance {
         true
     }
 
-    async fn export_state(&self) -> Option<Value> {
-        // Crashed or stopped: there is no state to hand over.
-        let actor = self.running()?;
+    async fn export_state(&self) -> Result<Option<Value>, UnitError> {
+        // Crashed or stopped: its state went with the crash (a restart begins afresh too).
+        let Some(actor) = self.running() else {
+            return Ok(None);
+        };
+        let name = self.core.name();
+        // The actor gives up on the export itself, so that a hanging export cannot keep it
+        // from serving on; this call waits a moment longer for that answer.
         let stop_timeout = self.unit_spec().swap.stop_timeout;
-        match actor.call(PluginMsg::Export, Some(stop_timeout)).await {
-            Ok(ractor::rpc::CallResult::Success(state)) => state,
-            _ => None,
+        let deadline = swapvisor_actors::guard::deadline_in(stop_timeout);
+        let wait = stop_timeout + std::time::Duration::from_millis(200);
+        match actor
+            .call(|reply| PluginMsg::Export(deadline, reply), Some(wait))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(Ok(state))) => Ok(state),
+            Ok(ractor::rpc::CallResult::Success(Err(error))) => Err(UnitError::new(format!(
+                "plugin {name:?} could not hand over its state: {error}"
+            ))),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(UnitError::new(format!(
+                "plugin {name:?} did not hand over its state within {stop_timeout:?}"
+            ))),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(UnitError::new(format!(
+                "plugin {name:?} exited before handing over its state"
+            ))),
         }
     }
 

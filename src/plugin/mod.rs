@@ -41,8 +41,8 @@
 //!         Box::pin(std::future::ready(result))
 //!     }
 //!
-//!     fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
-//!         Box::pin(std::future::ready(Some(self.last.clone())))
+//!     fn export_state(&mut self) -> BoxFuture<'_, Result<Option<Value>, PluginError>> {
+//!         Box::pin(std::future::ready(Ok(Some(self.last.clone()))))
 //!     }
 //!
 //!     fn migrate(&mut self, previous: Value) -> BoxFuture<'_, Result<(), PluginError>> {

@@ -191,8 +191,11 @@ impl<P: Plugin, B: FnOnce(&InitializeParams) -> Result<P, String>> Session<P, B>
                 })
             }
             method::EXPORT => {
-                let state = runtime.block_on(plugin.export_state());
-                Ok((Ok(state.unwrap_or(Value::Null)), Next::Serve))
+                let exported = runtime.block_on(plugin.export_state());
+                let result = exported
+                    .map(|state| state.unwrap_or(Value::Null))
+                    .map_err(|e| RpcError::new(error_code::FAILED, e.to_string()));
+                Ok((result, Next::Serve))
             }
             method::IMPORT => {
                 let params: ImportParams =

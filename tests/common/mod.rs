@@ -10,9 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::Value;
 use swapvisor::Registry;
@@ -329,10 +328,12 @@ impl swapvisor::extension::Step for HelloStep {
     }
 }
 
-/// A counting plugin whose `migrate` behaves as configured: `{migrate: ok|error|panic|hang}`.
+/// A counting plugin whose `migrate` and `export_state` behave as configured:
+/// `{migrate: ok|error|panic|hang, export: ok|error|panic|hang}`.
 struct Stateful {
     count: i64,
     migrate: String,
+    export: String,
 }
 
 #[derive(Deserialize)]
@@ -340,6 +341,8 @@ struct Stateful {
 struct StatefulSettings {
     #[serde(default = "ok")]
     migrate: String,
+    #[serde(default = "ok")]
+    export: String,
 }
 
 fn ok() -> String {
@@ -367,8 +370,19 @@ impl swapvisor::plugin::Plugin for Stateful {
         )))
     }
 
-    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
-        Box::pin(std::future::ready(Some(serde_json::json!(self.count))))
+    fn export_state(
+        &mut self,
+    ) -> BoxFuture<'_, Result<Option<Value>, swapvisor::plugin::PluginError>> {
+        Box::pin(async move {
+            match self.export.as_str() {
+                "error" => Err(swapvisor::plugin::PluginError::Failed(
+                    "this state cannot be exported".into(),
+                )),
+                "panic" => panic!("export panics on purpose"),
+                "hang" => std::future::pending().await,
+                _ => Ok(Some(serde_json::json!(self.count))),
+            }
+        })
     }
 
     fn migrate(
@@ -437,6 +451,7 @@ pub fn plugin_registry() -> (Registry, Journal, Controls) {
                     Ok::<Box<dyn swapvisor::plugin::Plugin>, ConfigErrors>(Box::new(Stateful {
                         count: 0,
                         migrate: settings.migrate,
+                        export: settings.export,
                     }))
                 },
             )?;
@@ -493,14 +508,35 @@ pub async fn wait_for_status(
     }
 }
 
-/// A keep-alive HTTP client.
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build_http()
+/// A keep-alive HTTP/1 client on one connection at a time, which never retries and counts the
+/// connections it opens.
+///
+/// Load tests use it to see what a reload does to clients. hyper-util's legacy client would
+/// hide exactly that: it retries, by default, a request whose pooled connection was closed
+/// under it, and races a new connection against waiting for an idle one. Here a request on a
+/// connection the server closes fails, and a connection the server closed between requests
+/// shows up as one more connection opened.
+#[derive(Default)]
+pub struct TestClient {
+    connection: tokio::sync::Mutex<Option<(String, SendRequest<Full<Bytes>>)>>,
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+impl TestClient {
+    /// How many TCP connections it has opened.
+    pub fn connections(&self) -> usize {
+        self.opened.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A fresh [`TestClient`].
+pub fn client() -> TestClient {
+    TestClient::default()
 }
 
 /// Sends one request and returns the status and the JSON body (or the text as a JSON string).
 pub async fn request(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &TestClient,
     method: &str,
     url: &str,
     body: &str,
@@ -519,19 +555,51 @@ pub async fn request_with(
 }
 
 async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &TestClient,
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<(u16, Value), String> {
-    let mut builder = hyper::Request::builder().method(method).uri(url);
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .to_string();
+    let mut connection = client.connection.lock().await;
+    let reusable =
+        matches!(&*connection, Some((to, sender)) if *to == authority && !sender.is_closed());
+    if !reusable {
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(|e| format!("connect {authority}: {e}"))?;
+        let (sender, serving) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake with {authority}: {e}"))?;
+        tokio::spawn(serving);
+        client
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *connection = Some((authority.clone(), sender));
+    }
+    let Some((_, sender)) = connection.as_mut() else {
+        return Err("no connection".into());
+    };
+    sender
+        .ready()
+        .await
+        .map_err(|e| format!("the connection closed: {e:?}"))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, &authority);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
     let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let response = client
-        .request(request)
+    let response = sender
+        .send_request(request)
         .await
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{ActiveState, start_unit, stop_unit, timed};
 use crate::SwapMode;
-use crate::guard::{GRACE, contained, deadline_in, guarded, later};
+use crate::guard::{GRACE, deadline_in, guarded, later};
 use crate::outcome::StageTimings;
 use crate::slot::Live;
 use crate::supervisor::SwapResult;
@@ -125,15 +125,23 @@ impl<U: Unit> ActiveState<U> {
             timed("drain", &mut timings.drain, old.drain(drain_deadline)).await;
             if unit.hands_over_state() {
                 // Bounded: the gate is closed while this runs.
-                state = contained(
+                let exported = guarded(
                     &self.unit_name,
                     "state export",
                     deadline_in(settings.stop_timeout),
                     || old.unit().export_state(),
                 )
-                .await
-                .ok()
-                .flatten();
+                .await;
+                match exported {
+                    Ok(exported) => state = exported,
+                    Err(error) => {
+                        // Drained but not stopped, the old unit still holds its state: it
+                        // serves on (republished as a fresh record), and nothing is lost.
+                        self.publish(old.unit().clone(), old.generation());
+                        drop(hold);
+                        return SwapResult::RolledBack(error);
+                    }
+                }
             }
             let stopped = timed(
                 "stop",
@@ -226,12 +234,10 @@ impl<U: Unit> ActiveState<U> {
         settings: &SwapSettings,
     ) -> Result<(), String> {
         let deadline = deadline_in(settings.start_timeout);
-        // A failed or panicking export hands over nothing.
-        let state = contained(&self.unit_name, "state export", deadline, || async {
-            crate::guard::run(None, || old.export_state())
-                .await
-                .ok()
-                .flatten()
+        // A failed, panicking or hanging export rolls the swap back: handing over nothing
+        // would silently reset the state.
+        let state = guarded(&self.unit_name, "state export", deadline, || {
+            old.export_state()
         })
         .await?;
         match state {

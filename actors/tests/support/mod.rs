@@ -48,6 +48,8 @@ pub struct Script {
     pub build: Act,
     pub start: Act,
     pub stop: Act,
+    /// What its state export does (when a successor takes its state).
+    pub export: Act,
     pub mode: SwapMode,
     pub probation: Option<Duration>,
     /// The build, start, stop and drain timeouts.
@@ -64,6 +66,7 @@ impl Script {
             build: Act::Succeed,
             start: Act::Succeed,
             stop: Act::Succeed,
+            export: Act::Succeed,
             mode: SwapMode::StartFirst,
             probation: None,
             timeout: Duration::from_secs(5),
@@ -83,6 +86,11 @@ impl Script {
 
     pub fn start(mut self, act: Act) -> Self {
         self.start = act;
+        self
+    }
+
+    pub fn export(mut self, act: Act) -> Self {
+        self.export = act;
         self
     }
 
@@ -307,8 +315,11 @@ impl Unit for Fake {
         self.script.hands_over
     }
 
-    async fn export_state(&self) -> Option<Vec<String>> {
-        Some(self.served.lock().unwrap().clone())
+    async fn export_state(&self) -> Result<Option<Vec<String>>, UnitError> {
+        self.act("export", self.script.export, None)
+            .await
+            .map_err(UnitError::new)?;
+        Ok(Some(self.served.lock().unwrap().clone()))
     }
 
     async fn import_state(&self, state: Vec<String>) -> Result<(), UnitError> {

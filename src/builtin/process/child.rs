@@ -42,8 +42,8 @@ pub(super) enum ProcessError {
     /// The process is gone or broke the protocol; no answer will come.
     #[error("{0}")]
     Closed(String),
-    /// No answer within the time allowed; the process was killed.
-    #[error("no answer within {0:?}; the process was killed")]
+    /// No answer within the time allowed (to a `call`: the process was killed).
+    #[error("no answer within {0:?}")]
     TimedOut(Duration),
     /// The process answered with an error.
     #[error("{0}")]
@@ -65,12 +65,16 @@ pub(super) struct Launch<'a> {
 #[derive(Default)]
 struct Waiting {
     calls: HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>,
+    /// Requests given up on without closing the process: their late answers are dropped.
+    abandoned: std::collections::HashSet<u64>,
     closed: Option<String>,
 }
 
 /// What the tasks share: the calls waiting, and the close.
 struct Shared {
     name: Arc<str>,
+    /// Set once the runtime asked it to stop: its exit is then expected, not a failure.
+    stopping: std::sync::atomic::AtomicBool,
     waiting: Mutex<Waiting>,
     closed: watch::Sender<Option<String>>,
     /// To the reaper: kill the process group.
@@ -95,7 +99,11 @@ impl Shared {
         };
         // Dropping the senders fails the calls; they read the reason from `closed`.
         drop(abandoned);
-        tracing::warn!(plugin = %self.name, %reason, "plugin process closed");
+        if self.stopping.load(Ordering::Relaxed) {
+            tracing::debug!(plugin = %self.name, %reason, "plugin process stopped");
+        } else {
+            tracing::warn!(plugin = %self.name, %reason, "plugin process closed");
+        }
         self.closed.send_replace(Some(reason));
         if kill {
             let _ = self.signals.send(Signal::Kill);
@@ -147,6 +155,7 @@ impl PluginProcess {
         let (signals, signalled) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             name: Arc::from(launch.name),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             waiting: Mutex::default(),
             closed: watch::channel(None).0,
             signals,
@@ -173,8 +182,11 @@ impl PluginProcess {
         self.pid
     }
 
-    /// Sends `method` with `params` and waits up to `timeout` for the answer. A timeout closes
-    /// (and kills) the process: its state can no longer be trusted to match what callers saw.
+    /// Sends `method` with `params` and waits up to `timeout` for the answer. A timeout of a
+    /// `call` closes (and kills) the process: its state can no longer be trusted to match what
+    /// callers saw. A timeout of anything else leaves it running (a state export that does not
+    /// come rolls a reload back, and the process serves on with its state); its late answer
+    /// is dropped.
     pub(super) async fn request(
         &self,
         method: &str,
@@ -208,11 +220,18 @@ impl PluginProcess {
             Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(error))) => Err(ProcessError::Answered(error)),
             Ok(Err(_)) => Err(ProcessError::Closed(self.shared.reason())),
-            Err(_) => {
+            Err(_) if method == method::CALL => {
                 self.shared.close(
                     format!("it did not answer a {method} request within {timeout:?}"),
                     true,
                 );
+                Err(ProcessError::TimedOut(timeout))
+            }
+            Err(_) => {
+                let mut waiting = self.shared.waiting();
+                if waiting.calls.remove(&id).is_some() {
+                    waiting.abandoned.insert(id);
+                }
                 Err(ProcessError::TimedOut(timeout))
             }
         }
@@ -234,6 +253,7 @@ impl PluginProcess {
     /// not end on its own.
     pub(super) async fn shutdown(&self, deadline: Instant) -> Result<(), String> {
         let remaining = || deadline.saturating_duration_since(Instant::now());
+        self.shared.stopping.store(true, Ordering::Relaxed);
         if self.shared.waiting().closed.is_none() {
             let _ = self
                 .request(method::SHUTDOWN, &Value::Null, remaining())
@@ -347,7 +367,13 @@ async fn read(stdout: ChildStdout, max_line_bytes: usize, shared: Arc<Shared>) {
         let why = match protocol::read_line(&mut stdout, &mut line, max_line_bytes).await {
             Ok(Line::Complete) => match protocol::parse_response(&line) {
                 Ok(response) => {
-                    let waiting = shared.waiting().calls.remove(&response.id);
+                    let waiting = {
+                        let mut waiting = shared.waiting();
+                        if waiting.abandoned.remove(&response.id) {
+                            continue;
+                        }
+                        waiting.calls.remove(&response.id)
+                    };
                     match waiting {
                         Some(answer) => {
                             let _ = answer.send(response.result);

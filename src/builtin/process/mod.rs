@@ -280,19 +280,16 @@ impl Plugin for ProcessPlugin {
         })
     }
 
-    fn export_state(&mut self) -> BoxFuture<'_, Option<Value>> {
+    fn export_state(&mut self) -> BoxFuture<'_, Result<Option<Value>, PluginError>> {
         Box::pin(async move {
-            let process = self.process().ok()?;
+            let process = self.process()?;
             match process
                 .request(method::EXPORT, &Value::Null, self.settings.call_timeout)
                 .await
             {
-                Ok(Value::Null) => None,
-                Ok(state) => Some(state),
-                Err(error) => {
-                    tracing::error!(plugin = %self.name, %error, "state/export failed; no state is handed over");
-                    None
-                }
+                Ok(Value::Null) => Ok(None),
+                Ok(state) => Ok(Some(state)),
+                Err(error) => Err(PluginError::Failed(format!("state/export failed: {error}"))),
             }
         })
     }
