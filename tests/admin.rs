@@ -113,6 +113,9 @@ async fn health_readiness_status_metrics_and_unknown_paths() {
         "swapvisor_reload_duration_seconds_count 1",
         "swapvisor_plugin_restarts_total{plugin=\"hits\"} 0",
         "swapvisor_inflight_requests 0",
+        "swapvisor_engines_retired_total 0",
+        "swapvisor_retire_failures_total{stage=\"drain\"} 0",
+        "swapvisor_retire_failures_total{stage=\"stop\"} 0",
         "# TYPE swapvisor_reload_duration_seconds histogram",
     ] {
         assert!(

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use swapvisor::actors::RetireStage;
 use swapvisor::config::PluginSpec;
 use swapvisor::{Config, ReloadOutcome, Runtime, Stage};
 
@@ -178,7 +179,37 @@ async fn engine_fault(mode: &str, stage: &str, how: &str) {
             assert_eq!(version(&base).await, "v1");
         }
         ("stop", ReloadOutcome::Activated { generation: 2 }) => {
-            assert_eq!(version(&base).await, "v2")
+            assert_eq!(version(&base).await, "v2");
+            // The failed stop is counted and shown once the replaced engine has retired (in
+            // start-first mode, after the reload answered), bounded by the drain and stop
+            // timeouts measured from the retirement itself.
+            let status =
+                wait_for_status(&runtime, "the retirement", |s| s.retirements.retired == 1).await;
+            let retirements = &status.retirements;
+            assert_eq!(
+                (retirements.stop_failures, retirements.drain_overruns),
+                (1, 0),
+                "{mode} {how}: {retirements:?}"
+            );
+            let failure = retirements.last_failure.as_ref().unwrap();
+            assert_eq!((failure.generation, failure.stage), (1, RetireStage::Stop));
+            let expected = match how {
+                "error" => "injected fault at stop",
+                "panic" => "panicked: injected fault",
+                _ => "did not stop before the deadline",
+            };
+            assert!(
+                failure.error.contains(expected),
+                "{mode} {how}: {failure:?}"
+            );
+            // drainTimeout 100ms + stopTimeout 300ms, and a moment for the guard.
+            assert!(failure.took_ms < 1_000, "{mode} {how}: {failure:?}");
+            if how == "hang" {
+                assert!(
+                    failure.took_ms >= 300,
+                    "{mode}: it ran to the stop timeout: {failure:?}"
+                );
+            }
         }
         _ => panic!("{mode} {stage} {how}: unexpected {outcome:?}"),
     }
@@ -246,6 +277,19 @@ async fn drain_faults(mode: &str) {
         "the drain deadline bounds the reload"
     );
     assert_eq!(version(&base).await, "v2");
+    // The drain ran out with work in flight: counted, shown, and bounded by the drain timeout
+    // (100ms) measured from the retirement itself.
+    let status = wait_for_status(&runtime, "the drain overrun", |s| {
+        s.retirements.drain_overruns == 1
+    })
+    .await;
+    let failure = status.retirements.last_failure.clone().unwrap();
+    assert_eq!((failure.generation, failure.stage), (1, RetireStage::Drain));
+    assert!(failure.error.contains("requests in flight"), "{failure:?}");
+    assert!(
+        (100..1_000).contains(&failure.took_ms),
+        "{mode}: {failure:?}"
+    );
     assert_eq!(ok.await.unwrap(), (200, json!({"version": "v1"})));
     let (code, body) = error.await.unwrap();
     assert_eq!(

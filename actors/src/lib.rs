@@ -130,6 +130,7 @@ pub mod guard;
 mod hibernating;
 mod mode;
 mod outcome;
+mod retirement;
 mod slot;
 mod supervisor;
 mod unit;
@@ -138,6 +139,7 @@ pub use backoff::Backoff;
 pub use hibernating::{HibernatingSupervisor, SupervisorUnavailable};
 pub use mode::SwapMode;
 pub use outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};
+pub use retirement::{RetireFailure, RetireStage, RetirementStatus};
 pub use slot::{Lease, Slot, Unavailable};
 pub use supervisor::{
     Internal, ReloadObserver, ReloadRequest, Resume, RunState, Supervisor, SupervisorArgs,

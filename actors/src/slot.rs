@@ -160,6 +160,8 @@ pub struct Slot<U> {
     gate_timeout_ms: AtomicU64,
     /// What a caller meets when nothing is published: see [`GATE_WAIT`] and friends.
     gate: AtomicU8,
+    /// How the units it published ended.
+    pub(crate) retirements: crate::retirement::Retirements,
 }
 
 /// Nothing published because a swap is under way: wait for it.
@@ -185,7 +187,13 @@ impl<U> Slot<U> {
                 u64::try_from(gate_timeout.as_millis()).unwrap_or(u64::MAX),
             ),
             gate: AtomicU8::new(GATE_WAIT),
+            retirements: Default::default(),
         }
+    }
+
+    /// How the units this slot published and replaced retired.
+    pub fn retirements(&self) -> crate::retirement::RetirementStatus {
+        self.retirements.status()
     }
 
     /// How long `acquire` waits at a closed gate.

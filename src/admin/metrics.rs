@@ -12,6 +12,8 @@
 //! | `swapvisor_reload_duration_seconds` | histogram | request-to-outcome time of reloads that ran |
 //! | `swapvisor_plugin_restarts_total{plugin}` | counter | crash restarts of each plugin instance |
 //! | `swapvisor_inflight_requests` | gauge | requests running on the live engine |
+//! | `swapvisor_engines_retired_total` | counter | replaced engines that finished retiring |
+//! | `swapvisor_retire_failures_total{stage}` | counter | retirements whose `drain` passed its deadline with work in flight, or whose `stop` failed |
 //!
 //! The format is a handful of lines per metric, so it is written here directly rather than
 //! through a metrics registry: every value is either counted here or read from status.
@@ -185,6 +187,27 @@ impl Metrics {
         )?;
         writeln!(out, "# TYPE swapvisor_inflight_requests gauge")?;
         writeln!(out, "swapvisor_inflight_requests {}", status.in_flight)?;
+        let retirements = &status.retirements;
+        writeln!(
+            out,
+            "# HELP swapvisor_engines_retired_total Replaced engines that finished retiring."
+        )?;
+        writeln!(out, "# TYPE swapvisor_engines_retired_total counter")?;
+        writeln!(out, "swapvisor_engines_retired_total {}", retirements.retired)?;
+        writeln!(
+            out,
+            "# HELP swapvisor_retire_failures_total Retirements of replaced engines that failed, by stage."
+        )?;
+        writeln!(out, "# TYPE swapvisor_retire_failures_total counter")?;
+        for (stage, count) in [
+            ("drain", retirements.drain_overruns),
+            ("stop", retirements.stop_failures),
+        ] {
+            writeln!(
+                out,
+                "swapvisor_retire_failures_total{{stage=\"{stage}\"}} {count}"
+            )?;
+        }
         Ok(())
     }
 }

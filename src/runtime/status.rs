@@ -1,7 +1,7 @@
 //! [`RuntimeStatus`]: the runtime as status shows it (and the admin API serves it).
 
 use serde::Serialize;
-use swapvisor_actors::{ReloadRecord, RunState, Slot, SupervisorStatus};
+use swapvisor_actors::{ReloadRecord, RetirementStatus, RunState, Slot, SupervisorStatus};
 
 use crate::engine::{Engine, EngineContext, ModuleStatus};
 use crate::plugin::PluginStatus;
@@ -42,6 +42,9 @@ pub struct RuntimeStatus {
     pub escalations: u32,
     /// The most recent escalation.
     pub last_escalation: Option<String>,
+    /// How replaced engines retired: drains past their deadline and failed stops, each with
+    /// the time its retirement took.
+    pub retirements: RetirementStatus,
 }
 
 impl RuntimeStatus {
@@ -66,6 +69,7 @@ impl RuntimeStatus {
             listeners: context.listeners().addresses().len(),
             escalations: supervisor.escalations,
             last_escalation: supervisor.last_escalation,
+            retirements: supervisor.retirements,
             in_flight: slot.current_in_flight(),
             queued_reloads: supervisor.queued,
             child_actors: supervisor.child_actors,

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{ActiveState, stop_unit};
 use crate::guard::deadline_in;
+use crate::retirement::RetireStage;
 use crate::slot::{Live, Slot};
 use crate::unit::{SwapSettings, Unit};
 
@@ -15,19 +17,15 @@ impl<U: Unit> ActiveState<U> {
     /// as soon as the new unit is live.
     pub(super) fn retire(&mut self, old: Arc<Live<U>>, settings: SwapSettings) {
         let unit_name = self.unit_name.clone();
+        let slot = self.slot.clone();
         let span = tracing::info_span!("retire", generation = old.generation());
         self.retiring.spawn(
             async move {
+                let began = Instant::now();
                 let drained = old.drain(deadline_in(settings.drain_timeout)).await;
-                if !drained {
-                    tracing::warn!(
-                        in_flight = old.in_flight(),
-                        "drain deadline passed; stopping with work in flight"
-                    );
-                }
-                if let Err(error) = stop_unit(&unit_name, &**old.unit(), &settings).await {
-                    tracing::warn!(%error, "stopping the replaced unit was not clean");
-                }
+                note_drain(&slot, &old, drained, began);
+                let stopped = stop_unit(&unit_name, &**old.unit(), &settings).await;
+                note_stop(&slot, &old, stopped, began);
             }
             .instrument(span),
         );
@@ -41,6 +39,36 @@ impl<U: Unit> ActiveState<U> {
         stop_for_good(&self.slot, &self.unit_name).await;
         while self.retiring.join_next().await.is_some() {}
     }
+}
+
+/// Records a drain that passed its deadline with work in flight.
+pub(super) fn note_drain<U>(slot: &Slot<U>, old: &Live<U>, drained: bool, began: Instant) {
+    if drained {
+        return;
+    }
+    let in_flight = old.in_flight();
+    tracing::warn!(
+        in_flight,
+        "drain deadline passed; stopping with work in flight"
+    );
+    let error = format!("the drain deadline passed with {in_flight} requests in flight");
+    slot.retirements
+        .failed(old.generation(), RetireStage::Drain, error, began.elapsed());
+}
+
+/// Records how the stop of a replaced unit went; the retirement is then over.
+pub(super) fn note_stop<U>(
+    slot: &Slot<U>,
+    old: &Live<U>,
+    stopped: Result<(), String>,
+    began: Instant,
+) {
+    if let Err(error) = stopped {
+        tracing::warn!(%error, "stopping the replaced unit was not clean");
+        slot.retirements
+            .failed(old.generation(), RetireStage::Stop, error, began.elapsed());
+    }
+    slot.retirements.retired();
 }
 
 /// Closes `slot` for good (every caller, waiting or new, fails at once), then drains the unit

@@ -121,8 +121,9 @@ impl<U: Unit> ActiveState<U> {
         let mut state = None;
         if let Some(old) = &old {
             self.slot.publish(None);
+            let began = tokio::time::Instant::now();
             let drain_deadline = deadline_in(settings.drain_timeout);
-            timed("drain", &mut timings.drain, old.drain(drain_deadline)).await;
+            let drained = timed("drain", &mut timings.drain, old.drain(drain_deadline)).await;
             if unit.hands_over_state() {
                 // Bounded: the gate is closed while this runs.
                 let exported = guarded(
@@ -143,15 +144,14 @@ impl<U: Unit> ActiveState<U> {
                     }
                 }
             }
+            super::retire::note_drain(&self.slot, old, drained, began);
             let stopped = timed(
                 "stop",
                 &mut timings.stop,
                 stop_unit(&self.unit_name, &**old.unit(), &settings),
             )
             .await;
-            if let Err(error) = stopped {
-                tracing::warn!(%error, "stopping the previous unit was not clean");
-            }
+            super::retire::note_stop(&self.slot, old, stopped, began);
         }
         let mut started = timed(
             "start",

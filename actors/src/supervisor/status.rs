@@ -50,6 +50,8 @@ pub struct SupervisorStatus {
     pub last_escalation: Option<String>,
     /// True within the probation window of the latest activation: an escalation now reverts.
     pub on_probation: bool,
+    /// How replaced units retired: drains past their deadline and failed stops.
+    pub retirements: crate::retirement::RetirementStatus,
 }
 
 impl<U: Unit> SupervisorState<U> {
@@ -83,6 +85,7 @@ impl<U: Unit> SupervisorState<U> {
             escalations: self.escalations,
             last_escalation: self.last_escalation.clone(),
             on_probation: self.on_probation(),
+            retirements: self.slot.retirements(),
         }
     }
 }
