@@ -202,6 +202,6 @@ async fn code_changed(slot: Weak<PluginSlot>, hash: String) -> bool {
         }
         Err(error) => tracing::warn!(plugin = %slot.name, %error, "code reload failed"),
     }
-    slot.follow_code();
+    // The reload has followed the instance's new code file, if it moved.
     true
 }

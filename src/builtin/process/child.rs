@@ -61,6 +61,31 @@ pub(super) struct Launch<'a> {
     pub(super) max_line_bytes: usize,
 }
 
+impl Launch<'_> {
+    /// The command that runs it, with its pipes, in a process group of its own: signals reach
+    /// whatever it started, and a terminal's Ctrl-C reaches the runtime alone, which then
+    /// stops its plugins in order.
+    pub(super) fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(self.executable);
+        command
+            .args(self.args)
+            .envs(self.env)
+            .env("SWAPVISOR_PLUGIN", self.name)
+            .env(
+                "SWAPVISOR_PROTOCOL_VERSION",
+                protocol::PROTOCOL_VERSION.to_string(),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        if let Some(cwd) = self.cwd {
+            command.current_dir(cwd);
+        }
+        command
+    }
+}
+
 /// Answers waiting for their calls, and whether the process has closed.
 #[derive(Default)]
 struct Waiting {
@@ -305,27 +330,10 @@ pub(super) fn retry_busy<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> st
     }
 }
 
-/// Spawns the process in a group of its own with its pipes.
+/// Spawns the process, killed if its handle is dropped.
 fn spawn_child(launch: &Launch<'_>) -> std::io::Result<Child> {
-    let mut command = tokio::process::Command::new(launch.executable);
-    command
-        .args(launch.args)
-        .envs(launch.env)
-        .env("SWAPVISOR_PLUGIN", launch.name)
-        .env(
-            "SWAPVISOR_PROTOCOL_VERSION",
-            protocol::PROTOCOL_VERSION.to_string(),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group: signals reach whatever it started, and a terminal's Ctrl-C reaches
-        // the runtime alone, which then stops its plugins in order.
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(cwd) = launch.cwd {
-        command.current_dir(cwd);
-    }
+    let mut command = tokio::process::Command::from(launch.command());
+    command.kill_on_drop(true);
     retry_busy(|| command.spawn())
 }
 

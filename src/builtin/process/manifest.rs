@@ -21,7 +21,7 @@ use super::{ProcessPlugin, check_manifest};
 use crate::config::ConfigErrors;
 use crate::extension::template::Template;
 use crate::extension::{Step, StepBuild, StepContext, StepError};
-use crate::process::protocol::{self, InitializeParams, Line, Manifest, method};
+use crate::process::protocol::{self, Line, Manifest, method};
 use crate::registry::{RegistryError, Types};
 
 /// Manifests by (code hash, arguments, settings).
@@ -76,22 +76,8 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 /// Runs the plugin once for its `initialize` answer, and reaps it.
 fn describe(plugin: &ProcessPlugin) -> Result<Manifest, String> {
     let settings = &plugin.settings;
-    let mut command = std::process::Command::new(&plugin.code.path);
-    command
-        .args(&settings.args)
-        .envs(&settings.env)
-        .env("SWAPVISOR_PLUGIN", &plugin.name)
-        .env(
-            "SWAPVISOR_PROTOCOL_VERSION",
-            protocol::PROTOCOL_VERSION.to_string(),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    if let Some(cwd) = &settings.cwd {
-        command.current_dir(cwd);
-    }
+    let mut command = plugin.launch_as(&plugin.name).command();
+    command.stderr(Stdio::null());
     let mut child = super::child::retry_busy(|| command.spawn()).map_err(|e| {
         format!(
             "cannot run {} to learn its step types: {e}",
@@ -101,13 +87,7 @@ fn describe(plugin: &ProcessPlugin) -> Result<Manifest, String> {
     let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
     let answer = match (stdin, stdout) {
         (Some(mut stdin), Some(stdout)) => {
-            let params = serde_json::to_value(InitializeParams {
-                protocol_version: protocol::PROTOCOL_VERSION,
-                name: plugin.name.clone(),
-                config: settings.settings.clone(),
-                max_line_bytes: settings.max_line_bytes,
-            })
-            .unwrap_or_default();
+            let params = plugin.initialize_params(&plugin.name);
             let mut line = protocol::request_line(0, method::INITIALIZE, &params);
             line.push(b'\n');
             let sent = stdin.write_all(&line).and_then(|()| stdin.flush());

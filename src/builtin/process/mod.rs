@@ -152,6 +152,31 @@ fn resolve_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, Stri
 }
 
 impl ProcessPlugin {
+    /// How to run the pinned executable as the instance `name`.
+    fn launch_as<'a>(&'a self, name: &'a str) -> Launch<'a> {
+        let settings = &self.settings;
+        Launch {
+            executable: &self.code.path,
+            args: &settings.args,
+            env: &settings.env,
+            cwd: settings.cwd.as_deref(),
+            name,
+            max_line_bytes: settings.max_line_bytes,
+        }
+    }
+
+    /// `initialize`'s params for the instance `name`.
+    fn initialize_params(&self, name: &str) -> Value {
+        let params = protocol::InitializeParams {
+            protocol_version: protocol::PROTOCOL_VERSION,
+            name: name.to_owned(),
+            config: self.settings.settings.clone(),
+            max_line_bytes: self.settings.max_line_bytes,
+        };
+        // Plain strings, numbers and a Value always serialize.
+        serde_json::to_value(params).unwrap_or_default()
+    }
+
     fn process(&self) -> Result<&Arc<PluginProcess>, PluginError> {
         self.process.as_ref().ok_or_else(|| {
             PluginError::Unavailable(format!("plugin {:?} has no process", self.name))
@@ -160,27 +185,12 @@ impl ProcessPlugin {
 
     /// Spawns the pinned executable and completes the handshake.
     async fn launch(&mut self, context: &PluginContext) -> Result<(), PluginError> {
-        let settings = self.settings.clone();
-        let launch = Launch {
-            executable: &self.code.path,
-            args: &settings.args,
-            env: &settings.env,
-            cwd: settings.cwd.as_deref(),
-            name: &context.name,
-            max_line_bytes: settings.max_line_bytes,
-        };
-        let process = PluginProcess::spawn(&launch).await.map_err(|e| {
+        let process = PluginProcess::spawn(&self.launch_as(&context.name)).await.map_err(|e| {
             PluginError::Failed(format!("cannot start {}: {e}", self.code.path.display()))
         })?;
-        let params = serde_json::to_value(protocol::InitializeParams {
-            protocol_version: protocol::PROTOCOL_VERSION,
-            name: context.name.clone(),
-            config: settings.settings.clone(),
-            max_line_bytes: settings.max_line_bytes,
-        })
-        .unwrap_or_default();
+        let params = self.initialize_params(&context.name);
         let answer = process
-            .request(method::INITIALIZE, &params, settings.call_timeout)
+            .request(method::INITIALIZE, &params, self.settings.call_timeout)
             .await
             .map_err(|e| PluginError::Failed(format!("the initialize handshake failed: {e}")))?;
         let manifest = check_manifest(answer).map_err(PluginError::Failed)?;
