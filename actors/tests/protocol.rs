@@ -95,9 +95,24 @@ async fn a_stop_first_start_failure_restarts_the_previous_unit() {
     harness.shutdown().await;
 }
 
+/// The restore runs the last-known-good spec, which may swap start-first or stop-first: a
+/// failed restore is retried with backoff either way, and only the restore that works is
+/// recorded. (A start-first restore that failed once counted as a finished `rolled_back`
+/// reload and was retried every 100 ms.)
 #[tokio::test]
 async fn a_stop_first_swap_that_cannot_restore_degrades_then_restores_with_backoff() {
-    let mut harness = Harness::serving(Script::new("v1").stop_first()).await;
+    for live_stop_first in [true, false] {
+        degrade_then_restore(live_stop_first).await;
+    }
+}
+
+async fn degrade_then_restore(live_stop_first: bool) {
+    let v1 = if live_stop_first {
+        Script::new("v1").stop_first()
+    } else {
+        Script::new("v1")
+    };
+    let mut harness = Harness::serving(v1).await;
     harness.controls.refuse_starts("v1", true);
     let record = harness
         .reload(Script::new("v2").stop_first().start(Act::Fail))

@@ -56,17 +56,23 @@ impl<U: Unit> SupervisorState<U> {
                     }
                 }
             }
+            // A restore that fails to start is neither answered nor recorded: it is retried
+            // after the backoff. A start-first swap reports it as rolled back (to nothing), a
+            // stop-first one as degraded; both are the same failure. (Taking the first for a
+            // finished reload retried it every 100 ms without backing off, and pushed the
+            // degradation out of the history with `rolled_back` records.)
+            SwapResult::RolledBack(error) | SwapResult::Degraded { error, .. } if restoring => {
+                self.degraded = true;
+                tracing::warn!(unit = %self.unit_name, %error, "restore failed to start; retrying later");
+                self.restore_failed(myself);
+                return;
+            }
             SwapResult::RolledBack(error) => ReloadOutcome::RolledBack { error },
             SwapResult::Degraded {
                 error,
                 restore_error,
             } => {
                 self.degraded = true;
-                if restoring {
-                    tracing::warn!(unit = %self.unit_name, %error, "restore failed to start; retrying later");
-                    self.restore_failed(myself);
-                    return;
-                }
                 ReloadOutcome::Degraded {
                     error,
                     restore_error,
