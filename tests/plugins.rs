@@ -642,3 +642,70 @@ async fn a_rolled_back_start_puts_back_every_plugin_it_can() {
     assert_eq!((generation("a"), generation("b")), (3, 2));
     runtime.shutdown().await.unwrap();
 }
+
+/// An engine reload that arrives while a per-plugin reload hands the plugin's state over keeps
+/// the plugin as it is: the instance is being replaced, not failed. (It used to count as not
+/// serving, and the engine reload reloaded it again, to the config's spec, behind the
+/// per-plugin reload: one generation too many, and the per-plugin reload undone.)
+#[tokio::test]
+async fn an_engine_reload_during_a_plugin_hand_over_keeps_the_plugin() {
+    common::quiet_expected_panics();
+    let plugins = "  - { name: state, type: test.stateful }";
+    let runtime = Arc::new(
+        start(
+            &format!("{HITS}\n{plugins}"),
+            "reload: { startTimeout: 1s }",
+        )
+        .await,
+    );
+    let state = runtime.plugin("state").unwrap();
+    let hanging =
+        PluginSpec::parse(b"{ name: state, type: test.stateful, config: { export: hang } }")
+            .unwrap();
+    assert_eq!(
+        state.reload(hanging).await.unwrap().outcome,
+        ReloadOutcome::Activated { generation: 2 }
+    );
+    // The next reload waits in the hand-over (the export hangs) until the start timeout.
+    let handing_over = {
+        let state = state.clone();
+        let spec = PluginSpec::parse(b"{ name: state, type: test.stateful }").unwrap();
+        tokio::spawn(async move { state.reload(spec).await.unwrap().outcome })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state.status().state != PluginState::Starting {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hand-over never began"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let engine = runtime
+        .reload(config(
+            &format!("{HITS}\n{plugins}"),
+            "reload: { startTimeout: 1s }",
+        ))
+        .await
+        .unwrap()
+        .outcome;
+    assert_eq!(engine, ReloadOutcome::Activated { generation: 2 });
+    assert!(
+        matches!(
+            handing_over.await.unwrap(),
+            ReloadOutcome::RolledBack { .. }
+        ),
+        "the export hung"
+    );
+    // The old instance serves on at once: its actor gave up on the export when the swap did.
+    let answered = tokio::time::timeout(Duration::from_secs(3), state.call("get", Value::Null))
+        .await
+        .expect("the old instance answers calls after the rollback");
+    assert_eq!(answered.unwrap(), json!({ "count": 0 }));
+    let status = state.status();
+    assert_eq!(
+        (status.state, status.generation),
+        (PluginState::Running, 2),
+        "the engine reload kept the instance the per-plugin reload left"
+    );
+    runtime.shutdown().await.unwrap();
+}

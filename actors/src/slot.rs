@@ -310,7 +310,15 @@ impl<U> Slot<U> {
 
     /// True while nothing is published and callers wait at the gate for a swap to finish.
     pub fn is_gated(&self) -> bool {
-        self.current.load().is_none() && self.gate.load(Ordering::SeqCst) == GATE_WAIT
+        self.current.load().is_none() && self.waits_when_empty()
+    }
+
+    /// True unless the slot is down (degraded) or closed: when nothing is published, callers
+    /// wait for a swap to publish. Read after finding nothing published, this tells a swap
+    /// under way from a slot with nothing to serve, without racing the publish that ends the
+    /// swap (the gate stays open across it).
+    pub fn waits_when_empty(&self) -> bool {
+        self.gate.load(Ordering::SeqCst) == GATE_WAIT
     }
 }
 

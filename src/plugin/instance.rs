@@ -213,10 +213,15 @@ impl Unit for PluginInstance {
         };
         let name = self.core.name();
         // The actor gives up on the export itself, so that a hanging export cannot keep it
-        // from serving on; this call waits a moment longer for that answer.
-        let stop_timeout = self.unit_spec().swap.stop_timeout;
-        let deadline = swapvisor_actors::guard::deadline_in(stop_timeout);
-        let wait = stop_timeout + std::time::Duration::from_millis(200);
+        // from serving on; this call waits a moment longer for that answer. The swap bounds
+        // the export by its start timeout (start-first) or its stop timeout (stop-first): the
+        // actor gives up by the earlier of the two, so that it is free to serve when a
+        // rolled-back swap publishes it again. (Bounded by the stop timeout alone, it answered
+        // no call for up to the difference, 9 s with the defaults and a 1 s start timeout.)
+        let swap = &self.unit_spec().swap;
+        let limit = swap.start_timeout.min(swap.stop_timeout);
+        let deadline = swapvisor_actors::guard::deadline_in(limit);
+        let wait = limit + std::time::Duration::from_millis(200);
         match actor
             .call(|reply| PluginMsg::Export(deadline, reply), Some(wait))
             .await
@@ -226,7 +231,7 @@ impl Unit for PluginInstance {
                 "plugin {name:?} could not hand over its state: {error}"
             ))),
             Ok(ractor::rpc::CallResult::Timeout) => Err(UnitError::new(format!(
-                "plugin {name:?} did not hand over its state within {stop_timeout:?}"
+                "plugin {name:?} did not hand over its state within {limit:?}"
             ))),
             Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(UnitError::new(format!(
                 "plugin {name:?} exited before handing over its state"

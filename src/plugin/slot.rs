@@ -105,10 +105,17 @@ impl PluginSlot {
         *self.configured.lock().unwrap_or_else(|e| e.into_inner()) = spec;
     }
 
-    /// False when the live instance has failed or stopped (or none is published).
+    /// False when the live instance has failed or stopped, or nothing is published and
+    /// nothing will be (the slot is down or closed).
     pub(super) fn is_serving(&self) -> bool {
-        self.current_core()
-            .is_some_and(|core| !matches!(core.phase(), Phase::Failed(_) | Phase::Stopped))
+        match self.current_core() {
+            Some(core) => !matches!(core.phase(), Phase::Failed(_) | Phase::Stopped),
+            // Between a per-plugin reload's drain and its publish nothing is published and
+            // callers wait at the gate: that instance is being replaced, not failed. (Taking
+            // it for failed made an engine reload at that moment reload it again, to the
+            // config's spec, undoing the per-plugin reload.)
+            None => self.slot().waits_when_empty(),
+        }
     }
 
     /// Runs one reload through the slot's swap protocol, for the engine config (the types it
