@@ -108,14 +108,24 @@ impl PluginSlot {
     /// False when the live instance has failed or stopped, or nothing is published and
     /// nothing will be (the slot is down or closed).
     pub(super) fn is_serving(&self) -> bool {
-        match self.current_core() {
-            Some(core) => !matches!(core.phase(), Phase::Failed(_) | Phase::Stopped),
-            // Between a per-plugin reload's drain and its publish nothing is published and
-            // callers wait at the gate: that instance is being replaced, not failed. (Taking
-            // it for failed made an engine reload at that moment reload it again, to the
-            // config's spec, undoing the per-plugin reload.)
-            None => self.slot().waits_when_empty(),
+        // Each look is a snapshot that a per-plugin reload may overtake: an instance found
+        // stopped may have been swapped out (and stopped) just after it was read, and between
+        // a reload's drain and its publish nothing is published while callers wait at the
+        // gate. Neither is a failure. (Taking them for one made an engine reload at that
+        // moment reload the plugin again, to the config's spec, undoing the per-plugin
+        // reload.) An instance swapped out on every look is being replaced, not failing.
+        for _ in 0..3 {
+            let Some(core) = self.current_core() else {
+                return self.slot().waits_when_empty();
+            };
+            if !matches!(core.phase(), Phase::Failed(_) | Phase::Stopped) {
+                return true;
+            }
+            if core.is_current() {
+                return false;
+            }
         }
+        true
     }
 
     /// Runs one reload through the slot's swap protocol, for the engine config (the types it
