@@ -627,44 +627,134 @@ async fn shutdown_stops_the_engine_and_frees_the_port() {
     assert!(runtime.status().await.is_err(), "the supervisor has exited");
 }
 
-/// Clients on keep-alive connections hammer `/hello` while `reloads` reloads run.
+/// The config `reloads_under_load` cycles through: `/hello` answers `version`, `/count`
+/// increments the counter plugin `hits` (whose spec starts at `start`).
+fn under_load(version: &str, extra_modules: &str, mode: &str) -> Config {
+    let yaml = format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:0" }} }}
+{extra_modules}
+plugins:
+  - {{ name: hits, type: counter }}
+pipelines:
+  hello:
+    trigger: {{ type: http, config: {{ server: web, path: /hello }} }}
+    steps:
+      - {{ name: r, type: step.json_response, config: {{ body: {{ version: "{version}" }} }} }}
+  count:
+    trigger: {{ type: http, config: {{ server: web, path: /count }} }}
+    steps:
+      - {{ name: bump, type: step.plugin_call, config: {{ plugin: hits, op: increment }} }}
+      - {{ name: r, type: step.json_response, config: {{ body: {{ count: "{{{{ bump.count }}}}" }} }} }}
+runtime: {{ reload: {{ {mode} }} }}
+"#
+    );
+    Config::parse(yaml.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
+}
+
+/// How many reloads `reloads_under_load` runs: 60 in the suite, `SWAPVISOR_LOAD_RELOADS` on
+/// demand (docs/RELIABILITY.md records 1,000 in each mode).
+fn reloads_to_run() -> usize {
+    std::env::var("SWAPVISOR_LOAD_RELOADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60)
+}
+
+/// A client on one keep-alive connection that sends `path` until `stop`, and returns what
+/// failed. `each` sees every 200 answer's body and may call it a failure.
+fn load_client(
+    url: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    served: Arc<AtomicUsize>,
+    mut each: impl FnMut(&Value) -> Option<String> + Send + 'static,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let client = client();
+        let mut failures = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match request(&client, "GET", &url, "").await {
+                Ok((200, body)) => {
+                    served.fetch_add(1, Ordering::Relaxed);
+                    failures.extend(each(&body));
+                }
+                Ok((status, body)) => failures.push(format!("{status} {body}")),
+                Err(error) => failures.push(error),
+            }
+        }
+        // One keep-alive connection throughout: none was closed under it.
+        if client.connections() != 1 {
+            failures.push(format!("{} connections opened", client.connections()));
+        }
+        failures
+    })
+}
+
+/// Clients on keep-alive connections hammer `/hello`, and one counts through the plugin,
+/// while `reloads` reloads run: in turn one that fails to build, one that fails to start, a
+/// good one, and a per-plugin reload of `hits`.
 async fn reloads_under_load(mode: &str, reloads: usize) {
-    let (runtime, _, base) = start(config("v0", "", mode)).await;
+    let (registry, _, _) = controlled_registry();
+    let runtime = Runtime::start(under_load("v0", "", mode), registry)
+        .await
+        .expect("initial config activates");
+    let base = format!(
+        "http://{}",
+        runtime.status().await.unwrap().listening()[0].1
+    );
     let runtime = Arc::new(runtime);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (stop, served, base) = (stop.clone(), served.clone(), base.clone());
-        clients.push(tokio::spawn(async move {
-            let client = client();
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                match request(&client, "GET", &format!("{base}/hello"), "").await {
-                    Ok((200, _)) => {
-                        served.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok((status, body)) => failures.push(format!("{status} {body}")),
-                    Err(error) => failures.push(error),
-                }
-            }
-            // One keep-alive connection throughout: none was closed under it.
-            if client.connections() != 1 {
-                failures.push(format!("{} connections opened", client.connections()));
-            }
-            failures
-        }));
+    for _ in 0..3 {
+        let url = format!("{base}/hello");
+        clients.push(load_client(url, stop.clone(), served.clone(), |_| None));
     }
-    let (mut activated, mut serving) = (0, "v0".to_owned());
+    // The only client that counts: every answer is one more than the last, across engine and
+    // plugin reloads (state handed over, no call lost or counted twice).
+    let mut last = 0;
+    clients.push(load_client(
+        format!("{base}/count"),
+        stop.clone(),
+        served.clone(),
+        move |body| {
+            let count = body["count"].as_i64();
+            let expected = last + 1;
+            last = count.unwrap_or(last);
+            (count != Some(expected)).then(|| format!("count {body} after {}", expected - 1))
+        },
+    ));
+    let hits = runtime.plugin("hits").unwrap();
+    let (mut activated, mut plugin_generation, mut serving) = (0, 1, "v0".to_owned());
     for i in 1..=reloads {
         let version = format!("v{i}");
-        // Each kind of config gets exactly its outcome, and the version served after it is
+        // Each kind of reload gets exactly its outcome, and the version served after it is
         // the new one only when it activated.
-        let extra = [FAULT_BUILD, FAULT_START, ""][i % 3];
-        let outcome = runtime.reload(config(&version, extra, mode)).await;
-        let outcome = outcome.unwrap().outcome;
-        match i % 3 {
-            0 => assert!(
+        let outcome = match i % 4 {
+            0 => {
+                let spec = format!("{{ name: hits, type: counter, config: {{ start: {i} }} }}");
+                let spec = swapvisor::config::PluginSpec::parse(spec.as_bytes()).unwrap();
+                plugin_generation += 1;
+                let outcome = hits.reload(spec).await.unwrap().outcome;
+                assert_eq!(
+                    outcome,
+                    ReloadOutcome::Activated {
+                        generation: plugin_generation
+                    },
+                    "plugin reload {i}"
+                );
+                outcome
+            }
+            kind => {
+                let extra = [FAULT_BUILD, FAULT_START, ""][kind - 1];
+                let outcome = runtime.reload(under_load(&version, extra, mode)).await;
+                outcome.unwrap().outcome
+            }
+        };
+        match i % 4 {
+            0 => {}
+            1 => assert!(
                 matches!(
                     outcome,
                     ReloadOutcome::Rejected {
@@ -674,21 +764,22 @@ async fn reloads_under_load(mode: &str, reloads: usize) {
                 ),
                 "{version}: {outcome:?}"
             ),
-            1 => assert!(
+            2 => assert!(
                 matches!(outcome, ReloadOutcome::RolledBack { .. }),
                 "{version}: {outcome:?}"
             ),
             _ => {
-                let generation = 2 + activated as u64;
+                activated += 1;
                 assert_eq!(
                     outcome,
-                    ReloadOutcome::Activated { generation },
+                    ReloadOutcome::Activated {
+                        generation: 1 + activated
+                    },
                     "{version}"
                 );
                 serving = version.clone();
             }
         }
-        activated += usize::from(outcome.is_activated());
         assert_eq!(
             get(&format!("{base}/hello")).await.1["version"],
             serving.as_str(),
@@ -700,29 +791,29 @@ async fn reloads_under_load(mode: &str, reloads: usize) {
     for client in clients {
         failures.extend(client.await.unwrap());
     }
+    let served = served.load(Ordering::Relaxed);
+    eprintln!(
+        "{mode}: {reloads} reloads, {served} requests served, {} failed (a client that opened a second connection counts as one)",
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "{} failed requests, first: {:?}",
         failures.len(),
         failures.first()
     );
-    assert!(
-        served.load(Ordering::Relaxed) > reloads,
-        "the clients must have been busy"
-    );
-    assert_eq!(
-        runtime.status().await.unwrap().generation,
-        1 + activated as u64
-    );
+    assert!(served > reloads, "the clients must have been busy");
+    assert_eq!(runtime.status().await.unwrap().generation, 1 + activated);
+    assert_eq!(hits.status().generation, plugin_generation);
     runtime.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_fail_no_request_in_start_first_mode() {
-    reloads_under_load("mode: start-first", 50).await;
+    reloads_under_load("mode: start-first", reloads_to_run()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_fail_no_request_in_stop_first_mode() {
-    reloads_under_load("mode: stop-first", 50).await;
+    reloads_under_load("mode: stop-first", reloads_to_run()).await;
 }
