@@ -360,6 +360,62 @@ async fn a_failed_state_export_rolls_back_and_keeps_the_state() {
     }
 }
 
+/// An import that fails, panics or hangs rolls the swap back in both modes: the old unit
+/// serves on with its state (start-first never stopped it; stop-first starts it again), and
+/// the outcome says why.
+#[tokio::test]
+async fn a_failed_state_import_rolls_back_and_keeps_the_state() {
+    support::quiet_expected_panics();
+    let cases = [
+        (Act::Fail, "v2 fails to import on purpose"),
+        (
+            Act::Panic,
+            "panicked during state import: v2 panics in import on purpose",
+        ),
+        (Act::Hang, "state import before its deadline"),
+    ];
+    for stop_first in [false, true] {
+        for (act, why) in cases {
+            let mode = |script: Script| {
+                if stop_first {
+                    script.stop_first()
+                } else {
+                    script
+                }
+            };
+            let mut harness = Harness::serving(mode(Script::new("v1").handing_over())).await;
+            let lease = harness.slot.try_acquire().expect("v1 serves");
+            lease.served.lock().unwrap().push("call 1".to_owned());
+            drop(lease);
+
+            let v2 = mode(
+                Script::new("v2")
+                    .handing_over()
+                    .import(act)
+                    .timeout(Duration::from_millis(300)),
+            );
+            let record = harness.reload(v2).await;
+            let case = format!("{act:?}, stop-first {stop_first}");
+            match &record.outcome {
+                ReloadOutcome::RolledBack { error } => {
+                    assert!(error.contains(why), "{case}: {error}")
+                }
+                other => panic!("{case}: expected RolledBack, got {other:?}"),
+            }
+            let v1 = harness.slot.try_acquire().expect("v1 serves on");
+            assert_eq!(v1.version(), "v1", "{case}");
+            assert_eq!(
+                *v1.served.lock().unwrap(),
+                ["call 1"],
+                "{case}: its state is kept"
+            );
+            drop(v1);
+            assert_eq!(harness.status().await.generation, 1, "{case}");
+            harness.shutdown().await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_dead_active_is_replaced_over_the_live_unit() {
     let mut harness = Harness::serving(Script::new("v1")).await;

@@ -50,6 +50,8 @@ pub struct Script {
     pub stop: Act,
     /// What its state export does (when a successor takes its state).
     pub export: Act,
+    /// What its import of a predecessor's state does.
+    pub import: Act,
     pub mode: SwapMode,
     pub probation: Option<Duration>,
     /// The build, start, stop and drain timeouts.
@@ -67,6 +69,7 @@ impl Script {
             start: Act::Succeed,
             stop: Act::Succeed,
             export: Act::Succeed,
+            import: Act::Succeed,
             mode: SwapMode::StartFirst,
             probation: None,
             timeout: Duration::from_secs(5),
@@ -91,6 +94,11 @@ impl Script {
 
     pub fn export(mut self, act: Act) -> Self {
         self.export = act;
+        self
+    }
+
+    pub fn import(mut self, act: Act) -> Self {
+        self.import = act;
         self
     }
 
@@ -323,6 +331,9 @@ impl Unit for Fake {
     }
 
     async fn import_state(&self, state: Vec<String>) -> Result<(), UnitError> {
+        self.act("import", self.script.import, None)
+            .await
+            .map_err(UnitError::new)?;
         self.served.lock().unwrap().extend(state);
         Ok(())
     }
