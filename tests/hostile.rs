@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use swapvisor::config::{Config, LoadError, read_file};
+use swapvisor::config::{Config, DocumentLimits, LoadError, process_env, read_file};
+use swapvisor::{Engine, Registry};
 
 /// Peak resident memory since the last reset, in bytes (Linux `VmHWM`).
 fn peak_rss() -> u64 {
@@ -208,24 +209,56 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
             error.lines().next().unwrap_or("")
         );
     }
+}
 
-    // Inputs the fuzzer found, kept as regressions (fuzz/seeds/regressions).
-    let regressions =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/regressions");
-    if let Ok(entries) = std::fs::read_dir(&regressions) {
+/// The fuzz target's registry: the built-ins without `fault.inject` and the `process` plugin
+/// kind, whose purpose is an outside effect during a build.
+fn fuzz_registry() -> Registry {
+    let mut registry = Registry::with_builtins();
+    registry.unregister("module", "fault.inject");
+    registry.unregister("plugin", "process");
+    registry
+}
+
+/// Replays what the fuzzer keeps: the seeds (`fuzz/seeds/config`), the minimized corpus of the
+/// latest long run (`fuzz/seeds/corpus`) and the inputs it found (`fuzz/seeds/regressions`),
+/// through the fuzz target's two steps. Each input parses or is refused with a message, and
+/// builds or is refused with a message, each within a second: never a panic, a hang or an
+/// empty error.
+#[tokio::test]
+async fn the_fuzz_corpus_parses_or_is_refused_with_a_message() {
+    let registry = fuzz_registry();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let mut replayed = 0;
+    for folder in ["config", "corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
+            continue;
+        };
         for entry in entries.flatten() {
-            let input = std::fs::read(entry.path()).unwrap();
+            let path = entry.path();
+            let input = std::fs::read(&path).unwrap();
             let started = Instant::now();
-            // Each is refused, or parses, with an error that says something: never a panic,
-            // a hang or an empty message.
             if let Err(error) = Config::parse(&input) {
-                assert!(!error.to_string().is_empty(), "{}", entry.path().display());
+                assert!(!error.to_string().is_empty(), "{}", path.display());
+            }
+            let built = Engine::build_from_source(
+                &input,
+                &DocumentLimits::default(),
+                &registry,
+                &process_env,
+            )
+            .await;
+            if let Err(error) = built {
+                assert!(!error.to_string().is_empty(), "{}", path.display());
             }
             assert!(
                 started.elapsed() < Duration::from_secs(1),
-                "{}",
-                entry.path().display()
+                "{} took {:?}",
+                path.display(),
+                started.elapsed()
             );
+            replayed += 1;
         }
     }
+    assert!(replayed >= 9, "the seeds are there: {replayed} replayed");
 }
