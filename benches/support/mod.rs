@@ -85,10 +85,11 @@ fn estimate(group: &str, bench: &str, statistic: &str) -> Option<f64> {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    // Criterion keeps ids as directories, with '/' splitting function and parameter.
+    // Criterion keeps ids as directories, with '/' splitting function and parameter; in a
+    // group's name it writes '/' as '_'.
     let path = dir
         .join("criterion")
-        .join(group)
+        .join(group.replace('/', "_"))
         .join(bench)
         .join("new")
         .join("estimates.json");
