@@ -69,9 +69,14 @@ pub trait Unit: Sized + Send + Sync + 'static {
     }
 
     /// Takes the state to hand to a successor (`None`: there is none). Called after this unit
-    /// has drained. An error, a panic or running past the deadline rolls the swap back: this
-    /// unit serves on with its state.
-    fn export_state(&self) -> impl Future<Output = Result<Option<Self::State>, UnitError>> + Send {
+    /// has drained. An error, a panic or running past `deadline` (the swap's own, which it
+    /// enforces too) rolls the swap back: this unit serves on with its state, so anything it
+    /// does to bound the export should end by `deadline`.
+    fn export_state(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Option<Self::State>, UnitError>> + Send {
+        let _ = deadline;
         async { Ok(None) }
     }
 

@@ -206,21 +206,17 @@ impl Unit for PluginInstance {
         true
     }
 
-    async fn export_state(&self) -> Result<Option<Value>, UnitError> {
+    async fn export_state(&self, deadline: Instant) -> Result<Option<Value>, UnitError> {
         // Crashed or stopped: its state went with the crash (a restart begins afresh too).
         let Some(actor) = self.running() else {
             return Ok(None);
         };
         let name = self.core.name();
-        // The actor gives up on the export itself, so that a hanging export cannot keep it
-        // from serving on; this call waits a moment longer for that answer. The swap bounds
-        // the export by its start timeout (start-first) or its stop timeout (stop-first): the
-        // actor gives up by the earlier of the two, so that it is free to serve when a
-        // rolled-back swap publishes it again. (Bounded by the stop timeout alone, it answered
-        // no call for up to the difference, 9 s with the defaults and a 1 s start timeout.)
-        let swap = &self.unit_spec().swap;
-        let limit = swap.start_timeout.min(swap.stop_timeout);
-        let deadline = swapvisor_actors::guard::deadline_in(limit);
+        // The actor gives up on the export itself at the swap's deadline, so that it is free to
+        // serve when a rolled-back swap publishes it again; this call waits a moment longer for
+        // that answer. (Bounded by the stop timeout instead, it answered no call for up to 9 s
+        // after a start-first swap had given up at a 1 s start timeout.)
+        let limit = deadline.saturating_duration_since(Instant::now());
         let wait = limit + std::time::Duration::from_millis(200);
         match actor
             .call(|reply| PluginMsg::Export(deadline, reply), Some(wait))

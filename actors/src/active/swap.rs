@@ -126,12 +126,10 @@ impl<U: Unit> ActiveState<U> {
             let drained = timed("drain", &mut timings.drain, old.drain(drain_deadline)).await;
             if unit.hands_over_state() {
                 // Bounded: the gate is closed while this runs.
-                let exported = guarded(
-                    &self.unit_name,
-                    "state export",
-                    deadline_in(settings.stop_timeout),
-                    || old.unit().export_state(),
-                )
+                let deadline = deadline_in(settings.stop_timeout);
+                let exported = guarded(&self.unit_name, "state export", deadline, || {
+                    old.unit().export_state(deadline)
+                })
                 .await;
                 match exported {
                     Ok(exported) => state = exported,
@@ -237,7 +235,7 @@ impl<U: Unit> ActiveState<U> {
         // A failed, panicking or hanging export rolls the swap back: handing over nothing
         // would silently reset the state.
         let state = guarded(&self.unit_name, "state export", deadline, || {
-            old.export_state()
+            old.export_state(deadline)
         })
         .await?;
         match state {

@@ -323,7 +323,7 @@ impl Unit for Fake {
         self.script.hands_over
     }
 
-    async fn export_state(&self) -> Result<Option<Vec<String>>, UnitError> {
+    async fn export_state(&self, _deadline: Instant) -> Result<Option<Vec<String>>, UnitError> {
         self.act("export", self.script.export, None)
             .await
             .map_err(UnitError::new)?;
