@@ -603,8 +603,13 @@ async fn a_plugin_hanging_in_start_rolls_the_reload_back_in_time_and_leaves_noth
     })
     .await;
     assert_eq!(increment(&runtime, "hits", 1).await, 3);
+    // The engine still reloads (to a changed config: the same one would be `Unchanged`).
     assert_eq!(
-        runtime.reload(config(HITS, "")).await.unwrap().outcome,
+        runtime
+            .reload(config(HITS, "reload: { drainTimeout: 2s }"))
+            .await
+            .unwrap()
+            .outcome,
         ReloadOutcome::Activated { generation: 2 }
     );
     runtime.shutdown().await.unwrap();
@@ -680,10 +685,11 @@ async fn an_engine_reload_during_a_plugin_hand_over_keeps_the_plugin() {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    // A changed config (the same one would be `Unchanged`, and swap nothing).
     let engine = runtime
         .reload(config(
             &format!("{HITS}\n{plugins}"),
-            "reload: { startTimeout: 1s }",
+            "reload: { startTimeout: 1s, drainTimeout: 2s }",
         ))
         .await
         .unwrap()

@@ -304,9 +304,20 @@ async fn try_activate_answers_without_touching_the_live_engine() {
         .try_activate(config("v2", &candidate, ""))
         .await
         .unwrap();
+    let answer = serde_json::to_value(&result).unwrap();
     assert_eq!(
-        serde_json::to_value(&result).unwrap(),
-        json!({"status": "build_ok", "moduleTypes": ["http.server"], "stepTypes": ["step.delay", "step.json_response"], "triggerTypes": ["http"]})
+        (answer["status"].clone(), answer["usedTypes"].clone()),
+        (
+            json!("build_ok"),
+            json!({"moduleTypes": ["http.server"], "stepTypes": ["step.delay", "step.json_response"], "triggerTypes": ["http"]})
+        )
+    );
+    // The top-level lists are what the candidate registers, sorted.
+    let registered = answer["stepTypes"].as_array().unwrap();
+    assert!(registered.contains(&json!("step.set")), "{answer}");
+    assert!(
+        registered.windows(2).all(|w| w[0].as_str() < w[1].as_str()),
+        "{answer}"
     );
     assert!(
         TcpListener::bind(free).is_ok(),
@@ -433,7 +444,8 @@ async fn panics_in_build_start_and_stop_are_errors_that_name_the_unit() {
 
 #[tokio::test]
 async fn concurrent_reloads_are_answered_one_at_a_time() {
-    let (runtime, _, base) = start(plain("v0")).await;
+    // Unlike every reload below, so none of them is `Unchanged`.
+    let (runtime, _, base) = start(plain("initial")).await;
     let runtime = Arc::new(runtime);
     let initial = runtime.status().await.unwrap().generation;
     let mut tasks = Vec::new();

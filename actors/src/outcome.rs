@@ -54,6 +54,12 @@ pub enum ReloadOutcome {
         /// The generation serving again.
         generation: u64,
     },
+    /// The spec is identical to the live one ([`Unit::identity`](crate::Unit::identity)):
+    /// nothing was swapped or restarted, and the generation stays.
+    Unchanged {
+        /// The generation that is live, and stays.
+        generation: u64,
+    },
     /// The request expected another generation (compare-and-swap); nothing changed.
     Conflict {
         /// The generation the request expected.
@@ -65,7 +71,7 @@ pub enum ReloadOutcome {
 
 impl ReloadOutcome {
     /// The outcome's name: `activated`, `rejected`, `rolled_back`, `degraded`, `superseded`,
-    /// `reverted`, `restored` or `conflict`. Metrics count outcomes under these names.
+    /// `reverted`, `restored`, `conflict` or `unchanged`. Metrics count outcomes under these names.
     pub fn name(&self) -> &'static str {
         match self {
             ReloadOutcome::Activated { .. } => "activated",
@@ -76,11 +82,12 @@ impl ReloadOutcome {
             ReloadOutcome::Reverted { .. } => "reverted",
             ReloadOutcome::Restored { .. } => "restored",
             ReloadOutcome::Conflict { .. } => "conflict",
+            ReloadOutcome::Unchanged { .. } => "unchanged",
         }
     }
 
     /// Every outcome name, for metrics that list zeros too.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "activated",
         "rejected",
         "rolled_back",
@@ -89,6 +96,7 @@ impl ReloadOutcome {
         "reverted",
         "restored",
         "conflict",
+        "unchanged",
     ];
 
     /// The error, for outcomes that have one.

@@ -55,6 +55,16 @@ pub trait Unit: Sized + Send + Sync + 'static {
     /// A short content identity shown in status, such as a config hash.
     fn fingerprint(&self) -> String;
 
+    /// What this unit would serve, when that can be told: two units with the same identity
+    /// serve exactly the same (an engine's is the hash of its config with `${VAR}` expanded).
+    /// A reload to a unit whose identity is the live one's answers
+    /// [`ReloadOutcome::Unchanged`](crate::ReloadOutcome::Unchanged) and swaps nothing, the way
+    /// Caddy and `kubectl apply` treat an identical config. `None` (the default) always swaps,
+    /// so a reload can restart a unit on purpose.
+    fn identity(&self) -> Option<String> {
+        None
+    }
+
     /// What try-activate reports for this unit.
     fn summary(&self) -> Self::Summary;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use swapvisor_actors::{BuildFailure, SwapSettings, Unit, UnitError};
 use tokio::time::Instant;
 
-use super::{Engine, EngineContext, TypesUsed};
+use super::{Engine, EngineContext, EngineTypes};
 use crate::config::Config;
 
 /// What an engine reload carries: a parsed config, or source text to parse in the Candidate
@@ -47,7 +47,7 @@ impl From<&str> for EngineSpec {
 impl Unit for Engine {
     type Spec = EngineSpec;
     type Context = EngineContext;
-    type Summary = TypesUsed;
+    type Summary = EngineTypes;
     type State = ();
 
     async fn build(
@@ -76,8 +76,18 @@ impl Unit for Engine {
         self.config_hash().to_owned()
     }
 
-    fn summary(&self) -> TypesUsed {
-        self.types_used().clone()
+    fn identity(&self) -> Option<String> {
+        // A plugin that has failed or stopped is restarted by an engine reload even to the same
+        // config, so that is no "unchanged" reload.
+        if !self.inner.context.plugins().all_serving() {
+            return None;
+        }
+        // The config as it would run: `${VAR}` expanded, so a changed variable is a change.
+        Some(self.resolved().config.hash())
+    }
+
+    fn summary(&self) -> EngineTypes {
+        self.types()
     }
 
     fn swap_settings(&self) -> SwapSettings {

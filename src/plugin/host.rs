@@ -163,6 +163,12 @@ impl PluginHost {
         let _ = self.shared.type_guard.set(Arc::new(guard));
     }
 
+    /// True when every instance serves: none has failed or stopped (an engine reload would
+    /// restart those, even to the same spec).
+    pub(crate) fn all_serving(&self) -> bool {
+        self.slots_in_order().iter().all(|slot| slot.is_serving())
+    }
+
     /// Attaches an engine whose config asks for `plan`: works out the changes against what
     /// runs now and makes them in order, recording each in `attachment` before it is made (so
     /// that whoever called this can undo it even when this future is cancelled half-way, by a

@@ -111,6 +111,22 @@ impl<U: Unit> SupervisorState<U> {
         let fingerprint = unit.fingerprint();
         current.span.record("config_hash", fingerprint.as_str());
         current.record.fingerprint = Some(fingerprint);
+        current.identity = unit.identity();
+        // Restores and reverts always swap: they exist to replace what is (or is not) live.
+        let unchanged = matches!(
+            current.origin,
+            Origin::Api | Origin::Admin | Origin::Watch | Origin::Signal
+        ) && !self.degraded
+            && current.identity.is_some()
+            && current.identity == self.live_identity
+            && self.slot.current().is_some();
+        if unchanged {
+            // Built without outside effects, so dropping it is the whole teardown.
+            drop(unit);
+            let generation = self.generation;
+            self.finish(ReloadOutcome::Unchanged { generation }, myself);
+            return;
+        }
         current.swapping = true;
         let generation = if current.origin == Origin::Restore {
             self.generation

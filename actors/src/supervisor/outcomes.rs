@@ -39,6 +39,7 @@ impl<U: Unit> SupervisorState<U> {
                 }
                 self.known_good = Some(report.spec);
                 self.fingerprint = current.record.fingerprint.clone();
+                self.live_identity = current.identity.clone();
                 self.build_timeout = report.settings.build_timeout;
                 let reason = current.reason.clone().unwrap_or_default();
                 self.recovered();
@@ -100,7 +101,9 @@ impl<U: Unit> SupervisorState<U> {
         record.timings.total = Some(started.elapsed());
         span.record("outcome", record.outcome.name());
         match &record.outcome {
-            ReloadOutcome::Activated { .. } | ReloadOutcome::Restored { .. } => {
+            ReloadOutcome::Activated { .. }
+            | ReloadOutcome::Restored { .. }
+            | ReloadOutcome::Unchanged { .. } => {
                 tracing::info!(parent: &span, unit = %self.unit_name, outcome = record.outcome.name(), generation = record.generation, "reload finished");
             }
             other => {

@@ -124,6 +124,7 @@ impl<U: Unit> SupervisorState<U> {
             started: Instant::now(),
             span: span.clone(),
             candidate: None,
+            identity: None,
             swapping: false,
         });
         match self.spawn_candidate(myself, id, spec, span) {

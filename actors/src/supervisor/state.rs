@@ -121,6 +121,8 @@ pub(super) struct InProgress {
     pub(super) started: Instant,
     pub(super) span: tracing::Span,
     pub(super) candidate: Option<ActorCell>,
+    /// The built unit's [`Unit::identity`], live once it activates.
+    pub(super) identity: Option<String>,
     /// Set once the Active has the unit.
     pub(super) swapping: bool,
 }
@@ -144,6 +146,8 @@ pub struct SupervisorState<U: Unit> {
     pub(super) escalations: u32,
     pub(super) last_escalation: Option<String>,
     pub(super) fingerprint: Option<String>,
+    /// The live unit's [`Unit::identity`]: a reload to a unit with the same one is `Unchanged`.
+    pub(super) live_identity: Option<String>,
     pub(super) build_timeout: Duration,
     pub(super) degraded: bool,
     pub(super) history: VecDeque<ReloadRecord>,
@@ -186,6 +190,7 @@ impl<U: Unit> SupervisorState<U> {
             escalations: 0,
             last_escalation: None,
             fingerprint: resume.fingerprint,
+            live_identity: None,
             build_timeout: resume.build_timeout,
             degraded: false,
             history: resume.history,
