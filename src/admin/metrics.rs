@@ -6,6 +6,7 @@
 //!
 //! | metric | type | meaning |
 //! |---|---|---|
+//! | `swapvisor_build_info{version}` | gauge | 1, labelled with the running version |
 //! | `swapvisor_reloads_total{outcome}` | counter | reloads by outcome (every outcome name, zeros included) |
 //! | `swapvisor_generation` | gauge | the live config's generation |
 //! | `swapvisor_config_last_reload_successful` | gauge | 1 if the last reload attempt activated, else 0 |
@@ -14,6 +15,9 @@
 //! | `swapvisor_inflight_requests` | gauge | requests running on the live engine |
 //! | `swapvisor_engines_retired_total` | counter | replaced engines that finished retiring |
 //! | `swapvisor_retire_failures_total{stage}` | counter | retirements whose `drain` passed its deadline with work in flight, or whose `stop` failed |
+//!
+//! | `swapvisor_http_requests_total{pipeline,status_class}` | counter | HTTP requests each pipeline answered, by `1xx` ... `5xx` |
+//! | `swapvisor_http_request_duration_seconds{pipeline}` | histogram | time from routing a request to its response |
 //!
 //! The format is a handful of lines per metric, so it is written here directly rather than
 //! through a metrics registry: every value is either counted here or read from status.
@@ -24,6 +28,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use swapvisor_actors::{ReloadObserver, ReloadOutcome, ReloadRecord};
 
+use crate::engine::RequestMetrics;
+use crate::engine::requests_label as label;
 use crate::runtime::RuntimeStatus;
 
 /// Upper bounds of the reload duration histogram, in seconds.
@@ -71,6 +77,8 @@ impl ReloadObserver for Metrics {
             ReloadOutcome::Rejected { .. }
             | ReloadOutcome::RolledBack { .. }
             | ReloadOutcome::Degraded { .. } => Some(0),
+            // The config asked for is the live one.
+            ReloadOutcome::Unchanged { .. } => Some(1),
             // Never started: not a reload attempt.
             ReloadOutcome::Superseded | ReloadOutcome::Conflict { .. } => None,
         };
@@ -101,14 +109,25 @@ impl Metrics {
     }
 
     /// The text exposition of every metric, with `status` for the values read at scrape time.
-    pub fn render(&self, status: &RuntimeStatus) -> String {
-        let mut out = String::with_capacity(2048);
+    pub fn render(&self, status: &RuntimeStatus, requests: &RequestMetrics) -> String {
+        let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail.
         let _ = self.write(&mut out, status);
+        let _ = requests.write_prometheus(&mut out);
         out
     }
 
     fn write(&self, out: &mut String, status: &RuntimeStatus) -> std::fmt::Result {
+        writeln!(
+            out,
+            "# HELP swapvisor_build_info The running swapvisor's version; always 1."
+        )?;
+        writeln!(out, "# TYPE swapvisor_build_info gauge")?;
+        writeln!(
+            out,
+            "swapvisor_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )?;
         writeln!(
             out,
             "# HELP swapvisor_reloads_total Engine reloads by outcome."
@@ -170,11 +189,7 @@ impl Metrics {
         )?;
         writeln!(out, "# TYPE swapvisor_plugin_restarts_total counter")?;
         for plugin in &status.plugins {
-            let name = plugin
-                .name
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
+            let name = label(&plugin.name);
             writeln!(
                 out,
                 "swapvisor_plugin_restarts_total{{plugin=\"{name}\"}} {}",
@@ -193,7 +208,11 @@ impl Metrics {
             "# HELP swapvisor_engines_retired_total Replaced engines that finished retiring."
         )?;
         writeln!(out, "# TYPE swapvisor_engines_retired_total counter")?;
-        writeln!(out, "swapvisor_engines_retired_total {}", retirements.retired)?;
+        writeln!(
+            out,
+            "swapvisor_engines_retired_total {}",
+            retirements.retired
+        )?;
         writeln!(
             out,
             "# HELP swapvisor_retire_failures_total Retirements of replaced engines that failed, by stage."

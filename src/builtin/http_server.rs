@@ -1,7 +1,7 @@
 //! `http.server` (a module that serves pipelines over HTTP) and the `http` trigger that routes
 //! a pipeline to one.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;
@@ -40,7 +40,8 @@ impl HttpServer {
     }
 }
 
-/// Parses `IP:port`, also accepting `localhost:port` and `:port` (all interfaces).
+/// Parses `IP:port`, also accepting `localhost:port` and `:port` (all interfaces: `[::]`,
+/// which the listener pool binds dual-stack, IPv4 included, where the system allows).
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
     let invalid = || {
         format!(
@@ -54,7 +55,7 @@ fn parse_address(text: &str) -> Result<SocketAddr, String> {
     let port: u16 = port.parse().map_err(|_| invalid())?;
     let ip = match host {
         "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         _ => return Err(invalid()),
     };
     Ok(SocketAddr::new(ip, port))
@@ -165,7 +166,7 @@ mod tests {
             parse_address("localhost:81").unwrap().to_string(),
             "127.0.0.1:81"
         );
-        assert_eq!(parse_address(":82").unwrap().to_string(), "0.0.0.0:82");
+        assert_eq!(parse_address(":82").unwrap().to_string(), "[::]:82");
         assert_eq!(parse_address("[::1]:83").unwrap().to_string(), "[::1]:83");
         assert!(
             parse_address("example.com:80")

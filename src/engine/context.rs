@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 
 use futures::future::BoxFuture;
 
+use super::requests::RequestMetrics;
 use super::{Engine, EngineInner, json_response};
 use crate::config::{DocumentLimits, SharedEnv, process_env};
 use crate::extension::Services;
@@ -29,6 +30,7 @@ pub struct EngineContext {
     /// The listeners and plugins as modules and steps see them.
     services: Services,
     census: EngineCensus,
+    requests: RequestMetrics,
 }
 
 impl std::fmt::Debug for EngineContext {
@@ -58,6 +60,7 @@ impl EngineContext {
             plugins,
             services,
             census: EngineCensus::default(),
+            requests: RequestMetrics::default(),
         }
     }
 
@@ -110,6 +113,11 @@ impl EngineContext {
     }
 
     /// How many engines built in this context are running.
+    /// Request counts by pipeline, kept across this runtime's engines.
+    pub(crate) fn requests(&self) -> &RequestMetrics {
+        &self.requests
+    }
+
     pub(crate) fn census(&self) -> &EngineCensus {
         &self.census
     }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::StatusCode;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
@@ -19,7 +19,8 @@ use serde_json::{Map, Value, json};
 use super::pipeline::Pipeline;
 use crate::extension::ExecuteError;
 use crate::extension::Services;
-use crate::net::{HttpRequest, HttpResponse, ListenerKey};
+use crate::net::{BodyError, HttpRequest, HttpResponse, ListenerKey, linger, read_limited};
+use super::requests::RequestStats;
 
 /// Largest request body a pipeline accepts.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -30,90 +31,151 @@ pub(crate) struct HttpRouter {
     servers: HashMap<ListenerKey, ServerRoutes>,
 }
 
+/// One server's routes: a path tree (matchit, the router axum uses: static segments beat
+/// parameters, whatever the declaration order) whose leaves hold each method's pipeline.
+#[derive(Default)]
 pub(crate) struct ServerRoutes {
+    paths: matchit::Router<usize>,
+    entries: Vec<PathEntry>,
+}
+
+/// The routes of one path pattern, by method.
+struct PathEntry {
+    pattern: String,
     routes: Vec<Route>,
 }
 
 struct Route {
     method: String,
-    segments: Vec<PathSegment>,
     pipeline: Arc<Pipeline>,
+    requests: Arc<RequestStats>,
 }
 
-#[derive(PartialEq)]
-enum PathSegment {
-    Literal(String),
-    Param(String),
+/// Why a route cannot be added.
+#[derive(Debug)]
+pub(crate) enum RouteError {
+    /// Another pipeline already serves a request this route would: `route` is that pipeline's
+    /// method and path.
+    Clash { pipeline: String, route: String },
+    /// The path is not a route pattern.
+    Invalid(String),
 }
 
 enum RouteMatch<'r> {
-    Found(&'r Arc<Pipeline>, Map<String, Value>),
+    Found(&'r Route, Map<String, Value>),
     WrongMethod(Vec<&'r str>),
     NotFound,
 }
 
-fn split_path(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter(|s| !s.is_empty())
+/// `path` with empty segments dropped (`/a//b/` is `/a/b`), as routes and requests are compared.
+fn normalized(path: &str) -> std::borrow::Cow<'_, str> {
+    let clean = path.starts_with('/')
+        && !path.contains("//")
+        && (path.len() == 1 || !path.ends_with('/'));
+    if clean {
+        return path.into();
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out.into()
 }
 
 impl HttpRouter {
     /// Declares a server, so that it answers 404 even with no routes.
     pub(crate) fn add_server(&mut self, key: ListenerKey) {
-        self.servers
-            .entry(key)
-            .or_insert_with(|| ServerRoutes { routes: Vec::new() });
+        self.servers.entry(key).or_default();
     }
 
-    /// Adds a route; on a clash returns the pipeline that already serves it.
+    /// Adds a route. A route that would serve a request another one already serves (the same
+    /// path and method, `*` meaning every method, or the same path with other parameter names)
+    /// is a clash.
     pub(crate) fn add_route(
         &mut self,
         key: &ListenerKey,
         method: &str,
         path: &str,
         pipeline: Arc<Pipeline>,
-    ) -> Result<(), String> {
-        let segments: Vec<PathSegment> = split_path(path)
-            .map(
-                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(name) => PathSegment::Param(name.to_owned()),
-                    None => PathSegment::Literal(s.to_owned()),
-                },
-            )
-            .collect();
-        let server = self
-            .servers
-            .entry(key.clone())
-            .or_insert_with(|| ServerRoutes { routes: Vec::new() });
-        if let Some(existing) = server.routes.iter().find(|r| {
-            r.segments == segments && (r.method == method || r.method == "*" || method == "*")
-        }) {
-            return Err(existing.pipeline.name().to_owned());
-        }
-        server.routes.push(Route {
+        requests: Arc<RequestStats>,
+    ) -> Result<(), RouteError> {
+        let server = self.servers.entry(key.clone()).or_default();
+        let pattern = normalized(path).into_owned();
+        let route = Route {
             method: method.to_owned(),
-            segments,
             pipeline,
-        });
+            requests,
+        };
+        let index = match server.paths.insert(pattern.clone(), server.entries.len()) {
+            Ok(()) => {
+                server.entries.push(PathEntry {
+                    pattern,
+                    routes: vec![route],
+                });
+                return Ok(());
+            }
+            Err(matchit::InsertError::Conflict { with }) => server
+                .entries
+                .iter()
+                .position(|e| e.pattern == with)
+                .ok_or(RouteError::Invalid(format!(
+                    "path {path:?} conflicts with route {with:?}"
+                )))?,
+            Err(other) => {
+                return Err(RouteError::Invalid(format!(
+                    "path {path:?} is not a valid route: {other} (parameters are written {{name}}, a trailing catch-all {{*name}})"
+                )));
+            }
+        };
+        let entry = &mut server.entries[index];
+        let clash = if entry.pattern != pattern {
+            // The same path with other parameter names: one request, two pipelines.
+            entry.routes.first()
+        } else {
+            entry
+                .routes
+                .iter()
+                .find(|r| r.method == method || r.method == "*" || method == "*")
+        };
+        if let Some(existing) = clash {
+            return Err(RouteError::Clash {
+                pipeline: existing.pipeline.name().to_owned(),
+                route: format!("{} {}", existing.method, entry.pattern),
+            });
+        }
+        entry.routes.push(route);
         Ok(())
     }
 
     fn find(&self, key: &ListenerKey, method: &str, path: &str) -> Option<RouteMatch<'_>> {
         let server = self.servers.get(key)?;
-        let mut allowed = Vec::new();
-        for route in &server.routes {
-            let Some(params) = match_path(&route.segments, path) else {
-                continue;
-            };
-            if route.method == "*" || route.method == method {
-                return Some(RouteMatch::Found(&route.pipeline, params));
-            }
-            allowed.push(route.method.as_str());
-        }
-        Some(if allowed.is_empty() {
-            RouteMatch::NotFound
-        } else {
-            RouteMatch::WrongMethod(allowed)
-        })
+        let path = normalized(path);
+        let Ok(found) = server.paths.at(&path) else {
+            return Some(RouteMatch::NotFound);
+        };
+        let entry = &server.entries[*found.value];
+        let Some(route) = entry
+            .routes
+            .iter()
+            .find(|r| r.method == method || r.method == "*")
+        else {
+            let allowed = entry.routes.iter().map(|r| r.method.as_str()).collect();
+            return Some(RouteMatch::WrongMethod(allowed));
+        };
+        // Path percent-decoding: `%20` is a space, and `+` stays `+` (that is form decoding).
+        let params = found
+            .params
+            .iter()
+            .map(|(name, value)| {
+                let decoded = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+                (name.to_owned(), Value::String(decoded.into_owned()))
+            })
+            .collect();
+        Some(RouteMatch::Found(route, params))
     }
 
     /// Answers `request`, which arrived on listener `key`.
@@ -125,8 +187,25 @@ impl HttpRouter {
     ) -> HttpResponse {
         let method = request.method().as_str().to_owned();
         let path = request.uri().path().to_owned();
-        let (pipeline, params) = match self.find(key, &method, &path) {
-            Some(RouteMatch::Found(pipeline, params)) => (pipeline, params),
+        let (route, params) = match self.find(key, &method, &path) {
+            Some(RouteMatch::Found(route, params)) => (route, params),
+            unrouted => {
+                // Answered without the body: read and discard it, so that a client that
+                // writes its whole body before reading still gets the answer.
+                linger(request.into_body());
+                return unrouted_response(unrouted, method, path);
+            }
+        };
+        let started = std::time::Instant::now();
+        let response = run_route(route, request, params, services).await;
+        route.requests.record(response.status(), started.elapsed());
+        response
+    }
+}
+
+/// The answer to a request no route takes.
+fn unrouted_response(found: Option<RouteMatch<'_>>, method: String, path: String) -> HttpResponse {
+        match found {
             Some(RouteMatch::WrongMethod(allowed)) => {
                 let mut response = json_response(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -135,67 +214,49 @@ impl HttpRouter {
                 if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
                     response.headers_mut().insert(hyper::header::ALLOW, value);
                 }
-                return response;
+                response
             }
-            Some(RouteMatch::NotFound) => {
-                return json_response(
-                    StatusCode::NOT_FOUND,
-                    &json!({"error": "not found", "method": method, "path": path}),
-                );
-            }
-            None => {
-                return json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({"error": "no server is configured on this address in the live config", "path": path}),
-                );
-            }
-        };
-        let input = match request_input(request, params).await {
-            Ok(input) => input,
-            Err(response) => return response,
-        };
-        match pipeline.run(&input, services).await {
-            Ok(execution) => match execution.response() {
-                Some(response) => pipeline_response(response),
-                None => json_response(StatusCode::OK, &execution.output()),
-            },
-            Err(ExecuteError::StepFailed {
-                pipeline,
-                step,
-                message,
-            }) => json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({"error": message, "pipeline": pipeline, "step": step}),
+            Some(RouteMatch::NotFound) => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"error": "not found", "method": method, "path": path}),
             ),
-            Err(other) => json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &json!({"error": other.to_string()}),
+            // Found is taken before; None is a listener with no server in the live config.
+            _ => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "no server is configured on this address in the live config", "path": path}),
             ),
         }
-    }
 }
 
-fn match_path(segments: &[PathSegment], path: &str) -> Option<Map<String, Value>> {
-    let mut params = Map::new();
-    let mut parts = split_path(path);
-    for segment in segments {
-        let part = parts.next()?;
-        match segment {
-            PathSegment::Literal(literal) if literal == part => {}
-            PathSegment::Literal(_) => return None,
-            PathSegment::Param(name) => {
-                params.insert(name.clone(), Value::String(percent_decode(part)));
-            }
-        }
+/// Runs the route's pipeline on `request` and turns its output into the response.
+async fn run_route(
+    route: &Route,
+    request: HttpRequest,
+    params: Map<String, Value>,
+    services: &Services,
+) -> HttpResponse {
+    let input = match request_input(request, params).await {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    match route.pipeline.run(&input, services).await {
+        Ok(execution) => match execution.response() {
+            Some(response) => pipeline_response(response),
+            None => json_response(StatusCode::OK, &execution.output()),
+        },
+        Err(ExecuteError::StepFailed {
+            pipeline,
+            step,
+            message,
+        }) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": message, "pipeline": pipeline, "step": step}),
+        ),
+        Err(other) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": other.to_string()}),
+        ),
     }
-    parts.next().is_none().then_some(params)
-}
-
-fn percent_decode(text: &str) -> String {
-    form_urlencoded::parse(format!("x={text}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| text.to_owned())
 }
 
 /// Builds the pipeline input from a request.
@@ -232,23 +293,19 @@ async fn request_input(
             }
         }
     }
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let bytes = match read_limited(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(error @ BodyError::TooLarge(_)) => {
+            return Err(json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"error": format!("request {error}")}),
+            ));
+        }
         Err(error) => {
-            let too_large = error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            return Err(if too_large {
-                json_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &json!({"error": format!("request body is over the limit of {MAX_BODY_BYTES} bytes")}),
-                )
-            } else {
-                json_response(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"error": format!("could not read the request body: {error}")}),
-                )
-            });
+            return Err(json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": error.to_string()}),
+            ));
         }
     };
     let body = if bytes.is_empty() {

@@ -46,6 +46,7 @@ mod lifecycle;
 mod pipeline;
 mod plan;
 mod plugins;
+mod requests;
 mod status;
 mod unit;
 
@@ -58,7 +59,10 @@ pub use error::{BuildError, StartError, StopError};
 pub use http::MAX_BODY_BYTES;
 pub(crate) use http::json_response;
 pub use pipeline::Execution;
-pub use plan::TypesUsed;
+pub use plan::{EngineTypes, TypeLists};
+pub use requests::{RequestMetrics, RequestStats};
+#[cfg(feature = "admin")]
+pub(crate) use requests::label as requests_label;
 pub(crate) use status::listening;
 pub use status::{EngineState, ModuleStatus};
 pub use unit::EngineSpec;
@@ -137,7 +141,7 @@ impl Engine {
                 (Arc::new(config), errors)
             }
         };
-        let plan = plan::plan(&config, context.registry(), env, errors)?;
+        let plan = plan::plan(&config, context.registry(), context.requests(), env, errors)?;
         for module in &plan.modules {
             let message = match guard::run(None, || module.module.prepare()).await {
                 Ok(Ok(())) => continue,
@@ -177,8 +181,16 @@ impl Engine {
     }
 
     /// The module, step and trigger types this engine's config uses.
-    pub fn types_used(&self) -> &TypesUsed {
+    pub fn types_used(&self) -> &TypeLists {
         &self.inner.plan.types
+    }
+
+    /// The types this engine registers (what a config could use) and the types it uses.
+    pub fn types(&self) -> EngineTypes {
+        EngineTypes {
+            registered: TypeLists::registered(&self.inner.plan.registry),
+            used_types: self.types_used().clone(),
+        }
     }
 
     /// The names of the pipelines, in document order.

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use swapvisor_actors::guard;
 
-use super::http::HttpRouter;
+use super::http::{HttpRouter, RouteError};
+use super::requests::RequestMetrics;
 use super::pipeline::{Pipeline, PipelineStep};
 use super::plugins::{PLUGIN_CONTRIBUTOR, PluginTypeUse, plan_plugins};
 use crate::config::{
@@ -26,19 +27,48 @@ use crate::extension::{
 use crate::plugin::PluginPlan;
 use crate::registry::Registry;
 
-/// The types a config uses, each list sorted. This is what try-activate and `validate` report.
+/// Module, step and trigger type names, each list sorted; empty lists are left out of JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TypesUsed {
-    /// Module types used by `modules:`.
+pub struct TypeLists {
+    /// Module types.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub module_types: Vec<String>,
-    /// Step types used by the pipelines.
+    /// Step types.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub step_types: Vec<String>,
-    /// Trigger types used by the pipelines.
+    /// Trigger types.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trigger_types: Vec<String>,
+}
+
+impl TypeLists {
+    /// The types `registry` offers.
+    pub fn registered(registry: &Registry) -> Self {
+        let sorted = |names: Vec<&str>| {
+            let mut names: Vec<String> = names.into_iter().map(str::to_owned).collect();
+            names.sort_unstable();
+            names
+        };
+        Self {
+            module_types: sorted(registry.module_types()),
+            step_types: sorted(registry.step_types()),
+            trigger_types: sorted(registry.trigger_types()),
+        }
+    }
+}
+
+/// What try-activate and `validate` report of a built engine: the types it registers, as the
+/// seed contract has them (`moduleTypes`, `stepTypes`, `triggerTypes`: so a caller can ask
+/// whether the candidate offers `step.foo`), and the types its config uses (`usedTypes`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineTypes {
+    /// Every type the engine registers: the registry's own and its plugins' contributions.
+    #[serde(flatten)]
+    pub registered: TypeLists,
+    /// The types the config uses.
+    pub used_types: TypeLists,
 }
 
 pub(crate) struct PlannedModule {
@@ -62,7 +92,7 @@ pub(crate) struct Plan {
     pub(crate) pipelines: Vec<Arc<Pipeline>>,
     pub(crate) router: HttpRouter,
     pub(crate) tasks: Vec<(Arc<Pipeline>, Box<dyn TriggerTask>)>,
-    pub(crate) types: TypesUsed,
+    pub(crate) types: TypeLists,
 }
 
 /// Runs a factory's `construct`, turning a panic into an error at `what`.
@@ -83,6 +113,7 @@ pub(super) fn guarded<T>(
 pub(crate) fn plan(
     config: &Config,
     registry: &Registry,
+    requests: &RequestMetrics,
     env: EnvLookup<'_>,
     mut errors: ConfigErrors,
 ) -> Result<Plan, ConfigErrors> {
@@ -255,19 +286,28 @@ pub(crate) fn plan(
                         Ok(TriggerBinding::Http(route)) => match servers.get(route.server.as_str())
                         {
                             Some(key) => {
-                                if let Err(other) = router.add_route(
+                                let added = router.add_route(
                                     key,
                                     &route.method,
                                     &route.path,
                                     pipeline.clone(),
-                                ) {
-                                    errors.push(
+                                    requests.pipeline(&spec.name),
+                                );
+                                match added {
+                                    Ok(()) => {}
+                                    Err(RouteError::Clash {
+                                        pipeline: other,
+                                        route: existing,
+                                    }) => errors.push(
                                         config_at.clone(),
                                         format!(
-                                            "route {} {} on server {:?} is already served by pipeline {other:?}",
-                                            route.method, route.path, route.server
+                                            "route {} {} of pipeline {:?} on server {:?} clashes with route {existing} of pipeline {other:?}: both would serve the same requests",
+                                            route.method, route.path, spec.name, route.server
                                         ),
-                                    );
+                                    ),
+                                    Err(RouteError::Invalid(message)) => {
+                                        errors.push(place::field(&config_at, "path"), message)
+                                    }
                                 }
                             }
                             None => {
@@ -324,7 +364,7 @@ pub(crate) fn plan(
         pipelines,
         router,
         tasks,
-        types: TypesUsed {
+        types: TypeLists {
             module_types: types.0.into_iter().collect(),
             step_types: types.1.into_iter().collect(),
             trigger_types: types.2.into_iter().collect(),

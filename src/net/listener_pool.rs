@@ -303,6 +303,39 @@ fn close_in_background(listeners: Vec<Arc<ServedListener>>) {
     }
 }
 
+/// Binds `address`. The IPv6 unspecified address (`[::]`, what `:port` means) is bound
+/// dual-stack, so IPv4 clients reach it too whatever the system's `bindv6only` default; without
+/// IPv6 on the machine it falls back to `0.0.0.0`.
+fn bind_socket(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if address.ip() != std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
+        return std::net::TcpListener::bind(address);
+    }
+    let dual_stack = || -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        // As std's bind does on Unix: a restart may rebind while old connections sit in
+        // TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    match dual_stack() {
+        Err(error)
+            if matches!(
+                error.raw_os_error(),
+                Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+            ) =>
+        {
+            tracing::info!(%address, "IPv6 is not available; listening on IPv4 only");
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), address.port());
+            std::net::TcpListener::bind(v4)
+        }
+        other => other,
+    }
+}
+
 /// One bound socket and its accept loop.
 struct ServedListener {
     local_addr: SocketAddr,
@@ -313,7 +346,7 @@ struct ServedListener {
 
 impl ServedListener {
     fn bind(key: ListenerKey, pool: Weak<PoolInner>) -> std::io::Result<Self> {
-        let std_listener = std::net::TcpListener::bind(key.address).map_err(|e| {
+        let std_listener = bind_socket(key.address).map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::AddrInUse => " (the address is in use by another process)",
                 std::io::ErrorKind::AddrNotAvailable => " (no local interface has this address)",

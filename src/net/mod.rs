@@ -6,7 +6,10 @@
 //! arrives, to whatever [`HttpDispatch`] the pool was given; in a runtime that is the live
 //! engine, so even requests on an old keep-alive connection reach the new config.
 
+mod body;
 mod listener_pool;
+
+pub(crate) use body::{BodyError, linger, read_limited};
 
 pub(crate) use listener_pool::{HttpDispatch, HttpRequest, HttpResponse};
 pub use listener_pool::{ListenerKey, ListenerLease, ListenerPool};

@@ -30,7 +30,7 @@ pub use status::RuntimeStatus;
 pub use try_activate::TryActivateResult;
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineContext, EngineSpec};
+use crate::engine::{Engine, EngineContext, EngineSpec, RequestMetrics};
 use crate::extension::ExecuteError;
 use crate::plugin::PluginRef;
 use crate::registry::Registry;
@@ -130,6 +130,19 @@ impl Runtime {
         let supervisor = ractor::call!(self.supervisor, SupervisorMsg::Status)
             .map_err(|_| RuntimeError::Stopped)?;
         Ok(RuntimeStatus::new(supervisor, &self.slot, &self.context))
+    }
+
+    /// The config the live engine runs, as written (`${VAR}` references unexpanded), with its
+    /// generation; `None` while nothing serves.
+    pub fn live_config(&self) -> Option<(u64, Arc<Config>)> {
+        let engine = self.slot.current()?;
+        let generation = self.slot.generation()?;
+        Some((generation, engine.config().clone()))
+    }
+
+    /// What each pipeline served, counted across reloads.
+    pub fn request_metrics(&self) -> &RequestMetrics {
+        self.context.requests()
     }
 
     /// A stable reference to the plugin instance `name`: call it, reload it alone
