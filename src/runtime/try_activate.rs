@@ -3,12 +3,15 @@
 use serde::Serialize;
 use swapvisor_actors::{BuildFailure, Stage};
 
-use crate::engine::{BuildError, Engine, TypesUsed};
+use crate::engine::{BuildError, Engine, EngineTypes};
 
-/// Whether a config builds, and if so which types it uses.
+/// Whether a config builds, and if so which types the candidate registers and which it uses.
 ///
-/// Serializes as `{"status":"build_ok","moduleTypes":[...],"stepTypes":[...],"triggerTypes":[...]}`
-/// (lists sorted, empty lists omitted) or `{"status":"build_failed","error":"..."}`.
+/// Serializes as `{"status":"build_ok","moduleTypes":[...],"stepTypes":[...],"triggerTypes":[...],
+/// "usedTypes":{"moduleTypes":[...],...}}` (the top-level lists are the types the candidate
+/// engine registers, the seed contract's answer; lists sorted, empty lists omitted) or
+/// `{"status":"build_failed","error":"..."}`. The answer of the admin API, `validate` and the
+/// Rust API alike.
 ///
 /// ```
 /// use swapvisor::TryActivateResult;
@@ -23,9 +26,9 @@ use crate::engine::{BuildError, Engine, TypesUsed};
 pub enum TryActivateResult {
     /// The config built; the candidate was torn down without starting.
     BuildOk {
-        /// The types the config uses.
+        /// The types the candidate registers, and the types its config uses.
         #[serde(flatten)]
-        types: TypesUsed,
+        types: EngineTypes,
     },
     /// The config did not build.
     BuildFailed {
@@ -37,8 +40,8 @@ pub enum TryActivateResult {
     },
 }
 
-impl From<Result<TypesUsed, BuildFailure>> for TryActivateResult {
-    fn from(verdict: Result<TypesUsed, BuildFailure>) -> Self {
+impl From<Result<EngineTypes, BuildFailure>> for TryActivateResult {
+    fn from(verdict: Result<EngineTypes, BuildFailure>) -> Self {
         match verdict {
             Ok(types) => TryActivateResult::BuildOk { types },
             Err(failure) => TryActivateResult::BuildFailed {
@@ -53,7 +56,7 @@ impl TryActivateResult {
     /// The verdict for a built engine.
     pub fn ok(engine: &Engine) -> Self {
         TryActivateResult::BuildOk {
-            types: engine.types_used().clone(),
+            types: engine.types(),
         }
     }
 
