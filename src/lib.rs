@@ -90,8 +90,12 @@ pub mod extension;
 pub mod plugin;
 pub mod process;
 
+#[cfg(feature = "admin")]
+pub mod admin;
+#[cfg(feature = "cli")]
+pub mod cli;
+
 runtime! {
-    pub mod admin;
     pub mod config;
     pub mod engine;
     mod net;

@@ -3,7 +3,8 @@
 //!
 //! A [`FileWatch`] watches the file's *folder*, not the file: editors and deploy tools often
 //! save by writing a temporary file and renaming it over the old one, which replaces the inode
-//! a file watch would follow. Events are debounced (a burst of writes is one change), and a
+//! a file watch would follow, and a Kubernetes ConfigMap update swaps a `..data` symlink in the
+//! folder without ever naming the file. So every change in the folder is a reason to look. Events are debounced (a burst of writes is one change), and a
 //! change whose content hashes the same as the last one seen is skipped, so a touch or a
 //! rewrite of the same bytes does nothing.
 
@@ -68,13 +69,14 @@ impl FileWatch {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."));
-        let name = path.file_name().map(|n| n.to_owned());
         let (changes, mut changed) = mpsc::unbounded_channel::<()>();
+        // Any change in the folder may change the file's content without naming it: a
+        // Kubernetes ConfigMap update swaps a `..data` symlink the file resolves through. The
+        // content hash below keeps changes to other files from reloading anything.
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
                 Ok(event) => {
-                    let ours = event.paths.iter().any(|p| p.file_name() == name.as_deref());
-                    if ours && !event.kind.is_access() {
+                    if !event.kind.is_access() {
                         let _ = changes.send(());
                     }
                 }

@@ -94,9 +94,14 @@ fn validate_a_good_config_prints_the_types_it_uses() {
         serde_json::from_str::<Value>(stdout.trim()).unwrap(),
         json!({
             "status": "build_ok",
-            "moduleTypes": ["http.server"],
-            "stepTypes": ["step.json_response", "step.set"],
-            "triggerTypes": ["http"],
+            "moduleTypes": ["fault.inject", "http.server"],
+            "stepTypes": ["step.delay", "step.fail", "step.json_response", "step.log", "step.plugin_call", "step.set"],
+            "triggerTypes": ["http", "schedule"],
+            "usedTypes": {
+                "moduleTypes": ["http.server"],
+                "stepTypes": ["step.json_response", "step.set"],
+                "triggerTypes": ["http"],
+            }
         })
     );
 }
@@ -108,8 +113,21 @@ fn validate_learns_the_step_types_a_process_plugin_offers() {
     let verdict: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(verdict["status"], "build_ok");
     assert_eq!(
-        verdict["stepTypes"],
+        verdict["usedTypes"]["stepTypes"],
         json!(["counter.add", "step.json_response", "step.plugin_call"])
+    );
+    // What the candidate offers: the built-in steps and the plugin's.
+    assert_eq!(
+        verdict["stepTypes"],
+        json!([
+            "counter.add",
+            "step.delay",
+            "step.fail",
+            "step.json_response",
+            "step.log",
+            "step.plugin_call",
+            "step.set"
+        ])
     );
 }
 

@@ -6,12 +6,12 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::AdminState;
 use super::handlers::json;
+use crate::net::{BodyError, read_limited};
 
 /// Requires `Authorization: Bearer <token>` on every `/api/` path when a token is set.
 pub(super) async fn require_token(
@@ -61,29 +61,12 @@ impl FromRequest<AdminState> for Body {
                 json!({"status": "payload_too_large", "error": format!("the body is over the limit of {} bytes", state.max_body)}),
             )
         };
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|length| length > state.max_body) {
-            return Err(too_large());
-        }
-        match Limited::new(request.into_body(), state.max_body)
-            .collect()
-            .await
-        {
-            Ok(collected) => Ok(Body(collected.to_bytes())),
-            Err(error)
-                if error
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                Err(too_large())
-            }
+        match read_limited(request.into_body(), state.max_body).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(BodyError::TooLarge(_)) => Err(too_large()),
             Err(error) => Err(json(
                 StatusCode::BAD_REQUEST,
-                json!({"status": "bad_request", "error": format!("could not read the body: {error}")}),
+                json!({"status": "bad_request", "error": error.to_string()}),
             )),
         }
     }
@@ -107,6 +90,22 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 json!({"status": "bad_request", "error": format!("If-Match must be a generation number, got {text:?}")}),
             )
             .into_response()
+        })
+    }
+}
+
+/// The runtime, once its first engine has started; before that, 503 with the state `starting`.
+pub(super) struct Attached(pub(super) std::sync::Arc<crate::runtime::Runtime>);
+
+impl FromRequestParts<AdminState> for Attached {
+    type Rejection = Response;
+
+    async fn from_request_parts(_parts: &mut Parts, state: &AdminState) -> Result<Self, Response> {
+        state.runtime().cloned().map(Attached).ok_or_else(|| {
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "unavailable", "state": "starting", "error": "the first engine has not started yet"}),
+            )
         })
     }
 }

@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 use swapvisor_actors::{Origin, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage};
 
 use super::AdminState;
-use super::extract::{Body, IfMatch};
+use super::extract::{Attached, Body, IfMatch};
 use crate::config::{LoadError, PluginSpec, read_file};
 use crate::engine::EngineSpec;
-use crate::runtime::{Reload, TryActivateResult};
+use crate::runtime::{Reload, Runtime, TryActivateResult};
 
 /// A JSON response.
 pub(super) fn json(status: StatusCode, body: Value) -> Response {
@@ -34,13 +34,25 @@ pub(super) async fn healthz() -> Response {
     json(StatusCode::OK, json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 while an engine runs, 503 otherwise.
+/// `GET /readyz`: 200 while requests are served, 503 while nothing serves (starting, a
+/// stop-first gap, degraded, stopping). A start-first reload keeps it 200 throughout.
 pub(super) async fn readyz(State(state): State<AdminState>) -> Response {
-    match state.runtime.status().await {
-        Ok(status) if status.state == RunState::Running => json(
-            StatusCode::OK,
-            json!({"status": "ready", "state": status.state}),
-        ),
+    let Some(runtime) = state.runtime() else {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "state": "starting"}),
+        );
+    };
+    match runtime.status().await {
+        Ok(status)
+            if status.serving
+                && matches!(status.state, RunState::Running | RunState::Reloading) =>
+        {
+            json(
+                StatusCode::OK,
+                json!({"status": "ready", "state": status.state}),
+            )
+        }
         Ok(status) => json(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "not_ready", "state": status.state}),
@@ -52,22 +64,49 @@ pub(super) async fn readyz(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// `GET /api/v1/admin/engine/status`.
-pub(super) async fn status(State(state): State<AdminState>) -> Response {
-    match state.runtime.status().await {
-        Ok(status) => json(
-            StatusCode::OK,
-            serde_json::to_value(status).unwrap_or_default(),
-        ),
+/// `response` with the generation as its entity tag, for `If-Match` on the next reload.
+fn with_etag(mut response: Response, generation: u64) -> Response {
+    if let Ok(value) = header::HeaderValue::from_str(&format!("\"{generation}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// `GET /api/v1/admin/engine/status`, with the generation as `ETag`.
+pub(super) async fn status(Attached(runtime): Attached) -> Response {
+    match runtime.status().await {
+        Ok(status) => {
+            let generation = status.generation;
+            let body = serde_json::to_value(status).unwrap_or_default();
+            with_etag(json(StatusCode::OK, body), generation)
+        }
         Err(_) => stopped(),
     }
 }
 
+/// `GET /api/v1/admin/engine/config`: the config the live generation runs, as written (so
+/// `${VAR}` references stay unexpanded and no secret they hold leaks), with the generation as
+/// `ETag`. Posting it back to `reload` answers `unchanged`.
+pub(super) async fn live_config(Attached(runtime): Attached) -> Response {
+    match runtime.live_config() {
+        Some((generation, config)) => {
+            with_etag(json(StatusCode::OK, config.to_document()), generation)
+        }
+        None => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "unavailable", "error": "no engine is serving now"}),
+        ),
+    }
+}
+
 /// `GET /metrics`: Prometheus text format.
-pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
-    match state.runtime.status().await {
+pub(super) async fn metrics(
+    State(state): State<AdminState>,
+    Attached(runtime): Attached,
+) -> Response {
+    match runtime.status().await {
         Ok(status) => {
-            let text = state.metrics.render(&status);
+            let text = state.metrics.render(&status, runtime.request_metrics());
             (
                 [(
                     header::CONTENT_TYPE,
@@ -82,9 +121,8 @@ pub(super) async fn metrics(State(state): State<AdminState>) -> Response {
 }
 
 /// `POST /api/v1/admin/engine/try-activate`: build the body's config and tear it down.
-pub(super) async fn try_activate(State(state): State<AdminState>, Body(body): Body) -> Response {
-    let verdict = state
-        .runtime
+pub(super) async fn try_activate(Attached(runtime): Attached, Body(body): Body) -> Response {
+    let verdict = runtime
         .try_activate(EngineSpec::Source(body.to_vec().into()))
         .await;
     match verdict {
@@ -112,6 +150,7 @@ fn failed_build(stage: Stage) -> StatusCode {
 /// empty.
 pub(super) async fn reload(
     State(state): State<AdminState>,
+    Attached(runtime): Attached,
     IfMatch(expected): IfMatch,
     Body(body): Body,
 ) -> Response {
@@ -124,26 +163,21 @@ pub(super) async fn reload(
         };
         match read_file(path) {
             Ok(source) => source,
-            Err(error) => return reload_answer_for_unread(&state, error).await,
+            Err(error) => return reload_answer_for_unread(&runtime, error).await,
         }
     } else {
         body.to_vec()
     };
     let mut request = Reload::new(source).from(Origin::Admin);
     request.expected_generation = expected;
-    match state.runtime.reload(request).await {
+    match runtime.reload(request).await {
         Ok(record) => reload_answer(&record),
         Err(_) => stopped(),
     }
 }
 
-async fn reload_answer_for_unread(state: &AdminState, error: LoadError) -> Response {
-    let generation = state
-        .runtime
-        .status()
-        .await
-        .map(|s| s.generation)
-        .unwrap_or(0);
+async fn reload_answer_for_unread(runtime: &Runtime, error: LoadError) -> Response {
+    let generation = runtime.status().await.map(|s| s.generation).unwrap_or(0);
     json(
         StatusCode::BAD_REQUEST,
         json!({"status": "build_failed", "error": error.to_string(), "generation": generation}),
@@ -152,11 +186,11 @@ async fn reload_answer_for_unread(state: &AdminState, error: LoadError) -> Respo
 
 /// `POST /api/v1/admin/plugins/{name}/reload`: the body is one `plugins:` entry.
 pub(super) async fn reload_plugin(
-    State(state): State<AdminState>,
+    Attached(runtime): Attached,
     Path(name): Path<String>,
     Body(body): Body,
 ) -> Response {
-    let Ok(plugin) = state.runtime.plugin(&name) else {
+    let Ok(plugin) = runtime.plugin(&name) else {
         return json(
             StatusCode::NOT_FOUND,
             json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
@@ -210,7 +244,7 @@ fn reload_answer(record: &ReloadRecord) -> Response {
             json!({"status": "degraded", "error": error, "restoreError": restore_error, "generation": generation}),
         ),
         ReloadOutcome::Conflict { .. } => json(
-            StatusCode::CONFLICT,
+            StatusCode::PRECONDITION_FAILED,
             json!({"status": "conflict", "generation": generation}),
         ),
         ReloadOutcome::Superseded => json(

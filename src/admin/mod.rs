@@ -7,11 +7,12 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | GET | `/healthz` | 200 `{"status":"ok"}` |
-//! | GET | `/readyz` | 200 when running, else 503; the body carries the state |
+//! | GET | `/readyz` | 200 while requests are served (running, or reloading start-first), else 503; the body carries the state |
 //! | GET | `/metrics` | Prometheus text |
-//! | GET | `/api/v1/admin/engine/status` | the status object |
+//! | GET | `/api/v1/admin/engine/status` | the status object, with the generation as `ETag` |
+//! | GET | `/api/v1/admin/engine/config` | the live config as JSON, `${VAR}` unexpanded |
 //! | POST | `/api/v1/admin/engine/try-activate` (and `/api/workflow/try-activate`) | 200 `build_ok`, 422 `build_failed`, 400 when the body is not a document |
-//! | POST | `/api/v1/admin/engine/reload` | 200 `activated`, 400/422 `build_failed`, 500 `rolled_back`/`degraded`, 409 `conflict` on an `If-Match` mismatch |
+//! | POST | `/api/v1/admin/engine/reload` | 200 `activated`, 400/422 `build_failed`, 500 `rolled_back`/`degraded`, 200 `unchanged`, 412 `conflict` on an `If-Match` mismatch |
 //! | POST | `/api/v1/admin/plugins/{name}/reload` | the same; 404 for an unknown plugin |
 //!
 //! With a token set, every `/api/` path requires `Authorization: Bearer <token>`, compared in
@@ -23,7 +24,7 @@ mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -35,8 +36,10 @@ use crate::runtime::Runtime;
 /// Everything the admin handlers share.
 #[derive(Clone)]
 pub struct AdminState {
-    /// The runtime being administered.
-    pub runtime: Arc<Runtime>,
+    /// The runtime being administered, once its first engine has started: the admin API serves
+    /// before that (`/healthz` 200, `/readyz` 503 `starting`), so probes are answered during a
+    /// slow start.
+    runtime: Arc<OnceLock<Arc<Runtime>>>,
     /// The config file an empty reload body reloads from.
     pub config_path: Option<PathBuf>,
     /// The bearer token every `/api/` path requires, if any.
@@ -45,6 +48,31 @@ pub struct AdminState {
     pub max_body: usize,
     /// Reload metrics.
     pub metrics: Arc<Metrics>,
+}
+
+impl AdminState {
+    /// The state of an admin API with no runtime attached yet, reloading from `config_path`
+    /// when a reload has no body.
+    pub fn new(config_path: Option<PathBuf>, token: Option<&str>, max_body: usize) -> Self {
+        Self {
+            runtime: Arc::default(),
+            config_path,
+            token: token.map(Arc::from),
+            max_body,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// Attaches the runtime once its first engine has started; until then every endpoint but
+    /// `/healthz` answers 503 with the state `starting`. Later calls are ignored.
+    pub fn attach(&self, runtime: Arc<Runtime>) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    /// The runtime, once attached.
+    fn runtime(&self) -> Option<&Arc<Runtime>> {
+        self.runtime.get()
+    }
 }
 
 /// Why the admin API cannot be set up.
@@ -91,6 +119,7 @@ fn router(state: AdminState) -> Router {
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .route("/api/v1/admin/engine/status", get(handlers::status))
+        .route("/api/v1/admin/engine/config", get(handlers::live_config))
         .route(
             "/api/v1/admin/engine/try-activate",
             post(handlers::try_activate),

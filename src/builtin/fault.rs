@@ -1,8 +1,9 @@
 //! `fault.inject`: a module that fails on purpose, to test and demonstrate reload safety.
 //!
-//! `{failOn: build|start|stop, mode: error|panic|hang}`. `build` fails while the engine is
-//! built (so a reload is rejected at the build stage), `start` while it starts (so a reload
-//! rolls back), `stop` while it stops. `hang` never finishes, to exercise the timeouts.
+//! `{failOn: build|start|stop, mode: error|panic|hang|slow, delay}`. `build` fails while the
+//! engine is built (so a reload is rejected at the build stage), `start` while it starts (so a
+//! reload rolls back), `stop` while it stops. `hang` never finishes, to exercise the timeouts;
+//! `slow` waits `delay` (default 1s) and then succeeds.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -34,6 +35,8 @@ pub enum FaultMode {
     Panic,
     /// Never finishes.
     Hang,
+    /// Waits `delay`, then succeeds: a slow build, start or stop.
+    Slow,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +46,7 @@ struct Settings {
     #[serde(default)]
     mode: FaultMode,
     message: Option<String>,
+    delay: Option<String>,
 }
 
 struct FaultInject {
@@ -50,11 +54,22 @@ struct FaultInject {
     fail_on: FaultStage,
     mode: FaultMode,
     message: Option<String>,
+    delay: std::time::Duration,
 }
 
 pub(super) fn build(build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors> {
     let settings: Settings = build.settings()?;
+    let delay = match &settings.delay {
+        Some(text) => crate::config::parse_duration(text).map_err(|message| {
+            crate::config::ConfigError::new(
+                crate::config::place::field(build.place, "delay"),
+                message,
+            )
+        })?,
+        None => std::time::Duration::from_secs(1),
+    };
     Ok(Box::new(FaultInject {
+        delay,
         name: build.name.to_owned(),
         fail_on: settings.fail_on,
         mode: settings.mode,
@@ -78,6 +93,10 @@ impl FaultInject {
             FaultMode::Error => Err(ModuleError(message)),
             FaultMode::Panic => panic!("{message}"),
             FaultMode::Hang => std::future::pending().await,
+            FaultMode::Slow => {
+                tokio::time::sleep(self.delay).await;
+                Ok(())
+            }
         }
     }
 }

@@ -1,17 +1,41 @@
-//! Command-line parsing and the subcommands.
+//! The `swapvisor` command line, as a library call, so a binary of your own can register its own
+//! types and keep everything else: `run` with `--watch`, SIGHUP and the admin API, `validate`,
+//! `types`, and the admin API client (`reload`, `status`, `try-activate`).
+//!
+//! A custom binary is a registry and one call (see `examples/custom_binary.rs`):
+//!
+//! ```no_run
+//! use swapvisor::Registry;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     let registry = Registry::with_builtins();
+//!     // registry.register_step("step.mine", "my-binary", ...);
+//!     swapvisor::cli::main(registry)
+//! }
+//! ```
+//!
+//! Every flag of `run` and of the client commands can also be given as a `SWAPVISOR_...`
+//! environment variable; `--help` names each one.
 
+mod client;
+mod logging;
 mod run;
 mod types;
 mod validate;
 mod watch;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit code for a clean exit.
+pub use logging::LogFormat;
+
+use crate::Registry;
+
+/// Exit code for a clean exit, an `activated` (or `unchanged`) reload, a `build_ok` verdict.
 pub const EXIT_OK: u8 = 0;
-/// Exit code for a config that does not validate.
+/// Exit code for a config that does not validate, or an admin answer other than success.
 pub const EXIT_INVALID: u8 = 1;
 /// Exit code for a usage error or a refused setup.
 pub const EXIT_USAGE: u8 = 2;
@@ -21,8 +45,18 @@ pub const EXIT_USAGE: u8 = 2;
 #[command(name = "swapvisor", version, about, long_about = None)]
 pub struct Cli {
     /// Log filter, in tracing's EnvFilter syntax (default: info, or $RUST_LOG).
-    #[arg(long, global = true, value_name = "FILTER")]
+    #[arg(long, global = true, value_name = "FILTER", env = "SWAPVISOR_LOG")]
     pub log: Option<String>,
+
+    /// Log lines as text, or as one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "SWAPVISOR_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -44,28 +78,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running instance to reload: FILE's content, or its own config file without FILE.
+    /// Exits 0 when the answer is `activated` or `unchanged`, else 1.
+    Reload(client::ReloadArgs),
+    /// Print a running instance's status. Exits 0 when it answers, else 1.
+    Status(client::StatusArgs),
+    /// Ask a running instance whether FILE would build, without activating it. Exits 0 on
+    /// `build_ok`, else 1.
+    TryActivate(client::TryActivateArgs),
 }
 
-/// Runs the chosen subcommand and returns the process exit code.
-pub async fn dispatch(cli: Cli) -> u8 {
+/// Parses the command line, sets up logging, and runs the chosen command with `registry`'s
+/// types. Returns the process exit code.
+pub fn main(registry: Registry) -> ExitCode {
+    let args = Cli::parse();
+    logging::init(args.log.as_deref(), args.log_format);
+    logging::log_panics();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("swapvisor: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let code = runtime.block_on(dispatch(args, registry));
+    // Tasks still running (draining connections past their deadline) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code)
+}
+
+/// Runs the chosen command and returns the process exit code. [`main`] without the set-up, for
+/// a caller with its own runtime and logging.
+pub async fn dispatch(cli: Cli, registry: Registry) -> u8 {
     match cli.command {
-        Command::Run(args) => run::run(args).await,
-        Command::Validate { config } => validate::validate(&config).await,
-        Command::Types { json } => types::types(json),
+        Command::Run(args) => run::run(args, registry).await,
+        Command::Validate { config } => validate::validate(&registry, &config).await,
+        Command::Types { json } => types::types(&registry, json),
+        Command::Reload(args) => client::reload(args).await,
+        Command::Status(args) => client::status(args).await,
+        Command::TryActivate(args) => client::try_activate(args).await,
     }
-}
-
-/// Logs go to stderr, so that stdout carries only the command's own output.
-pub fn init_logging(filter: Option<&str>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = match filter {
-        Some(filter) => EnvFilter::try_new(filter),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
-    }
-    .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

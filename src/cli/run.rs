@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::admin::{self, AdminState};
+use crate::config::read_file;
+use crate::{Origin, Registry, Reload, Runtime};
 use clap::Args;
-use swapvisor::admin::{self, AdminState, Metrics};
-use swapvisor::config::read_file;
-use swapvisor::{Origin, Registry, Reload, Runtime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, watch};
@@ -16,27 +16,29 @@ use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, watch};
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The config file (YAML or JSON).
+    #[arg(env = "SWAPVISOR_CONFIG")]
     config: PathBuf,
 
-    /// Reload when the config file changes (saves by rename included).
-    #[arg(long)]
+    /// Reload when the config file's content changes (saves by rename and Kubernetes ConfigMap
+    /// updates included).
+    #[arg(long, env = "SWAPVISOR_WATCH")]
     watch: bool,
 
     /// Where the admin API listens, or `off`.
-    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:9797", value_parser = parse_admin)]
-    admin: AdminAddress,
-
-    /// Bearer token every /api/ admin path requires. Required for a non-loopback --admin.
     #[arg(
         long,
-        value_name = "TOKEN",
-        env = "SWAPVISOR_ADMIN_TOKEN",
-        hide_env_values = true
+        value_name = "ADDR|off",
+        default_value = "127.0.0.1:9797",
+        value_parser = parse_admin,
+        env = "SWAPVISOR_ADMIN"
     )]
-    admin_token: Option<String>,
+    admin: AdminAddress,
+
+    #[command(flatten)]
+    token: TokenArgs,
 
     /// Largest admin request body, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, env = "SWAPVISOR_ADMIN_MAX_BODY")]
     admin_max_body: usize,
 }
 
@@ -51,16 +53,20 @@ fn parse_admin(text: &str) -> Result<AdminAddress, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(AdminAddress::Off);
     }
+    parse_address(text).map(AdminAddress::At)
+}
+
+/// An address such as `127.0.0.1:9797` or `localhost:9797`.
+pub(super) fn parse_address(text: &str) -> Result<SocketAddr, String> {
     let text = text
         .strip_prefix("localhost:")
         .map(|port| format!("127.0.0.1:{port}"))
         .unwrap_or_else(|| text.to_owned());
     text.parse()
-        .map(AdminAddress::At)
-        .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:9797 (or off)"))
+        .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:9797"))
 }
 
-pub async fn run(args: RunArgs) -> u8 {
+pub async fn run(args: RunArgs, registry: Registry) -> u8 {
     // Listen for signals before anything else, so that a signal sent as soon as the service
     // reports itself up is never met by the default action (termination without cleanup).
     let mut signals = match Signals::install() {
@@ -70,61 +76,79 @@ pub async fn run(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    if args.admin_token.as_deref() == Some("") {
-        eprintln!("swapvisor: the admin token must not be empty");
-        return EXIT_USAGE;
-    }
-    // The admin listener is bound before the engine starts, so a refused admin setup starts
-    // nothing.
-    let admin_listener = match args.admin {
+    let token = match args.token.read() {
+        Ok(token) => token,
+        Err(error) => {
+            eprintln!("swapvisor: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    // The admin API serves before the engine starts, so probes are answered during a slow
+    // start (`/readyz` says `starting`), and a refused admin setup starts nothing.
+    let admin_state = AdminState::new(
+        Some(args.config.clone()),
+        token.as_deref(),
+        args.admin_max_body,
+    );
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut admin_address = "off".to_owned();
+    let admin_task = match args.admin {
         AdminAddress::Off => None,
-        AdminAddress::At(address) => {
-            match admin::bind(address, args.admin_token.as_deref()).await {
-                Ok(listener) => Some(listener),
-                Err(error) => {
-                    eprintln!("swapvisor: {error}");
-                    return EXIT_USAGE;
+        AdminAddress::At(address) => match admin::bind(address, token.as_deref()).await {
+            Ok(listener) => {
+                if let Ok(local) = listener.local_addr() {
+                    admin_address = format!("http://{local}");
                 }
+                tracing::info!(admin = %admin_address, "the admin API is up");
+                Some(tokio::spawn(admin::serve(
+                    listener,
+                    admin_state.clone(),
+                    async {
+                        let _ = admin_stopped.await;
+                    },
+                )))
             }
+            Err(error) => {
+                eprintln!("swapvisor: {error}");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let stop_admin = || async {
+        let _ = admin_stop.send(());
+        if let Some(task) = admin_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
         }
     };
     let source = match read_file(&args.config) {
         Ok(source) => source,
         Err(error) => {
             eprintln!("swapvisor: {error}");
+            stop_admin().await;
             return EXIT_INVALID;
         }
     };
-    let metrics = Arc::new(Metrics::default());
-    let started = Runtime::builder(Registry::with_builtins())
-        .observer(metrics.clone())
-        .start(source)
-        .await;
+    let started = Runtime::builder(registry)
+        .observer(admin_state.metrics.clone())
+        .start(source);
+    // A shutdown signal during a slow start ends the start instead of waiting for it.
+    let started = tokio::select! {
+        started = started => started,
+        event = signals.shutdown() => {
+            tracing::info!(signal = event, "shutting down before the first engine started");
+            stop_admin().await;
+            return EXIT_OK;
+        }
+    };
     let runtime = match started {
         Ok(runtime) => Arc::new(runtime),
         Err(error) => {
             eprintln!("swapvisor: {}: {error}", args.config.display());
+            stop_admin().await;
             return EXIT_INVALID;
         }
     };
-
-    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut admin_address = "off".to_owned();
-    let admin_task = admin_listener.map(|listener| {
-        if let Ok(local) = listener.local_addr() {
-            admin_address = format!("http://{local}");
-        }
-        let state = AdminState {
-            runtime: runtime.clone(),
-            config_path: Some(args.config.clone()),
-            token: args.admin_token.as_deref().map(Arc::from),
-            max_body: args.admin_max_body,
-            metrics: metrics.clone(),
-        };
-        tokio::spawn(admin::serve(listener, state, async {
-            let _ = admin_stopped.await;
-        }))
-    });
+    admin_state.attach(runtime.clone());
     let watcher = if args.watch {
         match watch::watch(&args.config, runtime.clone()) {
             Ok(watcher) => Some(watcher),
@@ -180,12 +204,46 @@ pub async fn run(args: RunArgs) -> u8 {
     if let Err(error) = runtime.shutdown().await {
         tracing::warn!(%error, "shutdown was not clean");
     }
-    let _ = admin_stop.send(());
-    if let Some(task) = admin_task {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
-    }
+    stop_admin().await;
     tracing::info!("stopped");
     EXIT_OK
+}
+
+/// The admin token: given, read from a file, or none.
+#[derive(Debug, Args)]
+pub(super) struct TokenArgs {
+    /// Bearer token every /api/ admin path requires. Required for a non-loopback --admin.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SWAPVISOR_ADMIN_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "admin_token_file"
+    )]
+    admin_token: Option<String>,
+
+    /// Read the admin token from this file (a Kubernetes secret, for example); surrounding
+    /// whitespace is ignored.
+    #[arg(long, value_name = "FILE", env = "SWAPVISOR_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    /// The token, if one is given; an error names an unreadable or empty one.
+    pub(super) fn read(&self) -> Result<Option<String>, String> {
+        let token = match (&self.admin_token, &self.admin_token_file) {
+            (Some(token), _) => token.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the admin token file {}: {e}", path.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if token.is_empty() {
+            return Err("the admin token must not be empty".into());
+        }
+        Ok(Some(token))
+    }
 }
 
 enum Event {
@@ -207,6 +265,15 @@ impl Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
         })
+    }
+
+    /// The next shutdown signal's name; SIGHUP is ignored (nothing to reload yet).
+    async fn shutdown(&mut self) -> &'static str {
+        loop {
+            if let Event::Shutdown(name) = self.next().await {
+                return name;
+            }
+        }
     }
 
     async fn next(&mut self) -> Event {

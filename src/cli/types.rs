@@ -1,12 +1,11 @@
 //! `swapvisor types`: what can be used in a config.
 
+use crate::Registry;
 use serde_json::json;
-use swapvisor::Registry;
 
 use super::EXIT_OK;
 
-pub fn types(as_json: bool) -> u8 {
-    let registry = Registry::with_builtins();
+pub fn types(registry: &Registry, as_json: bool) -> u8 {
     let sections = [
         ("module", registry.module_types()),
         ("step", registry.step_types()),

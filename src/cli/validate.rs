@@ -2,20 +2,19 @@
 
 use std::path::Path;
 
-use swapvisor::actors::SwapSettings;
-use swapvisor::config::{DocumentLimits, process_env, read_file};
-use swapvisor::engine::BuildError;
-use swapvisor::{Engine, Registry, Stage, TryActivateResult};
+use crate::actors::SwapSettings;
+use crate::config::{DocumentLimits, process_env, read_file};
+use crate::engine::BuildError;
+use crate::{Engine, Registry, Stage, TryActivateResult};
 
 use super::{EXIT_INVALID, EXIT_OK};
 
-pub async fn validate(path: &Path) -> u8 {
-    let registry = Registry::with_builtins();
+pub async fn validate(registry: &Registry, path: &Path) -> u8 {
     let result = match read_file(path) {
         Err(error) => TryActivateResult::failed(&BuildError::from(error)),
         Ok(source) => {
             let limits = DocumentLimits::default();
-            let build = Engine::build_from_source(&source, &limits, &registry, &process_env);
+            let build = Engine::build_from_source(&source, &limits, registry, &process_env);
             // Building has no outside effects, but a module may hang in it; bound the wait by
             // the default build timeout.
             let limit = SwapSettings::default().build_timeout;

@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use swapvisor::watch::{DEBOUNCE, FileChange, FileWatch};
-use swapvisor::{Origin, Reload, Runtime};
+use crate::watch::{DEBOUNCE, FileChange, FileWatch};
+use crate::{Origin, Reload, Runtime};
 
 /// Starts watching `path`; changes reload `runtime`.
 pub fn watch(path: &Path, runtime: Arc<Runtime>) -> notify::Result<FileWatch> {

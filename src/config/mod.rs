@@ -144,6 +144,29 @@ impl Config {
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The config as a document in the shape it is written in (`pipelines` a mapping by name,
+    /// unset settings left out), with `${VAR}` references as written. Parsing it gives this
+    /// config back, so it can be posted to a reload as it is.
+    pub fn to_document(&self) -> serde_json::Value {
+        use serde_json::Value;
+        // Serializing plain data cannot fail: every map key is a string.
+        let mut document = serde_json::to_value(self).unwrap_or_default();
+        if let Some(Value::Array(pipelines)) = document.get_mut("pipelines").map(Value::take) {
+            let by_name = pipelines
+                .into_iter()
+                .filter_map(|mut pipeline| {
+                    let name = pipeline.as_object_mut()?.remove("name")?;
+                    Some((name.as_str()?.to_owned(), pipeline))
+                })
+                .collect();
+            document["pipelines"] = Value::Object(by_name);
+        }
+        if let Some(runtime) = document.get_mut("runtime") {
+            drop_nulls(runtime);
+        }
+        document
+    }
+
     /// The module named `name`.
     pub fn module(&self, name: &str) -> Option<&ModuleSpec> {
         self.modules.iter().find(|m| m.name == name)
@@ -197,4 +220,18 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
         return Err(LoadError::Document(DocumentError::TooLarge { size, limit }));
     }
     Ok(bytes)
+}
+
+/// Removes null fields, and objects left empty by that, below `value`.
+fn drop_nulls(value: &mut serde_json::Value) {
+    if let serde_json::Value::Object(fields) = value {
+        for field in fields.values_mut() {
+            drop_nulls(field);
+        }
+        fields.retain(|_, field| match field {
+            serde_json::Value::Null => false,
+            serde_json::Value::Object(inner) => !inner.is_empty(),
+            _ => true,
+        });
+    }
 }

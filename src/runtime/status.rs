@@ -12,6 +12,9 @@ use crate::plugin::PluginStatus;
 pub struct RuntimeStatus {
     /// `starting`, `running`, `reloading`, `degraded` or `stopping`.
     pub state: RunState,
+    /// True while an engine serves requests: false before the first one starts, in a
+    /// stop-first swap's gap, degraded, and once stopping. What `/readyz` reports.
+    pub serving: bool,
     /// How many reloads have activated.
     pub generation: u64,
     /// The live config's hash.
@@ -55,6 +58,7 @@ impl RuntimeStatus {
     ) -> Self {
         let live = slot.current();
         Self {
+            serving: live.is_some(),
             state: supervisor.state,
             generation: supervisor.generation,
             config_hash: supervisor.fingerprint,

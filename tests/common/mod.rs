@@ -564,6 +564,29 @@ async fn send(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<(u16, Value), String> {
+    send_full(client, method, url, headers, body)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// Sends one request on a fresh client and returns the status, the response headers and the
+/// JSON body.
+pub async fn request_full(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<(u16, hyper::HeaderMap, Value), String> {
+    send_full(&client(), method, url, headers, body.into()).await
+}
+
+async fn send_full(
+    client: &TestClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<(u16, hyper::HeaderMap, Value), String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
     let authority = uri
         .authority()
@@ -606,6 +629,7 @@ async fn send(
         .await
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
+    let response_headers = response.headers().clone();
     let bytes = response
         .into_body()
         .collect()
@@ -614,7 +638,24 @@ async fn send(
         .to_bytes();
     let json = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok((status, json))
+    Ok((status, response_headers, json))
+}
+
+/// GET `url` on a fresh client, with the response headers.
+pub async fn get_full(url: &str) -> (u16, hyper::HeaderMap, Value) {
+    request_full("GET", url, &[], "")
+        .await
+        .expect("request failed")
+}
+
+/// The outcome of each reload in a status answer's history, oldest first.
+pub fn outcomes(status: &Value) -> Vec<&str> {
+    status["history"]
+        .as_array()
+        .expect("a history")
+        .iter()
+        .map(|r| r["outcome"].as_str().expect("an outcome"))
+        .collect()
 }
 
 /// GET `url` on a fresh client.
@@ -641,7 +682,20 @@ impl Swapvisor {
 
     /// Starts `swapvisor` with `args` and extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_swapvisor"));
+        Self::start_binary_with_env(env!("CARGO_BIN_EXE_swapvisor").as_ref(), args, env)
+    }
+
+    /// Starts another binary built on swapvisor's command line (an example) with `args`.
+    pub fn start_binary(binary: &std::path::Path, args: &[&str]) -> Self {
+        Self::start_binary_with_env(binary, args, &[])
+    }
+
+    fn start_binary_with_env(
+        binary: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Command::new(binary);
         command
             .args(args)
             .env("RUST_LOG", "info")
