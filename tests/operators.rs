@@ -114,6 +114,16 @@ async fn readyz_stays_200_through_50_start_first_reloads() {
     assert!(polls >= 10, "only {polls} polls");
 }
 
+/// The admin API's URL, from the line logged when it is up (before the first engine starts).
+fn admin_before_start(process: &mut Swapvisor) -> String {
+    let line = process.wait_for_line("the admin API is up", Duration::from_secs(30));
+    line[line.find("admin=").unwrap() + 6..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn healthz_answers_during_a_slow_start_and_readyz_says_starting() {
     let slow = hello(
@@ -122,12 +132,7 @@ async fn healthz_answers_during_a_slow_start_and_readyz_says_starting() {
     );
     let config = TempConfig::new(&slow);
     let mut process = Swapvisor::start(&["run", config.as_str(), "--admin", "127.0.0.1:0"]);
-    let line = process.wait_for_line("the admin API is up", Duration::from_secs(30));
-    let admin = line[line.find("admin=").unwrap() + 6..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let admin = admin_before_start(&mut process);
     assert_eq!(
         get(&format!("{admin}/healthz")).await,
         (200, json!({"status": "ok"}))
@@ -595,5 +600,26 @@ fn promtool_check(text: &str) {
         "promtool check metrics: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_shutdown_signal_during_a_slow_start_exits_cleanly() {
+    let hanging = hello(
+        "v1",
+        "  - { name: slow, type: fault.inject, config: { failOn: start, mode: hang } }",
+    );
+    let config = TempConfig::new(&hanging);
+    let mut process = Swapvisor::start(&["run", config.as_str(), "--admin", "127.0.0.1:0"]);
+    let admin = admin_before_start(&mut process);
+    process.signal("TERM");
+    assert_eq!(process.wait_exit(Duration::from_secs(15)), Some(0));
+    process.wait_for_line(
+        "shutting down before the first engine started",
+        Duration::from_secs(5),
+    );
+    assert!(
+        std::net::TcpStream::connect(admin.trim_start_matches("http://")).is_err(),
+        "the admin port must be free after exit"
     );
 }

@@ -21,7 +21,11 @@ pub struct RunArgs {
 
     /// Reload when the config file's content changes (saves by rename and Kubernetes ConfigMap
     /// updates included).
-    #[arg(long, env = "SWAPVISOR_WATCH")]
+    #[arg(
+        long,
+        env = "SWAPVISOR_WATCH",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     watch: bool,
 
     /// Where the admin API listens, or `off`.
