@@ -142,8 +142,8 @@ pub use outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};
 pub use retirement::{RetireFailure, RetireStage, RetirementStatus};
 pub use slot::{Lease, Slot, Unavailable};
 pub use supervisor::{
-    Internal, ReloadObserver, ReloadRequest, Resume, RunState, Supervisor, SupervisorArgs,
-    SupervisorMsg, SupervisorStatus,
+    CommitRequest, Internal, Prepared, ReloadObserver, ReloadRequest, Resume, RunState, Supervisor,
+    SupervisorArgs, SupervisorMsg, SupervisorStatus,
 };
 pub use unit::{BuildFailure, Stage, SwapSettings, Unit, UnitError};
 

@@ -135,6 +135,8 @@ pub enum Origin {
     Restore,
     /// The runtime reverting to the last-known-good spec on its own.
     Revert,
+    /// The commit of a prepared unit (the second phase of a fleet reload).
+    Fleet,
 }
 
 impl Origin {

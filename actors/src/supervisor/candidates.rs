@@ -78,6 +78,10 @@ impl<U: Unit> SupervisorState<U> {
         myself: &ActorRef<SupervisorMsg<U>>,
     ) {
         self.candidates.retain(|_, id| *id != request);
+        if self.preparing.contains_key(&request) {
+            self.prepare_built(request, result, elapsed, myself);
+            return;
+        }
         if let Some(reply) = self.probes.remove(&request) {
             // A try-activate: answer, and drop the unit. Building had no outside effects.
             let _ = reply.send(result.map(|unit| unit.summary()));
@@ -115,7 +119,7 @@ impl<U: Unit> SupervisorState<U> {
         // Restores and reverts always swap: they exist to replace what is (or is not) live.
         let unchanged = matches!(
             current.origin,
-            Origin::Api | Origin::Admin | Origin::Watch | Origin::Signal
+            Origin::Api | Origin::Admin | Origin::Watch | Origin::Signal | Origin::Fleet
         ) && !self.degraded
             && current.identity.is_some()
             && current.identity == self.live_identity
@@ -153,6 +157,7 @@ impl<U: Unit> SupervisorState<U> {
         myself: &ActorRef<SupervisorMsg<U>>,
     ) {
         let unreported = self.probes.contains_key(&request)
+            || self.preparing.contains_key(&request)
             || self
                 .current
                 .as_ref()

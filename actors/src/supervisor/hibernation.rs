@@ -71,6 +71,8 @@ impl<U: Unit> SupervisorState<U> {
         self.current.is_none()
             && self.queue.is_empty()
             && self.probes.is_empty()
+            && self.preparing.is_empty()
+            && self.prepared.is_empty()
             && !self.degraded
             && self.shutdown.is_none()
             && self.restore_timer.is_none()

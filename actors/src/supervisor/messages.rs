@@ -1,7 +1,9 @@
 //! What the Supervisor is told, and by whom.
 //!
 //! Callers send the public requests: [`SupervisorMsg::Reload`], [`SupervisorMsg::TryActivate`],
-//! [`SupervisorMsg::Status`], [`SupervisorMsg::Shutdown`] and [`SupervisorMsg::Escalate`]. The
+//! the two phases [`SupervisorMsg::Prepare`] then [`SupervisorMsg::Commit`] or
+//! [`SupervisorMsg::Abort`], [`SupervisorMsg::Status`], [`SupervisorMsg::Shutdown`] and
+//! [`SupervisorMsg::Escalate`]. The
 //! protocol's own messages (a Candidate's report, the Active's report, a restore timer, a
 //! hibernation request) travel inside [`Internal`], whose contents no code outside this crate
 //! can name or construct: a report that skipped the build deadline, or a stop that skipped the
@@ -60,6 +62,46 @@ impl<S> ReloadRequest<S> {
     }
 }
 
+/// A unit built by [`SupervisorMsg::Prepare`] and held for a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared<S> {
+    /// Names the held unit in [`SupervisorMsg::Commit`] and [`SupervisorMsg::Abort`].
+    pub ticket: u64,
+    /// The unit's fingerprint (a config hash), so a coordinator can check every node built
+    /// the same thing.
+    pub fingerprint: String,
+    /// What a try-activate would have reported for it.
+    pub summary: S,
+}
+
+/// Activates a prepared unit: the second phase of a two-phase reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitRequest {
+    /// The ticket [`SupervisorMsg::Prepare`] answered.
+    pub ticket: u64,
+    /// Compare-and-swap: refuse (`Conflict`) unless this is the current generation.
+    pub expected_generation: Option<u64>,
+    /// Who asks.
+    pub origin: Origin,
+}
+
+impl CommitRequest {
+    /// Commits `ticket`, with no generation check, from a fleet reload.
+    pub fn new(ticket: u64) -> Self {
+        Self {
+            ticket,
+            expected_generation: None,
+            origin: Origin::Fleet,
+        }
+    }
+
+    /// Refuses the commit unless the current generation is `generation`.
+    pub fn expecting(mut self, generation: u64) -> Self {
+        self.expected_generation = Some(generation);
+        self
+    }
+}
+
 /// Messages to the Supervisor.
 pub enum SupervisorMsg<U: Unit> {
     /// Activate a spec. Sent by the runtime, the admin API or an embedder; answered with the
@@ -69,6 +111,25 @@ pub enum SupervisorMsg<U: Unit> {
     /// Build a spec and report whether it builds, without touching the live unit. Answered with
     /// the unit's summary or the build failure; the candidate is torn down either way.
     TryActivate(Arc<U::Spec>, RpcReplyPort<Result<U::Summary, BuildFailure>>),
+    /// The first phase of a two-phase reload (a fleet reload's prepare): build the spec in a
+    /// Candidate and hold the built unit, touching nothing, until [`SupervisorMsg::Commit`]
+    /// activates it, [`SupervisorMsg::Abort`] drops it, or the given time passes (a coordinator
+    /// that vanished leaves nothing held for ever). Answered once the Candidate reports: the
+    /// ticket naming the held unit with its fingerprint and summary, or the build failure.
+    /// Prepares run beside reloads, like try-activates.
+    Prepare(
+        Arc<U::Spec>,
+        Duration,
+        RpcReplyPort<Result<Prepared<U::Summary>, BuildFailure>>,
+    ),
+    /// The second phase: activate a prepared unit. Queued and swapped exactly like a reload
+    /// (serialized, compare-and-swap, rollback on a failed start, `Unchanged` for the live
+    /// spec), only without building again. Answered with the record; a ticket that is not held
+    /// (never prepared, aborted, expired, or already committed) is answered `Rejected` at stage
+    /// `build` and touches nothing.
+    Commit(CommitRequest, RpcReplyPort<ReloadRecord>),
+    /// Drop a prepared unit. Answered true when it was held.
+    Abort(u64, RpcReplyPort<bool>),
     /// A snapshot of the Supervisor's state; answered at once, even while a reload runs.
     Status(RpcReplyPort<SupervisorStatus>),
     /// Answer queued requests `Superseded`, stop the live unit gracefully and exit. Answered
@@ -116,6 +177,8 @@ pub(crate) enum InternalMsg<U: Unit> {
     ActiveStopped,
     /// From the restore timer: the backoff has passed; try the last-known-good spec again.
     RetryRestore,
+    /// From a prepared unit's timer: nobody committed or aborted it in time; drop it.
+    PreparedExpired { ticket: u64 },
     /// From a [`HibernatingSupervisor`](crate::HibernatingSupervisor): exit, leaving the live
     /// unit published and running, and answer with what a later Supervisor needs to carry on.
     /// Answered `None` (and nothing happens) unless the Supervisor is idle.

@@ -26,6 +26,7 @@ mod candidates;
 mod hibernation;
 mod messages;
 mod outcomes;
+mod prepared;
 mod queue;
 mod recovery;
 mod shutdown;
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 pub use hibernation::Resume;
-pub use messages::{Internal, ReloadRequest, SupervisorMsg};
+pub use messages::{CommitRequest, Internal, Prepared, ReloadRequest, SupervisorMsg};
 pub(crate) use messages::{InternalMsg, SwapReport, SwapResult};
 pub(crate) use state::Respawn;
 pub use state::{ReloadObserver, SupervisorArgs, SupervisorState};
@@ -96,6 +97,13 @@ impl<U: Unit> Actor for Supervisor<U> {
         match message {
             SupervisorMsg::Reload(request, reply) => state.enqueue(request, reply),
             SupervisorMsg::TryActivate(spec, reply) => state.try_activate(&myself, spec, reply),
+            SupervisorMsg::Prepare(spec, hold_for, reply) => {
+                state.prepare(&myself, spec, hold_for, reply)
+            }
+            SupervisorMsg::Commit(request, reply) => state.commit(request, reply),
+            SupervisorMsg::Abort(ticket, reply) => {
+                let _ = reply.send(state.abort(ticket));
+            }
             SupervisorMsg::Status(reply) => {
                 let _ = reply.send(state.status(&myself));
             }
@@ -113,6 +121,7 @@ impl<U: Unit> Actor for Supervisor<U> {
                 InternalMsg::SwapFinished(report) => state.swap_finished(*report, &myself),
                 InternalMsg::ActiveStopped => state.active_stopped(&myself),
                 InternalMsg::RetryRestore => state.restore_timer = None,
+                InternalMsg::PreparedExpired { ticket } => state.prepared_expired(ticket),
                 InternalMsg::Hibernate(reply) => {
                     // Either it stays (busy) or it leaves: nothing new starts either way.
                     state.hibernate(reply, &myself).await;
@@ -161,6 +170,7 @@ impl<U: Unit> Actor for Supervisor<U> {
         if let Some(timer) = state.restore_timer.take() {
             timer.abort();
         }
+        state.drop_prepared();
         Ok(())
     }
 }

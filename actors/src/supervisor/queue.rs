@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::SupervisorMsg;
 use super::messages::ReloadRequest;
-use super::state::{InProgress, Queued, SupervisorState};
+use super::state::{InProgress, Prebuilt, Queued, SupervisorState};
 use crate::outcome::{Origin, ReloadOutcome, ReloadRecord};
 use crate::unit::{Stage, Unit};
 
@@ -47,6 +47,7 @@ impl<U: Unit> SupervisorState<U> {
             request,
             reply: Some(reply),
             reason: None,
+            prebuilt: None,
         });
     }
 
@@ -91,9 +92,15 @@ impl<U: Unit> SupervisorState<U> {
                 request,
                 reply,
                 reason,
+                prebuilt,
             } = queued;
-            self.begin(myself, id, request.origin, request.spec, reply, reason)
-                .await;
+            match prebuilt {
+                Some(prebuilt) => self.begin_prebuilt(myself, id, request.origin, prebuilt, reply),
+                None => {
+                    self.begin(myself, id, request.origin, request.spec, reply, reason)
+                        .await
+                }
+            }
         }
     }
 
@@ -107,6 +114,47 @@ impl<U: Unit> SupervisorState<U> {
         reply: Option<RpcReplyPort<ReloadRecord>>,
         reason: Option<String>,
     ) {
+        let span = self.open(id, origin, reply, reason);
+        match self.spawn_candidate(myself, id, spec, span) {
+            Ok(cell) => {
+                if let Some(current) = &mut self.current {
+                    current.candidate = Some(cell);
+                }
+            }
+            Err(error) => {
+                self.finish(
+                    ReloadOutcome::Rejected {
+                        stage: Stage::Build,
+                        error,
+                    },
+                    myself,
+                );
+            }
+        }
+    }
+
+    /// Makes commit `id` the current request and goes on as if its Candidate had just
+    /// reported the unit it prepared.
+    fn begin_prebuilt(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<U>>,
+        id: u64,
+        origin: Origin,
+        prebuilt: Prebuilt<U>,
+        reply: Option<RpcReplyPort<ReloadRecord>>,
+    ) {
+        self.open(id, origin, reply, None);
+        self.candidate_built(id, Ok(*prebuilt.unit), prebuilt.build, myself);
+    }
+
+    /// Makes request `id` the current one; returns its span.
+    fn open(
+        &mut self,
+        id: u64,
+        origin: Origin,
+        reply: Option<RpcReplyPort<ReloadRecord>>,
+        reason: Option<String>,
+    ) -> tracing::Span {
         let span = tracing::info_span!(
             "reload",
             id,
@@ -127,21 +175,6 @@ impl<U: Unit> SupervisorState<U> {
             identity: None,
             swapping: false,
         });
-        match self.spawn_candidate(myself, id, spec, span) {
-            Ok(cell) => {
-                if let Some(current) = &mut self.current {
-                    current.candidate = Some(cell);
-                }
-            }
-            Err(error) => {
-                self.finish(
-                    ReloadOutcome::Rejected {
-                        stage: Stage::Build,
-                        error,
-                    },
-                    myself,
-                );
-            }
-        }
+        span
     }
 }

@@ -89,6 +89,7 @@ impl<U: Unit> SupervisorState<U> {
                     request,
                     reply: None,
                     reason: Some(reason),
+                    prebuilt: None,
                 });
             }
             _ => {

@@ -30,6 +30,8 @@ impl<U: Unit> SupervisorState<U> {
         if let Some(timer) = self.restore_timer.take() {
             timer.abort();
         }
+        // Held units were built without outside effects: dropping them is their teardown.
+        self.drop_prepared();
         let queued: Vec<_> = self.queue.drain(..).collect();
         for queued in queued {
             self.answer_unstarted(queued, ReloadOutcome::Superseded);

@@ -8,7 +8,7 @@ use ractor::{ActorCell, ActorId, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 
 use super::hibernation::Resume;
-use super::messages::{ReloadRequest, SupervisorMsg};
+use super::messages::{Prepared, ReloadRequest, SupervisorMsg};
 use crate::active::ActiveMsg;
 use crate::backoff::Backoff;
 use crate::outcome::{Origin, ReloadRecord};
@@ -109,6 +109,26 @@ pub(super) struct Queued<U: Unit> {
     pub(super) reply: Option<RpcReplyPort<ReloadRecord>>,
     /// Why, for a revert.
     pub(super) reason: Option<String>,
+    /// For a commit: the unit prepared for it, swapped in without building again.
+    pub(super) prebuilt: Option<Prebuilt<U>>,
+}
+
+/// A prepare waiting for its Candidate: how long to hold the unit, and who waits for the ticket.
+pub(super) type Preparing<U> = (
+    Duration,
+    RpcReplyPort<Result<Prepared<<U as Unit>::Summary>, BuildFailure>>,
+);
+
+/// A unit built ahead of its reload, and how long the build took.
+pub(super) struct Prebuilt<U> {
+    pub(super) unit: Box<U>,
+    pub(super) build: Duration,
+}
+
+/// A prepared unit waiting for its commit or abort, and the timer that drops it.
+pub(super) struct Held<U> {
+    pub(super) unit: Prebuilt<U>,
+    pub(super) expiry: tokio::task::JoinHandle<()>,
 }
 
 /// The request being worked on.
@@ -156,6 +176,10 @@ pub struct SupervisorState<U: Unit> {
     pub(super) current: Option<InProgress>,
     /// Try-activates waiting for their Candidate, by request id.
     pub(super) probes: HashMap<u64, RpcReplyPort<Result<U::Summary, BuildFailure>>>,
+    /// Prepares waiting for their Candidate, by request id, with how long to hold the unit.
+    pub(super) preparing: HashMap<u64, Preparing<U>>,
+    /// Prepared units waiting for a commit or an abort, by ticket.
+    pub(super) prepared: HashMap<u64, Held<U>>,
     /// Candidates alive, with the request each builds for.
     pub(super) candidates: HashMap<ActorId, u64>,
     pub(super) next_id: u64,
@@ -198,6 +222,8 @@ impl<U: Unit> SupervisorState<U> {
             queue: VecDeque::new(),
             current: None,
             probes: HashMap::new(),
+            preparing: HashMap::new(),
+            prepared: HashMap::new(),
             candidates: HashMap::new(),
             next_id: resume.next_id,
             restore_backoff: args.restore_backoff,

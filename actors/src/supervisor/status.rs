@@ -42,6 +42,8 @@ pub struct SupervisorStatus {
     pub queued: usize,
     /// Linked child actors alive now: the Active, plus any Candidate still building.
     pub child_actors: usize,
+    /// Units built by a prepare and held for their commit (the first phase of a fleet reload).
+    pub prepared: usize,
     /// Failed restore attempts since the slot became degraded.
     pub restore_attempts: u32,
     /// Escalations received (crash loops below the live unit).
@@ -81,6 +83,7 @@ impl<U: Unit> SupervisorState<U> {
             history: self.history.iter().cloned().collect(),
             queued: self.queue.len(),
             child_actors: myself.get_children().len(),
+            prepared: self.prepared.len(),
             restore_attempts: self.restore_attempts,
             escalations: self.escalations,
             last_escalation: self.last_escalation.clone(),
