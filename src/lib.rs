@@ -111,7 +111,7 @@ runtime! {
     };
     pub use swapvisor_actors as actors;
     pub use swapvisor_actors::{
-        Origin, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage, SupervisorMsg,
+        BuildFailure, CommitRequest, Origin, Prepared, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage, SupervisorMsg,
         SwapMode,
     };
 }

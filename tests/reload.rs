@@ -5,6 +5,7 @@ mod common;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use swapvisor::actors::ractor;
@@ -828,4 +829,69 @@ async fn reloads_under_load_fail_no_request_in_start_first_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_fail_no_request_in_stop_first_mode() {
     reloads_under_load("mode: stop-first", reloads_to_run()).await;
+}
+
+/// The two phases of a fleet reload on one runtime: a prepared config binds nothing and serves
+/// nothing until its commit; the commit activates it without building again.
+#[tokio::test]
+async fn a_prepared_config_binds_nothing_until_its_commit_activates_it() {
+    let (runtime, _, base) = start(plain("v1")).await;
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let second =
+        format!("  - {{ name: other, type: http.server, config: {{ address: \"{free}\" }} }}");
+    let prepared = runtime
+        .prepare(config("v2", &second, ""), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("v2 builds");
+    assert_eq!(
+        prepared.summary.used_types.module_types,
+        ["http.server".to_owned()]
+    );
+    assert!(
+        TcpListener::bind(free).is_ok(),
+        "a prepared config must not bind its port"
+    );
+    assert_eq!(version_at(&base).await, "v1");
+    let record = runtime
+        .commit(swapvisor::CommitRequest::new(prepared.ticket))
+        .await
+        .unwrap();
+    assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 2 });
+    assert_eq!(
+        record.fingerprint.as_deref(),
+        Some(prepared.fingerprint.as_str())
+    );
+    assert_eq!(version_at(&base).await, "v2");
+    assert!(
+        TcpListener::bind(free).is_err(),
+        "the committed config serves its port"
+    );
+
+    // A config that does not build is refused by the prepare; an aborted one cannot commit.
+    let failure = runtime
+        .prepare(config("v3", FAULT_BUILD, ""), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect_err("v3 does not build");
+    assert!(
+        failure.message.contains("injected fault at build"),
+        "{failure}"
+    );
+    let aborted = runtime
+        .prepare(plain("v4"), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(runtime.abort(aborted.ticket).await.unwrap());
+    let record = runtime
+        .commit(swapvisor::CommitRequest::new(aborted.ticket))
+        .await
+        .unwrap();
+    assert_eq!(record.outcome.name(), "rejected");
+    assert_eq!(version_at(&base).await, "v2");
+    runtime.shutdown().await.unwrap();
 }

@@ -6,6 +6,8 @@
 //! - [`Runtime::reload`] sends a new config through the Supervisor's mailbox, so reloads never
 //!   interleave, and answers with the record of its one typed outcome;
 //! - [`Runtime::try_activate`] builds a config and tears it down, touching nothing;
+//! - [`Runtime::prepare`] builds a config and holds it for [`Runtime::commit`] or
+//!   [`Runtime::abort`]: a reload in two phases, as a fleet reload runs it on each node;
 //! - [`Runtime::execute`] and every HTTP request take a lease on the live engine from a
 //!   lock-free slot; no actor sits on the request path;
 //! - [`Runtime::plugin`] addresses one plugin instance: call it, reload it alone, read its
@@ -23,14 +25,17 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use serde_json::Value;
-use swapvisor_actors::{ReloadOutcome, ReloadRecord, ReloadRequest, Slot, SupervisorMsg};
+use swapvisor_actors::{
+    BuildFailure, CommitRequest, Prepared, ReloadOutcome, ReloadRecord, ReloadRequest, Slot,
+    SupervisorMsg,
+};
 
 pub use builder::RuntimeBuilder;
 pub use status::RuntimeStatus;
 pub use try_activate::TryActivateResult;
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineContext, EngineSpec, RequestMetrics};
+use crate::engine::{Engine, EngineContext, EngineSpec, EngineTypes, RequestMetrics};
 use crate::extension::ExecuteError;
 use crate::plugin::PluginRef;
 use crate::registry::Registry;
@@ -112,6 +117,34 @@ impl Runtime {
         let verdict = ractor::call!(self.supervisor, SupervisorMsg::TryActivate, spec)
             .map_err(|_| RuntimeError::Stopped)?;
         Ok(TryActivateResult::from(verdict))
+    }
+
+    /// The first phase of a two-phase reload (what a fleet reload asks of each node): builds
+    /// `config` and holds the built engine, touching nothing (no port is bound), until
+    /// [`Runtime::commit`] activates it, [`Runtime::abort`] drops it, or `hold_for` passes.
+    /// Answers the ticket with the config's fingerprint and types, or why it does not build.
+    pub async fn prepare(
+        &self,
+        config: impl Into<EngineSpec>,
+        hold_for: Duration,
+    ) -> Result<Result<Prepared<EngineTypes>, BuildFailure>, RuntimeError> {
+        let spec = Arc::new(config.into());
+        ractor::call!(self.supervisor, SupervisorMsg::Prepare, spec, hold_for)
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// The second phase: activates the engine prepared under `request.ticket`, as a reload
+    /// that skips the build (serialized with other reloads, rolled back if it fails to start,
+    /// `Unchanged` if it is the live config). A ticket no longer held is answered `Rejected`.
+    pub async fn commit(&self, request: CommitRequest) -> Result<ReloadRecord, RuntimeError> {
+        ractor::call!(self.supervisor, SupervisorMsg::Commit, request)
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Drops the engine prepared under `ticket`; true when it was still held.
+    pub async fn abort(&self, ticket: u64) -> Result<bool, RuntimeError> {
+        ractor::call!(self.supervisor, SupervisorMsg::Abort, ticket)
+            .map_err(|_| RuntimeError::Stopped)
     }
 
     /// Runs `pipeline` on the live engine with `input` as `request`. During a stop-first swap
