@@ -23,6 +23,9 @@ enum Call {
     Execute(Value, RpcReplyPort<Value>),
 }
 
+#[cfg(feature = "fleet")]
+impl ractor::Message for Call {}
+
 impl Actor for EngineActor {
     type Msg = Call;
     type State = Engine;

@@ -94,6 +94,8 @@ pub mod process;
 pub mod admin;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 
 runtime! {
     pub mod config;

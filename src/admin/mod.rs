@@ -19,6 +19,14 @@
 //! constant time.
 
 mod extract;
+#[cfg(feature = "fleet")]
+mod fleet_routes;
+#[cfg(not(feature = "fleet"))]
+mod fleet_routes {
+    //! Without the `fleet` feature the fleet endpoints answer 404.
+    pub(super) use super::handlers::not_found as reload;
+    pub(super) use super::handlers::not_found as status;
+}
 mod handlers;
 mod metrics;
 
@@ -48,6 +56,9 @@ pub struct AdminState {
     pub max_body: usize,
     /// Reload metrics.
     pub metrics: Arc<Metrics>,
+    /// The fleet this node joined, if any.
+    #[cfg(feature = "fleet")]
+    fleet: Arc<OnceLock<Arc<crate::fleet::Fleet>>>,
 }
 
 impl AdminState {
@@ -60,7 +71,15 @@ impl AdminState {
             token: token.map(Arc::from),
             max_body,
             metrics: Arc::default(),
+            #[cfg(feature = "fleet")]
+            fleet: Arc::default(),
         }
+    }
+
+    /// Serves the fleet endpoints for `fleet`. Later calls are ignored.
+    #[cfg(feature = "fleet")]
+    pub fn attach_fleet(&self, fleet: Arc<crate::fleet::Fleet>) {
+        let _ = self.fleet.set(fleet);
     }
 
     /// Attaches the runtime once its first engine has started; until then every endpoint but
@@ -130,6 +149,8 @@ fn router(state: AdminState) -> Router {
             "/api/v1/admin/plugins/{name}/reload",
             post(handlers::reload_plugin),
         )
+        .route("/api/v1/admin/fleet/reload", post(fleet_routes::reload))
+        .route("/api/v1/admin/fleet/status", get(fleet_routes::status))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

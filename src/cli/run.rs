@@ -44,6 +44,66 @@ pub struct RunArgs {
     /// Largest admin request body, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, env = "SWAPVISOR_ADMIN_MAX_BODY")]
     admin_max_body: usize,
+
+    #[cfg(feature = "fleet")]
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Joining a fleet (the `fleet` feature).
+#[cfg(feature = "fleet")]
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// Join a fleet: accept cluster connections on this address (port 0: an ephemeral port).
+    /// It must not face untrusted networks.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address, env = "SWAPVISOR_CLUSTER_LISTEN")]
+    cluster_listen: Option<SocketAddr>,
+
+    /// Fleet nodes to connect to, comma-separated.
+    #[arg(
+        long,
+        value_name = "ADDR,...",
+        value_delimiter = ',',
+        value_parser = parse_address,
+        env = "SWAPVISOR_CLUSTER_PEERS",
+        requires = "cluster_listen"
+    )]
+    cluster_peers: Vec<SocketAddr>,
+
+    /// The file holding the fleet's shared cookie (surrounding whitespace ignored).
+    #[arg(long, value_name = "FILE", env = "SWAPVISOR_CLUSTER_COOKIE_FILE")]
+    cluster_cookie_file: Option<PathBuf>,
+}
+
+#[cfg(feature = "fleet")]
+impl ClusterArgs {
+    /// The fleet settings, when `--cluster-listen` is given.
+    fn settings(&self) -> Result<Option<crate::fleet::FleetSettings>, String> {
+        let Some(listen) = self.cluster_listen else {
+            return Ok(None);
+        };
+        let Some(path) = &self.cluster_cookie_file else {
+            return Err(
+                "--cluster-listen needs --cluster-cookie-file (or SWAPVISOR_CLUSTER_COOKIE_FILE)"
+                    .into(),
+            );
+        };
+        let cookie = std::fs::read_to_string(path)
+            .map_err(|e| {
+                format!(
+                    "cannot read the cluster cookie file {}: {e}",
+                    path.display()
+                )
+            })?
+            .trim()
+            .to_owned();
+        Ok(Some(crate::fleet::FleetSettings {
+            listen,
+            peers: self.cluster_peers.clone(),
+            cookie,
+            call_timeout: std::time::Duration::from_secs(30),
+        }))
+    }
 }
 
 /// `--admin`: an address, or off.
@@ -153,6 +213,29 @@ pub async fn run(args: RunArgs, registry: Registry) -> u8 {
         }
     };
     admin_state.attach(runtime.clone());
+    #[cfg(feature = "fleet")]
+    let _fleet = match args.cluster.settings() {
+        Ok(None) => None,
+        Ok(Some(settings)) => match crate::fleet::Fleet::join(runtime.clone(), settings).await {
+            Ok(fleet) => {
+                let fleet = Arc::new(fleet);
+                admin_state.attach_fleet(fleet.clone());
+                Some(fleet)
+            }
+            Err(error) => {
+                eprintln!("swapvisor: {error}");
+                let _ = runtime.shutdown().await;
+                stop_admin().await;
+                return EXIT_USAGE;
+            }
+        },
+        Err(error) => {
+            eprintln!("swapvisor: {error}");
+            let _ = runtime.shutdown().await;
+            stop_admin().await;
+            return EXIT_USAGE;
+        }
+    };
     let watcher = if args.watch {
         match watch::watch(&args.config, runtime.clone()) {
             Ok(watcher) => Some(watcher),

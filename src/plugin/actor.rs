@@ -43,6 +43,10 @@ pub(crate) enum PluginMsg {
     Closed(String),
 }
 
+// Local only: ractor's `cluster` feature (on with `fleet`) drops the blanket `Message` impl.
+#[cfg(feature = "fleet")]
+impl ractor::Message for PluginMsg {}
+
 pub(crate) struct PluginActor;
 
 pub(crate) struct PluginActorArgs {

@@ -46,6 +46,10 @@ pub(crate) enum RestartMsg {
     Restart { instances: Vec<Weak<InstanceCore>> },
 }
 
+// Local only: ractor's `cluster` feature (on with `fleet`) drops the blanket `Message` impl.
+#[cfg(feature = "fleet")]
+impl ractor::Message for RestartMsg {}
+
 /// Restarts crashed plugin actors under their restart policy.
 pub(crate) struct Restarter;
 

@@ -64,6 +64,10 @@ pub(crate) enum ActiveMsg<U: Unit> {
     Detach(ractor::RpcReplyPort<()>),
 }
 
+// Local only, under ractor's `cluster` feature (see `SupervisorMsg`).
+#[cfg(feature = "cluster")]
+impl<U: Unit> ractor::Message for ActiveMsg<U> {}
+
 pub(crate) struct ActiveArgs<U: Unit> {
     pub(crate) slot: Arc<Slot<U>>,
     pub(crate) supervisor: ActorRef<SupervisorMsg<U>>,

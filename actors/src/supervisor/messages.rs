@@ -148,6 +148,11 @@ pub enum SupervisorMsg<U: Unit> {
     Internal(Internal<U>),
 }
 
+// ractor's `cluster` feature drops the blanket `Message` implementation; the protocol's
+// messages stay local (they hold reply ports and units), so the default methods do.
+#[cfg(feature = "cluster")]
+impl<U: Unit> ractor::Message for SupervisorMsg<U> {}
+
 /// A message of the swap protocol itself. Opaque: it can be passed along but not made or
 /// opened outside this crate.
 pub struct Internal<U: Unit> {

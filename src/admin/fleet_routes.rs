@@ -1,0 +1,63 @@
+//! `POST /api/v1/admin/fleet/reload` and `GET /api/v1/admin/fleet/status`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+
+use super::AdminState;
+use super::extract::Body;
+use super::handlers::json;
+use crate::config::read_file;
+
+fn not_in_a_fleet() -> Response {
+    json(
+        StatusCode::NOT_FOUND,
+        json!({"status": "not_found", "error": "this node is not in a fleet (start it with --cluster-listen)"}),
+    )
+}
+
+/// Reloads every node of the fleet to the body's config (or this node's config file when the
+/// body is empty), all or nothing.
+pub(super) async fn reload(State(state): State<AdminState>, Body(body): Body) -> Response {
+    let Some(fleet) = state.fleet.get().cloned() else {
+        return not_in_a_fleet();
+    };
+    let source = if body.is_empty() {
+        match state.config_path.as_deref().map(read_file) {
+            Some(Ok(source)) => source,
+            Some(Err(error)) => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    json!({"status": "build_failed", "error": error.to_string()}),
+                );
+            }
+            None => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    json!({"status": "build_failed", "error": "the body is empty and there is no config file"}),
+                );
+            }
+        }
+    } else {
+        body.to_vec()
+    };
+    let answer = fleet.reload(&String::from_utf8_lossy(&source)).await;
+    let code = match answer.status.as_str() {
+        "activated" => StatusCode::OK,
+        "aborted" => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    json(code, serde_json::to_value(answer).unwrap_or_default())
+}
+
+/// Every node of the fleet, with `agreed` false when they run different configs.
+pub(super) async fn status(State(state): State<AdminState>) -> Response {
+    let Some(fleet) = state.fleet.get().cloned() else {
+        return not_in_a_fleet();
+    };
+    json(
+        StatusCode::OK,
+        serde_json::to_value(fleet.status().await).unwrap_or_default(),
+    )
+}

@@ -1,0 +1,311 @@
+//! Fleet reloads across real node processes on 127.0.0.1: all or nothing.
+
+#![cfg(feature = "fleet")]
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use common::{Swapvisor, TempConfig, get, request_with};
+
+/// A config whose server listens on `${PORT}` of each node, so one text serves every node.
+fn config(version: &str, extra: &str) -> String {
+    format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:${{PORT}}" }} }}
+{extra}
+pipelines:
+  hello:
+    trigger: {{ type: http, config: {{ server: web, path: /hello }} }}
+    steps:
+      - {{ name: r, type: step.json_response, config: {{ body: {{ version: "{version}" }} }} }}
+"#
+    )
+}
+
+/// One node: its process, its own config file and port, and its addresses.
+struct Node {
+    process: Swapvisor,
+    _config: TempConfig,
+    web: String,
+    admin: String,
+    cluster: String,
+}
+
+fn free_port() -> u16 {
+    // Picked by the system and released at once: the node binds it right after.
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    fn start(cookie: &std::path::Path, peers: &[&str], env: &[(&str, &str)]) -> Node {
+        let port = free_port().to_string();
+        let config = TempConfig::new(&config("v1", ""));
+        let mut args = vec![
+            "run",
+            config.as_str(),
+            "--admin",
+            "127.0.0.1:0",
+            "--cluster-listen",
+            "127.0.0.1:0",
+            "--cluster-cookie-file",
+            cookie.to_str().unwrap(),
+        ];
+        let peers = peers.join(",");
+        if !peers.is_empty() {
+            args.extend(["--cluster-peers", peers.as_str()]);
+        }
+        let mut all_env = vec![("PORT", port.as_str())];
+        all_env.extend_from_slice(env);
+        let mut process = Swapvisor::start_with_env(&args, &all_env);
+        let (web, admin) = process.wait_until_up_with_admin("web");
+        let joined = process.wait_for_line("joined the fleet", Duration::from_secs(10));
+        let cluster = joined[joined.find("cluster=").unwrap() + 8..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        Node {
+            process,
+            _config: config,
+            web,
+            admin,
+            cluster,
+        }
+    }
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+impl Fleet {
+    /// `count` nodes, each but the first joined through the first, with `env[i]` for node i.
+    async fn start(count: usize, env: &[&[(&str, &str)]]) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let cookie = dir.path().join("cookie");
+        std::fs::write(&cookie, "fleet-test-cookie\n").unwrap();
+        let first = Node::start(&cookie, &[], env.first().copied().unwrap_or(&[]));
+        let mut nodes = vec![first];
+        for i in 1..count {
+            let peer = nodes[0].cluster.clone();
+            nodes.push(Node::start(
+                &cookie,
+                &[&peer],
+                env.get(i).copied().unwrap_or(&[]),
+            ));
+        }
+        let fleet = Fleet { dir, nodes };
+        fleet.wait_for_members(count).await;
+        fleet
+    }
+
+    /// Waits until the first node's fleet status lists `count` nodes.
+    async fn wait_for_members(&self, count: usize) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.status().await;
+            if status["nodes"].as_array().map(Vec::len) == Some(count) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the fleet never reached {count} nodes: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn status(&self) -> Value {
+        let (code, body) = get(&format!(
+            "{}/api/v1/admin/fleet/status",
+            self.nodes[0].admin
+        ))
+        .await;
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    async fn reload(&self, text: &str) -> (u16, Value) {
+        request_with(
+            "POST",
+            &format!("{}/api/v1/admin/fleet/reload", self.nodes[0].admin),
+            &[],
+            text.to_owned(),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn versions(&self) -> Vec<String> {
+        let mut versions = Vec::new();
+        for node in &self.nodes {
+            let (code, body) = get(&format!("{}/hello", node.web)).await;
+            assert_eq!(code, 200, "{body}");
+            versions.push(body["version"].as_str().unwrap().to_owned());
+        }
+        versions
+    }
+
+    fn statuses<'a>(answer: &'a Value, part: &str, field: &str) -> Vec<&'a str> {
+        answer["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n[part][field].as_str().unwrap_or("-"))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_good_config_activates_on_every_node_and_the_fleet_agrees() {
+    let fleet = Fleet::start(3, &[]).await;
+    let (code, answer) = fleet.reload(&config("v2", "")).await;
+    assert_eq!(
+        (code, answer["status"].clone()),
+        (200, json!("activated")),
+        "{answer}"
+    );
+    assert_eq!(answer["fleetGeneration"], 1);
+    assert_eq!(
+        Fleet::statuses(&answer, "prepare", "status"),
+        ["prepared"; 3]
+    );
+    assert_eq!(
+        Fleet::statuses(&answer, "commit", "outcome"),
+        ["activated"; 3]
+    );
+    assert_eq!(fleet.versions().await, ["v2", "v2", "v2"]);
+    let status = fleet.status().await;
+    assert_eq!(status["agreed"], true, "{status}");
+    let generations: Vec<(u64, u64)> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["generation"].as_u64().unwrap(),
+                n["fleetGeneration"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(generations, [(2, 1); 3]);
+    drop(fleet.dir);
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_build_the_config_aborts_the_reload_everywhere() {
+    // Only the first two nodes have GREETING.
+    let with: &[(&str, &str)] = &[("GREETING", "hi")];
+    let fleet = Fleet::start(3, &[with, with, &[]]).await;
+    let lacking = fleet.nodes[2].cluster.clone();
+    let needs_greeting = config("v2", "").replace(
+        "version: \"v2\"",
+        "version: \"v2\", greeting: \"${GREETING}\"",
+    );
+    let (code, answer) = fleet.reload(&needs_greeting).await;
+    assert_eq!(
+        (code, answer["status"].clone()),
+        (422, json!("aborted")),
+        "{answer}"
+    );
+    let failed: Vec<&Value> = answer["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["prepare"]["status"] != "prepared")
+        .collect();
+    assert_eq!(failed.len(), 1, "{answer}");
+    assert_eq!(failed[0]["node"], lacking.as_str());
+    assert!(
+        failed[0]["prepare"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("GREETING"),
+        "{answer}"
+    );
+    // Nothing changed anywhere, and nothing is left held.
+    assert_eq!(fleet.versions().await, ["v1", "v1", "v1"]);
+    for node in &fleet.nodes {
+        let (_, status) = get(&format!("{}/api/v1/admin/engine/status", node.admin)).await;
+        assert_eq!(status["generation"], 1, "{status}");
+    }
+    let status = fleet.status().await;
+    assert_eq!(status["agreed"], true, "{status}");
+}
+
+#[tokio::test]
+async fn a_node_that_fails_to_start_returns_the_fleet_to_the_previous_version() {
+    // The new config moves each node to the port its NEXT_PORT names; the third node's is
+    // held by this test, so that node's start fails and its own reload rolls back.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().port().to_string();
+    let (first, second) = (free_port().to_string(), free_port().to_string());
+    let env: [&[(&str, &str)]; 3] = [
+        &[("NEXT_PORT", first.as_str())],
+        &[("NEXT_PORT", second.as_str())],
+        &[("NEXT_PORT", taken.as_str())],
+    ];
+    let fleet = Fleet::start(3, &env).await;
+    let failing = fleet.nodes[2].cluster.clone();
+    let moved = config("v2", "").replace("${PORT}", "${NEXT_PORT}");
+    let (code, answer) = fleet.reload(&moved).await;
+    assert_eq!(
+        (code, answer["status"].clone()),
+        (500, json!("rolled_back")),
+        "{answer}"
+    );
+    assert_eq!(answer["fleetGeneration"], 0, "{answer}");
+    for node in answer["nodes"].as_array().unwrap() {
+        if node["node"] == failing.as_str() {
+            assert_eq!(node["commit"]["outcome"], "rolled_back", "{answer}");
+            assert!(node.get("rollback").is_none(), "{answer}");
+        } else {
+            assert_eq!(node["commit"]["outcome"], "activated", "{answer}");
+            assert_eq!(node["rollback"]["outcome"], "activated", "{answer}");
+        }
+    }
+    // Every node serves the previous version on its previous port.
+    assert_eq!(fleet.versions().await, ["v1", "v1", "v1"]);
+    let status = fleet.status().await;
+    assert_eq!(status["agreed"], true, "{status}");
+}
+
+#[tokio::test]
+async fn a_node_with_the_wrong_cookie_is_refused() {
+    let mut fleet = Fleet::start(1, &[]).await;
+    let wrong = fleet.dir.path().join("wrong-cookie");
+    std::fs::write(&wrong, "not-the-cookie\n").unwrap();
+    let intruder = Node::start(&wrong, &[&fleet.nodes[0].cluster], &[]);
+    // The node that checks the intruder's answer to its challenge logs the refusal.
+    fleet.nodes[0]
+        .process
+        .wait_for_line("authentication failure", Duration::from_secs(10));
+    // Neither side counts the other as a member.
+    let status = fleet.status().await;
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");
+    let (_, alone) = get(&format!("{}/api/v1/admin/fleet/status", intruder.admin)).await;
+    assert_eq!(alone["nodes"].as_array().unwrap().len(), 1, "{alone}");
+    let (code, answer) = request_with(
+        "POST",
+        &format!("{}/api/v1/admin/fleet/reload", intruder.admin),
+        &[],
+        config("v2", ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, answer["nodes"].as_array().unwrap().len()),
+        (200, 1),
+        "{answer}"
+    );
+    assert_eq!(fleet.versions().await, ["v1"]);
+}
