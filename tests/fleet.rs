@@ -80,6 +80,34 @@ impl Node {
             cluster,
         }
     }
+
+    /// Kills the process at once (SIGKILL), as a crash or a lost machine would.
+    fn kill(&mut self) {
+        let _ = self.process.child.kill();
+        let _ = self.process.child.wait();
+    }
+
+    async fn engine_status(&self) -> Value {
+        get(&format!("{}/api/v1/admin/engine/status", self.admin))
+            .await
+            .1
+    }
+
+    /// Waits until this node's engine status satisfies `check`.
+    async fn wait_for(&self, what: &str, check: impl Fn(&Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.engine_status().await;
+            if check(&status) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} never happened: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 struct Fleet {
@@ -106,6 +134,10 @@ impl Fleet {
         let fleet = Fleet { dir, nodes };
         fleet.wait_for_members(count).await;
         fleet
+    }
+
+    fn cookie(&self) -> std::path::PathBuf {
+        self.dir.path().join("cookie")
     }
 
     /// Waits until the first node's fleet status lists `count` nodes.
@@ -198,7 +230,18 @@ async fn a_good_config_activates_on_every_node_and_the_fleet_agrees() {
         })
         .collect();
     assert_eq!(generations, [(2, 1); 3]);
-    drop(fleet.dir);
+    // A per-node reload still works, and shows up as a fleet that disagrees.
+    let (code, _) = request_with(
+        "POST",
+        &format!("{}/api/v1/admin/engine/reload", fleet.nodes[1].admin),
+        &[],
+        config("v2-local", ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200);
+    let status = fleet.status().await;
+    assert_eq!(status["agreed"], false, "{status}");
 }
 
 #[tokio::test]
@@ -308,4 +351,140 @@ async fn a_node_with_the_wrong_cookie_is_refused() {
         "{answer}"
     );
     assert_eq!(fleet.versions().await, ["v1"]);
+}
+
+/// A fleet reload in the background, answered when it ends.
+fn reload_in_background(fleet: &Fleet, text: String) -> tokio::task::JoinHandle<(u16, Value)> {
+    let url = format!("{}/api/v1/admin/fleet/reload", fleet.nodes[0].admin);
+    tokio::spawn(async move { request_with("POST", &url, &[], text).await.unwrap() })
+}
+
+#[tokio::test]
+async fn a_node_lost_in_prepare_aborts_one_lost_in_commit_catches_up_when_it_returns() {
+    let mut fleet = Fleet::start(3, &[]).await;
+    let third = fleet.nodes[2].cluster.clone();
+
+    // Lost during the prepare (every build takes a second): the reload aborts, nothing changes.
+    let slow_build = config(
+        "v2",
+        "  - { name: slow, type: fault.inject, config: { failOn: build, mode: slow, delay: 1s } }",
+    );
+    let reload = reload_in_background(&fleet, slow_build);
+    fleet.nodes[2]
+        .wait_for("the prepare's build", |s| s["childActors"] == 2)
+        .await;
+    fleet.nodes[2].kill();
+    let (code, answer) = reload.await.unwrap();
+    assert_eq!(
+        (code, answer["status"].clone()),
+        (422, json!("aborted")),
+        "{answer}"
+    );
+    let verdicts: Vec<(&str, &str)> = answer["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap(),
+                n["prepare"]["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        verdicts.contains(&(third.as_str(), "unreachable")),
+        "{answer}"
+    );
+    fleet.nodes.truncate(2);
+    assert_eq!(fleet.versions().await, ["v1", "v1"]);
+    for node in &fleet.nodes {
+        assert_eq!(
+            node.engine_status().await["prepared"],
+            0,
+            "nothing stays held"
+        );
+    }
+
+    // Back, then lost during the commit (every start takes a second): the others keep the
+    // commit, the answer says the fleet diverged, and the node catches up when it returns.
+    let cookie = fleet.cookie();
+    let first = fleet.nodes[0].cluster.clone();
+    fleet.nodes.push(Node::start(&cookie, &[&first], &[]));
+    fleet.wait_for_members(3).await;
+    let slow_start = config(
+        "v3",
+        "  - { name: slow, type: fault.inject, config: { failOn: start, mode: slow, delay: 1s } }",
+    );
+    let reload = reload_in_background(&fleet, slow_start.clone());
+    fleet.nodes[2]
+        .wait_for("the commit's swap", |s| {
+            s["state"] == "reloading" && s["prepared"] == 0
+        })
+        .await;
+    fleet.nodes[2].kill();
+    let (code, answer) = reload.await.unwrap();
+    assert_eq!(
+        (code, answer["status"].clone()),
+        (500, json!("diverged")),
+        "{answer}"
+    );
+    assert_eq!(answer["fleetGeneration"], 1, "{answer}");
+    fleet.nodes.truncate(2);
+    assert_eq!(fleet.versions().await, ["v3", "v3"]);
+
+    // It returns with the config it started with (v1 on disk) and takes the fleet's.
+    let mut returned = Node::start(&cookie, &[&first], &[]);
+    let line = returned
+        .process
+        .wait_for_line("caught up with the fleet", Duration::from_secs(20));
+    assert!(line.contains("fleet_generation=1"), "{line}");
+    fleet.nodes.push(returned);
+    assert_eq!(fleet.versions().await, ["v3", "v3", "v3"]);
+    let status = fleet.wait_for_members(3).await;
+    assert_eq!(status["agreed"], true, "{status}");
+}
+
+#[tokio::test]
+async fn twenty_fleet_reloads_under_load_fail_no_request() {
+    let fleet = Fleet::start(3, &[]).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads: Vec<_> = fleet
+        .nodes
+        .iter()
+        .map(|node| {
+            let (url, stop) = (format!("{}/hello", node.web), stop.clone());
+            tokio::spawn(async move {
+                let client = common::client();
+                let (mut served, mut failed) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    match common::request(&client, "GET", &url, "").await {
+                        Ok((200, _)) => served += 1,
+                        other => failed.push(format!("{other:?}")),
+                    }
+                }
+                (served, failed, client.connections())
+            })
+        })
+        .collect();
+    for version in 2..=21 {
+        let (code, answer) = fleet.reload(&config(&format!("v{version}"), "")).await;
+        assert_eq!(
+            (code, answer["status"].clone()),
+            (200, json!("activated")),
+            "{answer}"
+        );
+        assert_eq!(answer["fleetGeneration"], version - 1);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for load in loads {
+        let (served, failed, connections) = load.await.unwrap();
+        assert_eq!(
+            failed,
+            Vec::<String>::new(),
+            "requests failed under fleet reloads"
+        );
+        assert!(served > 0);
+        assert_eq!(connections, 1, "a connection was closed by a reload");
+    }
+    assert_eq!(fleet.versions().await, ["v21", "v21", "v21"]);
 }

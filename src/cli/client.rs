@@ -69,6 +69,54 @@ pub struct TryActivateArgs {
     target: AdminTarget,
 }
 
+/// `swapvisor fleet ...`.
+#[cfg(feature = "fleet")]
+#[derive(Debug, clap::Subcommand)]
+pub enum FleetCommand {
+    /// Reload every node to FILE (or the node's own config file without it), all or nothing.
+    /// Exits 0 when every node activated, else 1.
+    Reload(ReloadArgs),
+    /// Every node with its generation and fingerprint. Exits 0 when they agree, else 1.
+    Status(StatusArgs),
+}
+
+#[cfg(feature = "fleet")]
+pub async fn fleet(command: FleetCommand) -> u8 {
+    match command {
+        FleetCommand::Reload(args) => {
+            let body = match &args.file {
+                Some(path) => match read(path) {
+                    Ok(body) => body,
+                    Err(code) => return code,
+                },
+                None => Vec::new(),
+            };
+            let answer = call(
+                &args.target,
+                "POST",
+                "/api/v1/admin/fleet/reload",
+                body,
+                None,
+            )
+            .await;
+            report(answer, |_, body| status_of(body) == "activated")
+        }
+        FleetCommand::Status(args) => {
+            let answer = call(
+                &args.target,
+                "GET",
+                "/api/v1/admin/fleet/status",
+                Vec::new(),
+                None,
+            )
+            .await;
+            report(answer, |code, body| {
+                code == 200 && body["agreed"] == Value::Bool(true)
+            })
+        }
+    }
+}
+
 pub async fn reload(args: ReloadArgs) -> u8 {
     let body = match &args.file {
         Some(path) => match read(path) {

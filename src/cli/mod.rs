@@ -86,6 +86,10 @@ enum Command {
     /// Ask a running instance whether FILE would build, without activating it. Exits 0 on
     /// `build_ok`, else 1.
     TryActivate(client::TryActivateArgs),
+    /// Reload a whole fleet all or nothing, or show its nodes, through any node's admin API.
+    #[cfg(feature = "fleet")]
+    #[command(subcommand)]
+    Fleet(client::FleetCommand),
 }
 
 /// Parses the command line, sets up logging, and runs the chosen command with `registry`'s
@@ -120,5 +124,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> u8 {
         Command::Reload(args) => client::reload(args).await,
         Command::Status(args) => client::status(args).await,
         Command::TryActivate(args) => client::try_activate(args).await,
+        #[cfg(feature = "fleet")]
+        Command::Fleet(command) => client::fleet(command).await,
     }
 }

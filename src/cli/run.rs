@@ -220,6 +220,7 @@ pub async fn run(args: RunArgs, registry: Registry) -> u8 {
             Ok(fleet) => {
                 let fleet = Arc::new(fleet);
                 admin_state.attach_fleet(fleet.clone());
+                tokio::spawn(catch_up(fleet.clone()));
                 Some(fleet)
             }
             Err(error) => {
@@ -294,6 +295,30 @@ pub async fn run(args: RunArgs, registry: Registry) -> u8 {
     stop_admin().await;
     tracing::info!("stopped");
     EXIT_OK
+}
+
+/// A node that (re)joins a fleet which moved on while it was away reloads to the fleet's
+/// config.
+#[cfg(feature = "fleet")]
+async fn catch_up(fleet: Arc<crate::fleet::Fleet>) {
+    use crate::fleet::CatchUp;
+    match fleet.catch_up(std::time::Duration::from_secs(10)).await {
+        CatchUp::Alone => tracing::info!("no other fleet node is up yet"),
+        CatchUp::Current => tracing::info!("this node is on the fleet's config"),
+        CatchUp::Reloaded {
+            from,
+            fleet_generation,
+            answer,
+        } => tracing::info!(
+            %from,
+            fleet_generation,
+            outcome = %answer.outcome,
+            "caught up with the fleet"
+        ),
+        CatchUp::Failed(error) => {
+            tracing::error!(%error, "cannot catch up with the fleet; this node is diverged")
+        }
+    }
 }
 
 /// The admin token: given, read from a file, or none.

@@ -39,6 +39,20 @@ pub enum AgentMsg {
     /// This node's [`NodeStatus`].
     #[rpc]
     Status(RpcReplyPort<String>),
+    /// The config this node runs and its fleet generation, as a [`CurrentConfig`]: what a
+    /// node that missed a commit catches up to.
+    #[rpc]
+    Current(RpcReplyPort<String>),
+}
+
+/// The config a node runs, for a node catching up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrentConfig {
+    /// The fleet generation it runs.
+    pub fleet_generation: u64,
+    /// The config, as a document (`${VAR}` unexpanded).
+    pub config: Option<serde_json::Value>,
 }
 
 /// A node's answer to a prepare.
@@ -177,6 +191,16 @@ impl Actor for Agent {
             }
             AgentMsg::Status(reply) => {
                 let _ = reply.send(to_json(&state.status().await));
+            }
+            AgentMsg::Current(reply) => {
+                let current = CurrentConfig {
+                    fleet_generation: state.fleet_generation,
+                    config: state
+                        .runtime
+                        .live_config()
+                        .map(|(_, config)| config.to_document()),
+                };
+                let _ = reply.send(to_json(&current));
             }
         }
         Ok(())

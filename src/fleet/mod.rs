@@ -24,8 +24,8 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::{NetworkStream, NodeServer, NodeServerMessage};
 
-pub use agent::{CommitAnswer, NodeStatus, PrepareAnswer};
-pub use reload::{FleetReloadAnswer, FleetStatus, NodeReport};
+pub use agent::{CommitAnswer, CurrentConfig, NodeStatus, PrepareAnswer};
+pub use reload::{CatchUp, FleetReloadAnswer, FleetStatus, NodeReport};
 
 use crate::runtime::Runtime;
 
@@ -121,7 +121,8 @@ impl Fleet {
             name: name.clone(),
             runtime,
         };
-        let (agent, _) = Actor::spawn(None, agent::Agent, args)
+        // Named after the node, a name that peers see on its remote reference too.
+        let (agent, _) = Actor::spawn(Some(name.clone()), agent::Agent, args)
             .await
             .map_err(|e| FleetError::Spawn(e.to_string()))?;
         for peer in &settings.peers {
@@ -130,7 +131,7 @@ impl Fleet {
             }
         }
         tracing::info!(cluster = %address, peers = settings.peers.len(), "joined the fleet");
-        Ok(Fleet {
+        let fleet = Fleet {
             name,
             address,
             node,
@@ -138,7 +139,22 @@ impl Fleet {
             accept,
             call_timeout: settings.call_timeout,
             coordinating: tokio::sync::Mutex::new(()),
-        })
+        };
+        Ok(fleet)
+    }
+
+    /// Waits (up to `within`) for another node to be visible, then brings this node to the
+    /// fleet's config if the fleet moved on while it was away. What a node does when it
+    /// (re)joins; returns what it did.
+    pub async fn catch_up(&self, within: Duration) -> CatchUp {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.agents().len() < 2 {
+            if tokio::time::Instant::now() >= deadline {
+                return CatchUp::Alone;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.catch_up_now().await
     }
 
     /// This node's name in the fleet (its cluster address).

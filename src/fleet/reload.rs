@@ -70,13 +70,95 @@ pub struct FleetStatus {
 
 type Agent = ActorRef<AgentMsg>;
 
+/// What a node did when it looked at the fleet on joining.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatchUp {
+    /// No other node was visible.
+    Alone,
+    /// It was on the fleet's generation already.
+    Current,
+    /// It reloaded to the config of a node ahead of it.
+    Reloaded {
+        /// The node it took the config from.
+        from: String,
+        /// The fleet generation it is on now.
+        fleet_generation: u64,
+        /// Its reload.
+        answer: CommitAnswer,
+    },
+    /// It is behind, and could not catch up: reported as diverged in fleet status.
+    Failed(String),
+}
+
 impl Fleet {
     /// The agents of every node now joined, this one included.
-    fn agents(&self) -> Vec<Agent> {
+    pub(super) fn agents(&self) -> Vec<Agent> {
         ractor::pg::get_members(&GROUP.to_owned())
             .into_iter()
             .map(Agent::from)
             .collect()
+    }
+
+    /// Brings this node to the config of the node furthest ahead, if that is ahead of it.
+    pub(super) async fn catch_up_now(&self) -> CatchUp {
+        let status = self.status().await;
+        let own = status
+            .nodes
+            .iter()
+            .find(|n| n.node == self.name)
+            .map_or(0, |n| n.fleet_generation);
+        let Some(ahead) = status
+            .nodes
+            .iter()
+            .filter(|n| n.node != self.name)
+            .max_by_key(|n| n.fleet_generation)
+            .filter(|n| n.fleet_generation > own)
+        else {
+            return CatchUp::Current;
+        };
+        let timeout_ms = self.call_timeout.as_millis() as u64;
+        let agents = self.agents();
+        let named = |name: &str| {
+            agents
+                .iter()
+                .find(|a| a.get_name().as_deref() == Some(name))
+                .cloned()
+        };
+        let (Some(source), Some(local)) = (named(&ahead.node), named(&self.name)) else {
+            return CatchUp::Failed(format!("node {} left before it could be asked", ahead.node));
+        };
+        let current = ractor::call_t!(source, AgentMsg::Current, timeout_ms)
+            .ok()
+            .and_then(|json| serde_json::from_str::<super::CurrentConfig>(&json).ok());
+        let Some(super::CurrentConfig {
+            fleet_generation,
+            config: Some(config),
+        }) = current
+        else {
+            return CatchUp::Failed(format!("node {} did not give its config", ahead.node));
+        };
+        let answer = ractor::call_t!(
+            local,
+            AgentMsg::Reload,
+            timeout_ms,
+            config.to_string(),
+            fleet_generation
+        );
+        let answer = parse_commit(answer.ok(), &self.name);
+        if matches!(answer.outcome.as_str(), "activated" | "unchanged") {
+            CatchUp::Reloaded {
+                from: ahead.node.clone(),
+                fleet_generation,
+                answer,
+            }
+        } else {
+            CatchUp::Failed(format!(
+                "reloading to the config of node {} ended {}: {}",
+                ahead.node,
+                answer.outcome,
+                answer.error.unwrap_or_default()
+            ))
+        }
     }
 
     /// Every node's status, and whether they agree.
@@ -185,6 +267,28 @@ impl Fleet {
                 .as_ref()
                 .is_some_and(|c| matches!(c.outcome.as_str(), "activated" | "unchanged"))
         };
+        let lost = |report: &NodeReport| {
+            report
+                .commit
+                .as_ref()
+                .is_some_and(|c| c.outcome == "unreachable")
+        };
+        let failed = reports
+            .iter()
+            .any(|(_, _, report)| !committed(report) && !lost(report));
+        if !failed && reports.iter().any(|(_, _, report)| lost(report)) {
+            // The commit was sent; a node that left before answering catches up when it
+            // returns. Until then the fleet is diverged, and fleet status shows it.
+            tracing::warn!(
+                fleet_generation = next,
+                "fleet reload committed, but a node left before answering"
+            );
+            return FleetReloadAnswer {
+                status: "diverged".into(),
+                fleet_generation: next,
+                nodes: reports.into_iter().map(|(_, _, report)| report).collect(),
+            };
+        }
         if reports.iter().all(|(_, _, report)| committed(report)) {
             tracing::info!(
                 fleet_generation = next,
@@ -201,6 +305,10 @@ impl Fleet {
         // ran before, so the fleet ends on one version.
         let mut diverged = false;
         for (agent, prepare, report) in reports.iter_mut() {
+            if lost(report) {
+                diverged = true; // it may have activated; it catches up when it returns
+                continue;
+            }
             if !committed(report) {
                 continue;
             }

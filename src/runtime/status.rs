@@ -33,6 +33,8 @@ pub struct RuntimeStatus {
     pub queued_reloads: usize,
     /// Actors under the Supervisor now (the Active, plus Candidates still building).
     pub child_actors: usize,
+    /// Configs built by a prepare and held for their commit (a fleet reload's first phase).
+    pub prepared: usize,
     /// Failed restore attempts since the runtime became degraded.
     pub restore_attempts: u32,
     /// The plugin instances, in start order.
@@ -77,6 +79,7 @@ impl RuntimeStatus {
             in_flight: slot.current_in_flight(),
             queued_reloads: supervisor.queued,
             child_actors: supervisor.child_actors,
+            prepared: supervisor.prepared,
             restore_attempts: supervisor.restore_attempts,
         }
     }
