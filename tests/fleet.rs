@@ -230,6 +230,22 @@ async fn a_good_config_activates_on_every_node_and_the_fleet_agrees() {
         })
         .collect();
     assert_eq!(generations, [(2, 1); 3]);
+    // Each node's own status shows its fleet generation beside its config hash.
+    for node in &fleet.nodes {
+        let status = node.engine_status().await;
+        assert_eq!(
+            (
+                status["fleet"]["node"].as_str(),
+                status["fleet"]["fleetGeneration"].as_u64()
+            ),
+            (Some(node.cluster.as_str()), Some(1)),
+            "{status}"
+        );
+        assert_eq!(
+            status["configHash"],
+            answer["nodes"][0]["prepare"]["fingerprint"]
+        );
+    }
     // A per-node reload still works, and shows up as a fleet that disagrees.
     let (code, _) = request_with(
         "POST",

@@ -73,11 +73,23 @@ fn with_etag(mut response: Response, generation: u64) -> Response {
 }
 
 /// `GET /api/v1/admin/engine/status`, with the generation as `ETag`.
-pub(super) async fn status(Attached(runtime): Attached) -> Response {
+pub(super) async fn status(
+    State(state): State<AdminState>,
+    Attached(runtime): Attached,
+) -> Response {
     match runtime.status().await {
         Ok(status) => {
             let generation = status.generation;
-            let body = serde_json::to_value(status).unwrap_or_default();
+            #[allow(unused_mut)]
+            let mut body = serde_json::to_value(status).unwrap_or_default();
+            #[cfg(feature = "fleet")]
+            if let Some(fleet) = state.fleet.get() {
+                // With configHash beside it: which fleet reload this node runs, and what.
+                body["fleet"] =
+                    json!({"node": fleet.name(), "fleetGeneration": fleet.fleet_generation()});
+            }
+            #[cfg(not(feature = "fleet"))]
+            let _ = &state;
             with_etag(json(StatusCode::OK, body), generation)
         }
         Err(_) => stopped(),

@@ -5,6 +5,7 @@
 //! (JSON where there is structure): ractor_cluster serializes each variant by name.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -115,6 +116,8 @@ pub struct NodeStatus {
 pub struct AgentArgs {
     pub(super) name: String,
     pub(super) runtime: Arc<Runtime>,
+    /// The fleet generation this node is on, shared with [`super::Fleet`] for status.
+    pub(super) fleet_generation: Arc<AtomicU64>,
 }
 
 /// The agent's state: the runtime it speaks for, and the prepare it holds for a coordinator.
@@ -124,7 +127,7 @@ pub struct AgentState {
     /// The ticket held for a coordinator, and until when: while it is held, another
     /// coordinator's prepare is refused, so one fleet reload runs at a time.
     held: Option<(u64, String, Instant)>,
-    fleet_generation: u64,
+    fleet_generation: Arc<AtomicU64>,
 }
 
 /// The fleet agent actor.
@@ -145,7 +148,7 @@ impl Actor for Agent {
             name: args.name,
             runtime: args.runtime,
             held: None,
-            fleet_generation: 0,
+            fleet_generation: args.fleet_generation,
         })
     }
 
@@ -194,7 +197,7 @@ impl Actor for Agent {
             }
             AgentMsg::Current(reply) => {
                 let current = CurrentConfig {
-                    fleet_generation: state.fleet_generation,
+                    fleet_generation: state.fleet_generation.load(Ordering::SeqCst),
                     config: state
                         .runtime
                         .live_config()
@@ -221,7 +224,7 @@ impl AgentState {
             fingerprint: None,
             error: None,
             previous: None,
-            fleet_generation: self.fleet_generation,
+            fleet_generation: self.fleet_generation.load(Ordering::SeqCst),
         };
         if let Some((_, holder, until)) = &self.held
             && *until > Instant::now()
@@ -260,7 +263,8 @@ impl AgentState {
         match record {
             Ok(record) => {
                 if matches!(record.outcome.name(), "activated" | "unchanged") {
-                    self.fleet_generation = fleet_generation;
+                    self.fleet_generation
+                        .store(fleet_generation, Ordering::SeqCst);
                 }
                 CommitAnswer {
                     node: self.name.clone(),
@@ -283,7 +287,7 @@ impl AgentState {
         NodeStatus {
             node: self.name.clone(),
             generation: status.as_ref().map_or(0, |s| s.generation),
-            fleet_generation: self.fleet_generation,
+            fleet_generation: self.fleet_generation.load(Ordering::SeqCst),
             fingerprint: status.as_ref().and_then(|s| s.config_hash.clone()),
             last_outcome: status
                 .as_ref()

@@ -19,6 +19,7 @@ mod reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
@@ -69,6 +70,7 @@ pub struct Fleet {
     agent: ActorRef<agent::AgentMsg>,
     accept: tokio::task::JoinHandle<()>,
     call_timeout: Duration,
+    fleet_generation: Arc<AtomicU64>,
     /// One fleet reload at a time from this node (other coordinators are refused by the
     /// agents that a reload holds).
     coordinating: tokio::sync::Mutex<()>,
@@ -117,9 +119,11 @@ impl Fleet {
             .await
             .map_err(|e| FleetError::Spawn(e.to_string()))?;
         let accept = tokio::spawn(accept_loop(listener, node.clone()));
+        let fleet_generation = Arc::new(AtomicU64::new(0));
         let args = agent::AgentArgs {
             name: name.clone(),
             runtime,
+            fleet_generation: fleet_generation.clone(),
         };
         // Named after the node, a name that peers see on its remote reference too.
         let (agent, _) = Actor::spawn(Some(name.clone()), agent::Agent, args)
@@ -138,6 +142,7 @@ impl Fleet {
             agent,
             accept,
             call_timeout: settings.call_timeout,
+            fleet_generation,
             coordinating: tokio::sync::Mutex::new(()),
         };
         Ok(fleet)
@@ -160,6 +165,11 @@ impl Fleet {
     /// This node's name in the fleet (its cluster address).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The fleet generation this node last committed (0 before any fleet reload).
+    pub fn fleet_generation(&self) -> u64 {
+        self.fleet_generation.load(Ordering::SeqCst)
     }
 
     /// Where this node accepts cluster connections.
