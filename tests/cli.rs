@@ -133,14 +133,12 @@ fn validate_learns_the_step_types_a_process_plugin_offers() {
 
 #[test]
 fn validate_binds_nothing_and_a_missing_file_is_a_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Held from the start: releasing a free port and binding it again races with every other
+    // test that binds one.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
     let config =
         TempConfig::new(&HELLO_EPHEMERAL.replace("127.0.0.1:0", &format!("127.0.0.1:{port}")));
-    let holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let (code, stdout, _) = swapvisor(&["validate", config.as_str()]);
     assert_eq!(
         code, 0,

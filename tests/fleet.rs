@@ -35,18 +35,11 @@ struct Node {
     cluster: String,
 }
 
-fn free_port() -> u16 {
-    // Picked by the system and released at once: the node binds it right after.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Node {
     fn start(cookie: &std::path::Path, peers: &[&str], env: &[(&str, &str)]) -> Node {
-        let port = free_port().to_string();
+        // PORT=0: every node's server gets an ephemeral port of its own from one config text
+        // (and keeps it across reloads: the server's name stays).
+        let port = "0".to_owned();
         let config = TempConfig::new(&config("v1", ""));
         let mut args = vec![
             "run",
@@ -303,14 +296,14 @@ async fn a_node_that_cannot_build_the_config_aborts_the_reload_everywhere() {
 
 #[tokio::test]
 async fn a_node_that_fails_to_start_returns_the_fleet_to_the_previous_version() {
-    // The new config moves each node to the port its NEXT_PORT names; the third node's is
-    // held by this test, so that node's start fails and its own reload rolls back.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let taken = taken.local_addr().unwrap().port().to_string();
-    let (first, second) = (free_port().to_string(), free_port().to_string());
+    // The new config moves each node to the port its NEXT_PORT names: an ephemeral one (the
+    // same socket) for two of them, and for the third a port this test holds, so that node's
+    // start fails and its own reload rolls back.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port().to_string();
     let env: [&[(&str, &str)]; 3] = [
-        &[("NEXT_PORT", first.as_str())],
-        &[("NEXT_PORT", second.as_str())],
+        &[("NEXT_PORT", "0")],
+        &[("NEXT_PORT", "0")],
         &[("NEXT_PORT", taken.as_str())],
     ];
     let fleet = Fleet::start(3, &env).await;
@@ -503,4 +496,43 @@ async fn twenty_fleet_reloads_under_load_fail_no_request() {
         assert_eq!(connections, 1, "a connection was closed by a reload");
     }
     assert_eq!(fleet.versions().await, ["v21", "v21", "v21"]);
+}
+
+#[tokio::test]
+async fn two_coordinators_at_once_never_both_commit() {
+    let fleet = Fleet::start(3, &[]).await;
+    // Both prepares take a second on every node, so they overlap.
+    let slow = |version: &str| {
+        config(
+            version,
+            "  - { name: slow, type: fault.inject, config: { failOn: build, mode: slow, delay: 1s } }",
+        )
+    };
+    let first = reload_in_background(&fleet, slow("v2"));
+    let second = tokio::spawn({
+        let url = format!("{}/api/v1/admin/fleet/reload", fleet.nodes[1].admin);
+        let text = slow("v3");
+        async move { request_with("POST", &url, &[], text).await.unwrap() }
+    });
+    let (first, second) = (first.await.unwrap().1, second.await.unwrap().1);
+    let outcomes = [first["status"].clone(), second["status"].clone()];
+    assert!(
+        outcomes.iter().filter(|s| **s == "activated").count() <= 1,
+        "both committed: {first} {second}"
+    );
+    // The one that did not commit was refused by nodes the other held.
+    let refused = [&first, &second]
+        .into_iter()
+        .find(|answer| answer["status"] == "aborted")
+        .unwrap_or_else(|| panic!("neither aborted: {first} {second}"));
+    assert!(
+        refused["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["prepare"]["status"] == "busy"),
+        "{refused}"
+    );
+    let status = fleet.status().await;
+    assert_eq!(status["agreed"], true, "{status}");
 }
