@@ -26,6 +26,16 @@ pipelines:
         config: { status: 200, body: { message: "{{ greet.message }}", version: "v1" } }
 "#;
 
+/// The step types `Registry::with_builtins` registers, sorted.
+const BUILTIN_STEP_TYPES: [&str; 6] = [
+    "step.delay",
+    "step.fail",
+    "step.json_response",
+    "step.log",
+    "step.plugin_call",
+    "step.set",
+];
+
 fn swapvisor(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_swapvisor"))
         .args(args)
@@ -95,7 +105,7 @@ fn validate_a_good_config_prints_the_types_it_uses() {
         json!({
             "status": "build_ok",
             "moduleTypes": ["fault.inject", "http.server"],
-            "stepTypes": ["step.delay", "step.fail", "step.json_response", "step.log", "step.plugin_call", "step.set"],
+            "stepTypes": BUILTIN_STEP_TYPES,
             "triggerTypes": ["http", "schedule"],
             "usedTypes": {
                 "moduleTypes": ["http.server"],
@@ -119,15 +129,12 @@ fn validate_learns_the_step_types_a_process_plugin_offers() {
     // What the candidate offers: the built-in steps and the plugin's.
     assert_eq!(
         verdict["stepTypes"],
-        json!([
-            "counter.add",
-            "step.delay",
-            "step.fail",
-            "step.json_response",
-            "step.log",
-            "step.plugin_call",
-            "step.set"
-        ])
+        json!(
+            ["counter.add"]
+                .into_iter()
+                .chain(BUILTIN_STEP_TYPES)
+                .collect::<Vec<_>>()
+        )
     );
 }
 
@@ -172,17 +179,7 @@ fn types_lists_the_builtin_types() {
             .collect()
     };
     assert_eq!(names("moduleTypes"), ["fault.inject", "http.server"]);
-    assert_eq!(
-        names("stepTypes"),
-        [
-            "step.delay",
-            "step.fail",
-            "step.json_response",
-            "step.log",
-            "step.plugin_call",
-            "step.set"
-        ]
-    );
+    assert_eq!(names("stepTypes"), BUILTIN_STEP_TYPES);
     assert_eq!(names("triggerTypes"), ["http", "schedule"]);
     assert_eq!(names("pluginKinds"), ["counter", "process"]);
     assert_eq!(listed["moduleTypes"][0]["contributor"], "core");

@@ -7,8 +7,7 @@ use serde_json::json;
 
 use super::AdminState;
 use super::extract::Body;
-use super::handlers::json;
-use crate::config::read_file;
+use super::handlers::{SourceError, config_source, json, no_config_file};
 
 fn not_in_a_fleet() -> Response {
     json(
@@ -23,24 +22,15 @@ pub(super) async fn reload(State(state): State<AdminState>, Body(body): Body) ->
     let Some(fleet) = state.fleet.get().cloned() else {
         return not_in_a_fleet();
     };
-    let source = if body.is_empty() {
-        match state.config_path.as_deref().map(read_file) {
-            Some(Ok(source)) => source,
-            Some(Err(error)) => {
-                return json(
-                    StatusCode::BAD_REQUEST,
-                    json!({"status": "build_failed", "error": error.to_string()}),
-                );
-            }
-            None => {
-                return json(
-                    StatusCode::BAD_REQUEST,
-                    json!({"status": "build_failed", "error": "the body is empty and there is no config file"}),
-                );
-            }
+    let source = match config_source(&state, body) {
+        Ok(source) => source,
+        Err(SourceError::NoFile) => return no_config_file(),
+        Err(SourceError::Unread(error)) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                json!({"status": "build_failed", "error": error.to_string()}),
+            );
         }
-    } else {
-        body.to_vec()
     };
     let answer = fleet.reload(&String::from_utf8_lossy(&source)).await;
     let code = match answer.status.as_str() {

@@ -80,16 +80,11 @@ pub(super) async fn status(
     match runtime.status().await {
         Ok(status) => {
             let generation = status.generation;
-            #[allow(unused_mut)]
             let mut body = serde_json::to_value(status).unwrap_or_default();
-            #[cfg(feature = "fleet")]
-            if let Some(fleet) = state.fleet.get() {
-                // With configHash beside it: which fleet reload this node runs, and what.
-                body["fleet"] =
-                    json!({"node": fleet.name(), "fleetGeneration": fleet.fleet_generation()});
+            if let Some(fleet) = state.fleet_summary() {
+                // Beside configHash: which fleet reload this node runs.
+                body["fleet"] = fleet;
             }
-            #[cfg(not(feature = "fleet"))]
-            let _ = &state;
             with_etag(json(StatusCode::OK, body), generation)
         }
         Err(_) => stopped(),
@@ -166,19 +161,10 @@ pub(super) async fn reload(
     IfMatch(expected): IfMatch,
     Body(body): Body,
 ) -> Response {
-    let source = if body.is_empty() {
-        let Some(path) = &state.config_path else {
-            return json(
-                StatusCode::BAD_REQUEST,
-                json!({"status": "build_failed", "error": "the body is empty and there is no config file to reload from"}),
-            );
-        };
-        match read_file(path) {
-            Ok(source) => source,
-            Err(error) => return reload_answer_for_unread(&runtime, error).await,
-        }
-    } else {
-        body.to_vec()
+    let source = match config_source(&state, body) {
+        Ok(source) => source,
+        Err(SourceError::NoFile) => return no_config_file(),
+        Err(SourceError::Unread(error)) => return reload_answer_for_unread(&runtime, error).await,
     };
     let mut request = Reload::new(source).from(Origin::Admin);
     request.expected_generation = expected;
@@ -186,6 +172,34 @@ pub(super) async fn reload(
         Ok(record) => reload_answer(&record),
         Err(_) => stopped(),
     }
+}
+
+/// Why a reload has no config to build.
+pub(super) enum SourceError {
+    /// The body is empty and the runtime was not started from a file.
+    NoFile,
+    /// The body is empty and the config file cannot be read.
+    Unread(LoadError),
+}
+
+/// A reload's config: the body, or the config file when the body is empty.
+pub(super) fn config_source(
+    state: &AdminState,
+    body: bytes::Bytes,
+) -> Result<Vec<u8>, SourceError> {
+    if !body.is_empty() {
+        return Ok(body.to_vec());
+    }
+    let path = state.config_path.as_ref().ok_or(SourceError::NoFile)?;
+    read_file(path).map_err(SourceError::Unread)
+}
+
+/// 400 for an empty reload body with no config file to reload from.
+pub(super) fn no_config_file() -> Response {
+    json(
+        StatusCode::BAD_REQUEST,
+        json!({"status": "build_failed", "error": "the body is empty and there is no config file to reload from"}),
+    )
 }
 
 async fn reload_answer_for_unread(runtime: &Runtime, error: LoadError) -> Response {

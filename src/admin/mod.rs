@@ -21,12 +21,6 @@
 mod extract;
 #[cfg(feature = "fleet")]
 mod fleet_routes;
-#[cfg(not(feature = "fleet"))]
-mod fleet_routes {
-    //! Without the `fleet` feature the fleet endpoints answer 404.
-    pub(super) use super::handlers::not_found as reload;
-    pub(super) use super::handlers::not_found as status;
-}
 mod handlers;
 mod metrics;
 
@@ -88,6 +82,18 @@ impl AdminState {
         let _ = self.runtime.set(runtime);
     }
 
+    /// `{"node", "fleetGeneration"}` of the fleet this node is in, for its status.
+    fn fleet_summary(&self) -> Option<serde_json::Value> {
+        #[cfg(feature = "fleet")]
+        if let Some(fleet) = self.fleet.get() {
+            return Some(serde_json::json!({
+                "node": fleet.name(),
+                "fleetGeneration": fleet.fleet_generation(),
+            }));
+        }
+        None
+    }
+
     /// The runtime, once attached.
     fn runtime(&self) -> Option<&Arc<Runtime>> {
         self.runtime.get()
@@ -133,7 +139,7 @@ pub async fn bind(
 
 /// The admin API's routes.
 fn router(state: AdminState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
@@ -148,9 +154,13 @@ fn router(state: AdminState) -> Router {
         .route(
             "/api/v1/admin/plugins/{name}/reload",
             post(handlers::reload_plugin),
-        )
+        );
+    // Without the `fleet` feature the fallback answers these paths 404.
+    #[cfg(feature = "fleet")]
+    let routes = routes
         .route("/api/v1/admin/fleet/reload", post(fleet_routes::reload))
-        .route("/api/v1/admin/fleet/status", get(fleet_routes::status))
+        .route("/api/v1/admin/fleet/status", get(fleet_routes::status));
+    routes
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -52,6 +52,14 @@ pub struct ReloadArgs {
     target: AdminTarget,
 }
 
+impl ReloadArgs {
+    /// FILE's content, or an empty body (the instance reloads its own file); a FILE that
+    /// cannot be read is the exit code.
+    fn body(&self) -> Result<Vec<u8>, u8> {
+        self.file.as_deref().map_or(Ok(Vec::new()), read)
+    }
+}
+
 /// `swapvisor status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -84,12 +92,9 @@ pub enum FleetCommand {
 pub async fn fleet(command: FleetCommand) -> u8 {
     match command {
         FleetCommand::Reload(args) => {
-            let body = match &args.file {
-                Some(path) => match read(path) {
-                    Ok(body) => body,
-                    Err(code) => return code,
-                },
-                None => Vec::new(),
+            let body = match args.body() {
+                Ok(body) => body,
+                Err(code) => return code,
             };
             let answer = call(
                 &args.target,
@@ -118,12 +123,9 @@ pub async fn fleet(command: FleetCommand) -> u8 {
 }
 
 pub async fn reload(args: ReloadArgs) -> u8 {
-    let body = match &args.file {
-        Some(path) => match read(path) {
-            Ok(body) => body,
-            Err(code) => return code,
-        },
-        None => Vec::new(),
+    let body = match args.body() {
+        Ok(body) => body,
+        Err(code) => return code,
     };
     let if_match = args.if_match.map(|g| format!("\"{g}\""));
     let answer = call(

@@ -96,6 +96,13 @@ pub struct CommitAnswer {
     pub error: Option<String>,
 }
 
+impl CommitAnswer {
+    /// True when the node runs the config afterwards: it activated, or already ran it.
+    pub fn took_effect(&self) -> bool {
+        matches!(self.outcome.as_str(), "activated" | "unchanged")
+    }
+}
+
 /// One node as the fleet sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -164,25 +171,13 @@ impl Actor for Agent {
                 let _ = reply.send(to_json(&answer));
             }
             AgentMsg::Commit(ticket, fleet_generation, reply) => {
-                if state
-                    .held
-                    .as_ref()
-                    .is_some_and(|(held, ..)| *held == ticket)
-                {
-                    state.held = None;
-                }
+                state.release(ticket);
                 let record = state.runtime.commit(CommitRequest::new(ticket)).await;
                 let answer = state.answer(record, fleet_generation);
                 let _ = reply.send(to_json(&answer));
             }
             AgentMsg::Abort(ticket, reply) => {
-                if state
-                    .held
-                    .as_ref()
-                    .is_some_and(|(held, ..)| *held == ticket)
-                {
-                    state.held = None;
-                }
+                state.release(ticket);
                 let _ = reply.send(state.runtime.abort(ticket).await.unwrap_or(false));
             }
             AgentMsg::Reload(source, fleet_generation, reply) => {
@@ -211,6 +206,13 @@ impl Actor for Agent {
 }
 
 impl AgentState {
+    /// Frees this node for other coordinators once `ticket` is committed or aborted.
+    fn release(&mut self, ticket: u64) {
+        if self.held.as_ref().is_some_and(|(held, ..)| *held == ticket) {
+            self.held = None;
+        }
+    }
+
     async fn prepare(
         &mut self,
         source: String,
@@ -262,16 +264,17 @@ impl AgentState {
     ) -> CommitAnswer {
         match record {
             Ok(record) => {
-                if matches!(record.outcome.name(), "activated" | "unchanged") {
-                    self.fleet_generation
-                        .store(fleet_generation, Ordering::SeqCst);
-                }
-                CommitAnswer {
+                let answer = CommitAnswer {
                     node: self.name.clone(),
                     outcome: record.outcome.name().to_owned(),
                     generation: record.generation,
                     error: record.outcome.error().map(str::to_owned),
+                };
+                if answer.took_effect() {
+                    self.fleet_generation
+                        .store(fleet_generation, Ordering::SeqCst);
                 }
+                answer
             }
             Err(error) => CommitAnswer {
                 node: self.name.clone(),

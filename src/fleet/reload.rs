@@ -145,7 +145,7 @@ impl Fleet {
             fleet_generation
         );
         let answer = parse_commit(answer.ok(), &self.name);
-        if matches!(answer.outcome.as_str(), "activated" | "unchanged") {
+        if answer.took_effect() {
             CatchUp::Reloaded {
                 from: ahead.node.clone(),
                 fleet_generation,
@@ -265,7 +265,7 @@ impl Fleet {
             report
                 .commit
                 .as_ref()
-                .is_some_and(|c| matches!(c.outcome.as_str(), "activated" | "unchanged"))
+                .is_some_and(CommitAnswer::took_effect)
         };
         let lost = |report: &NodeReport| {
             report
@@ -324,7 +324,7 @@ impl Fleet {
                 fleet_generation
             );
             let rollback = parse_commit(answer.ok(), &report.node);
-            diverged |= !matches!(rollback.outcome.as_str(), "activated" | "unchanged");
+            diverged |= !rollback.took_effect();
             report.rollback = Some(rollback);
         }
         tracing::warn!(diverged, "fleet reload rolled back: a node failed to start");
