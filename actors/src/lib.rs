@@ -126,6 +126,7 @@
 mod active;
 mod backoff;
 mod candidate;
+mod changes;
 pub mod guard;
 mod hibernating;
 mod mode;
@@ -136,6 +137,7 @@ mod supervisor;
 mod unit;
 
 pub use backoff::Backoff;
+pub use changes::{Changes, PartChanges};
 pub use hibernating::{HibernatingSupervisor, SupervisorUnavailable};
 pub use mode::SwapMode;
 pub use outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
+use crate::changes::Changes;
 use crate::unit::Stage;
 
 /// What became of one reload request.
@@ -176,6 +177,9 @@ pub struct ReloadRecord {
     pub generation: u64,
     /// The candidate's fingerprint (config hash), when it was built.
     pub fingerprint: Option<String>,
+    /// What the candidate changes against the unit live when it was built
+    /// ([`Unit::changes`](crate::Unit::changes)), when it was built and can tell.
+    pub changes: Option<Changes>,
     /// When the request was taken up.
     pub started_at: SystemTime,
     /// How long each stage took.
@@ -191,6 +195,7 @@ impl ReloadRecord {
             outcome,
             generation,
             fingerprint: None,
+            changes: None,
             started_at: SystemTime::now(),
             timings: StageTimings::default(),
         }
@@ -221,7 +226,7 @@ impl Serialize for StageTimings {
 }
 
 /// `{"id", "origin", "outcome", "stage"?, "error"?, "restoreError"?, "generation",
-/// "fingerprint"?, "startedAtMs", "durationsMs"}`.
+/// "fingerprint"?, "changes"?, "startedAtMs", "durationsMs"}`.
 impl Serialize for ReloadRecord {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -252,6 +257,9 @@ impl Serialize for ReloadRecord {
         map.serialize_entry("generation", &self.generation)?;
         if let Some(fingerprint) = &self.fingerprint {
             map.serialize_entry("fingerprint", fingerprint)?;
+        }
+        if let Some(changes) = &self.changes {
+            map.serialize_entry("changes", changes)?;
         }
         let started = self
             .started_at

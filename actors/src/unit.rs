@@ -65,6 +65,13 @@ pub trait Unit: Sized + Send + Sync + 'static {
         None
     }
 
+    /// What this unit changes against the one live when it was built, for units made of named
+    /// parts (see [`Changes`](crate::Changes)). Recorded with the reload; `None` (the default)
+    /// when the unit cannot tell.
+    fn changes(&self) -> Option<crate::Changes> {
+        None
+    }
+
     /// What try-activate reports for this unit.
     fn summary(&self) -> Self::Summary;
 

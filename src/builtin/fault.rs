@@ -110,6 +110,12 @@ fn stage_name(stage: FaultStage) -> &'static str {
 }
 
 impl Module for FaultInject {
+    // A fault module exists to be exercised by every reload it is part of: carried over, its
+    // build, start and stop faults would silently not happen.
+    fn carry_over(&self) -> bool {
+        false
+    }
+
     fn prepare(&self) -> BoxFuture<'_, Result<(), ModuleError>> {
         Box::pin(self.act(FaultStage::Build))
     }

@@ -6,10 +6,11 @@
 //! of its own, whose pool serves that engine.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use futures::future::BoxFuture;
 
+use super::carry::ModulePool;
 use super::requests::RequestMetrics;
 use super::{Engine, EngineInner, json_response};
 use crate::config::{DocumentLimits, SharedEnv, process_env};
@@ -31,6 +32,10 @@ pub struct EngineContext {
     services: Services,
     census: EngineCensus,
     requests: RequestMetrics,
+    /// The module instances running, which a build may carry over.
+    modules: Arc<ModulePool>,
+    /// The engine that last started: what a new build reports its changes against.
+    live: Mutex<Weak<EngineInner>>,
 }
 
 impl std::fmt::Debug for EngineContext {
@@ -61,6 +66,8 @@ impl EngineContext {
             services,
             census: EngineCensus::default(),
             requests: RequestMetrics::default(),
+            modules: Arc::default(),
+            live: Mutex::default(),
         }
     }
 
@@ -116,6 +123,21 @@ impl EngineContext {
     /// Request counts by pipeline, kept across this runtime's engines.
     pub(crate) fn requests(&self) -> &RequestMetrics {
         &self.requests
+    }
+
+    /// The module instances running in this context.
+    pub(super) fn modules(&self) -> &Arc<ModulePool> {
+        &self.modules
+    }
+
+    /// The engine that last started, if it is still around.
+    pub(super) fn live_engine(&self) -> Option<Arc<EngineInner>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).upgrade()
+    }
+
+    /// Notes that `engine` has started: later builds report their changes against it.
+    pub(super) fn started(&self, engine: &Arc<EngineInner>) {
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(engine);
     }
 
     pub(crate) fn census(&self) -> &EngineCensus {

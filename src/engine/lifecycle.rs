@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use swapvisor_actors::guard::{self, Interrupted};
+use swapvisor_actors::guard;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -92,21 +92,21 @@ impl Engine {
                 }
             }
         }
+        let pool = self.inner.context.modules();
         for (k, module) in self.inner.plan.modules.iter().enumerate() {
+            let module = &module.shared;
             let context = ModuleContext {
                 name: module.name.clone(),
                 services: self.inner.context.services().clone(),
             };
-            let started = guard::run(Some(deadline), || module.module.start(&context)).await;
-            let message = match started {
-                Ok(Ok(())) => {
+            // A module carried over from the live engine runs already: this takes a lease.
+            let message = match module.acquire(pool, &context, deadline).await {
+                Ok(()) => {
                     lifecycle.started = k + 1;
                     tracing::debug!(module = %module.name, "module started");
                     continue;
                 }
-                Ok(Err(error)) => error.0,
-                Err(Interrupted::Overran) => "did not start before the start timeout".to_owned(),
-                Err(panicked) => panicked.to_string(),
+                Err(message) => message,
             };
             tracing::warn!(module = %module.name, error = %message, "module failed to start; stopping the modules started before it");
             let rollback_deadline = Instant::now() + self.resolved().settings.reload.stop_timeout;
@@ -131,6 +131,7 @@ impl Engine {
         }
         lifecycle.triggers = Some((stop, tasks));
         self.set_state(EngineState::Running);
+        self.inner.context.started(&self.inner);
         Ok(())
     }
 
@@ -193,18 +194,18 @@ impl Engine {
         deadline: Instant,
     ) -> Result<(), StopError> {
         let mut failures = Vec::new();
+        let pool = self.inner.context.modules();
         while lifecycle.started > 0 {
             lifecycle.started -= 1;
-            let module = &self.inner.plan.modules[lifecycle.started];
-            let stopped = guard::run(Some(deadline), || module.module.stop(deadline)).await;
-            let message = match stopped {
-                Ok(Ok(())) => {
+            let module = &self.inner.plan.modules[lifecycle.started].shared;
+            // Another engine may still hold it (the next one carried it over): then it runs on.
+            let message = match module.release(pool, deadline).await {
+                Ok(true) => {
                     tracing::debug!(module = %module.name, "module stopped");
                     continue;
                 }
-                Ok(Err(error)) => error.0,
-                Err(Interrupted::Overran) => "did not stop before the deadline".to_owned(),
-                Err(panicked) => panicked.to_string(),
+                Ok(false) => continue,
+                Err(message) => message,
             };
             tracing::warn!(module = %module.name, error = %message, "module failed to stop");
             failures.push((module.name.clone(), message));

@@ -39,7 +39,9 @@
 //! # }
 //! ```
 
+mod carry;
 mod context;
+mod diff;
 mod error;
 mod http;
 mod lifecycle;
@@ -53,7 +55,7 @@ mod unit;
 use std::sync::Arc;
 
 use serde_json::Value;
-use swapvisor_actors::guard;
+use swapvisor_actors::{Changes, guard};
 
 pub use error::{BuildError, StartError, StopError};
 pub use http::MAX_BODY_BYTES;
@@ -84,6 +86,8 @@ struct EngineInner {
     config: Arc<Config>,
     hash: String,
     plan: plan::Plan,
+    /// What this engine changes against the engine that last started in its context.
+    changes: Changes,
     context: Arc<EngineContext>,
     lifecycle: tokio::sync::Mutex<lifecycle::Lifecycle>,
     state: std::sync::Mutex<EngineState>,
@@ -141,8 +145,17 @@ impl Engine {
                 (Arc::new(config), errors)
             }
         };
-        let plan = plan::plan(&config, context.registry(), context.requests(), env, errors)?;
-        for module in &plan.modules {
+        let plan = plan::plan(
+            &config,
+            context.registry(),
+            context.requests(),
+            context.modules(),
+            env,
+            errors,
+        )?;
+        // A carried module was prepared when it was built for an earlier engine.
+        for module in plan.modules.iter().filter(|m| !m.carried) {
+            let module = &module.shared;
             let message = match guard::run(None, || module.module.prepare()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => error.0,
@@ -153,10 +166,12 @@ impl Engine {
                 message,
             });
         }
+        let changes = diff::changes(&plan, context.live_engine().as_deref());
         let inner = Arc::new(EngineInner {
             hash: config.hash(),
             config,
             plan,
+            changes,
             context: context.clone(),
             lifecycle: tokio::sync::Mutex::default(),
             state: std::sync::Mutex::new(EngineState::Built),
@@ -190,7 +205,15 @@ impl Engine {
         EngineTypes {
             registered: TypeLists::registered(&self.inner.plan.registry),
             used_types: self.types_used().clone(),
+            changes: None,
         }
+    }
+
+    /// What this engine changes against the engine that last started in the same context (in a
+    /// runtime, the live one when this one was built): the modules and pipelines added,
+    /// changed, removed and kept. Kept modules are carried over: not rebuilt, not restarted.
+    pub fn changes(&self) -> &Changes {
+        &self.inner.changes
     }
 
     /// The names of the pipelines, in document order.

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use swapvisor_actors::guard;
+use swapvisor_actors::{Changes, guard};
 
+use super::carry::{ModulePool, SharedModule, module_keys};
 use super::http::{HttpRouter, RouteError};
 use super::requests::RequestMetrics;
 use super::pipeline::{Pipeline, PipelineStep};
@@ -22,7 +23,7 @@ use crate::config::{
 };
 use crate::extension::template::TemplateScope;
 use crate::extension::{
-    ListenerKey, Module, ModuleBuild, StepBuild, TriggerBinding, TriggerBuild, TriggerTask,
+    ListenerKey, ModuleBuild, StepBuild, TriggerBinding, TriggerBuild, TriggerTask,
 };
 use crate::plugin::PluginPlan;
 use crate::registry::Registry;
@@ -69,12 +70,17 @@ pub struct EngineTypes {
     pub registered: TypeLists,
     /// The types the config uses.
     pub used_types: TypeLists,
+    /// What the config would change against the live engine, for a candidate built in a
+    /// runtime (try-activate); absent for an engine checked on its own (`validate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
 }
 
 pub(crate) struct PlannedModule {
-    pub(crate) name: String,
-    pub(crate) type_name: String,
-    pub(crate) module: Box<dyn Module>,
+    /// The instance: built for this engine, or carried over from a running one.
+    pub(crate) shared: Arc<SharedModule>,
+    /// True when the instance was running in another engine when this one was built.
+    pub(crate) carried: bool,
 }
 
 /// Everything an engine is made of, constructed but not started.
@@ -114,6 +120,7 @@ pub(crate) fn plan(
     config: &Config,
     registry: &Registry,
     requests: &RequestMetrics,
+    pool: &ModulePool,
     env: EnvLookup<'_>,
     mut errors: ConfigErrors,
 ) -> Result<Plan, ConfigErrors> {
@@ -138,8 +145,11 @@ pub(crate) fn plan(
         }
     };
 
-    // Modules, in document order first; reordered for start below.
-    let mut built: Vec<Option<Box<dyn Module>>> = Vec::with_capacity(config.modules.len());
+    // Modules, in document order first; reordered for start below. A module whose running
+    // instance has the same key is carried over instead of built.
+    let order = start_order(&config.modules);
+    let keys = module_keys(&config.modules, order.as_deref());
+    let mut built: Vec<Option<PlannedModule>> = Vec::with_capacity(config.modules.len());
     for (i, module) in config.modules.iter().enumerate() {
         let at = module_place(config, i);
         let Some(factory) = registry.module_factory(&module.type_name) else {
@@ -159,7 +169,19 @@ pub(crate) fn plan(
             built.push(None);
             continue;
         }
+        let contributed = registry
+            .contributor_of("module", &module.type_name)
+            .is_some_and(|c| c.starts_with(PLUGIN_CONTRIBUTOR));
         note_use("module", &module.type_name, at.clone());
+        // A plugin's types are rebuilt always: its code may have changed under the same config.
+        let running = keys[i].as_ref().filter(|_| !contributed);
+        if let Some(shared) = running.and_then(|key| pool.carry(key)) {
+            built.push(Some(PlannedModule {
+                shared,
+                carried: true,
+            }));
+            continue;
+        }
         let config_at = place::field(&at, "config");
         let build = ModuleBuild {
             name: &module.name,
@@ -168,7 +190,10 @@ pub(crate) fn plan(
             place: &config_at,
         };
         match guarded(&config_at, || factory.build(&build)) {
-            Ok(m) => built.push(Some(m)),
+            Ok(m) => built.push(Some(PlannedModule {
+                shared: Arc::new(SharedModule::new(module, keys[i].clone(), m)),
+                carried: false,
+            })),
             Err(e) => {
                 errors.0.extend(e.0);
                 built.push(None);
@@ -181,7 +206,7 @@ pub(crate) fn plan(
     let mut router = HttpRouter::default();
     let mut addresses: HashMap<ListenerKey, &str> = HashMap::new();
     for (i, module) in built.iter().enumerate() {
-        let Some(key) = module.as_deref().and_then(|m| m.http_listener()) else {
+        let Some(key) = module.as_ref().and_then(|m| m.shared.module.http_listener()) else {
             continue;
         };
         let name = config.modules[i].name.as_str();
@@ -334,24 +359,12 @@ pub(crate) fn plan(
         pipelines.push(pipeline);
     }
 
-    let order = start_order(&config.modules);
     if !errors.is_empty() {
         return Err(errors);
     }
     // With no errors every module was built, and without a cycle there is an order.
     let order = order.unwrap_or_default();
-    let mut built: Vec<Option<Box<dyn Module>>> = built;
-    let modules = order
-        .into_iter()
-        .filter_map(|i| {
-            let spec = &config.modules[i];
-            built[i].take().map(|module| PlannedModule {
-                name: spec.name.clone(),
-                type_name: spec.type_name.clone(),
-                module,
-            })
-        })
-        .collect();
+    let modules = order.into_iter().filter_map(|i| built[i].take()).collect();
     Ok(Plan {
         registry: Arc::new(with_plugins),
         plugins: PluginPlan {

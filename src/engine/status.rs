@@ -70,15 +70,15 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, m)| ModuleStatus {
-                name: m.name.clone(),
-                type_name: m.type_name.clone(),
+                name: m.shared.name.clone(),
+                type_name: m.shared.type_name.clone(),
                 state: match started {
                     Some(n) if i < n => "started",
                     Some(_) => "stopped",
                     None if state == EngineState::Running => "started",
                     None => "changing",
                 },
-                details: m.module.status(),
+                details: m.shared.module.status(),
             })
             .collect()
     }

@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use swapvisor_actors::{BuildFailure, SwapSettings, Unit, UnitError};
+use swapvisor_actors::{BuildFailure, Changes, SwapSettings, Unit, UnitError};
 use tokio::time::Instant;
 
 use super::{Engine, EngineContext, EngineTypes};
@@ -86,8 +86,15 @@ impl Unit for Engine {
         Some(self.resolved().config.hash())
     }
 
+    fn changes(&self) -> Option<Changes> {
+        Some(Engine::changes(self).clone())
+    }
+
     fn summary(&self) -> EngineTypes {
-        self.types()
+        EngineTypes {
+            changes: Some(self.changes().clone()),
+            ..self.types()
+        }
     }
 
     fn swap_settings(&self) -> SwapSettings {
@@ -96,9 +103,16 @@ impl Unit for Engine {
 
     fn hold_resources(&self) -> Option<Box<dyn Any + Send + Sync>> {
         let context = &self.inner.context;
+        // The modules this engine carries over stay running while the old engine stops.
+        let stop_timeout = self.resolved().settings.reload.stop_timeout;
+        let modules: Vec<_> = (self.inner.plan.modules.iter())
+            .filter(|m| m.carried)
+            .filter_map(|m| m.shared.hold(context.modules(), stop_timeout))
+            .collect();
         Some(Box::new((
             context.listeners().hold(),
             context.plugins().hold(),
+            modules,
         )))
     }
 }

@@ -41,6 +41,15 @@ pub trait Module: Any + Send + Sync {
         Map::new()
     }
 
+    /// Whether a reload that leaves this module's config (and its dependencies') unchanged may
+    /// carry the running instance into the new engine instead of building and starting a new
+    /// one. True by default: the instance keeps its state and connections across the reload.
+    /// Return false where an unchanged config must still mean a fresh instance (a module that
+    /// reads outside input, such as a file, only when it is built).
+    fn carry_over(&self) -> bool {
+        true
+    }
+
     /// The listener this module serves HTTP on, if it is a server. The engine routes the
     /// `http` triggers that name this module to that listener.
     fn http_listener(&self) -> Option<&ListenerKey> {

@@ -8,8 +8,10 @@ use crate::engine::{BuildError, Engine, EngineTypes};
 /// Whether a config builds, and if so which types the candidate registers and which it uses.
 ///
 /// Serializes as `{"status":"build_ok","moduleTypes":[...],"stepTypes":[...],"triggerTypes":[...],
-/// "usedTypes":{"moduleTypes":[...],...}}` (the top-level lists are the types the candidate
-/// engine registers, the seed contract's answer; lists sorted, empty lists omitted) or
+/// "usedTypes":{"moduleTypes":[...],...},"changes":{"modules":{"added":[...],"changed":[...],
+/// "removed":[...],"kept":[...]},"pipelines":{...}}}` (the top-level lists are the types the candidate
+/// engine registers, the seed contract's answer; lists sorted, empty lists omitted; `changes`
+/// compares the candidate with the live engine, and is absent for `validate`) or
 /// `{"status":"build_failed","error":"..."}`. The answer of the admin API, `validate` and the
 /// Rust API alike.
 ///

@@ -145,6 +145,11 @@ impl Default for Controls {
 struct Toggle(Controls);
 
 impl Module for Toggle {
+    // Steered per start: every engine must start it anew for the switch to take effect.
+    fn carry_over(&self) -> bool {
+        false
+    }
+
     fn start<'a>(&'a self, _context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
         Box::pin(async move {
             self.0
@@ -165,6 +170,11 @@ impl Module for Toggle {
 struct Gated(Controls);
 
 impl Module for Gated {
+    // Gates every build that has it, so it is never carried over from a running engine.
+    fn carry_over(&self) -> bool {
+        false
+    }
+
     fn prepare(&self) -> BoxFuture<'_, Result<(), ModuleError>> {
         Box::pin(async move {
             self.0.build_waiting.notify_waiters();

@@ -115,6 +115,7 @@ impl<U: Unit> SupervisorState<U> {
         let fingerprint = unit.fingerprint();
         current.span.record("config_hash", fingerprint.as_str());
         current.record.fingerprint = Some(fingerprint);
+        current.record.changes = unit.changes();
         current.identity = unit.identity();
         // Restores and reverts always swap: they exist to replace what is (or is not) live.
         let unchanged = matches!(
