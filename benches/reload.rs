@@ -7,9 +7,9 @@
 //!   config serves; `.../serving/direct/N`: build + start (start-first) or stop + build +
 //!   start (stop-first), the old engine's stop left out of the clock in start-first mode;
 //! - `reload <mode>/retired/runtime/N`: until the old engine has also drained and stopped (in
-//!   start-first mode that happens after the answer; the clock stops when status counts the
-//!   retirement, found by asking status in a loop); `.../retired/direct/N`: build + start +
-//!   stop;
+//!   start-first mode that happens after the answer; the clock stops when
+//!   `Runtime::retirements` counts the retirement, read in a loop); `.../retired/direct/N`:
+//!   build + start + stop;
 //! - `try-activate/runtime/N`: build and tear down through the Supervisor;
 //! - `plugin reload/counter`: reloading one counter plugin, with its state migrated.
 //!
@@ -66,13 +66,13 @@ async fn direct_swap(
 /// One reload through the runtime: returns how long until it answered (the new config
 /// serves), and until status counted the old engine's retirement.
 async fn runtime_swap(runtime: &Runtime, next: &Arc<Config>) -> (Duration, Duration) {
-    let retired = runtime.status().await.expect("status").retirements.retired;
+    let retired = runtime.retirements().retired;
     let began = Instant::now();
     let request = ReloadRequest::new(EngineSpec::Config(next.clone()));
     let record = runtime.reload(request).await.expect("answers");
     let serving = began.elapsed();
     assert!(record.outcome.is_activated(), "{:?}", record.outcome);
-    while runtime.status().await.expect("status").retirements.retired == retired {
+    while runtime.retirements().retired == retired {
         tokio::task::yield_now().await;
     }
     (serving, began.elapsed())

@@ -176,7 +176,12 @@ async fn try_activate_answers_200_422_and_400_and_touches_nothing() {
                 "moduleTypes": sorted(registry.module_types()),
                 "stepTypes": sorted(registry.step_types()),
                 "triggerTypes": sorted(registry.trigger_types()),
-                "usedTypes": {"moduleTypes": ["http.server"], "stepTypes": ["step.json_response"], "triggerTypes": ["http"]}
+                "usedTypes": {"moduleTypes": ["http.server"], "stepTypes": ["step.json_response"], "triggerTypes": ["http"]},
+                // Against the live engine: the server would be carried over as it is.
+                "changes": {
+                    "modules": {"added": [], "changed": [], "removed": [], "kept": ["web"]},
+                    "pipelines": {"added": [], "changed": ["hello"], "removed": [], "kept": []}
+                }
             })
         );
         assert!(body["stepTypes"].as_array().unwrap().len() > 1, "{body}");

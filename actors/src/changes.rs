@@ -6,6 +6,7 @@
 //! so that the outcome, status and history show what a reload touched.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -45,12 +46,18 @@ impl PartChanges {
     }
 }
 
-/// The changes of a reload, by kind of part (`modules`, `pipelines`).
+/// The changes of a reload, by kind of part (`modules`, `pipelines`). Cheap to clone: a
+/// reload's record is copied into history and status, and a large unit keeps many parts.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(transparent)]
-pub struct Changes(pub BTreeMap<String, PartChanges>);
+pub struct Changes(Arc<BTreeMap<String, PartChanges>>);
 
 impl Changes {
+    /// The changes, by kind of part.
+    pub fn new(parts: BTreeMap<String, PartChanges>) -> Self {
+        Self(Arc::new(parts))
+    }
+
     /// The changes to the parts of `kind`, if the unit has such parts.
     pub fn of(&self, kind: &str) -> Option<&PartChanges> {
         self.0.get(kind)

@@ -37,10 +37,25 @@ pub fn registry() -> Registry {
 }
 
 /// `modules` no-op modules, a 3-step pipeline answering `version`, and `runtime` settings.
+/// Every module's config names the version, so two versions differ in every module and a
+/// reload between them rebuilds all of them.
 pub fn config(modules: usize, version: &str, runtime: &str) -> Config {
+    config_with(modules, |_| version, version, runtime)
+}
+
+/// Like [`config`], with module `i`'s config naming `module_version(i)`.
+pub fn config_with<'a>(
+    modules: usize,
+    module_version: impl Fn(usize) -> &'a str,
+    version: &str,
+    runtime: &str,
+) -> Config {
     let mut yaml = String::from("modules:\n");
     for i in 0..modules {
-        yaml.push_str(&format!("  - {{ name: m{i}, type: bench.noop }}\n"));
+        let v = module_version(i);
+        yaml.push_str(&format!(
+            "  - {{ name: m{i}, type: bench.noop, config: {{ v: {v} }} }}\n"
+        ));
     }
     if modules == 0 {
         yaml = String::from("modules: []\n");

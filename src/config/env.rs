@@ -48,6 +48,17 @@ pub(crate) fn expand_value(
     }
 }
 
+/// True when some string in `value` has a `$`, so that expanding it may change it (a `${VAR}`
+/// reference or a `$$` escape); a value without one expands to itself.
+pub(crate) fn mentions_env(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('$'),
+        Value::Array(items) => items.iter().any(mentions_env),
+        Value::Object(map) => map.values().any(mentions_env),
+        _ => false,
+    }
+}
+
 /// Expands one string.
 pub(crate) fn expand_str(
     text: &str,

@@ -4,21 +4,23 @@
 //! engine and the runtime read comes from here, so a default is written down exactly once.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 use swapvisor_actors::{Backoff, SwapSettings};
 
-use super::env::{EnvLookup, expand_value};
+use super::env::{EnvLookup, expand_value, mentions_env};
 use super::error::{ConfigErrors, place};
 use super::model::*;
 
 /// A config with `${VAR}` references expanded and every default applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
-    /// The config with its `config:` values expanded. Names and types are as written.
-    pub config: Config,
+    /// The config with its `config:` values expanded. Names and types are as written. The
+    /// same allocation as the config as written when nothing needed expanding.
+    pub config: Arc<Config>,
     /// Runtime settings with defaults applied.
     pub settings: RuntimeSettings,
     /// Restart settings for each plugin in `config.plugins`, in the same order.
@@ -170,56 +172,72 @@ fn expand_tracked(
 /// Resolves `config`, adding problems to `errors`; always returns a best-effort result,
 /// with the items that could not be expanded.
 pub(crate) fn resolve_collecting(
-    config: &Config,
+    config: &Arc<Config>,
     env: EnvLookup<'_>,
     errors: &mut ConfigErrors,
 ) -> (Resolved, Unexpanded) {
     let mut unexpanded = Unexpanded::default();
+    // Shared with the config as written until a value actually expands: most configs have no
+    // `${VAR}` at all, and a large one should not be copied for nothing on every reload.
     let mut resolved = config.clone();
     let mut failed = false;
-    for (i, module) in resolved.modules.iter_mut().enumerate() {
+    for (i, module) in config.modules.iter().enumerate() {
+        if !mentions_env(&module.config) {
+            continue;
+        }
         let at = place::named_item("modules", i, Some(&module.name));
-        module.config = expand_tracked(
+        let expanded = expand_tracked(
             &module.config,
             &place::field(&at, "config"),
             env,
             errors,
             &mut failed,
         );
+        Arc::make_mut(&mut resolved).modules[i].config = expanded;
         if failed {
             unexpanded.modules.insert(i);
         }
     }
-    for (p, pipeline) in resolved.pipelines.iter_mut().enumerate() {
-        let at = place::key("pipelines", &pipeline.name);
-        if let Some(trigger) = &mut pipeline.trigger {
-            let trigger_at = place::field(&place::field(&at, "trigger"), "config");
-            trigger.config = expand_tracked(&trigger.config, &trigger_at, env, errors, &mut failed);
+    for (p, pipeline) in config.pipelines.iter().enumerate() {
+        let at = || place::key("pipelines", &pipeline.name);
+        if let Some(trigger) = pipeline.trigger.as_ref().filter(|t| mentions_env(&t.config)) {
+            let trigger_at = place::field(&place::field(&at(), "trigger"), "config");
+            let expanded = expand_tracked(&trigger.config, &trigger_at, env, errors, &mut failed);
+            if let Some(trigger) = &mut Arc::make_mut(&mut resolved).pipelines[p].trigger {
+                trigger.config = expanded;
+            }
             if failed {
                 unexpanded.triggers.insert(p);
             }
         }
-        let steps_at = place::field(&at, "steps");
-        for (i, step) in pipeline.steps.iter_mut().enumerate() {
-            let step_at = place::named_item(&steps_at, i, Some(&step.name));
-            step.config = expand_tracked(
+        for (i, step) in pipeline.steps.iter().enumerate() {
+            if !mentions_env(&step.config) {
+                continue;
+            }
+            let step_at = place::named_item(&place::field(&at(), "steps"), i, Some(&step.name));
+            let expanded = expand_tracked(
                 &step.config,
                 &place::field(&step_at, "config"),
                 env,
                 errors,
                 &mut failed,
             );
+            Arc::make_mut(&mut resolved).pipelines[p].steps[i].config = expanded;
             if failed {
                 unexpanded.steps.insert((p, i));
             }
         }
     }
-    let mut plugin_restarts = Vec::with_capacity(resolved.plugins.len());
-    for (i, plugin) in resolved.plugins.iter_mut().enumerate() {
-        let at = place::named_item("plugins", i, Some(&plugin.name));
-        let (restart, failed) = resolve_plugin_at(plugin, &at, env, errors);
+    let mut plugin_restarts = Vec::with_capacity(config.plugins.len());
+    for (i, written) in config.plugins.iter().enumerate() {
+        let at = place::named_item("plugins", i, Some(&written.name));
+        let mut plugin = written.clone();
+        let (restart, failed) = resolve_plugin_at(&mut plugin, &at, env, errors);
         if failed {
             unexpanded.plugins.insert(i);
+        }
+        if mentions_env(&written.config) {
+            Arc::make_mut(&mut resolved).plugins[i] = plugin;
         }
         plugin_restarts.push(restart);
     }

@@ -3,9 +3,10 @@
 //! A reload that changes one module of a thousand should cost one module's build and start,
 //! not a thousand. So a module instance is not owned by an engine: it is *shared*, the way a
 //! listener is, and each engine that runs it holds a lease on it. The first lease starts the
-//! module; the last one released stops it. A reload whose new config has a module with the same
-//! [`ModuleKey`] as a running one (same name, type and resolved config, and the same keys for
-//! its dependencies) builds no new instance: the new engine's plan takes the running one. When
+//! module; the last one released stops it. A reload whose new config has a module spec equal to
+//! a running one's (same name, type, resolved config and dependencies) whose dependencies are
+//! all carried over too builds no new instance: the new engine's plan takes the running one
+//! (see [`carried`]). When
 //! the new engine starts, that module already runs, so taking the lease starts nothing; when the
 //! old engine stops, releasing its lease stops nothing the new engine still holds.
 //!
@@ -16,32 +17,33 @@
 //!   old engine stops until the new one has started (or the old one has been restored), so
 //!   "stop first" stops only what changes.
 //!
-//! A module type opts out with [`Module::carry_over`]; types contributed by plugins are always
+//! Comparing specs directly (no hash) means a module is carried only when its spec is equal,
+//! never on a digest collision. A module type opts out with [`Module::carry_over`]; types contributed by plugins are always
 //! rebuilt, since the plugin's code may have changed under the same config.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sha2::{Digest, Sha256};
 use swapvisor_actors::guard::{self, Interrupted};
 use tokio::time::Instant;
 
 use crate::config::ModuleSpec;
 use crate::extension::{Module, ModuleContext};
 
-/// What makes two module instances interchangeable: a digest of the module's name, type and
-/// resolved config, and of its dependencies' keys (a module whose dependency changed counts as
-/// changed).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct ModuleKey(String);
-
-/// The key of every module of `modules`, by document position. `order` is a start order (every
-/// module after its dependencies); without one (a dependency cycle, which is a config error)
-/// there are no keys and nothing is carried.
-pub(crate) fn module_keys(modules: &[ModuleSpec], order: Option<&[usize]>) -> Vec<Option<ModuleKey>> {
-    let mut keys: Vec<Option<ModuleKey>> = vec![None; modules.len()];
-    let Some(order) = order else {
-        return keys;
+/// Which modules of `modules` (by document position) can take the running instance of the
+/// same name from `pool`, deciding in start `order` so that a module is carried only when all
+/// its dependencies are: a module whose dependency changed counts as changed. Without an order
+/// (a dependency cycle, which is a config error) nothing is carried. `rebuild(i)` marks modules
+/// that must be rebuilt whatever their spec.
+pub(crate) fn carried(
+    modules: &[ModuleSpec],
+    order: Option<&[usize]>,
+    pool: &ModulePool,
+    rebuild: impl Fn(usize) -> bool,
+) -> Vec<Option<Arc<SharedModule>>> {
+    let mut carried: Vec<Option<Arc<SharedModule>>> = vec![None; modules.len()];
+    let (Some(order), false) = (order, pool.entries().is_empty()) else {
+        return carried;
     };
     let index: HashMap<&str, usize> = modules
         .iter()
@@ -49,41 +51,38 @@ pub(crate) fn module_keys(modules: &[ModuleSpec], order: Option<&[usize]>) -> Ve
         .rev()
         .map(|(i, m)| (m.name.as_str(), i))
         .collect();
+    let running = pool.entries();
     for &i in order {
-        let module = &modules[i];
-        let mut digest = Sha256::new();
-        // Serializing plain data cannot fail: every map key is a string.
-        let own = serde_json::to_vec(&(&module.name, &module.type_name, &module.config))
-            .unwrap_or_default();
-        digest.update(&own);
-        let mut dependencies: Vec<&str> = module.depends_on.iter().map(String::as_str).collect();
-        dependencies.sort_unstable();
-        for dependency in dependencies {
-            digest.update([0]);
-            let key = index.get(dependency).and_then(|&d| keys[d].as_ref());
-            digest.update(key.map_or("?", |k| k.0.as_str()).as_bytes());
+        let spec = &modules[i];
+        let Some(instances) = running.get(&spec.name) else {
+            continue;
+        };
+        let dependencies_carried = spec
+            .depends_on
+            .iter()
+            .all(|d| index.get(d.as_str()).is_some_and(|&d| carried[d].is_some()));
+        if !dependencies_carried || rebuild(i) {
+            continue;
         }
-        let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        keys[i] = Some(ModuleKey(hex));
+        carried[i] = instances
+            .iter()
+            .find(|instance| instance.spec == *spec && instance.module.carry_over())
+            .cloned();
     }
-    keys
+    carried
 }
 
-/// The module instances running in one context, by key: where a build finds what it can carry.
+/// The module instances running in one context, by name: where a build finds what it can
+/// carry. A name has two instances while a start-first swap replaces that module (and while a
+/// replacement that failed to start is being stopped again).
 #[derive(Default)]
 pub(crate) struct ModulePool {
-    running: Mutex<HashMap<ModuleKey, Arc<SharedModule>>>,
+    running: Mutex<HashMap<String, Vec<Arc<SharedModule>>>>,
 }
 
 impl ModulePool {
-    fn entries(&self) -> MutexGuard<'_, HashMap<ModuleKey, Arc<SharedModule>>> {
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<SharedModule>>>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The running instance under `key`, if it may be carried into another engine.
-    pub(crate) fn carry(&self, key: &ModuleKey) -> Option<Arc<SharedModule>> {
-        let found = self.entries().get(key).cloned()?;
-        found.module.carry_over().then_some(found)
     }
 }
 
@@ -96,9 +95,8 @@ struct Leases {
 
 /// One module instance, shared by the engines that run it.
 pub(crate) struct SharedModule {
-    pub(crate) name: String,
-    pub(crate) type_name: String,
-    key: Option<ModuleKey>,
+    /// The resolved spec it was built from: what a later build compares its own with.
+    pub(crate) spec: ModuleSpec,
     pub(crate) module: Box<dyn Module>,
     leases: Mutex<Leases>,
     /// Serializes starts and stops of this instance; the counts above are read without it.
@@ -107,11 +105,9 @@ pub(crate) struct SharedModule {
 
 impl SharedModule {
     /// A newly built instance, not started.
-    pub(crate) fn new(spec: &ModuleSpec, key: Option<ModuleKey>, module: Box<dyn Module>) -> Self {
+    pub(crate) fn new(spec: &ModuleSpec, module: Box<dyn Module>) -> Self {
         Self {
-            name: spec.name.clone(),
-            type_name: spec.type_name.clone(),
-            key,
+            spec: spec.clone(),
             module,
             leases: Mutex::default(),
             transition: tokio::sync::Mutex::new(()),
@@ -123,22 +119,24 @@ impl SharedModule {
     }
 
     /// Takes a lease for an engine that starts: starts the module if it does not run yet, by
-    /// `deadline`. On failure no lease is taken and the module is not running.
+    /// `deadline`. `Ok(false)` when it ran already. On failure no lease is taken and the
+    /// module is not running.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         pool: &ModulePool,
-        context: &ModuleContext,
+        context: impl FnOnce() -> ModuleContext,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let _transition = self.transition.lock().await;
         {
             let mut leases = self.leases();
             if leases.started {
                 leases.held += 1;
-                return Ok(());
+                return Ok(false);
             }
         }
-        let started = guard::run(Some(deadline), || self.module.start(context)).await;
+        let context = context();
+        let started = guard::run(Some(deadline), || self.module.start(&context)).await;
         match started {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(error.0),
@@ -151,10 +149,9 @@ impl SharedModule {
             held: 1,
             started: true,
         };
-        if let Some(key) = &self.key {
-            pool.entries().insert(key.clone(), self.clone());
-        }
-        Ok(())
+        let mut entries = pool.entries();
+        entries.entry(self.spec.name.clone()).or_default().push(self.clone());
+        Ok(true)
     }
 
     /// Gives an engine's lease back: the last one stops the module, by `deadline`. `Ok(false)`
@@ -177,10 +174,13 @@ impl SharedModule {
 
     /// Stops the module: called with the transition lock held and no lease left.
     async fn stop_unleased(self: &Arc<Self>, pool: &ModulePool, deadline: Instant) -> Result<(), String> {
-        if let Some(key) = &self.key {
+        {
             let mut entries = pool.entries();
-            if entries.get(key).is_some_and(|e| Arc::ptr_eq(e, self)) {
-                entries.remove(key);
+            if let Some(instances) = entries.get_mut(&self.spec.name) {
+                instances.retain(|instance| !Arc::ptr_eq(instance, self));
+                if instances.is_empty() {
+                    entries.remove(&self.spec.name);
+                }
             }
         }
         self.leases().started = false;
@@ -243,7 +243,7 @@ impl Drop for ModuleHold {
                 leases.held == 0 && leases.started
             };
             if unleased && let Err(error) = module.stop_unleased(&pool, deadline).await {
-                tracing::warn!(module = %module.name, %error, "a module no engine holds failed to stop");
+                tracing::warn!(module = %module.spec.name, %error, "a module no engine holds failed to stop");
             }
         });
     }

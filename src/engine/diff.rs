@@ -18,15 +18,15 @@ pub(super) fn changes(new: &Plan, live: Option<&EngineInner>) -> Changes {
     let live_plan = live.map(|engine| &engine.plan);
     let mut modules = PartChanges::default();
     let live_modules: HashSet<&str> = live_plan
-        .map(|plan| plan.modules.iter().map(|m| m.shared.name.as_str()).collect())
+        .map(|plan| plan.modules.iter().map(|m| m.shared.spec.name.as_str()).collect())
         .unwrap_or_default();
     let mut seen = HashSet::with_capacity(new.modules.len());
     for module in &new.modules {
-        let name = module.shared.name.clone();
-        seen.insert(module.shared.name.as_str());
+        let name = module.shared.spec.name.clone();
+        seen.insert(module.shared.spec.name.as_str());
         if module.carried {
             modules.kept.push(name);
-        } else if live_modules.contains(module.shared.name.as_str()) {
+        } else if live_modules.contains(module.shared.spec.name.as_str()) {
             modules.changed.push(name);
         } else {
             modules.added.push(name);
@@ -66,7 +66,7 @@ pub(super) fn changes(new: &Plan, live: Option<&EngineInner>) -> Changes {
         .map(|name| (*name).to_owned())
         .collect();
 
-    Changes(BTreeMap::from([
+    Changes::new(BTreeMap::from([
         ("modules".to_owned(), modules.sorted()),
         ("pipelines".to_owned(), pipelines.sorted()),
     ]))

@@ -95,20 +95,22 @@ impl Engine {
         let pool = self.inner.context.modules();
         for (k, module) in self.inner.plan.modules.iter().enumerate() {
             let module = &module.shared;
-            let context = ModuleContext {
-                name: module.name.clone(),
+            let context = || ModuleContext {
+                name: module.spec.name.clone(),
                 services: self.inner.context.services().clone(),
             };
             // A module carried over from the live engine runs already: this takes a lease.
-            let message = match module.acquire(pool, &context, deadline).await {
-                Ok(()) => {
+            let message = match module.acquire(pool, context, deadline).await {
+                Ok(started) => {
                     lifecycle.started = k + 1;
-                    tracing::debug!(module = %module.name, "module started");
+                    if started {
+                        tracing::debug!(module = %module.spec.name, "module started");
+                    }
                     continue;
                 }
                 Err(message) => message,
             };
-            tracing::warn!(module = %module.name, error = %message, "module failed to start; stopping the modules started before it");
+            tracing::warn!(module = %module.spec.name, error = %message, "module failed to start; stopping the modules started before it");
             let rollback_deadline = Instant::now() + self.resolved().settings.reload.stop_timeout;
             if let Err(stop_error) = self
                 .tear_down(&mut lifecycle, rollback_deadline, true)
@@ -119,7 +121,7 @@ impl Engine {
             self.set_state(EngineState::Stopped);
             return Err(StartError {
                 kind: "module",
-                module: module.name.clone(),
+                module: module.spec.name.clone(),
                 message,
             });
         }
@@ -201,14 +203,14 @@ impl Engine {
             // Another engine may still hold it (the next one carried it over): then it runs on.
             let message = match module.release(pool, deadline).await {
                 Ok(true) => {
-                    tracing::debug!(module = %module.name, "module stopped");
+                    tracing::debug!(module = %module.spec.name, "module stopped");
                     continue;
                 }
                 Ok(false) => continue,
                 Err(message) => message,
             };
-            tracing::warn!(module = %module.name, error = %message, "module failed to stop");
-            failures.push((module.name.clone(), message));
+            tracing::warn!(module = %module.spec.name, error = %message, "module failed to stop");
+            failures.push((module.spec.name.clone(), message));
         }
         if failures.is_empty() {
             Ok(())

@@ -162,7 +162,7 @@ impl Engine {
                 Err(interrupted) => interrupted.to_string(),
             };
             return Err(BuildError::Module {
-                module: module.name.clone(),
+                module: module.spec.name.clone(),
                 message,
             });
         }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use swapvisor_actors::{Changes, guard};
 
-use super::carry::{ModulePool, SharedModule, module_keys};
+use super::carry::{ModulePool, SharedModule, carried};
 use super::http::{HttpRouter, RouteError};
 use super::requests::RequestMetrics;
 use super::pipeline::{Pipeline, PipelineStep};
@@ -117,7 +117,7 @@ pub(super) fn guarded<T>(
 /// Plans `config`. `errors` may already hold problems found while decoding; the plan is
 /// returned only when, at the end, there are none.
 pub(crate) fn plan(
-    config: &Config,
+    config: &Arc<Config>,
     registry: &Registry,
     requests: &RequestMetrics,
     pool: &ModulePool,
@@ -148,13 +148,22 @@ pub(crate) fn plan(
     // Modules, in document order first; reordered for start below. A module whose running
     // instance has the same key is carried over instead of built.
     let order = start_order(&config.modules);
-    let keys = module_keys(&config.modules, order.as_deref());
+    // A plugin's types are rebuilt always: its code may have changed under the same config.
+    let contributed = |type_name: &str| {
+        registry
+            .contributor_of("module", type_name)
+            .is_some_and(|c| c.starts_with(PLUGIN_CONTRIBUTOR))
+    };
+    let mut carried = carried(&config.modules, order.as_deref(), pool, |i| {
+        broken.modules.contains(&i) || contributed(&config.modules[i].type_name)
+    });
     let mut built: Vec<Option<PlannedModule>> = Vec::with_capacity(config.modules.len());
     for (i, module) in config.modules.iter().enumerate() {
-        let at = module_place(config, i);
+        // Places are only written out where they are needed: a large config mostly carries.
+        let at = || module_place(config, i);
         let Some(factory) = registry.module_factory(&module.type_name) else {
             errors.push(
-                place::field(&at, "type"),
+                place::field(&at(), "type"),
                 unknown_name(
                     "module type",
                     &module.type_name,
@@ -169,20 +178,17 @@ pub(crate) fn plan(
             built.push(None);
             continue;
         }
-        let contributed = registry
-            .contributor_of("module", &module.type_name)
-            .is_some_and(|c| c.starts_with(PLUGIN_CONTRIBUTOR));
-        note_use("module", &module.type_name, at.clone());
-        // A plugin's types are rebuilt always: its code may have changed under the same config.
-        let running = keys[i].as_ref().filter(|_| !contributed);
-        if let Some(shared) = running.and_then(|key| pool.carry(key)) {
+        if contributed(&module.type_name) {
+            note_use("module", &module.type_name, at());
+        }
+        if let Some(shared) = carried[i].take() {
             built.push(Some(PlannedModule {
                 shared,
                 carried: true,
             }));
             continue;
         }
-        let config_at = place::field(&at, "config");
+        let config_at = place::field(&at(), "config");
         let build = ModuleBuild {
             name: &module.name,
             type_name: &module.type_name,
@@ -191,7 +197,7 @@ pub(crate) fn plan(
         };
         match guarded(&config_at, || factory.build(&build)) {
             Ok(m) => built.push(Some(PlannedModule {
-                shared: Arc::new(SharedModule::new(module, keys[i].clone(), m)),
+                shared: Arc::new(SharedModule::new(module, m)),
                 carried: false,
             })),
             Err(e) => {

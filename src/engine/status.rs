@@ -70,8 +70,8 @@ impl Engine {
             .iter()
             .enumerate()
             .map(|(i, m)| ModuleStatus {
-                name: m.shared.name.clone(),
-                type_name: m.shared.type_name.clone(),
+                name: m.shared.spec.name.clone(),
+                type_name: m.shared.spec.type_name.clone(),
                 state: match started {
                     Some(n) if i < n => "started",
                     Some(_) => "stopped",

@@ -83,7 +83,12 @@ impl Unit for Engine {
             return None;
         }
         // The config as it would run: `${VAR}` expanded, so a changed variable is a change.
-        Some(self.resolved().config.hash())
+        // Without any `${VAR}` that is the config as written, whose hash is known.
+        let resolved = &self.resolved().config;
+        if Arc::ptr_eq(resolved, self.config()) {
+            return Some(self.config_hash().to_owned());
+        }
+        Some(resolved.hash())
     }
 
     fn changes(&self) -> Option<Changes> {

@@ -26,7 +26,8 @@ use std::time::Duration;
 use ractor::ActorRef;
 use serde_json::Value;
 use swapvisor_actors::{
-    BuildFailure, CommitRequest, Prepared, ReloadOutcome, ReloadRecord, ReloadRequest, Slot,
+    BuildFailure, CommitRequest, Prepared, ReloadOutcome, ReloadRecord, ReloadRequest,
+    RetirementStatus, Slot,
     SupervisorMsg,
 };
 
@@ -163,6 +164,13 @@ impl Runtime {
         let supervisor = ractor::call!(self.supervisor, SupervisorMsg::Status)
             .map_err(|_| RuntimeError::Stopped)?;
         Ok(RuntimeStatus::new(supervisor, &self.slot, &self.context))
+    }
+
+    /// How the replaced engines retired so far (drained and stopped), read without asking the
+    /// Supervisor: cheap enough to poll while waiting for a start-first swap's old engine to
+    /// finish.
+    pub fn retirements(&self) -> RetirementStatus {
+        self.slot.retirements()
     }
 
     /// The config the live engine runs, as written (`${VAR}` references unexpanded), with its
