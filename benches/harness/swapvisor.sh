@@ -6,6 +6,9 @@
 #   benches/harness/swapvisor.sh                    # reload through the admin API (default)
 #   TRIGGER=hup benches/harness/swapvisor.sh        # reload through SIGHUP
 #   TRIGGER=watch benches/harness/swapvisor.sh      # reload through --watch (timed from the write)
+#   INPROC=1 TRIGGER=hup benches/harness/swapvisor.sh  # the harness sends SIGHUP itself (or, for
+#                                                    # the admin API, the POST), like its nginx
+#                                                    # and caddy modes: use this to compare
 #
 # Needs wrk and python3. Everything runs on 127.0.0.1. Prints the harness's report; its last
 # line is the SUMMARY. SWAPVISOR (default: target/release/swapvisor) and HARNESS (default:
@@ -52,10 +55,14 @@ case "${TRIGGER:-api}" in
     export CMD_START='exec "$SWAPVISOR" --log warn run "$CONFIG_FILE" --admin "127.0.0.1:$ADMIN_PORT"'
     # curl -f would fail on the 400 of an invalid config; the harness judges by what is served.
     export CMD_RELOAD='curl -sS -o /dev/null -X POST "http://127.0.0.1:$ADMIN_PORT/api/v1/admin/engine/reload"'
+    # In-process, as the harness's caddy mode posts: no curl start-up on the clock.
+    [ "${INPROC:-0}" = 1 ] && export CMD_RELOAD="http-post:http://127.0.0.1:$ADMIN_PORT/api/v1/admin/engine/reload"
     ;;
   hup)
     export CMD_START='exec "$SWAPVISOR" --log warn run "$CONFIG_FILE" --admin off'
     export CMD_RELOAD='kill -HUP "$SERVER_PID"'
+    # In-process, as the harness's nginx mode signals: no shell start-up on the clock.
+    [ "${INPROC:-0}" = 1 ] && export CMD_RELOAD='signal:HUP'
     ;;
   watch)
     export CMD_START='exec "$SWAPVISOR" --log warn run "$CONFIG_FILE" --admin off --watch'
