@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use swapvisor::actors::{Changes, PartChanges};
 use swapvisor::config::{Config, ConfigErrors};
 use swapvisor::extension::{Module, ModuleBuild, ModuleContext, ModuleError};
-use swapvisor::{Registry, ReloadOutcome, Runtime, TryActivateResult};
+use swapvisor::{Registry, ReloadOutcome, ReloadRecord, Runtime, TryActivateResult};
 use tokio::time::Instant;
 
 use common::get;
@@ -157,6 +157,14 @@ impl Running {
             .collect()
     }
 
+    /// Reloads to `config` and returns the record.
+    async fn reload(&self, config: Config) -> ReloadRecord {
+        self.runtime
+            .reload(config)
+            .await
+            .expect("the runtime answers")
+    }
+
     /// Waits until `count` replaced engines have finished retiring (drained and stopped).
     async fn retired(&self, count: u64) {
         common::wait_for_status(&self.runtime, "the old engine to retire", |s| {
@@ -212,10 +220,8 @@ async fn a_change_to_one_module_keeps_every_other_instance() {
     assert_eq!(running.instances().await, labels(&LABELS_V1));
 
     let record = running
-        .runtime
         .reload(config("v2", ["a1", "b1", "c2", "d1"], "", "start-first"))
-        .await
-        .unwrap();
+        .await;
     assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 2 });
     assert_eq!(
         modules_of(&record.changes),
@@ -237,10 +243,8 @@ async fn a_change_to_one_module_keeps_every_other_instance() {
 
     // The same config again changes nothing at all.
     let again = running
-        .runtime
         .reload(config("v2", ["a1", "b1", "c2", "d1"], "", "start-first"))
-        .await
-        .unwrap();
+        .await;
     assert_eq!(again.outcome, ReloadOutcome::Unchanged { generation: 2 });
     assert!(running.events().is_empty());
     running.runtime.shutdown().await.unwrap();
@@ -254,10 +258,8 @@ async fn a_changed_dependency_restarts_its_dependents() {
     let running = start("start-first").await;
     running.events();
     let record = running
-        .runtime
         .reload(config("v1", ["a2", "b1", "c1", "d1"], "", "start-first"))
-        .await
-        .unwrap();
+        .await;
     assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 2 });
     assert_eq!(
         modules_of(&record.changes),
@@ -289,10 +291,8 @@ async fn added_and_removed_modules_start_and_stop_and_nothing_else_moves() {
     running.events();
     let extra = "  - { name: e, type: test.instance, config: { note: e1 } }";
     let record = running
-        .runtime
         .reload(config("v1", NOTES, extra, "start-first"))
-        .await
-        .unwrap();
+        .await;
     assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 2 });
     assert_eq!(
         modules_of(&record.changes),
@@ -300,11 +300,7 @@ async fn added_and_removed_modules_start_and_stop_and_nothing_else_moves() {
     );
     assert_eq!(running.events(), ["build e#5", "start e#5"]);
 
-    let record = running
-        .runtime
-        .reload(config("v1", NOTES, "", "start-first"))
-        .await
-        .unwrap();
+    let record = running.reload(config("v1", NOTES, "", "start-first")).await;
     assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 3 });
     assert_eq!(
         modules_of(&record.changes),
@@ -323,10 +319,8 @@ async fn a_failing_changed_module_leaves_the_carried_ones_running(mode: &str) {
     running.events();
     let failing = "  - { name: e, type: test.instance, config: { note: e1, failStart: true } }";
     let record = running
-        .runtime
         .reload(config("v2", ["a1", "b1", "c2", "d1"], failing, mode))
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         record.outcome,
         ReloadOutcome::RolledBack {
@@ -365,11 +359,7 @@ async fn a_failing_changed_module_leaves_the_carried_ones_running(mode: &str) {
     }
 
     // The carried modules still carry into the next good reload.
-    let record = running
-        .runtime
-        .reload(config("v3", NOTES, "", mode))
-        .await
-        .unwrap();
+    let record = running.reload(config("v3", NOTES, "", mode)).await;
     assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 2 });
     assert_eq!(
         modules_of(&record.changes),

@@ -27,11 +27,6 @@ pub struct PartChanges {
 }
 
 impl PartChanges {
-    /// True when nothing is added, changed or removed.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
-    }
-
     /// Sorts every list, so that the answer does not depend on the order parts were compared.
     pub fn sorted(mut self) -> Self {
         for list in [

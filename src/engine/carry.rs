@@ -4,11 +4,11 @@
 //! not a thousand. So a module instance is not owned by an engine: it is *shared*, the way a
 //! listener is, and each engine that runs it holds a lease on it. The first lease starts the
 //! module; the last one released stops it. A reload whose new config has a module spec equal to
-//! a running one's (same name, type, resolved config and dependencies) whose dependencies are
-//! all carried over too builds no new instance: the new engine's plan takes the running one
-//! (see [`carried`]). When
-//! the new engine starts, that module already runs, so taking the lease starts nothing; when the
-//! old engine stops, releasing its lease stops nothing the new engine still holds.
+//! a running one's (same name, type, resolved config and dependencies), all of whose
+//! dependencies are carried over too, builds no new instance: the new engine's plan takes the
+//! running one (see [`carried`]). When the new engine starts, that module already runs, so
+//! taking the lease starts nothing; when the old engine stops, releasing its lease stops nothing
+//! the new engine still holds.
 //!
 //! The reload contract is unchanged because leases are all there is to it:
 //! - A new engine that fails to start releases the leases it took: the modules it carried stay
@@ -18,8 +18,9 @@
 //!   "stop first" stops only what changes.
 //!
 //! Comparing specs directly (no hash) means a module is carried only when its spec is equal,
-//! never on a digest collision. A module type opts out with [`Module::carry_over`]; types contributed by plugins are always
-//! rebuilt, since the plugin's code may have changed under the same config.
+//! never on a digest collision. A module type opts out with [`Module::carry_over`]; types
+//! contributed by plugins are always rebuilt, since the plugin's code may have changed under the
+//! same config.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +29,7 @@ use swapvisor_actors::guard::{self, Interrupted};
 use tokio::time::Instant;
 
 use crate::config::ModuleSpec;
-use crate::extension::{Module, ModuleContext};
+use crate::extension::{Module, ModuleContext, ModuleError};
 
 /// Which modules of `modules` (by document position) can take the running instance of the
 /// same name from `pool`, deciding in start `order` so that a module is carried only when all
@@ -42,7 +43,8 @@ pub(crate) fn carried(
     rebuild: impl Fn(usize) -> bool,
 ) -> Vec<Option<Arc<SharedModule>>> {
     let mut carried: Vec<Option<Arc<SharedModule>>> = vec![None; modules.len()];
-    let (Some(order), false) = (order, pool.entries().is_empty()) else {
+    let running = pool.entries();
+    let (Some(order), false) = (order, running.is_empty()) else {
         return carried;
     };
     let index: HashMap<&str, usize> = modules
@@ -51,7 +53,6 @@ pub(crate) fn carried(
         .rev()
         .map(|(i, m)| (m.name.as_str(), i))
         .collect();
-    let running = pool.entries();
     for &i in order {
         let spec = &modules[i];
         let Some(instances) = running.get(&spec.name) else {
@@ -137,14 +138,7 @@ impl SharedModule {
         }
         let context = context();
         let started = guard::run(Some(deadline), || self.module.start(&context)).await;
-        match started {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return Err(error.0),
-            Err(Interrupted::Overran) => {
-                return Err("did not start before the start timeout".to_owned());
-            }
-            Err(panicked) => return Err(panicked.to_string()),
-        }
+        explained(started, "did not start before the start timeout")?;
         *self.leases() = Leases {
             held: 1,
             started: true,
@@ -185,12 +179,7 @@ impl SharedModule {
         }
         self.leases().started = false;
         let stopped = guard::run(Some(deadline), || self.module.stop(deadline)).await;
-        match stopped {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(error.0),
-            Err(Interrupted::Overran) => Err("did not stop before the deadline".to_owned()),
-            Err(panicked) => Err(panicked.to_string()),
-        }
+        explained(stopped, "did not stop before the deadline")
     }
 
     /// A lease held for the length of a stop-first swap, so that the old engine's stop leaves
@@ -210,6 +199,20 @@ impl SharedModule {
             pool: pool.clone(),
             stop_timeout,
         })
+    }
+}
+
+/// A module's start or stop as it ended: its own error, a panic, or `overran` when it ran past
+/// its deadline.
+fn explained(
+    ended: Result<Result<(), ModuleError>, Interrupted>,
+    overran: &str,
+) -> Result<(), String> {
+    match ended {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.0),
+        Err(Interrupted::Overran) => Err(overran.to_owned()),
+        Err(panicked) => Err(panicked.to_string()),
     }
 }
 

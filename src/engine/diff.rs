@@ -1,9 +1,9 @@
 //! What a reload changes: the new engine's modules and pipelines against the engine that last
 //! started in the same context (the live one, in a runtime).
 //!
-//! Modules are compared by [`ModuleKey`](super::carry::ModuleKey), so a module whose dependency
-//! changed counts as changed; a module counts as kept only when its running instance is carried
-//! over. Pipelines have no life of their own (they are rebuilt with every engine, which costs a
+//! A module counts as kept exactly when its running instance is carried over (its spec and its
+//! dependencies unchanged, see [`carried`](super::carry::carried)), so a module whose dependency
+//! changed counts as changed. Pipelines have no life of their own (they are rebuilt with every engine, which costs a
 //! few allocations per step); they are compared by their spec.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

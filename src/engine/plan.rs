@@ -146,7 +146,8 @@ pub(crate) fn plan(
     };
 
     // Modules, in document order first; reordered for start below. A module whose running
-    // instance has the same key is carried over instead of built.
+    // instance has the same spec (and whose dependencies are carried too) is carried over
+    // instead of built.
     let order = start_order(&config.modules);
     // A plugin's types are rebuilt always: its code may have changed under the same config.
     let contributed = |type_name: &str| {
