@@ -63,12 +63,19 @@ struct Load {
 }
 
 impl Load {
-    fn start(base: &str) -> Self {
+    /// Starts two clients and returns once each has been served once, so that what follows
+    /// happens under load (a fault that ends before a client's first request would hide
+    /// exactly what this load is there to see).
+    async fn start(base: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicUsize::new(0));
+        let mut first_answers = Vec::new();
         let tasks = (0..2)
             .map(|_| {
                 let (stop, served, url) = (stop.clone(), served.clone(), format!("{base}/hello"));
+                let (answered, first_answer) = tokio::sync::oneshot::channel::<()>();
+                first_answers.push(first_answer);
+                let mut answered = Some(answered);
                 tokio::spawn(async move {
                     let client = client();
                     let mut failures = Vec::new();
@@ -79,6 +86,9 @@ impl Load {
                             }
                             other => failures.push(format!("{other:?}")),
                         }
+                        if let Some(answered) = answered.take() {
+                            let _ = answered.send(());
+                        }
                     }
                     // One keep-alive connection throughout: none was closed under it.
                     if client.connections() != 1 {
@@ -88,6 +98,12 @@ impl Load {
                 })
             })
             .collect();
+        for first_answer in first_answers {
+            tokio::time::timeout(Duration::from_secs(10), first_answer)
+                .await
+                .expect("each load client gets its first answer within 10 s")
+                .expect("the load client runs");
+        }
         Load {
             stop,
             served,
@@ -149,7 +165,7 @@ async fn engine_fault(mode: &str, stage: &str, how: &str) {
         "http://{}",
         runtime.status().await.unwrap().listening()[0].1
     );
-    let load = Load::start(&base);
+    let load = Load::start(&base).await;
     let started = Instant::now();
     let outcome = runtime.reload(second).await.unwrap().outcome;
     let took = started.elapsed();
@@ -251,7 +267,7 @@ async fn drain_faults(mode: &str) {
         "http://{}",
         runtime.status().await.unwrap().listening()[0].1
     );
-    let load = Load::start(&base);
+    let load = Load::start(&base).await;
     let slow = |path: &'static str| {
         let url = format!("{base}{path}");
         tokio::spawn(async move { get(&url).await })
