@@ -11,7 +11,7 @@
 //! Supervisor<U>              one per slot: owns the generation, the last-known-good spec and
 //!  │                         the history; serializes every request through its mailbox
 //!  ├── Active<U>             one per slot: owns the live unit, carries out swaps
-//!  └── Candidate<U> (0..n)   one per request: builds a spec, reports, exits
+//!  └── Candidate (0..n)      one task per request: builds a spec, reports, ends
 //!
 //! Slot<U>                    the live unit, published lock-free; callers take leases here
 //! ```
@@ -38,8 +38,9 @@
 //!   watcher and signal requests coalesce), turns every request into exactly one
 //!   [`ReloadOutcome`], restores a degraded slot with [`Backoff`], reverts a generation on
 //!   probation, and answers status at once.
-//! - A Candidate builds the unit off the Supervisor's mailbox, under the build timeout, with
-//!   panics caught ([`guard`]), and reports back by message. A try-activate drops the built
+//! - A Candidate (a task, not an actor: it takes no messages) builds the unit off the
+//!   Supervisor's mailbox, under the build timeout, with panics caught ([`guard`]), and reports
+//!   back by message. A try-activate drops the built
 //!   unit: building has no outside effects.
 //! - The Active swaps the unit in, start-first or stop-first ([`SwapMode`]), rolling back a
 //!   failed start, and drains the old unit before stopping it.

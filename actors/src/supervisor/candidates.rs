@@ -1,22 +1,20 @@
 //! Candidates: one per request, building a spec off the Supervisor's mailbox.
 //!
-//! The Supervisor spawns a Candidate (without waiting for it to start) and goes on answering
-//! status. The Candidate reports `CandidateBuilt`; for a reload the built unit then goes to the
-//! Active, for a try-activate it is dropped after its summary is taken. A Candidate that exits
-//! without reporting (killed, or failed in a way its own guard did not catch) still ends its
-//! request: the exit arrives as a supervision event, which may overtake the report, so the
-//! Supervisor looks again with `CandidateGone` once everything sent before is handled.
+//! The Supervisor spawns a Candidate task and goes on answering status. The Candidate reports
+//! `CandidateBuilt`; for a reload the built unit then goes to the Active, for a try-activate it
+//! is dropped after its summary is taken. A Candidate that ends without a result (cancelled at
+//! shutdown, or a panic its guard did not see) reports `CandidateGone` instead, which fails
+//! its request if anyone still waits for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{ActorCell, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
 
 use super::SupervisorMsg;
-use super::messages::InternalMsg;
 use super::state::SupervisorState;
 use crate::active::ActiveMsg;
-use crate::candidate::{Candidate, CandidateArgs};
+use crate::candidate::{self, CandidateArgs};
 use crate::outcome::{Origin, ReloadOutcome};
 use crate::unit::{BuildFailure, Stage, Unit};
 
@@ -30,23 +28,18 @@ impl<U: Unit> SupervisorState<U> {
     ) {
         let id = self.take_id();
         let span = tracing::info_span!("try_activate", id);
-        match self.spawn_candidate(myself, id, spec, span) {
-            Ok(_) => {
-                self.probes.insert(id, reply);
-            }
-            Err(error) => {
-                let _ = reply.send(Err(BuildFailure::new(Stage::Build, error)));
-            }
-        }
+        self.spawn_candidate(myself, id, spec, span);
+        self.probes.insert(id, reply);
     }
 
+    /// Spawns the Candidate that builds `spec` for request `id`.
     pub(super) fn spawn_candidate(
         &mut self,
         myself: &ActorRef<SupervisorMsg<U>>,
         id: u64,
         spec: Arc<U::Spec>,
         span: tracing::Span,
-    ) -> Result<ActorCell, String> {
+    ) {
         let args = CandidateArgs {
             request: id,
             spec,
@@ -56,17 +49,7 @@ impl<U: Unit> SupervisorState<U> {
             supervisor: myself.clone(),
             span,
         };
-        // The Candidate's pre_start only stores its arguments and cannot fail, so the
-        // Supervisor does not wait for it: one handoff fewer per request.
-        let (candidate, _startup) = ractor::ActorRuntime::spawn_linked_instant(
-            None,
-            Candidate::<U>::new(),
-            args,
-            myself.get_cell(),
-        )
-        .map_err(|e| format!("cannot spawn a {} candidate: {e}", self.unit_name))?;
-        self.candidates.insert(candidate.get_id(), id);
-        Ok(candidate.get_cell())
+        self.candidates.insert(id, candidate::spawn(args));
     }
 
     /// A Candidate reported: answer a try-activate, or hand a built unit to the Active.
@@ -77,7 +60,7 @@ impl<U: Unit> SupervisorState<U> {
         elapsed: Duration,
         myself: &ActorRef<SupervisorMsg<U>>,
     ) {
-        self.candidates.retain(|_, id| *id != request);
+        self.candidates.remove(&request);
         if self.preparing.contains_key(&request) {
             self.prepare_built(request, result, elapsed, myself);
             return;
@@ -95,7 +78,6 @@ impl<U: Unit> SupervisorState<U> {
             return; // a build nobody waits for any more (superseded by shutdown)
         };
         current.record.timings.build = Some(elapsed);
-        current.candidate = None;
         let unit = match result {
             Ok(unit) => unit,
             Err(failure) => {
@@ -150,19 +132,20 @@ impl<U: Unit> SupervisorState<U> {
         }
     }
 
-    /// A Candidate exited; fails its request if it never reported.
+    /// A Candidate ended without a result; fails its request if anyone still waits for it.
     pub(super) fn candidate_gone(
         &mut self,
         request: u64,
         reason: String,
         myself: &ActorRef<SupervisorMsg<U>>,
     ) {
+        self.candidates.remove(&request);
         let unreported = self.probes.contains_key(&request)
             || self.preparing.contains_key(&request)
             || self
                 .current
                 .as_ref()
-                .is_some_and(|c| c.id == request && !c.swapping && c.candidate.is_some());
+                .is_some_and(|c| c.id == request && !c.swapping);
         if unreported {
             let failure = BuildFailure::new(
                 Stage::Build,
@@ -173,26 +156,5 @@ impl<U: Unit> SupervisorState<U> {
             );
             self.candidate_built(request, Err(failure), Duration::ZERO, myself);
         }
-    }
-
-    /// The supervision event of an exited child, if it was a Candidate: look again later.
-    /// True when it was one.
-    pub(super) fn candidate_exited(
-        &mut self,
-        cell: &ActorCell,
-        reason: &str,
-        myself: &ActorRef<SupervisorMsg<U>>,
-    ) -> bool {
-        let Some(request) = self.candidates.remove(&cell.get_id()) else {
-            return false;
-        };
-        // Supervision events overtake ordinary messages, so the candidate's report may still
-        // be in the mailbox. Look again once everything sent before now is handled.
-        let gone = InternalMsg::CandidateGone {
-            request,
-            reason: reason.to_owned(),
-        };
-        let _ = myself.send_message(SupervisorMsg::internal(gone));
-        true
     }
 }

@@ -174,7 +174,8 @@ pub(crate) enum InternalMsg<U: Unit> {
         result: Box<Result<U, BuildFailure>>,
         elapsed: Duration,
     },
-    /// From the Supervisor itself: a Candidate exited; its request fails if it never reported.
+    /// From a Candidate that ended without a result (cancelled, or a panic outside its guard):
+    /// its request fails if anyone still waits for it.
     CandidateGone { request: u64, reason: String },
     /// From the Active: a swap finished.
     SwapFinished(Box<SwapReport<U>>),

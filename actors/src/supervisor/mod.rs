@@ -148,9 +148,7 @@ impl<U: Unit> Actor for Supervisor<U> {
             SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string(), true),
             _ => return Ok(()),
         };
-        if state.candidate_exited(&cell, &reason, &myself) {
-            // Handled when the Supervisor looks again.
-        } else if cell.get_id() == state.active.get_id() && state.shutdown.is_some() {
+        if cell.get_id() == state.active.get_id() && state.shutdown.is_some() {
             // Stopping normally after a shutdown is expected; dying instead is not.
             if failed {
                 state.active_failed_in_shutdown(&reason, &myself);

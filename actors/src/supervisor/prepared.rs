@@ -38,14 +38,8 @@ impl<U: Unit> SupervisorState<U> {
         }
         let id = self.take_id();
         let span = tracing::info_span!("prepare", id);
-        match self.spawn_candidate(myself, id, spec, span) {
-            Ok(_) => {
-                self.preparing.insert(id, (hold_for, reply));
-            }
-            Err(error) => {
-                let _ = reply.send(Err(BuildFailure::new(Stage::Build, error)));
-            }
-        }
+        self.spawn_candidate(myself, id, spec, span);
+        self.preparing.insert(id, (hold_for, reply));
     }
 
     /// A prepare's Candidate reported: hold the unit and answer with its ticket.

@@ -19,7 +19,7 @@ use super::SupervisorMsg;
 use super::messages::ReloadRequest;
 use super::state::{InProgress, Prebuilt, Queued, SupervisorState};
 use crate::outcome::{Origin, ReloadOutcome, ReloadRecord};
-use crate::unit::{Stage, Unit};
+use crate::unit::Unit;
 
 impl<U: Unit> SupervisorState<U> {
     /// Queues a reload, or answers it `Superseded` at once when the Supervisor is leaving.
@@ -115,22 +115,7 @@ impl<U: Unit> SupervisorState<U> {
         reason: Option<String>,
     ) {
         let span = self.open(id, origin, reply, reason);
-        match self.spawn_candidate(myself, id, spec, span) {
-            Ok(cell) => {
-                if let Some(current) = &mut self.current {
-                    current.candidate = Some(cell);
-                }
-            }
-            Err(error) => {
-                self.finish(
-                    ReloadOutcome::Rejected {
-                        stage: Stage::Build,
-                        error,
-                    },
-                    myself,
-                );
-            }
-        }
+        self.spawn_candidate(myself, id, spec, span);
     }
 
     /// Makes commit `id` the current request and goes on as if its Candidate had just
@@ -171,7 +156,6 @@ impl<U: Unit> SupervisorState<U> {
             record: ReloadRecord::new(id, origin, ReloadOutcome::Superseded, self.generation),
             started: Instant::now(),
             span: span.clone(),
-            candidate: None,
             identity: None,
             swapping: false,
         });

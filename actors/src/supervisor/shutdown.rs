@@ -37,9 +37,8 @@ impl<U: Unit> SupervisorState<U> {
             self.answer_unstarted(queued, ReloadOutcome::Superseded);
         }
         if let Some(current) = self.current.as_ref().filter(|c| !c.swapping) {
-            if let Some(candidate) = &current.candidate {
-                self.candidates.remove(&candidate.get_id());
-                candidate.stop(Some("the runtime is shutting down".to_owned()));
+            if let Some(candidate) = self.candidates.remove(&current.id) {
+                candidate.abort();
             }
             if let Some(current) = self.current.take() {
                 let mut record = current.record;

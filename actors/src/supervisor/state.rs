@@ -4,7 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{ActorCell, ActorId, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::hibernation::Resume;
@@ -140,7 +141,6 @@ pub(super) struct InProgress {
     pub(super) record: ReloadRecord,
     pub(super) started: Instant,
     pub(super) span: tracing::Span,
-    pub(super) candidate: Option<ActorCell>,
     /// The built unit's [`Unit::identity`], live once it activates.
     pub(super) identity: Option<String>,
     /// Set once the Active has the unit.
@@ -180,8 +180,8 @@ pub struct SupervisorState<U: Unit> {
     pub(super) preparing: HashMap<u64, Preparing<U>>,
     /// Prepared units waiting for a commit or an abort, by ticket.
     pub(super) prepared: HashMap<u64, Held<U>>,
-    /// Candidates alive, with the request each builds for.
-    pub(super) candidates: HashMap<ActorId, u64>,
+    /// Candidates building, by the request each builds for: aborting one cancels its build.
+    pub(super) candidates: HashMap<u64, AbortHandle>,
     pub(super) next_id: u64,
     pub(super) restore_backoff: Backoff,
     pub(super) restore_attempts: u32,

@@ -40,7 +40,8 @@ pub struct SupervisorStatus {
     pub history: Vec<ReloadRecord>,
     /// Requests waiting for their turn.
     pub queued: usize,
-    /// Linked child actors alive now: the Active, plus any Candidate still building.
+    /// What the Supervisor runs now: its Active (a linked actor), plus each Candidate (a task)
+    /// still building.
     pub child_actors: usize,
     /// Units built by a prepare and held for their commit (the first phase of a fleet reload).
     pub prepared: usize,
@@ -82,7 +83,7 @@ impl<U: Unit> SupervisorState<U> {
             last_reload: self.history.back().cloned(),
             history: self.history.iter().cloned().collect(),
             queued: self.queue.len(),
-            child_actors: myself.get_children().len(),
+            child_actors: myself.get_children().len() + self.candidates.len(),
             prepared: self.prepared.len(),
             restore_attempts: self.restore_attempts,
             escalations: self.escalations,
