@@ -99,7 +99,13 @@ impl<U: Unit> SupervisorState<U> {
             probation_until: self.probation_until.take(),
             fingerprint: self.fingerprint.take(),
             build_timeout: self.build_timeout,
-            history: std::mem::take(&mut self.history),
+            history: {
+                // A deque keeps room for four records from its first; a slot that sleeps
+                // (thousands of idle plugins) keeps only what it holds.
+                let mut history = std::mem::take(&mut self.history);
+                history.shrink_to_fit();
+                history
+            },
             next_id: self.next_id,
         };
         self.shutdown = Some(Vec::new());
