@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
 use crate::extension::template::Template;
@@ -156,11 +156,16 @@ fn build_json_response(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErr
 impl Step for JsonResponse {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         let scope = context.scope();
-        let output = json!({
-            "status": self.status,
-            "headers": self.headers.render(&scope),
-            "body": self.body.render(&scope),
-        });
+        // Not `json!`: it would copy the rendered headers and body again through `to_value`.
+        let output: Map<String, Value> = [
+            ("status", Value::from(self.status)),
+            ("headers", self.headers.render(&scope)),
+            ("body", self.body.render(&scope)),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        let output = Value::Object(output);
         Box::pin(std::future::ready(Ok(output)))
     }
 

@@ -185,11 +185,13 @@ impl HttpRouter {
         request: HttpRequest,
         services: &Services,
     ) -> HttpResponse {
-        let method = request.method().as_str().to_owned();
-        let path = request.uri().path().to_owned();
-        let (route, params) = match self.find(key, &method, &path) {
+        let found = self.find(key, request.method().as_str(), request.uri().path());
+        let (route, params) = match found {
             Some(RouteMatch::Found(route, params)) => (route, params),
             unrouted => {
+                // Owned only here: a routed request never copies its method and path.
+                let method = request.method().as_str().to_owned();
+                let path = request.uri().path().to_owned();
                 // Answered without the body: read and discard it, so that a client that
                 // writes its whole body before reading still gets the answer.
                 linger(request.into_body());
@@ -314,14 +316,19 @@ async fn request_input(
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
-    Ok(json!({
-        "method": parts.method.as_str(),
-        "path": parts.uri.path(),
-        "query": query,
-        "headers": headers,
-        "params": params,
-        "body": body,
-    }))
+    // Not `json!`: it would copy each part through `to_value`, a deep copy per request.
+    let input: Map<String, Value> = [
+        ("method", Value::from(parts.method.as_str())),
+        ("path", Value::from(parts.uri.path())),
+        ("query", Value::Object(query)),
+        ("headers", Value::Object(headers)),
+        ("params", Value::Object(params)),
+        ("body", body),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    Ok(Value::Object(input))
 }
 
 /// Turns a response step's output `{"status", "headers", "body"}` into a response.
@@ -352,8 +359,12 @@ fn pipeline_response(output: &Value) -> HttpResponse {
 
 /// A JSON response with `status`.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+    // Room for a typical small answer up front, instead of growing from empty in steps.
+    let mut bytes = Vec::with_capacity(128);
     // Serializing a Value cannot fail.
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        bytes.clear();
+    }
     let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     response
