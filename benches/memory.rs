@@ -1,17 +1,90 @@
-//! Bytes per idle plugin instance at 10,000 instances: RSS before and after starting them.
+//! Bytes per idle plugin instance at 10,000 instances, against one bare ractor actor.
 //!
-//! `cargo bench --bench memory` prints the figure. Each instance is a counter plugin with its
-//! own supervised actor, slot and swap Supervisor, idle after one call.
+//! `cargo bench --bench memory` prints the figures. Each instance is a counter plugin with its
+//! own supervised actor, slot and (hibernating) swap Supervisor, idle after one call. The
+//! baseline, measured first in the same run, is 10,000 bare ractor actors, each idle after
+//! one message: the least a plugin with an actor of its own can cost here. Two measures of
+//! each: live heap bytes (a counting allocator, exact) and RSS growth (what the OS sees,
+//! allocator overhead included).
 
 #[path = "support/mod.rs"]
 mod support;
 
-use std::time::Instant;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
 use swapvisor::{Config, Runtime};
 
 const PLUGINS: usize = 10_000;
+
+/// The system allocator, counting the bytes live.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed on as it is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// What memory looks like at one moment.
+#[derive(Clone, Copy)]
+struct Usage {
+    heap: usize,
+    rss: u64,
+}
+
+impl Usage {
+    fn now() -> Self {
+        Usage {
+            heap: LIVE.load(Ordering::Relaxed),
+            rss: support::rss_bytes(),
+        }
+    }
+
+    /// Bytes per item grown since `before`: (heap, RSS).
+    fn per_item_since(self, before: Usage, items: usize) -> (f64, f64) {
+        let heap = self.heap.saturating_sub(before.heap) as f64 / items as f64;
+        let rss = self.rss.saturating_sub(before.rss) as f64 / items as f64;
+        (heap, rss)
+    }
+}
+
+/// An actor that does nothing: the baseline.
+struct Idle;
+
+impl Actor for Idle {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+}
 
 fn config(plugins: usize) -> Config {
     let mut yaml = String::from("plugins:\n");
@@ -22,21 +95,42 @@ fn config(plugins: usize) -> Config {
     Config::parse(yaml.as_bytes()).expect("valid")
 }
 
+fn kib(bytes: f64) -> f64 {
+    bytes / 1024.0
+}
+
 fn main() {
     // `cargo bench` passes --bench; this binary takes no arguments of its own.
     let runtime = support::tokio_runtime();
     runtime.block_on(async {
+        // Warm up the allocator and the actor system with a runtime that has no plugins.
         let empty = config(0);
         let full = config(PLUGINS);
-        // Warm up the allocator and the actor system with a runtime that has no plugins.
         let warm = Runtime::start(empty.clone(), support::registry())
             .await
             .expect("starts");
         warm.shutdown().await.expect("stops");
+
+        let before = Usage::now();
+        let mut actors = Vec::with_capacity(PLUGINS);
+        for _ in 0..PLUGINS {
+            let (actor, _) = Actor::spawn(None, Idle, ()).await.expect("spawns");
+            actor.send_message(()).expect("delivered");
+            actors.push(actor);
+        }
+        // Let every actor handle its message and go idle.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (actor_heap, actor_rss) = Usage::now().per_item_since(before, PLUGINS);
+        for actor in &actors {
+            actor.stop(None);
+        }
+        drop(actors);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
         let baseline = Runtime::start(empty, support::registry())
             .await
             .expect("starts");
-        let before = support::rss_bytes();
+        let before = Usage::now();
         let started = Instant::now();
         baseline.reload(full).await.expect("reload");
         let took = started.elapsed();
@@ -49,24 +143,30 @@ fn main() {
                 .await
                 .expect("answers");
         }
-        let after = support::rss_bytes();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (plugin_heap, plugin_rss) = Usage::now().per_item_since(before, PLUGINS);
         let status = baseline.status().await.expect("status");
         let running = status
             .plugins
             .iter()
             .filter(|p| p.state == swapvisor::plugin::PluginState::Running)
             .count();
-        let per_plugin = (after.saturating_sub(before)) as f64 / PLUGINS as f64;
         println!("plugins running: {running}");
         println!("started {PLUGINS} plugins in {:.2} s", took.as_secs_f64());
         println!(
-            "RSS before: {:.1} MiB, after: {:.1} MiB",
-            before as f64 / 1048576.0,
-            after as f64 / 1048576.0
+            "one bare ractor actor, idle: heap {:.1} KiB, RSS {:.1} KiB",
+            kib(actor_heap),
+            kib(actor_rss)
         );
         println!(
-            "MEMORY bytes per idle plugin instance: {per_plugin:.0} ({:.1} KiB; target <= 16 KiB)",
-            per_plugin / 1024.0
+            "MEMORY bytes per idle plugin instance: {plugin_rss:.0} RSS ({:.1} KiB), heap {plugin_heap:.0} ({:.1} KiB); target <= 8 KiB",
+            kib(plugin_rss),
+            kib(plugin_heap)
+        );
+        println!(
+            "RATIO idle plugin / bare actor: heap {:.2}, RSS {:.2}",
+            plugin_heap / actor_heap,
+            plugin_rss / actor_rss
         );
         baseline.shutdown().await.expect("stops");
     });
