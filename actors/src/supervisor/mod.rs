@@ -168,6 +168,10 @@ impl<U: Unit> Actor for Supervisor<U> {
         if let Some(timer) = state.restore_timer.take() {
             timer.abort();
         }
+        // Builds nobody will hear of any more (try-activates answered at shutdown).
+        for (_, candidate) in state.candidates.drain() {
+            candidate.abort();
+        }
         state.drop_prepared();
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Shutdown: answer what waits, stop the live unit gracefully, exit.
 //!
 //! Queued requests are answered `Superseded`, a build under way is abandoned (its Candidate
-//! stopped), and a swap under way finishes first: the Active takes its messages in order, so
+//! aborted), and a swap under way finishes first: the Active takes its messages in order, so
 //! its `Shutdown` comes after the swap, which is answered truthfully. The Active then closes
 //! the slot, drains and stops the live unit and every retiring one, and reports
 //! `ActiveStopped`; only then is the caller answered.
