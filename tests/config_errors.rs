@@ -300,3 +300,30 @@ async fn durations_are_capped_at_30_days() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_pipeline_time_limit_must_be_a_positive_duration() {
+    let found = errors(
+        r#"
+pipelines:
+  zero:
+    timeout: 0s
+    steps: []
+  soon:
+    timeout: soon
+    steps: []
+  number:
+    timeout: 5
+    steps: []
+"#,
+    )
+    .await;
+    assert_eq!(
+        found,
+        vec![
+            r#"pipelines.zero.timeout: must be longer than 0 (a duration such as 500ms or 30s)"#,
+            r#"pipelines.soon.timeout: invalid duration "soon" (expected number at 0); expected a number with a unit, such as "250ms", "5s" or "1m""#,
+            r#"pipelines.number.timeout: expected a duration such as "250ms", "5s" or "1m", found a number"#,
+        ]
+    );
+}

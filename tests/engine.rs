@@ -415,3 +415,64 @@ impl swapvisor::extension::Step for TickStep {
         Box::pin(async { Ok(serde_json::Value::Null) })
     }
 }
+
+#[tokio::test]
+async fn a_pipeline_past_its_time_limit_answers_504_and_other_requests_are_unaffected() {
+    let yaml = r#"
+modules:
+  - { name: web, type: http.server, config: { address: "127.0.0.1:0" } }
+pipelines:
+  slow:
+    timeout: 200ms
+    trigger: { type: http, config: { server: web, method: GET, path: /slow } }
+    steps:
+      - { name: wait, type: step.delay, config: { duration: 30s } }
+  fast:
+    trigger: { type: http, config: { server: web, method: GET, path: /fast } }
+    steps:
+      - { name: ok, type: step.json_response, config: { body: { fast: true } } }
+"#;
+    let runtime = swapvisor::Runtime::start(config(yaml), swapvisor::Registry::with_builtins())
+        .await
+        .unwrap();
+    let status = runtime.status().await.unwrap();
+    let (_, address) = status.listening().pop().unwrap();
+    let base = format!("http://{address}");
+
+    let slow_url = format!("{base}/slow");
+    let slow = tokio::spawn(async move {
+        let began = Instant::now();
+        (get(&slow_url).await, began.elapsed())
+    });
+    // While the slow request waits, other requests on the same server are answered.
+    let client = common::client();
+    for _ in 0..20 {
+        let answer = common::request(&client, "GET", &format!("{base}/fast"), "").await;
+        assert_eq!(answer, Ok((200, json!({"fast": true}))));
+    }
+    let ((status, body), took) = slow.await.unwrap();
+    assert_eq!(
+        (status, body),
+        (
+            504,
+            json!({"error": "pipeline \"slow\" ran past its time limit of 200ms", "pipeline": "slow"})
+        )
+    );
+    // The step's 30 s are not waited out: the run was abandoned at its limit.
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    assert_eq!(runtime.status().await.unwrap().in_flight, 0);
+
+    // Through the Rust API, the same limit is a typed error.
+    let error = runtime
+        .execute("slow", json!({}))
+        .await
+        .expect_err("the run is past its limit");
+    assert_eq!(
+        error,
+        ExecuteError::TimedOut {
+            pipeline: "slow".to_owned(),
+            limit: Duration::from_millis(200),
+        }
+    );
+    runtime.shutdown().await.unwrap();
+}

@@ -14,7 +14,7 @@ use super::model::*;
 
 const TOP_FIELDS: &[&str] = &["modules", "pipelines", "plugins", "runtime"];
 const MODULE_FIELDS: &[&str] = &["name", "type", "config", "dependsOn"];
-const PIPELINE_FIELDS: &[&str] = &["trigger", "steps"];
+const PIPELINE_FIELDS: &[&str] = &["trigger", "steps", "timeout"];
 const TRIGGER_FIELDS: &[&str] = &["type", "config"];
 const STEP_FIELDS: &[&str] = &["name", "type", "config"];
 const PLUGIN_FIELDS: &[&str] = &["name", "type", "config", "restart"];
@@ -129,10 +129,18 @@ fn decode_pipeline(
             Vec::new()
         }
     };
+    let timeout = fields.duration("timeout", errors);
+    if timeout.is_some_and(|t| t.is_zero()) {
+        errors.push(
+            fields.at("timeout"),
+            "must be longer than 0 (a duration such as 500ms or 30s)",
+        );
+    }
     Some(PipelineSpec {
         name: name.to_owned(),
         trigger,
         steps,
+        timeout,
     })
 }
 

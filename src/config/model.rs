@@ -49,6 +49,15 @@ pub struct PipelineSpec {
     pub trigger: Option<TriggerSpec>,
     /// The steps, run in order.
     pub steps: Vec<StepSpec>,
+    /// How long one run may take before it is abandoned (an HTTP request answers 504); unset
+    /// means [`PipelineSpec::DEFAULT_TIMEOUT`].
+    #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+impl PipelineSpec {
+    /// The time limit of a run when the config sets none: as long as a client commonly waits.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// A pipeline's `trigger:`.

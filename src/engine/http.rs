@@ -254,6 +254,10 @@ async fn run_route(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({"error": message, "pipeline": pipeline, "step": step}),
         ),
+        Err(error @ ExecuteError::TimedOut { .. }) => json_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            &json!({"error": error.to_string(), "pipeline": route.pipeline.name()}),
+        ),
         Err(other) => json_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             &json!({"error": other.to_string()}),

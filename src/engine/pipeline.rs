@@ -1,5 +1,7 @@
 //! A pipeline: named steps run in order, each seeing the request and the earlier outputs.
 
+use std::time::Duration;
+
 use serde_json::Value;
 use swapvisor_actors::guard;
 
@@ -11,6 +13,8 @@ use crate::extension::{Step, StepContext};
 pub struct Pipeline {
     name: String,
     steps: Vec<PipelineStep>,
+    /// How long one run may take.
+    timeout: Duration,
 }
 
 pub(crate) struct PipelineStep {
@@ -43,8 +47,12 @@ impl Execution {
 }
 
 impl Pipeline {
-    pub(crate) fn new(name: String, steps: Vec<PipelineStep>) -> Self {
-        Self { name, steps }
+    pub(crate) fn new(name: String, steps: Vec<PipelineStep>, timeout: Duration) -> Self {
+        Self {
+            name,
+            steps,
+            timeout,
+        }
     }
 
     /// The pipeline's name.
@@ -53,8 +61,23 @@ impl Pipeline {
     }
 
     /// Runs every step in order with `input` as `request`. A step that fails or panics ends
-    /// the run with an error naming it.
+    /// the run with an error naming it; a run past the pipeline's time limit is abandoned
+    /// (the step running then is dropped) with [`ExecuteError::TimedOut`].
     pub async fn run(&self, input: &Value, services: &Services) -> Result<Execution, ExecuteError> {
+        match tokio::time::timeout(self.timeout, self.run_steps(input, services)).await {
+            Ok(finished) => finished,
+            Err(_) => Err(ExecuteError::TimedOut {
+                pipeline: self.name.clone(),
+                limit: self.timeout,
+            }),
+        }
+    }
+
+    async fn run_steps(
+        &self,
+        input: &Value,
+        services: &Services,
+    ) -> Result<Execution, ExecuteError> {
         let mut outputs = Vec::with_capacity(self.steps.len());
         let mut response = None;
         for (position, step) in self.steps.iter().enumerate() {

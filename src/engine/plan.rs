@@ -18,7 +18,8 @@ use super::requests::RequestMetrics;
 use super::pipeline::{Pipeline, PipelineStep};
 use super::plugins::{PLUGIN_CONTRIBUTOR, PluginTypeUse, plan_plugins};
 use crate::config::{
-    Config, ConfigErrors, EnvLookup, Resolved, module_place, place, resolve_collecting,
+    Config, ConfigErrors, EnvLookup, PipelineSpec, Resolved, module_place, place,
+    resolve_collecting,
     start_order, unknown_name,
 };
 use crate::extension::template::TemplateScope;
@@ -290,7 +291,8 @@ pub(crate) fn plan(
                 Err(e) => errors.0.extend(e.0),
             }
         }
-        let pipeline = Arc::new(Pipeline::new(spec.name.clone(), steps));
+        let timeout = spec.timeout.unwrap_or(PipelineSpec::DEFAULT_TIMEOUT);
+        let pipeline = Arc::new(Pipeline::new(spec.name.clone(), steps, timeout));
         if let Some(trigger) = &spec.trigger {
             types.2.insert(trigger.type_name.clone());
             let trigger_at = place::field(&at, "trigger");

@@ -65,6 +65,14 @@ pub enum ExecuteError {
         /// The step's error.
         message: String,
     },
+    /// The run took longer than the pipeline's `timeout` and was abandoned.
+    #[error("pipeline {pipeline:?} ran past its time limit of {limit:?}")]
+    TimedOut {
+        /// The pipeline that ran.
+        pipeline: String,
+        /// Its time limit.
+        limit: std::time::Duration,
+    },
     /// No engine is serving (the runtime is stopped, or degraded past the wait limit).
     #[error("no engine is serving: {0}")]
     Unavailable(String),
