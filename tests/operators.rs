@@ -623,3 +623,23 @@ fn a_shutdown_signal_during_a_slow_start_exits_cleanly() {
         "the admin port must be free after exit"
     );
 }
+
+#[test]
+fn run_raises_the_soft_open_file_limit_to_the_hard_limit() {
+    let config = TempConfig::new(&hello("v1", ""));
+    let mut process = Swapvisor::start_with_soft_open_file_limit(200, &["run", config.as_str()]);
+    process.wait_until_up("web");
+    let line = process.wait_for_line("raised the open-file limit", Duration::from_secs(10));
+    assert!(line.contains("before=200"), "{line}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", process.child.id())).unwrap();
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    // "Max open files  <soft>  <hard>  files"
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "soft and hard limits differ: {row}");
+    assert!(line.contains(&format!("after={}", fields[4])), "{line}");
+    process.signal("TERM");
+    assert_eq!(process.wait_exit(Duration::from_secs(10)), Some(0));
+}

@@ -140,6 +140,19 @@ pub async fn run(args: RunArgs, registry: Registry) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // Every connection takes a descriptor from one per-process budget: make it the budget the
+    // operator set (the hard limit), not the soft default.
+    match crate::net::raise_open_file_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-file limit to the hard limit"
+            )
+        }
+        Ok((_, after)) => tracing::debug!(limit = after, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit; keeping it"),
+    }
     let token = match args.token.read() {
         Ok(token) => token,
         Err(error) => {

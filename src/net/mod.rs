@@ -7,9 +7,13 @@
 //! engine, so even requests on an old keep-alive connection reach the new config.
 
 mod body;
+#[cfg(feature = "cli")]
+mod descriptors;
 mod listener_pool;
 
 pub(crate) use body::{BodyError, linger, read_limited};
+#[cfg(feature = "cli")]
+pub(crate) use descriptors::raise_open_file_limit;
 
 pub(crate) use listener_pool::{HttpDispatch, HttpRequest, HttpResponse};
 pub use listener_pool::{ListenerKey, ListenerLease, ListenerPool};

@@ -700,21 +700,39 @@ impl Swapvisor {
         Self::start_binary_with_env(binary, args, &[])
     }
 
+    /// Starts `swapvisor` with `args` under a soft limit of `limit` open files (the hard
+    /// limit unchanged), through `sh`'s `ulimit`; the shell execs, so the child is swapvisor.
+    pub fn start_with_soft_open_file_limit(limit: u64, args: &[&str]) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -Sn {limit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_swapvisor"))
+            .args(args);
+        Self::spawn(command)
+    }
+
     fn start_binary_with_env(
         binary: &std::path::Path,
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
         let mut command = Command::new(binary);
-        command
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.args(args);
         for (key, value) in env {
             command.env(key, value);
         }
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn swapvisor");
         let stderr = child.stderr.take().unwrap();
         let (sender, lines) = std::sync::mpsc::channel();
