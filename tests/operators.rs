@@ -627,7 +627,7 @@ fn a_shutdown_signal_during_a_slow_start_exits_cleanly() {
 #[test]
 fn run_raises_the_soft_open_file_limit_to_the_hard_limit() {
     let config = TempConfig::new(&hello("v1", ""));
-    let mut process = Swapvisor::start_with_soft_open_file_limit(200, &["run", config.as_str()]);
+    let mut process = Swapvisor::start_under_ulimit("-Sn 200", &["run", config.as_str()]);
     process.wait_until_up("web");
     let line = process.wait_for_line("raised the open-file limit", Duration::from_secs(10));
     assert!(line.contains("before=200"), "{line}");

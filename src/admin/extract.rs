@@ -64,6 +64,10 @@ impl FromRequest<AdminState> for Body {
         match read_limited(request.into_body(), state.max_body).await {
             Ok(bytes) => Ok(Body(bytes)),
             Err(BodyError::TooLarge(_)) => Err(too_large()),
+            Err(error @ BodyError::TimedOut(_)) => Err(json(
+                StatusCode::REQUEST_TIMEOUT,
+                json!({"status": "request_timeout", "error": error.to_string()}),
+            )),
             Err(error) => Err(json(
                 StatusCode::BAD_REQUEST,
                 json!({"status": "bad_request", "error": error.to_string()}),

@@ -18,6 +18,14 @@
 //!
 //! | `swapvisor_http_requests_total{pipeline,status_class}` | counter | HTTP requests each pipeline answered, by `1xx` ... `5xx` |
 //! | `swapvisor_http_request_duration_seconds{pipeline}` | histogram | time from routing a request to its response |
+//! | `swapvisor_listener_connections{listener,kind}` | gauge | connections open on each listener (`kind`: `http.server` or `admin`) |
+//! | `swapvisor_listener_max_connections{listener,kind}` | gauge | each listener's connection cap |
+//! | `swapvisor_listener_accepted_total{listener,kind}` | counter | connections accepted |
+//! | `swapvisor_listener_at_cap_total{listener,kind}` | counter | times the listener reached its cap (or the process's connection budget) |
+//! | `swapvisor_listener_evicted_total{listener,kind}` | counter | connections closed at the cap because they had not sent a whole request head |
+//! | `swapvisor_listener_refused_total{listener,kind}` | counter | connections closed at once: at the cap with every connection busy |
+//! | `swapvisor_listener_timeouts_total{listener,kind,timeout}` | counter | connections closed by their `header` or `idle` timeout |
+//! | `swapvisor_request_body_timeouts_total` | counter | requests whose body did not arrive within its read timeout (408) |
 //!
 //! The format is a handful of lines per metric, so it is written here directly rather than
 //! through a metrics registry: every value is either counted here or read from status.
@@ -114,6 +122,7 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = self.write(&mut out, status);
         let _ = requests.write_prometheus(&mut out);
+        let _ = crate::net::write_prometheus(&mut out);
         out
     }
 

@@ -30,8 +30,12 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::routing::{get, post};
+use tower::ServiceExt as _;
 
 pub use metrics::Metrics;
+
+use crate::extension::ConnectionLimits;
+use crate::net::{Gate, serve_listener};
 
 use crate::runtime::Runtime;
 
@@ -132,8 +136,8 @@ pub async fn bind(
     token: Option<&str>,
 ) -> Result<tokio::net::TcpListener, AdminError> {
     check_exposure(address, token)?;
-    tokio::net::TcpListener::bind(address)
-        .await
+    crate::net::bind(address)
+        .and_then(tokio::net::TcpListener::from_std)
         .map_err(|source| AdminError::Bind { address, source })
 }
 
@@ -170,13 +174,42 @@ fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API on `listener` until `shutdown` completes, then finishes open requests.
+/// Serves the admin API on `listener` within `limits` until `shutdown` completes, then lets
+/// open requests finish for up to five seconds.
+///
+/// The admin API's connections do not count against the process's connection budget: they
+/// come out of its reserve, so a flood on the engine's listeners leaves probes and reloads
+/// working (see [`DescriptorBudget`](crate::extension::DescriptorBudget)).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
+    limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let gate = Gate::new(listener.local_addr()?.to_string(), "admin", limits, None);
+    let (closing, closed) = tokio::sync::watch::channel(None);
+    let router = router(state);
+    let make_handler = move || {
+        let router = router.clone();
+        Some(move |request: crate::net::HttpRequest| {
+            let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                match answer.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        })
+    };
+    let serving = serve_listener(listener, gate, closed, make_handler);
+    tokio::pin!(serving);
+    tokio::select! {
+        () = serving.as_mut() => return Ok(()),
+        () = shutdown => {}
+    }
+    let _ = closing.send(Some(
+        tokio::time::Instant::now() + std::time::Duration::from_secs(5),
+    ));
+    serving.await;
+    Ok(())
 }

@@ -3,28 +3,67 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::config::{ConfigError, ConfigErrors, place};
+use crate::config::{ConfigErrors, parse_duration, place};
 use crate::extension::{
-    HttpRoute, ListenerKey, ListenerLease, Module, ModuleBuild, ModuleContext, ModuleError,
+    ConnectionLimits, HttpRoute, ListenerKey, ListenerLease, Module, ModuleBuild, ModuleContext, ModuleError,
     TriggerBinding, TriggerBuild,
 };
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ServerSettings {
     address: String,
+    max_connections: Option<u64>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+}
+
+impl ServerSettings {
+    /// The listener's limits: the defaults, with what the config sets. Problems go to `errors`.
+    fn limits(&self, place: &str, errors: &mut ConfigErrors) -> ConnectionLimits {
+        let mut limits = ConnectionLimits::server_defaults();
+        if let Some(max) = self.max_connections {
+            match usize::try_from(max) {
+                Ok(max) if max > 0 => limits.max_connections = max,
+                _ => errors.push(
+                    place::field(place, "maxConnections"),
+                    format!("maxConnections must be at least 1, got {max}"),
+                ),
+            }
+        }
+        let timeouts = [
+            ("headerReadTimeout", &self.header_read_timeout, &mut limits.header_read_timeout),
+            ("idleTimeout", &self.idle_timeout, &mut limits.idle_timeout),
+            ("bodyReadTimeout", &self.body_read_timeout, &mut limits.body_read_timeout),
+        ];
+        for (field, text, target) in timeouts {
+            let Some(text) = text else { continue };
+            match parse_duration(text) {
+                Ok(Duration::ZERO) => errors.push(
+                    place::field(place, field),
+                    format!("{field} must be longer than zero, got {text:?}"),
+                ),
+                Ok(duration) => *target = duration,
+                Err(message) => errors.push(place::field(place, field), message),
+            }
+        }
+        limits
+    }
 }
 
 /// The `http.server` module: borrows its listener from the runtime's pool at start and gives
 /// it back at stop. Requests are routed by the engine, not by the module.
 struct HttpServer {
     key: ListenerKey,
+    limits: ConnectionLimits,
     lease: Mutex<Option<ListenerLease>>,
 }
 
@@ -63,10 +102,16 @@ fn parse_address(text: &str) -> Result<SocketAddr, String> {
 
 pub(super) fn build_server(build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors> {
     let settings: ServerSettings = build.settings()?;
+    let mut errors = ConfigErrors::default();
     let address = parse_address(&settings.address)
-        .map_err(|message| ConfigError::new(place::field(build.place, "address"), message))?;
+        .map_err(|message| errors.push(place::field(build.place, "address"), message));
+    let limits = settings.limits(build.place, &mut errors);
+    let (Ok(address), true) = (address, errors.is_empty()) else {
+        return Err(errors);
+    };
     Ok(Box::new(HttpServer {
         key: ListenerKey::new(address, build.name),
+        limits,
         lease: Mutex::new(None),
     }))
 }
@@ -74,7 +119,10 @@ pub(super) fn build_server(build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, C
 impl Module for HttpServer {
     fn start<'a>(&'a self, context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
         Box::pin(async move {
-            let lease = context.services.listeners().acquire(&self.key)?;
+            let lease = context
+                .services
+                .listeners()
+                .acquire_with(&self.key, self.limits)?;
             tracing::info!(server = %context.name, address = %lease.local_addr(), "http.server serving");
             *self.lease() = Some(lease);
             Ok(())
@@ -100,6 +148,10 @@ impl Module for HttpServer {
         if let Some(local) = self.local_addr() {
             details.insert("listening".into(), Value::String(local.to_string()));
         }
+        details.insert(
+            "maxConnections".into(),
+            Value::from(self.limits.max_connections),
+        );
         details
     }
 

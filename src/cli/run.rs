@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::admin::{self, AdminState};
 use crate::config::read_file;
+use crate::extension::ConnectionLimits;
 use crate::{Origin, Registry, Reload, Runtime};
 use clap::Args;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -45,9 +47,60 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, env = "SWAPVISOR_ADMIN_MAX_BODY")]
     admin_max_body: usize,
 
+    #[command(flatten)]
+    admin_limits: AdminLimitArgs,
+
     #[cfg(feature = "fleet")]
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+/// The admin API's connection cap and timeouts (docs/ADMIN_API.md, "Limits").
+#[derive(Debug, Args)]
+struct AdminLimitArgs {
+    /// Most connections the admin API holds at once [default: an eighth of the open-file
+    /// limit, at most 256].
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SWAPVISOR_ADMIN_MAX_CONNECTIONS",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    admin_max_connections: Option<u32>,
+
+    /// How long an admin connection may take to send a request head.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_timeout, env = "SWAPVISOR_ADMIN_HEADER_READ_TIMEOUT")]
+    admin_header_read_timeout: Duration,
+
+    /// How long a kept-alive admin connection may wait for its next request.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout, env = "SWAPVISOR_ADMIN_IDLE_TIMEOUT")]
+    admin_idle_timeout: Duration,
+
+    /// How long an admin request may take to send its body (then 408).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout, env = "SWAPVISOR_ADMIN_BODY_READ_TIMEOUT")]
+    admin_body_read_timeout: Duration,
+}
+
+impl AdminLimitArgs {
+    fn limits(&self) -> ConnectionLimits {
+        let defaults = ConnectionLimits::admin_defaults();
+        ConnectionLimits {
+            header_read_timeout: self.admin_header_read_timeout,
+            idle_timeout: self.admin_idle_timeout,
+            body_read_timeout: self.admin_body_read_timeout,
+            max_connections: self
+                .admin_max_connections
+                .map_or(defaults.max_connections, |n| n as usize),
+        }
+    }
+}
+
+/// A timeout flag: a duration such as `500ms` or `30s`, above zero.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match crate::config::parse_duration(text)? {
+        Duration::ZERO => Err("a timeout must be longer than zero".into()),
+        duration => Ok(duration),
+    }
 }
 
 /// Joining a fleet (the `fleet` feature).
@@ -180,6 +233,7 @@ pub async fn run(args: RunArgs, registry: Registry) -> u8 {
                 Some(tokio::spawn(admin::serve(
                     listener,
                     admin_state.clone(),
+                    args.admin_limits.limits(),
                     async {
                         let _ = admin_stopped.await;
                     },

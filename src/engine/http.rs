@@ -307,6 +307,12 @@ async fn request_input(
                 &json!({"error": format!("request {error}")}),
             ));
         }
+        Err(error @ BodyError::TimedOut(_)) => {
+            return Err(json_response(
+                StatusCode::REQUEST_TIMEOUT,
+                &json!({"error": error.to_string()}),
+            ));
+        }
         Err(error) => {
             return Err(json_response(
                 StatusCode::BAD_REQUEST,

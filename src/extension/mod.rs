@@ -87,5 +87,5 @@ runtime! {
         TriggerTask,
     };
 
-    pub use crate::net::{ListenerKey, ListenerLease, ListenerPool};
+    pub use crate::net::{ConnectionLimits, DescriptorBudget, ListenerKey, ListenerLease, ListenerPool};
 }

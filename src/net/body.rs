@@ -25,6 +25,9 @@ pub(crate) enum BodyError {
     /// It is over the limit (declared or sent); the rest is being discarded.
     #[error("the body is over the limit of {0} bytes")]
     TooLarge(usize),
+    /// It did not arrive whole within its read timeout.
+    #[error("{0}")]
+    TimedOut(String),
     /// The connection failed while it was being read.
     #[error("could not read the body: {0}")]
     Read(String),
@@ -35,7 +38,7 @@ pub(crate) enum BodyError {
 pub(crate) async fn read_limited<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
     if body.size_hint().lower() > limit_u64 {
@@ -44,7 +47,14 @@ where
     }
     let mut collected = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let frame = frame.map_err(|e| {
+            let error: Box<dyn std::error::Error + Send + Sync> = e.into();
+            if super::server::RequestBodyError::is_timeout(&*error) {
+                BodyError::TimedOut(error.to_string())
+            } else {
+                BodyError::Read(error.to_string())
+            }
+        })?;
         if let Ok(data) = frame.into_data() {
             if collected.len() + data.len() > limit {
                 linger(body);

@@ -10,7 +10,6 @@
 //! engine is about to take: connections wait in the kernel backlog instead of being refused.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -19,16 +18,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::limits::{ConnectionLimits, DescriptorBudget};
+use super::server::{Gate, bind, serve_listener};
+
 /// A request as it arrives on a pooled listener.
-pub(crate) type HttpRequest = hyper::Request<Incoming>;
+pub(crate) type HttpRequest = super::server::Request;
 /// The response a dispatcher gives back.
 pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
 
@@ -88,11 +86,22 @@ struct PoolInner {
 struct PoolEntries {
     listeners: HashMap<ListenerKey, Entry>,
     holds: usize,
+    next_lease: u64,
 }
 
 struct Entry {
-    leases: usize,
+    /// The limits each live lease asked for, by lease id; the newest lease's apply, so that a
+    /// reload's new limits take effect when it starts and a rolled-back one's go with it.
+    leases: Vec<(u64, ConnectionLimits)>,
     listener: Arc<ServedListener>,
+}
+
+impl Entry {
+    fn apply_newest_limits(&self) {
+        if let Some((_, limits)) = self.leases.last() {
+            self.listener.gate.set_limits(*limits);
+        }
+    }
 }
 
 impl fmt::Debug for ListenerPool {
@@ -117,36 +126,50 @@ impl ListenerPool {
         self.inner.dispatch.set(dispatch).is_ok()
     }
 
-    /// Takes a lease on the listener for `key`, binding it if no one holds it yet.
+    /// Takes a lease on the listener for `key` with the default [`ConnectionLimits`], binding
+    /// it if no one holds it yet.
     ///
     /// Fails when the address cannot be bound, for example because another process holds it.
     pub fn acquire(&self, key: &ListenerKey) -> Result<ListenerLease, std::io::Error> {
+        self.acquire_with(key, ConnectionLimits::server_defaults())
+    }
+
+    /// Takes a lease on the listener for `key`, binding it if no one holds it yet. `limits`
+    /// apply to the listener from now on, until a newer lease's replace them or this lease is
+    /// released (the previous lease's apply again).
+    ///
+    /// Fails when the address cannot be bound, for example because another process holds it.
+    pub fn acquire_with(
+        &self,
+        key: &ListenerKey,
+        limits: ConnectionLimits,
+    ) -> Result<ListenerLease, std::io::Error> {
         let mut entries = self.lock();
+        entries.next_lease += 1;
+        let id = entries.next_lease;
+        let lease = |local_addr| ListenerLease {
+            pool: Arc::downgrade(&self.inner),
+            key: key.clone(),
+            id,
+            local_addr,
+            released: false,
+        };
         if let Some(entry) = entries.listeners.get_mut(key) {
-            entry.leases += 1;
-            return Ok(ListenerLease {
-                pool: Arc::downgrade(&self.inner),
-                key: key.clone(),
-                local_addr: entry.listener.local_addr,
-                released: false,
-            });
+            entry.leases.push((id, limits));
+            entry.apply_newest_limits();
+            return Ok(lease(entry.listener.local_addr));
         }
-        let listener = ServedListener::bind(key.clone(), Arc::downgrade(&self.inner))?;
+        let listener = ServedListener::bind(key.clone(), limits, Arc::downgrade(&self.inner))?;
         let local_addr = listener.local_addr;
-        tracing::info!(address = %key, %local_addr, "listener bound");
+        tracing::info!(address = %key, %local_addr, max_connections = limits.max_connections, "listener bound");
         entries.listeners.insert(
             key.clone(),
             Entry {
-                leases: 1,
+                leases: vec![(id, limits)],
                 listener: Arc::new(listener),
             },
         );
-        Ok(ListenerLease {
-            pool: Arc::downgrade(&self.inner),
-            key: key.clone(),
-            local_addr,
-            released: false,
-        })
+        Ok(lease(local_addr))
     }
 
     /// Keeps released listeners open until the returned hold is dropped.
@@ -200,7 +223,7 @@ fn take_unleased(entries: &mut PoolEntries) -> Vec<Arc<ServedListener>> {
     let idle: Vec<ListenerKey> = entries
         .listeners
         .iter()
-        .filter(|(_, e)| e.leases == 0)
+        .filter(|(_, e)| e.leases.is_empty())
         .map(|(k, _)| k.clone())
         .collect();
     idle.iter()
@@ -214,6 +237,7 @@ fn take_unleased(entries: &mut PoolEntries) -> Vec<Arc<ServedListener>> {
 pub struct ListenerLease {
     pool: Weak<PoolInner>,
     key: ListenerKey,
+    id: u64,
     local_addr: SocketAddr,
     released: bool,
 }
@@ -253,7 +277,8 @@ impl ListenerLease {
         };
         let mut entries = lock(&pool);
         if let Some(entry) = entries.listeners.get_mut(&self.key) {
-            entry.leases = entry.leases.saturating_sub(1);
+            entry.leases.retain(|(id, _)| *id != self.id);
+            entry.apply_newest_limits();
         }
         take_unleased(&mut entries)
     }
@@ -303,50 +328,22 @@ fn close_in_background(listeners: Vec<Arc<ServedListener>>) {
     }
 }
 
-/// Binds `address`. The IPv6 unspecified address (`[::]`, what `:port` means) is bound
-/// dual-stack, so IPv4 clients reach it too whatever the system's `bindv6only` default; without
-/// IPv6 on the machine it falls back to `0.0.0.0`.
-fn bind_socket(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    if address.ip() != std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
-        return std::net::TcpListener::bind(address);
-    }
-    let dual_stack = || -> std::io::Result<std::net::TcpListener> {
-        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_only_v6(false)?;
-        // As std's bind does on Unix: a restart may rebind while old connections sit in
-        // TIME_WAIT.
-        socket.set_reuse_address(true)?;
-        socket.bind(&address.into())?;
-        socket.listen(1024)?;
-        Ok(socket.into())
-    };
-    match dual_stack() {
-        Err(error)
-            if matches!(
-                error.raw_os_error(),
-                Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
-            ) =>
-        {
-            tracing::info!(%address, "IPv6 is not available; listening on IPv4 only");
-            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), address.port());
-            std::net::TcpListener::bind(v4)
-        }
-        other => other,
-    }
-}
-
 /// One bound socket and its accept loop.
 struct ServedListener {
     local_addr: SocketAddr,
+    gate: Arc<Gate>,
     /// Set to `Some(deadline)` to close: stop accepting, then finish connections by then.
     closing: watch::Sender<Option<Instant>>,
     accept_loop: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl ServedListener {
-    fn bind(key: ListenerKey, pool: Weak<PoolInner>) -> std::io::Result<Self> {
-        let std_listener = bind_socket(key.address).map_err(|e| {
+    fn bind(
+        key: ListenerKey,
+        limits: ConnectionLimits,
+        pool: Weak<PoolInner>,
+    ) -> std::io::Result<Self> {
+        let std_listener = bind(key.address).map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::AddrInUse => " (the address is in use by another process)",
                 std::io::ErrorKind::AddrNotAvailable => " (no local interface has this address)",
@@ -357,13 +354,25 @@ impl ServedListener {
             };
             std::io::Error::new(e.kind(), format!("cannot bind {}: {e}{hint}", key.address))
         })?;
-        std_listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(std_listener)?;
         let local_addr = listener.local_addr()?;
+        let gate = Gate::new(
+            local_addr.to_string(),
+            "http.server",
+            limits,
+            Some(DescriptorBudget::global()),
+        );
         let (closing, closed) = watch::channel(None);
-        let accept_loop = tokio::spawn(accept_loop(listener, key, pool, closed));
+        let make_handler = move || {
+            // The pool is gone: drop the connection.
+            let dispatch = pool.upgrade().and_then(|p| p.dispatch.get().cloned())?;
+            let key = key.clone();
+            Some(move |request| dispatch.dispatch(&key, request))
+        };
+        let accept_loop = tokio::spawn(serve_listener(listener, gate.clone(), closed, make_handler));
         Ok(Self {
             local_addr,
+            gate,
             closing,
             accept_loop: tokio::sync::Mutex::new(Some(accept_loop)),
         })
@@ -382,79 +391,6 @@ impl ServedListener {
         if let Some(handle) = handle {
             let _ = handle.await;
             tracing::info!(local_addr = %self.local_addr, "listener closed");
-        }
-    }
-}
-
-/// Accepts connections until asked to close, then drains them until the deadline.
-async fn accept_loop(
-    listener: TcpListener,
-    key: ListenerKey,
-    pool: Weak<PoolInner>,
-    mut closing: watch::Receiver<Option<Instant>>,
-) {
-    let mut connections = JoinSet::new();
-    let deadline = loop {
-        tokio::select! {
-            changed = closing.changed() => {
-                match (changed, *closing.borrow()) {
-                    (Ok(()), Some(deadline)) => break deadline,
-                    (Ok(()), None) => continue,
-                    (Err(_), _) => break Instant::now(),
-                }
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let Some(dispatch) = pool.upgrade().and_then(|p| p.dispatch.get().cloned()) else {
-                        continue; // the pool is gone: drop the connection
-                    };
-                    connections.spawn(serve_connection(stream, key.clone(), dispatch, closing.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(address = %key, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    };
-    // The port is free from here on.
-    drop(listener);
-    let drained = tokio::time::timeout_at(deadline, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(address = %key, open = connections.len(), "connections still open at the deadline; aborting them");
-        connections.shutdown().await;
-    }
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    key: ListenerKey,
-    dispatch: Arc<dyn HttpDispatch>,
-    mut closing: watch::Receiver<Option<Instant>>,
-) {
-    let service = hyper::service::service_fn(move |request| {
-        let response = dispatch.dispatch(&key, request);
-        async move { Ok::<_, Infallible>(response.await) }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let close_requested = async move {
-        let _ = closing.wait_for(Option::is_some).await;
-    };
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        () = close_requested => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
         }
     }
 }

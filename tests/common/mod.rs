@@ -700,13 +700,14 @@ impl Swapvisor {
         Self::start_binary_with_env(binary, args, &[])
     }
 
-    /// Starts `swapvisor` with `args` under a soft limit of `limit` open files (the hard
-    /// limit unchanged), through `sh`'s `ulimit`; the shell execs, so the child is swapvisor.
-    pub fn start_with_soft_open_file_limit(limit: u64, args: &[&str]) -> Self {
+    /// Starts `swapvisor` with `args` under the open-file limit `ulimit` sets with `limit`
+    /// (`-Sn 200`: the soft limit only; `-n 1024`: soft and hard); the shell execs, so the
+    /// child is swapvisor.
+    pub fn start_under_ulimit(limit: &str, args: &[&str]) -> Self {
         let mut command = Command::new("sh");
         command
             .arg("-c")
-            .arg(format!("ulimit -Sn {limit} && exec \"$0\" \"$@\""))
+            .arg(format!("ulimit {limit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_swapvisor"))
             .args(args);
         Self::spawn(command)

@@ -1,0 +1,764 @@
+//! Serving one listening socket so that no client can hold it, or the process, hostage.
+//!
+//! Every server of the process (each `http.server` listener and the admin API) runs the same
+//! accept loop, [`serve_listener`], behind a [`Gate`]:
+//!
+//! - **A cap.** The gate admits at most [`ConnectionLimits::max_connections`] connections, and
+//!   the `http.server` gates together at most the process's connection budget (see
+//!   [`super::limits`]). At the cap, the gate closes the connection that has waited longest
+//!   without sending a whole request head; when every connection is busy with a request, it
+//!   stops accepting and the kernel's backlog holds the rest. Reaching the cap is logged once
+//!   (and again only after the listener had room) and counted.
+//! - **A clock per connection.** Each connection is in one phase: *head* (from accept, or from
+//!   the first byte of a kept-alive connection's next request, until the head is parsed),
+//!   *busy* (a request is being answered), or *idle* (after a response, until the next
+//!   request's first byte). A watchdog closes a connection whose head or idle phase outlives
+//!   its timeout. The request body has its own deadline ([`RequestBody`]).
+//!
+//! The clock is one atomic word per connection, updated by the connection's own reads and
+//! requests: nothing is shared between connections on the request path.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::{Instant, Sleep};
+
+use super::limits::{ConnectionLimits, DescriptorBudget};
+
+/// A request as a server's handler receives it: its body has a read deadline.
+pub(crate) type Request = hyper::Request<RequestBody>;
+
+/// The connections of one listener: its cap, its open connections and its counters.
+pub(crate) struct Gate {
+    /// The listener's address, as `/metrics` labels it.
+    label: String,
+    /// What serves behind it: `http.server` or `admin`.
+    kind: &'static str,
+    limits: ArcSwap<ConnectionLimits>,
+    /// The process budget the connections also count against; none for the admin API, whose
+    /// connections come out of the reserve.
+    budget: Option<&'static DescriptorBudget>,
+    open: Mutex<HashMap<u64, Arc<Tracked>>>,
+    next_id: AtomicU64,
+    /// Notified whenever a connection of this gate closes.
+    closed: Notify,
+    origin: Instant,
+    /// Evicted connections whose task has not ended yet: each still holds its descriptor.
+    evicting: AtomicUsize,
+    at_cap: AtomicBool,
+    counters: GateCounters,
+}
+
+/// How many evicted connections may still hold their descriptor before the gate stops
+/// accepting until they are gone: bounds how far past its cap a flood can push a listener.
+const MAX_EVICTING: usize = 8;
+
+#[derive(Default)]
+struct GateCounters {
+    accepted: AtomicU64,
+    at_cap: AtomicU64,
+    evicted: AtomicU64,
+    refused: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
+}
+
+/// Every gate of the process, for `/metrics`.
+fn gates() -> &'static Mutex<Vec<Weak<Gate>>> {
+    static GATES: OnceLock<Mutex<Vec<Weak<Gate>>>> = OnceLock::new();
+    GATES.get_or_init(Mutex::default)
+}
+
+/// Request bodies that were not received within their deadline, process-wide.
+static BODY_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+/// A lock over plain data updated in short sections; a panic cannot leave it half-written.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gate {
+    /// A gate for the listener at `label`, registered for `/metrics`. `budget` is the process
+    /// budget its connections count against, if any.
+    pub(crate) fn new(
+        label: String,
+        kind: &'static str,
+        limits: ConnectionLimits,
+        budget: Option<&'static DescriptorBudget>,
+    ) -> Arc<Self> {
+        let gate = Arc::new(Self {
+            label,
+            kind,
+            limits: ArcSwap::from_pointee(limits),
+            budget,
+            open: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            closed: Notify::new(),
+            origin: Instant::now(),
+            evicting: AtomicUsize::new(0),
+            at_cap: AtomicBool::new(false),
+            counters: GateCounters::default(),
+        });
+        let mut all = lock(gates());
+        all.retain(|g| g.strong_count() > 0);
+        all.push(Arc::downgrade(&gate));
+        gate
+    }
+
+    /// Applies `limits` to connections accepted from now on (and the cap at once).
+    pub(crate) fn set_limits(&self, limits: ConnectionLimits) {
+        if **self.limits.load() != limits {
+            self.limits.store(Arc::new(limits));
+            self.closed.notify_waiters();
+        }
+    }
+
+    fn limits(&self) -> Arc<ConnectionLimits> {
+        self.limits.load_full()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX >> 2)
+    }
+
+    fn has_room(&self, open: usize) -> bool {
+        open < self.limits.load().max_connections && self.budget.is_none_or(|b| b.has_room())
+    }
+
+    /// Whether the listener is clearly below its cap (and the budget): three quarters or less,
+    /// so that reaching the cap is one episode, not one per connection around it.
+    fn well_below_cap(&self, open: usize) -> bool {
+        let below = |used: usize, cap: usize| used <= cap - cap / 4;
+        below(open, self.limits.load().max_connections)
+            && self
+                .budget
+                .is_none_or(|b| below(b.in_use(), b.connections()))
+    }
+
+    /// Whether one more connection may be accepted, possibly by closing a waiting one.
+    fn may_accept(&self) -> bool {
+        let open = lock(&self.open);
+        self.has_room(open.len())
+            || (self.evicting.load(Ordering::Relaxed) < MAX_EVICTING
+                && open.values().any(|t| t.clock.is_waiting()))
+    }
+
+    /// Makes room for a connection just accepted: true when there is room, or when the
+    /// connection that waited longest for a request head was closed for it.
+    fn make_room(&self) -> bool {
+        let open = lock(&self.open);
+        if self.has_room(open.len()) {
+            return true;
+        }
+        self.note_at_cap(open.len());
+        let oldest = open
+            .values()
+            .filter_map(|t| t.clock.waiting_since().map(|since| (since, t)))
+            .min_by_key(|(since, _)| *since);
+        let Some((_, victim)) = oldest else {
+            return false;
+        };
+        if !victim.clock.evict() {
+            return false;
+        }
+        self.evicting.fetch_add(1, Ordering::Relaxed);
+        if let Some(abort) = victim.abort.get() {
+            abort.abort();
+        }
+        self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Logs and counts reaching the cap once per episode.
+    fn note_at_cap(&self, open: usize) {
+        if !self.at_cap.swap(true, Ordering::Relaxed) {
+            self.counters.at_cap.fetch_add(1, Ordering::Relaxed);
+            let limits = self.limits.load();
+            tracing::warn!(
+                listener = %self.label,
+                kind = self.kind,
+                open,
+                max_connections = limits.max_connections,
+                budget_in_use = self.budget.map(|b| b.in_use()),
+                "listener at its connection cap: closing connections that have not sent a request, then leaving new ones in the backlog"
+            );
+        }
+    }
+
+    fn admit(self: &Arc<Self>) -> Arc<Tracked> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let tracked = Arc::new(Tracked {
+            id,
+            clock: Clock::new(self.now_ms()),
+            abort: OnceLock::new(),
+        });
+        lock(&self.open).insert(id, tracked.clone());
+        if let Some(budget) = self.budget {
+            budget.take();
+        }
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        tracked
+    }
+
+    fn release(&self, tracked: &Tracked) {
+        let open = {
+            let mut open = lock(&self.open);
+            open.remove(&tracked.id);
+            open.len()
+        };
+        if tracked.clock.read().0 == EVICTED {
+            self.evicting.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(budget) = self.budget {
+            budget.give_back();
+        }
+        if self.at_cap.load(Ordering::Relaxed) && self.well_below_cap(open) {
+            self.at_cap.store(false, Ordering::Relaxed);
+            tracing::info!(listener = %self.label, kind = self.kind, open, "listener below its connection cap again");
+        }
+        self.closed.notify_waiters();
+    }
+
+    #[cfg(feature = "admin")]
+    fn write_prometheus(&self, out: &mut String) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        let labels = format!("listener=\"{}\",kind=\"{}\"", self.label, self.kind);
+        let c = &self.counters;
+        let get = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        writeln!(
+            out,
+            "swapvisor_listener_connections{{{labels}}} {}",
+            lock(&self.open).len()
+        )?;
+        writeln!(
+            out,
+            "swapvisor_listener_max_connections{{{labels}}} {}",
+            self.limits.load().max_connections
+        )?;
+        writeln!(
+            out,
+            "swapvisor_listener_accepted_total{{{labels}}} {}",
+            get(&c.accepted)
+        )?;
+        writeln!(
+            out,
+            "swapvisor_listener_at_cap_total{{{labels}}} {}",
+            get(&c.at_cap)
+        )?;
+        writeln!(
+            out,
+            "swapvisor_listener_evicted_total{{{labels}}} {}",
+            get(&c.evicted)
+        )?;
+        writeln!(
+            out,
+            "swapvisor_listener_refused_total{{{labels}}} {}",
+            get(&c.refused)
+        )?;
+        writeln!(
+            out,
+            "swapvisor_listener_timeouts_total{{{labels},timeout=\"header\"}} {}",
+            get(&c.header_timeouts)
+        )?;
+        writeln!(
+            out,
+            "swapvisor_listener_timeouts_total{{{labels},timeout=\"idle\"}} {}",
+            get(&c.idle_timeouts)
+        )
+    }
+}
+
+/// The listener metrics of every server of the process, in the Prometheus text format.
+#[cfg(feature = "admin")]
+pub(crate) fn write_prometheus(out: &mut String) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    let live: Vec<Arc<Gate>> = lock(gates()).iter().filter_map(Weak::upgrade).collect();
+    let families = [
+        (
+            "swapvisor_listener_connections",
+            "gauge",
+            "Connections open on each listener.",
+        ),
+        (
+            "swapvisor_listener_max_connections",
+            "gauge",
+            "Each listener's connection cap.",
+        ),
+        (
+            "swapvisor_listener_accepted_total",
+            "counter",
+            "Connections each listener accepted.",
+        ),
+        (
+            "swapvisor_listener_at_cap_total",
+            "counter",
+            "Times each listener reached its connection cap (or the process budget).",
+        ),
+        (
+            "swapvisor_listener_evicted_total",
+            "counter",
+            "Connections closed at the cap because they had not sent a whole request head.",
+        ),
+        (
+            "swapvisor_listener_refused_total",
+            "counter",
+            "Connections closed at once because the listener was at its cap with every connection busy.",
+        ),
+        (
+            "swapvisor_listener_timeouts_total",
+            "counter",
+            "Connections closed by their header read or idle timeout.",
+        ),
+    ];
+    for (name, kind, help) in families {
+        writeln!(out, "# HELP {name} {help}")?;
+        writeln!(out, "# TYPE {name} {kind}")?;
+    }
+    for gate in &live {
+        gate.write_prometheus(out)?;
+    }
+    writeln!(
+        out,
+        "# HELP swapvisor_request_body_timeouts_total Requests whose body was not received within its read timeout (answered 408)."
+    )?;
+    writeln!(out, "# TYPE swapvisor_request_body_timeouts_total counter")?;
+    writeln!(
+        out,
+        "swapvisor_request_body_timeouts_total {}",
+        BODY_TIMEOUTS.load(Ordering::Relaxed)
+    )
+}
+
+/// One open connection, as its gate sees it.
+struct Tracked {
+    id: u64,
+    clock: Clock,
+    /// Set right after the connection's task is spawned; aborting it closes the socket.
+    abort: OnceLock<AbortHandle>,
+}
+
+/// A connection's phase and since when (milliseconds since its gate's origin), in one word.
+struct Clock(AtomicU64);
+
+const HEAD: u64 = 0;
+const BUSY: u64 = 1;
+const IDLE: u64 = 2;
+const EVICTED: u64 = 3;
+const PHASE_BITS: u64 = 2;
+const PHASE_MASK: u64 = (1 << PHASE_BITS) - 1;
+
+impl Clock {
+    fn new(now_ms: u64) -> Self {
+        Self(AtomicU64::new(pack(HEAD, now_ms)))
+    }
+
+    fn read(&self) -> (u64, u64) {
+        let word = self.0.load(Ordering::Relaxed);
+        (word & PHASE_MASK, word >> PHASE_BITS)
+    }
+
+    /// Moves from `from` to `to` at `now_ms`; false if the phase was not `from` (an evicted
+    /// connection stays evicted).
+    fn shift(&self, from: u64, to: u64, now_ms: u64) -> bool {
+        let current = self.0.load(Ordering::Relaxed);
+        current & PHASE_MASK == from
+            && self
+                .0
+                .compare_exchange(current, pack(to, now_ms), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Since when the connection has waited for a request head, if it is waiting for one.
+    fn waiting_since(&self) -> Option<u64> {
+        let (phase, since) = self.read();
+        matches!(phase, HEAD | IDLE).then_some(since)
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.waiting_since().is_some()
+    }
+
+    /// Marks a waiting connection evicted; false if it has started a request meanwhile.
+    fn evict(&self) -> bool {
+        let current = self.0.load(Ordering::Relaxed);
+        matches!(current & PHASE_MASK, HEAD | IDLE)
+            && self
+                .0
+                .compare_exchange(current, pack(EVICTED, 0), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+fn pack(phase: u64, since_ms: u64) -> u64 {
+    (since_ms << PHASE_BITS) | phase
+}
+
+/// Removes a connection from its gate when its task ends, however it ends.
+struct Admitted {
+    gate: Arc<Gate>,
+    tracked: Arc<Tracked>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.gate.release(&self.tracked);
+    }
+}
+
+/// The stream of one connection, telling its clock when a request's first byte arrives.
+struct ClockedStream {
+    stream: TcpStream,
+    admitted: Arc<Admitted>,
+}
+
+impl AsyncRead for ClockedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let admitted = &self.admitted;
+            if admitted.tracked.clock.read().0 == IDLE {
+                admitted
+                    .tracked
+                    .clock
+                    .shift(IDLE, HEAD, admitted.gate.now_ms());
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ClockedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// How many connections the kernel queues for a listener until it accepts them: what waits
+/// while a listener is at its cap, or while a burst outpaces the accept loop (std's and
+/// tokio's 128 drop a burst's SYNs, which clients only retry a second later).
+const BACKLOG: i32 = 1024;
+
+/// Binds `address` with a backlog of [`BACKLOG`]. The IPv6 unspecified address (`[::]`, what
+/// `:port` means) is bound dual-stack, so IPv4 clients reach it too whatever the system's
+/// `bindv6only` default; without IPv6 on the machine it falls back to `0.0.0.0`.
+pub(crate) fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let listen = |address: SocketAddr, dual_stack: bool| -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+        if dual_stack {
+            socket.set_only_v6(false)?;
+        }
+        // As std's bind does on Unix: a restart may rebind while old connections sit in
+        // TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(BACKLOG)?;
+        let listener: std::net::TcpListener = socket.into();
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    };
+    if address.ip() != std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
+        return listen(address, false);
+    }
+    match listen(address, true) {
+        Err(error)
+            if matches!(
+                error.raw_os_error(),
+                Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+            ) =>
+        {
+            tracing::info!(%address, "IPv6 is not available; listening on IPv4 only");
+            listen(
+                SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), address.port()),
+                false,
+            )
+        }
+        other => other,
+    }
+}
+
+/// Accepts connections on `listener` through `gate` until `closing` gives a deadline, then
+/// lets open connections finish their request until that deadline.
+///
+/// `make_handler` is asked for a handler per accepted connection (`None` drops the
+/// connection: the server is going away); the handler answers each request.
+pub(crate) async fn serve_listener<M, H, Fut, B>(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    mut closing: watch::Receiver<Option<Instant>>,
+    make_handler: M,
+) where
+    M: Fn() -> Option<H>,
+    H: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connections = JoinSet::new();
+    let deadline = loop {
+        // Registered before looking, so that a close between the look and the wait is not
+        // missed.
+        let closed = gate.closed.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if !gate.may_accept() {
+            // Every connection is busy with a request: leave new ones in the backlog until
+            // one closes (or the cap is raised). The tick covers the process budget, which
+            // other listeners' connections free.
+            gate.note_at_cap(lock(&gate.open).len());
+            tokio::select! {
+                changed = closing.changed() => match (changed, *closing.borrow()) {
+                    (Ok(()), Some(deadline)) => break deadline,
+                    (Ok(()), None) => {}
+                    (Err(_), _) => break Instant::now(),
+                },
+                () = closed => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = closing.changed() => match (changed, *closing.borrow()) {
+                (Ok(()), Some(deadline)) => break deadline,
+                (Ok(()), None) => {}
+                (Err(_), _) => break Instant::now(),
+            },
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    if !gate.make_room() {
+                        gate.counters.refused.fetch_add(1, Ordering::Relaxed);
+                        continue; // dropping it closes it
+                    }
+                    let Some(handler) = make_handler() else {
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let tracked = gate.admit();
+                    let admitted = Arc::new(Admitted { gate: gate.clone(), tracked: tracked.clone() });
+                    let task = connections.spawn(serve_connection(stream, admitted, handler, closing.clone()));
+                    let _ = tracked.abort.set(task);
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(listener = %gate.label, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    };
+    // The port is free from here on.
+    drop(listener);
+    let drained = tokio::time::timeout_at(deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(listener = %gate.label, open = connections.len(), "connections still open at the deadline; aborting them");
+        connections.shutdown().await;
+    }
+}
+
+/// Serves one connection until it ends, times out or is asked to close.
+async fn serve_connection<H, Fut, B>(
+    stream: TcpStream,
+    admitted: Arc<Admitted>,
+    handler: H,
+    mut closing: watch::Receiver<Option<Instant>>,
+) where
+    H: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limits = admitted.gate.limits();
+    let body_read_timeout = limits.body_read_timeout;
+    let in_service = admitted.clone();
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let clock = &in_service.tracked.clock;
+        let gate = &in_service.gate;
+        // From head, or from idle when a pipelined request was already buffered.
+        let _started = clock.shift(HEAD, BUSY, gate.now_ms()) || clock.shift(IDLE, BUSY, gate.now_ms());
+        let response = handler(request.map(|body| RequestBody::new(body, body_read_timeout)));
+        let done = in_service.clone();
+        async move {
+            let response = response.await;
+            done.tracked
+                .clock
+                .shift(BUSY, IDLE, done.gate.now_ms());
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let io = TokioIo::new(ClockedStream {
+        stream,
+        admitted: admitted.clone(),
+    });
+    // Our clock enforces the head and idle timeouts; hyper's header timeout would also count
+    // a kept-alive connection's idle time against the head.
+    let connection = http1::Builder::new()
+        .header_read_timeout(None)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut closing_requested = false;
+    loop {
+        let (phase, since) = admitted.tracked.clock.read();
+        let timeout = match phase {
+            HEAD => limits.header_read_timeout,
+            IDLE => limits.idle_timeout,
+            // A request is being answered (its body and pipeline have their own limits), or
+            // the connection was evicted and is about to be aborted: look again later.
+            _ => limits.header_read_timeout.max(Duration::from_secs(1)),
+        };
+        let from = if matches!(phase, HEAD | IDLE) {
+            admitted.gate.origin + Duration::from_millis(since)
+        } else {
+            Instant::now()
+        };
+        tokio::select! {
+            biased;
+            _ = connection.as_mut() => return,
+            _ = closing.wait_for(Option::is_some), if !closing_requested => {
+                closing_requested = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(from + timeout) => {
+                if admitted.tracked.clock.read() == (phase, since) && matches!(phase, HEAD | IDLE) {
+                    let counters = &admitted.gate.counters;
+                    let counter = if phase == HEAD { &counters.header_timeouts } else { &counters.idle_timeouts };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(listener = %admitted.gate.label, phase = if phase == HEAD { "head" } else { "idle" }, ?timeout, "connection timed out");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestBodyError {
+    /// The whole body did not arrive within the read timeout.
+    #[error("the request body was not received within its time limit of {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    /// The connection failed.
+    #[error(transparent)]
+    Connection(#[from] hyper::Error),
+}
+
+impl RequestBodyError {
+    /// Whether `error`, or an error it wraps, is a body read timeout.
+    pub(crate) fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut current = Some(error);
+        while let Some(error) = current {
+            if matches!(error.downcast_ref(), Some(RequestBodyError::TimedOut(_))) {
+                return true;
+            }
+            current = error.source();
+        }
+        false
+    }
+}
+
+/// A request body that must arrive whole within a deadline counted from its head.
+pub(crate) struct RequestBody {
+    inner: Incoming,
+    deadline: Instant,
+    limit: Duration,
+    /// Armed only once the body has to be waited for: most bodies are already buffered.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl RequestBody {
+    fn new(inner: Incoming, limit: Duration) -> Self {
+        Self {
+            inner,
+            deadline: Instant::now() + limit,
+            limit,
+            timer: None,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(RequestBodyError::from))),
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        BODY_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+                        Poll::Ready(Some(Err(RequestBodyError::TimedOut(this.limit))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
