@@ -218,3 +218,123 @@ fn slow_connections_on_both_ports_leave_the_engine_serving_probes_answered_and_r
     process.signal("TERM");
     assert_eq!(process.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// Reads one response with a `Content-Length` from a kept-alive connection.
+fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before a whole response: {data:?}");
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .expect("a content-length");
+        if body.len() >= length {
+            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+            return (status, body.to_owned());
+        }
+    }
+}
+
+/// Waits for the server to close `stream`; returns how long that took.
+fn time_until_closed(stream: &mut TcpStream, within: Duration) -> Duration {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => started.elapsed(),
+        Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+        Err(e) => panic!("not closed within {within:?}: {e}"),
+    }
+}
+
+#[test]
+fn an_idle_connection_and_a_slow_body_meet_their_own_timeouts_on_both_servers() {
+    let file = TempConfig::new(
+        r#"
+modules:
+  - name: web
+    type: http.server
+    config: { address: "127.0.0.1:0", headerReadTimeout: 30s, idleTimeout: 1s, bodyReadTimeout: 1s }
+pipelines:
+  hello:
+    trigger: { type: http, config: { server: web, method: "*", path: /hello } }
+    steps:
+      - { name: r, type: step.json_response, config: { body: { version: "v1" } } }
+"#,
+    );
+    let mut process = Swapvisor::start(&[
+        "run",
+        file.as_str(),
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-idle-timeout",
+        "1s",
+        "--admin-body-read-timeout",
+        "1s",
+    ]);
+    let (web, admin) = process.wait_until_up_with_admin("web");
+    let (web, admin) = (address(&web), address(&admin));
+
+    // Idle: a kept-alive connection is closed after a second without a next request, long
+    // before its 30 s header timeout.
+    for (to, path) in [(web, "/hello"), (admin, "/healthz")] {
+        let mut stream = TcpStream::connect(to).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(read_response(&mut stream).0, 200);
+        let waited = time_until_closed(&mut stream, Duration::from_secs(15));
+        assert!(
+            waited >= Duration::from_millis(900),
+            "{path}: closed after {waited:?}"
+        );
+    }
+
+    // Body: a request that sends 10 of its 100 bytes is answered 408 after a second.
+    for (to, path) in [(web, "/hello"), (admin, "/api/v1/admin/engine/reload")] {
+        let mut stream = TcpStream::connect(to).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789"
+        )
+        .unwrap();
+        let started = Instant::now();
+        let (status, body) = read_response(&mut stream);
+        assert_eq!(status, 408, "{path}: {body}");
+        assert!(
+            body.contains("was not received within its time limit of 1s"),
+            "{path}: {body}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+
+    let (_, metrics) = exchange(admin, "GET", "/metrics");
+    let idle = |at: SocketAddr, kind: &str| {
+        metric(
+            &metrics,
+            &format!(
+                "swapvisor_listener_timeouts_total{{listener=\"{at}\",kind=\"{kind}\",timeout=\"idle\"}}"
+            ),
+        )
+    };
+    assert_eq!(idle(web, "http.server"), 1);
+    assert_eq!(idle(admin, "admin"), 1);
+    assert_eq!(metric(&metrics, "swapvisor_request_body_timeouts_total"), 2);
+
+    process.signal("TERM");
+    assert_eq!(process.wait_exit(Duration::from_secs(10)), Some(0));
+}

@@ -647,36 +647,70 @@ async fn serve_connection<H, Fut, B>(
         .header_read_timeout(None)
         .serve_connection(io, service);
     tokio::pin!(connection);
-    let mut closing_requested = false;
-    loop {
-        let (phase, since) = admitted.tracked.clock.read();
+    let clock = &admitted.tracked.clock;
+    let origin = admitted.gate.origin;
+    // When the current phase times out: head and idle have a deadline; a request being
+    // answered has its body and pipeline limits instead, and an evicted connection is about
+    // to be aborted.
+    let deadline_of = |(phase, since): (u64, u64)| {
         let timeout = match phase {
             HEAD => limits.header_read_timeout,
             IDLE => limits.idle_timeout,
-            // A request is being answered (its body and pipeline have their own limits), or
-            // the connection was evicted and is about to be aborted: look again later.
-            _ => limits.header_read_timeout.max(Duration::from_secs(1)),
+            _ => return None,
         };
-        let from = if matches!(phase, HEAD | IDLE) {
-            admitted.gate.origin + Duration::from_millis(since)
-        } else {
-            Instant::now()
-        };
+        Some(origin + Duration::from_millis(since) + timeout)
+    };
+    // How often a connection without a deadline is looked at again.
+    let recheck = limits.header_read_timeout.max(Duration::from_secs(1));
+    let mut watched = clock.read();
+    let timer = tokio::time::sleep_until(deadline_of(watched).unwrap_or_else(|| Instant::now() + recheck));
+    tokio::pin!(timer);
+    let mut closing_requested = false;
+    loop {
+        // The connection, and after each of its steps the clock: a phase whose deadline is
+        // earlier than the timer's moves the timer (a later one waits for the timer to fire
+        // and look again, which spares a timer reset on almost every request).
+        let watchdog = std::future::poll_fn(|cx| {
+            if connection.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            let now = clock.read();
+            if now != watched {
+                watched = now;
+                if let Some(deadline) = deadline_of(now).filter(|d| *d < timer.deadline()) {
+                    timer.as_mut().reset(deadline);
+                }
+            }
+            while timer.as_mut().poll(cx).is_ready() {
+                let current = clock.read();
+                match deadline_of(current) {
+                    Some(deadline) if deadline <= Instant::now() => {
+                        return Poll::Ready(Some(current.0));
+                    }
+                    next => timer
+                        .as_mut()
+                        .reset(next.unwrap_or_else(|| Instant::now() + recheck)),
+                }
+            }
+            Poll::Pending
+        });
         tokio::select! {
             biased;
-            _ = connection.as_mut() => return,
+            ended = watchdog => {
+                let Some(phase) = ended else { return };
+                let counters = &admitted.gate.counters;
+                let (counter, name) = if phase == HEAD {
+                    (&counters.header_timeouts, "header")
+                } else {
+                    (&counters.idle_timeouts, "idle")
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(listener = %admitted.gate.label, timeout = name, "connection timed out");
+                return;
+            }
             _ = closing.wait_for(Option::is_some), if !closing_requested => {
                 closing_requested = true;
                 connection.as_mut().graceful_shutdown();
-            }
-            () = tokio::time::sleep_until(from + timeout) => {
-                if admitted.tracked.clock.read() == (phase, since) && matches!(phase, HEAD | IDLE) {
-                    let counters = &admitted.gate.counters;
-                    let counter = if phase == HEAD { &counters.header_timeouts } else { &counters.idle_timeouts };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(listener = %admitted.gate.label, phase = if phase == HEAD { "head" } else { "idle" }, ?timeout, "connection timed out");
-                    return;
-                }
             }
         }
     }
