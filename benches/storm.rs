@@ -25,13 +25,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use swapvisor::{Config, ReloadOutcome, Runtime};
 
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn config(version: &str, address: &str, extra: &str, mode: &str) -> Config {
     let yaml = format!(
         r#"
@@ -95,19 +88,11 @@ async fn served_version(url: &hyper::Uri) -> String {
     body["version"].as_str().unwrap_or_default().to_owned()
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    f64::from(sorted[rank.saturating_sub(1).min(sorted.len() - 1)]) / 1000.0
-}
-
 fn main() {
-    let clients = knob("STORM_CLIENTS", 16);
-    let reloads = knob("STORM_RELOADS", 60);
-    let interval = Duration::from_millis(knob("STORM_INTERVAL_MS", 50));
-    let steady_for = Duration::from_secs(knob("STORM_STEADY_SECS", 3));
+    let clients = support::knob("STORM_CLIENTS", 16);
+    let reloads = support::knob("STORM_RELOADS", 60);
+    let interval = Duration::from_millis(support::knob("STORM_INTERVAL_MS", 50));
+    let steady_for = Duration::from_secs(support::knob("STORM_STEADY_SECS", 3));
     let mode = std::env::var("STORM_MODE").unwrap_or_else(|_| "start-first".to_owned());
     let rt = support::tokio_runtime();
     rt.block_on(async move {
@@ -188,8 +173,8 @@ fn main() {
         }
         total.steady.sort_unstable();
         total.storm.sort_unstable();
-        let (steady_p50, steady_p99) = (percentile(&total.steady, 50.0), percentile(&total.steady, 99.0));
-        let (storm_p50, storm_p99) = (percentile(&total.storm, 50.0), percentile(&total.storm, 99.0));
+        let (steady_p50, steady_p99) = (support::percentile_ms(&total.steady, 50.0), support::percentile_ms(&total.steady, 99.0));
+        let (storm_p50, storm_p99) = (support::percentile_ms(&total.storm, 50.0), support::percentile_ms(&total.storm, 99.0));
         println!("storm: {clients} keep-alive clients, {reloads} reloads every {} ms ({mode}), steady {} s then storm {:.1} s", interval.as_millis(), steady_for.as_secs(), storm_for.as_secs_f64());
         println!("reload outcomes: {outcomes:?}");
         println!("requests served {}, failed {}, refused {}", total.served, total.failed, total.refused);
