@@ -51,7 +51,7 @@ runtime:
             r#"modules[0] (name "web").dependson: unknown field "dependson" (did you mean "dependsOn"?; valid fields: name, type, config, dependsOn)"#,
             r#"runtime.reload.mode: unknown value "sideways" (valid: start-first, stop-first)"#,
             r#"runtime.reload.drainTimeout: invalid duration "soon" (expected number at 0); expected a number with a unit, such as "250ms", "5s" or "1m""#,
-            r#"modules[0] (name "web").config.adress: unknown field "adress", expected "address""#,
+            r#"modules[0] (name "web").config.adress: unknown field "adress", expected one of "address", "maxConnections", "headerReadTimeout", "idleTimeout", "bodyReadTimeout""#,
         ]
     );
 }
@@ -324,6 +324,27 @@ pipelines:
             r#"pipelines.zero.timeout: must be longer than 0 (a duration such as 500ms or 30s)"#,
             r#"pipelines.soon.timeout: invalid duration "soon" (expected number at 0); expected a number with a unit, such as "250ms", "5s" or "1m""#,
             r#"pipelines.number.timeout: expected a duration such as "250ms", "5s" or "1m", found a number"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn connection_limits_of_an_http_server_are_checked_with_their_places() {
+    let found = errors(
+        r#"
+modules:
+  - name: web
+    type: http.server
+    config: { address: "127.0.0.1:0", maxConnections: 0, headerReadTimeout: soon, idleTimeout: 0s }
+"#,
+    )
+    .await;
+    assert_eq!(
+        found,
+        vec![
+            r#"modules[0] (name "web").config.maxConnections: maxConnections must be at least 1, got 0"#,
+            r#"modules[0] (name "web").config.headerReadTimeout: invalid duration "soon" (expected number at 0); expected a number with a unit, such as "250ms", "5s" or "1m""#,
+            r#"modules[0] (name "web").config.idleTimeout: idleTimeout must be longer than zero, got "0s""#,
         ]
     );
 }
