@@ -43,21 +43,6 @@ pipelines:
     Config::parse(yaml.as_bytes()).expect("valid")
 }
 
-/// Raises the soft descriptor limit to the hard one: this process holds both ends.
-fn raise_descriptor_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only touch the struct given, on this stack.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// Latencies in microseconds of `clients` keep-alive clients for `length`.
 async fn load(url: &hyper::Uri, clients: u64, length: Duration) -> Vec<u32> {
     let tasks: Vec<_> = (0..clients)
@@ -104,7 +89,8 @@ fn report(phase: &str, latencies: &[u32], length: Duration) {
 }
 
 fn main() {
-    raise_descriptor_limit();
+    // This process holds both ends of every connection.
+    DescriptorBudget::raise_open_file_limit().expect("the open-file limit can be raised");
     let slow = support::knob("SLOW_CONNECTIONS", 5000) as usize;
     let clients = support::knob("SLOW_CLIENTS", 8);
     let length = Duration::from_secs(support::knob("SLOW_PHASE_SECS", 4));

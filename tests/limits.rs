@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{Swapvisor, TempConfig};
+use swapvisor::extension::DescriptorBudget;
 
 /// The descriptor limit the server runs under: soft and hard, so it cannot raise it.
 const SERVER_LIMIT: u64 = 1024;
@@ -36,20 +37,10 @@ pipelines:
 /// Raises this test process's soft descriptor limit to its hard limit: it holds both ends'
 /// worth of slow connections.
 fn raise_own_descriptor_limit(needed: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only touch the struct given, which lives on this stack.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
+    let (_, limit) = DescriptorBudget::raise_open_file_limit().unwrap();
     assert!(
-        limit.rlim_cur >= needed,
-        "this test needs {needed} open files; the hard limit is {}",
-        limit.rlim_cur
+        limit >= needed,
+        "this test needs {needed} open files; the hard limit is {limit}"
     );
 }
 
@@ -69,18 +60,7 @@ fn exchange(to: SocketAddr, method: &str, path: &str) -> (u16, String) {
         "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    read_response(&mut stream)
 }
 
 /// Opens `count` connections to `to` that each send half a request head and then nothing.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::admin::{self, AdminState};
 use crate::config::read_file;
-use crate::extension::ConnectionLimits;
+use crate::extension::{ConnectionLimits, DescriptorBudget};
 use crate::{Origin, Registry, Reload, Runtime};
 use clap::Args;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -195,7 +195,7 @@ pub async fn run(args: RunArgs, registry: Registry) -> u8 {
     };
     // Every connection takes a descriptor from one per-process budget: make it the budget the
     // operator set (the hard limit), not the soft default.
-    match crate::net::raise_open_file_limit() {
+    match DescriptorBudget::raise_open_file_limit() {
         Ok((before, after)) if after > before => {
             tracing::info!(
                 before,

@@ -25,7 +25,6 @@ pub(crate) fn open_file_limit() -> io::Result<(u64, u64)> {
 
 /// Raises this process's soft limit on open files to its hard limit. Returns the soft limit
 /// before and after.
-#[cfg(feature = "cli")]
 pub(crate) fn raise_open_file_limit() -> io::Result<(u64, u64)> {
     let (soft, hard) = open_file_limit()?;
     if soft < hard {

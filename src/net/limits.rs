@@ -101,6 +101,13 @@ impl DescriptorBudget {
         }
     }
 
+    /// Raises this process's soft limit on open files to its hard limit, as `swapvisor run`
+    /// does at start; returns the soft limit before and after. Call it before the first
+    /// listener is bound: the budget is planned from the limit then.
+    pub fn raise_open_file_limit() -> std::io::Result<(u64, u64)> {
+        super::descriptors::raise_open_file_limit()
+    }
+
     /// The budget of this process, planned from its soft descriptor limit the first time it is
     /// asked for (`swapvisor run` raises the limit before that).
     pub fn global() -> &'static Self {

@@ -18,8 +18,6 @@ mod listener_pool;
 mod server;
 
 pub(crate) use body::{BodyError, linger, read_limited};
-#[cfg(feature = "cli")]
-pub(crate) use descriptors::raise_open_file_limit;
 pub use limits::{ConnectionLimits, DescriptorBudget};
 #[cfg(feature = "admin")]
 pub(crate) use server::{Gate, bind, serve_listener};

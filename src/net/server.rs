@@ -151,12 +151,17 @@ impl Gate {
                 .is_none_or(|b| below(b.in_use(), b.connections()))
     }
 
-    /// Whether one more connection may be accepted, possibly by closing a waiting one.
+    /// Whether one more connection may be accepted, possibly by closing a waiting one. When
+    /// not, the listener is at its cap with every connection busy, which is noted.
     fn may_accept(&self) -> bool {
         let open = lock(&self.open);
-        self.has_room(open.len())
+        let may = self.has_room(open.len())
             || (self.evicting.load(Ordering::Relaxed) < MAX_EVICTING
-                && open.values().any(|t| t.clock.is_waiting()))
+                && open.values().any(|t| t.clock.is_waiting()));
+        if !may {
+            self.note_at_cap(open.len());
+        }
+        may
     }
 
     /// Makes room for a connection just accepted: true when there is room, or when the
@@ -174,7 +179,8 @@ impl Gate {
         let Some((_, victim)) = oldest else {
             return false;
         };
-        if !victim.clock.evict() {
+        // False when it started a request meanwhile.
+        if !victim.clock.shift(WAITING, EVICTED, 0) {
             return false;
         }
         self.evicting.fetch_add(1, Ordering::Relaxed);
@@ -360,6 +366,8 @@ const HEAD: u64 = 0;
 const BUSY: u64 = 1;
 const IDLE: u64 = 2;
 const EVICTED: u64 = 3;
+/// The phases of a connection waiting for a request head: what the gate may evict.
+const WAITING: &[u64] = &[HEAD, IDLE];
 const PHASE_BITS: u64 = 2;
 const PHASE_MASK: u64 = (1 << PHASE_BITS) - 1;
 
@@ -373,11 +381,11 @@ impl Clock {
         (word & PHASE_MASK, word >> PHASE_BITS)
     }
 
-    /// Moves from `from` to `to` at `now_ms`; false if the phase was not `from` (an evicted
-    /// connection stays evicted).
-    fn shift(&self, from: u64, to: u64, now_ms: u64) -> bool {
+    /// Moves from one of the phases `from` to `to` at `now_ms`; false if the phase was none
+    /// of them (an evicted connection stays evicted).
+    fn shift(&self, from: &[u64], to: u64, now_ms: u64) -> bool {
         let current = self.0.load(Ordering::Relaxed);
-        current & PHASE_MASK == from
+        from.contains(&(current & PHASE_MASK))
             && self
                 .0
                 .compare_exchange(current, pack(to, now_ms), Ordering::Relaxed, Ordering::Relaxed)
@@ -387,21 +395,11 @@ impl Clock {
     /// Since when the connection has waited for a request head, if it is waiting for one.
     fn waiting_since(&self) -> Option<u64> {
         let (phase, since) = self.read();
-        matches!(phase, HEAD | IDLE).then_some(since)
+        WAITING.contains(&phase).then_some(since)
     }
 
     fn is_waiting(&self) -> bool {
         self.waiting_since().is_some()
-    }
-
-    /// Marks a waiting connection evicted; false if it has started a request meanwhile.
-    fn evict(&self) -> bool {
-        let current = self.0.load(Ordering::Relaxed);
-        matches!(current & PHASE_MASK, HEAD | IDLE)
-            && self
-                .0
-                .compare_exchange(current, pack(EVICTED, 0), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
     }
 }
 
@@ -441,7 +439,7 @@ impl AsyncRead for ClockedStream {
                 admitted
                     .tracked
                     .clock
-                    .shift(IDLE, HEAD, admitted.gate.now_ms());
+                    .shift(&[IDLE], HEAD, admitted.gate.now_ms());
             }
         }
         polled
@@ -530,7 +528,7 @@ pub(crate) fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener
 pub(crate) async fn serve_listener<M, H, Fut, B>(
     listener: TcpListener,
     gate: Arc<Gate>,
-    mut closing: watch::Receiver<Option<Instant>>,
+    closing: watch::Receiver<Option<Instant>>,
     make_handler: M,
 ) where
     M: Fn() -> Option<H>,
@@ -541,6 +539,8 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut connections = JoinSet::new();
+    // Waited on here, while `closing` itself is handed to each connection.
+    let mut asked_to_close = closing.clone();
     let deadline = loop {
         // Registered before looking, so that a close between the look and the wait is not
         // missed.
@@ -551,13 +551,8 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
             // Every connection is busy with a request: leave new ones in the backlog until
             // one closes (or the cap is raised). The tick covers the process budget, which
             // other listeners' connections free.
-            gate.note_at_cap(lock(&gate.open).len());
             tokio::select! {
-                changed = closing.changed() => match (changed, *closing.borrow()) {
-                    (Ok(()), Some(deadline)) => break deadline,
-                    (Ok(()), None) => {}
-                    (Err(_), _) => break Instant::now(),
-                },
+                deadline = close_asked(&mut asked_to_close) => break deadline,
                 () = closed => {}
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -565,11 +560,7 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
             continue;
         }
         tokio::select! {
-            changed = closing.changed() => match (changed, *closing.borrow()) {
-                (Ok(()), Some(deadline)) => break deadline,
-                (Ok(()), None) => {}
-                (Err(_), _) => break Instant::now(),
-            },
+            deadline = close_asked(&mut asked_to_close) => break deadline,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     if !gate.make_room() {
@@ -606,6 +597,15 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
     }
 }
 
+/// Waits until a close is asked for and returns its deadline; now when the closing side is
+/// gone.
+async fn close_asked(closing: &mut watch::Receiver<Option<Instant>>) -> Instant {
+    match closing.wait_for(Option::is_some).await {
+        Ok(deadline) => deadline.unwrap_or_else(Instant::now),
+        Err(_) => Instant::now(),
+    }
+}
+
 /// Serves one connection until it ends, times out or is asked to close.
 async fn serve_connection<H, Fut, B>(
     stream: TcpStream,
@@ -626,14 +626,14 @@ async fn serve_connection<H, Fut, B>(
         let clock = &in_service.tracked.clock;
         let gate = &in_service.gate;
         // From head, or from idle when a pipelined request was already buffered.
-        let _started = clock.shift(HEAD, BUSY, gate.now_ms()) || clock.shift(IDLE, BUSY, gate.now_ms());
+        let _ = clock.shift(WAITING, BUSY, gate.now_ms());
         let response = handler(request.map(|body| RequestBody::new(body, body_read_timeout)));
         let done = in_service.clone();
         async move {
             let response = response.await;
             done.tracked
                 .clock
-                .shift(BUSY, IDLE, done.gate.now_ms());
+                .shift(&[BUSY], IDLE, done.gate.now_ms());
             Ok::<_, Infallible>(response)
         }
     });
