@@ -129,6 +129,11 @@ pub fn parse_document(bytes: &[u8], limits: &DocumentLimits) -> Result<Document,
             Err(_) => {}
         }
     }
+    // Refused before the parser spends anything on it: deep nesting, too many values, tags.
+    super::scan::check(text, limits).map_err(|refusal| DocumentError::Syntax {
+        format: "YAML",
+        message: refusal.to_string(),
+    })?;
     let budget = Budget::new(limits);
     let mut documents = serde_yaml::Deserializer::from_str(text);
     let Some(first) = documents.next() else {

@@ -38,6 +38,7 @@ mod env;
 mod error;
 mod model;
 mod resolved;
+mod scan;
 mod validate;
 
 use std::path::{Path, PathBuf};
