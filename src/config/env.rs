@@ -4,6 +4,11 @@
 //! error; `${NAME:-fallback}` uses `fallback` when `NAME` is unset or empty; `$$` is a literal
 //! `$`. A lone `$` not followed by `{` or `$` is kept as it is, so prices and regexes need no
 //! escaping. Expansion produces a new value; the parsed source keeps its `${...}` text.
+//!
+//! What expansion may add is bounded: the values substituted into one config (or one plugin
+//! entry) come to at most [`MAX_EXPANSION_BYTES`] in all. Past that, the reference that
+//! crossed the bound is an error at its place and nothing more is substituted, so a large
+//! variable referenced many times cannot make a small document into a huge config.
 
 use serde_json::Value;
 
@@ -15,6 +20,60 @@ pub type EnvLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 /// An owned, shareable source of variable values, as runtimes keep one.
 pub type SharedEnv = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// The most bytes `${VAR}` values (and defaults) may add to one config, all references
+/// together: far above any real use (a certificate referenced a few times is some KiB), far
+/// below what would hurt the process.
+pub const MAX_EXPANSION_BYTES: usize = 4 * 1024 * 1024;
+
+/// Expands references against one source of values, within one budget for a whole config.
+pub(crate) struct Expander<'e> {
+    env: EnvLookup<'e>,
+    left: usize,
+    /// Set once a reference crossed the budget; later ones are skipped without a new error.
+    exhausted: bool,
+}
+
+impl<'e> Expander<'e> {
+    /// An expander with the whole [`MAX_EXPANSION_BYTES`] to spend.
+    pub(crate) fn new(env: EnvLookup<'e>) -> Self {
+        Self {
+            env,
+            left: MAX_EXPANSION_BYTES,
+            exhausted: false,
+        }
+    }
+
+    /// Appends `value` (what `reference` expands to) to `out` if the budget allows.
+    fn substitute(
+        &mut self,
+        out: &mut String,
+        value: &str,
+        reference: &str,
+        at: &str,
+        errors: &mut ConfigErrors,
+    ) {
+        if self.exhausted {
+            return;
+        }
+        match self.left.checked_sub(value.len()) {
+            Some(left) => {
+                self.left = left;
+                out.push_str(value);
+            }
+            None => {
+                self.exhausted = true;
+                errors.push(
+                    at,
+                    format!(
+                        "\"${{{reference}}}\" ({} bytes) would take the config's ${{VAR}} expansions past {MAX_EXPANSION_BYTES} bytes in all; refer to large values fewer times (or read them in the plugin or module itself)",
+                        value.len()
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// Reads the process environment.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -24,7 +83,7 @@ pub fn process_env(name: &str) -> Option<String> {
 pub(crate) fn expand_value(
     value: &Value,
     at: &str,
-    env: EnvLookup<'_>,
+    env: &mut Expander<'_>,
     errors: &mut ConfigErrors,
 ) -> Value {
     match value {
@@ -63,7 +122,7 @@ pub(crate) fn mentions_env(value: &Value) -> bool {
 pub(crate) fn expand_str(
     text: &str,
     at: &str,
-    env: EnvLookup<'_>,
+    expander: &mut Expander<'_>,
     errors: &mut ConfigErrors,
 ) -> String {
     if !text.contains('$') {
@@ -95,10 +154,12 @@ pub(crate) fn expand_str(
             if !is_var_name(name) {
                 errors.push(at, format!("invalid variable name {name:?} in \"${{{reference}}}\" (use letters, digits and _, not starting with a digit)"));
             } else {
-                match (env(name), fallback) {
-                    (Some(value), Some(fallback)) if value.is_empty() => out.push_str(fallback),
-                    (Some(value), _) => out.push_str(&value),
-                    (None, Some(fallback)) => out.push_str(fallback),
+                let value = (expander.env)(name);
+                match (value.as_deref(), fallback) {
+                    (Some(""), Some(fallback)) | (None, Some(fallback)) => {
+                        expander.substitute(&mut out, fallback, reference, at, errors)
+                    }
+                    (Some(value), _) => expander.substitute(&mut out, value, reference, at, errors),
                     (None, None) => errors.push(
                         at,
                         format!("environment variable {name:?} is not set (set it, or give a default with ${{{name}:-default}})"),
@@ -132,7 +193,7 @@ mod tests {
             _ => None,
         };
         let mut errors = ConfigErrors::default();
-        let out = expand_str(text, "here", &env, &mut errors);
+        let out = expand_str(text, "here", &mut Expander::new(&env), &mut errors);
         if errors.is_empty() {
             Ok(out)
         } else {
@@ -158,6 +219,24 @@ mod tests {
             expand("${NOPE}").unwrap_err(),
             "here: environment variable \"NOPE\" is not set (set it, or give a default with ${NOPE:-default})"
         );
+    }
+
+    #[test]
+    fn expansion_past_the_budget_is_refused_at_its_place_once() {
+        let big = "x".repeat(100_000);
+        let env = |name: &str| (name == "BIG").then(|| big.clone());
+        let mut expander = Expander::new(&env);
+        let mut errors = ConfigErrors::default();
+        let references = serde_json::json!(vec!["${BIG}"; 1_000]);
+        let expanded = expand_value(&references, "modules[0].config", &mut expander, &mut errors);
+        assert_eq!(errors.len(), 1, "{errors}");
+        let error = errors.to_string();
+        assert!(
+            error.starts_with("modules[0].config[41]: \"${BIG}\" (100000 bytes) would take the config's ${VAR} expansions past 4194304 bytes in all"),
+            "{error}"
+        );
+        let total: usize = expanded.as_array().unwrap().iter().map(|v| v.as_str().unwrap().len()).sum();
+        assert!(total <= MAX_EXPANSION_BYTES);
     }
 
     #[test]

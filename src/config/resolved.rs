@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use swapvisor_actors::{Backoff, SwapSettings};
 
-use super::env::{EnvLookup, expand_value, mentions_env};
+use super::env::{EnvLookup, Expander, expand_value, mentions_env};
 use super::error::{ConfigErrors, place};
 use super::model::*;
 
@@ -106,7 +106,7 @@ pub(crate) struct Unexpanded {
 fn resolve_plugin_at(
     plugin: &mut PluginSpec,
     at: &str,
-    env: EnvLookup<'_>,
+    env: &mut Expander<'_>,
     errors: &mut ConfigErrors,
 ) -> (RestartSettings, bool) {
     let mut failed = false;
@@ -149,7 +149,7 @@ pub fn resolve_plugin(
     let (restart, _) = resolve_plugin_at(
         &mut resolved,
         &format!("plugin {:?}", plugin.name),
-        env,
+        &mut Expander::new(env),
         &mut errors,
     );
     errors.into_result((resolved, restart))
@@ -159,7 +159,7 @@ pub fn resolve_plugin(
 fn expand_tracked(
     value: &Value,
     at: &str,
-    env: EnvLookup<'_>,
+    env: &mut Expander<'_>,
     errors: &mut ConfigErrors,
     failed: &mut bool,
 ) -> Value {
@@ -177,6 +177,8 @@ pub(crate) fn resolve_collecting(
     errors: &mut ConfigErrors,
 ) -> (Resolved, Unexpanded) {
     let mut unexpanded = Unexpanded::default();
+    // One budget for every expansion in the config.
+    let env = &mut Expander::new(env);
     // Shared with the config as written until a value actually expands: most configs have no
     // `${VAR}` at all, and a large one should not be copied for nothing on every reload.
     let mut resolved = config.clone();
