@@ -22,6 +22,7 @@ pub use counter::Counter;
 runtime! {
     mod fault;
     mod http_server;
+    mod log_text;
     mod process;
     mod schedule;
     pub(crate) mod steps;

@@ -84,12 +84,14 @@ impl Step for Log {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         let message = self.message.render_string(&context.scope());
         let (pipeline, step) = (context.pipeline, context.step);
+        // The message comes from the config and the request: no newline of it reaches the log.
+        let line = super::log_text::log_safe(&message);
         match self.level {
-            LogLevel::Trace => tracing::trace!(pipeline, step, "{message}"),
-            LogLevel::Debug => tracing::debug!(pipeline, step, "{message}"),
-            LogLevel::Info => tracing::info!(pipeline, step, "{message}"),
-            LogLevel::Warn => tracing::warn!(pipeline, step, "{message}"),
-            LogLevel::Error => tracing::error!(pipeline, step, "{message}"),
+            LogLevel::Trace => tracing::trace!(pipeline, step, "{line}"),
+            LogLevel::Debug => tracing::debug!(pipeline, step, "{line}"),
+            LogLevel::Info => tracing::info!(pipeline, step, "{line}"),
+            LogLevel::Warn => tracing::warn!(pipeline, step, "{line}"),
+            LogLevel::Error => tracing::error!(pipeline, step, "{line}"),
         }
         Box::pin(std::future::ready(Ok(json!({ "message": message }))))
     }

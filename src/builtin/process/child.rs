@@ -421,7 +421,8 @@ async fn log_stderr(stderr: ChildStderr, name: Arc<str>) {
     loop {
         match protocol::read_line(&mut stderr, &mut line, STDERR_LINE).await {
             Ok(Line::Complete) => {
-                tracing::info!(plugin = %name, "{}", String::from_utf8_lossy(&line));
+                let text = String::from_utf8_lossy(&line);
+                tracing::info!(plugin = %name, "{}", crate::builtin::log_text::log_safe(&text));
             }
             Ok(Line::TooLong) => {
                 tracing::info!(plugin = %name, "(a stderr line longer than {STDERR_LINE} bytes, not shown)");
