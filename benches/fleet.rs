@@ -172,7 +172,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     let dir = tempfile::tempdir().expect("a temporary folder");
-    std::fs::write(dir.path().join("cookie"), "bench-cookie").expect("write the cookie");
+    std::fs::write(dir.path().join("cookie"), "bench-fleet-cookie").expect("write the cookie");
     let mut results = Vec::new();
     for count in [3, 5] {
         let nodes = fleet(dir.path(), count);

@@ -103,6 +103,7 @@ runtime! {
     mod net;
     pub mod registry;
     mod runtime;
+    mod secret;
     pub mod watch;
 
     pub use config::Config;

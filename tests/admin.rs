@@ -344,7 +344,7 @@ async fn plugin_reload_answers_200_404_400_and_422() {
 
 #[tokio::test]
 async fn a_token_guards_every_api_path() {
-    let running = run("v1", &["--admin-token", "s3cret"]);
+    let running = run("v1", &["--admin-token", "s3cret-admin-token"]);
     let admin = &running.admin;
     let status_url = format!("{admin}/api/v1/admin/engine/status");
     let (code, body) = get(&status_url).await;
@@ -356,7 +356,7 @@ async fn a_token_guards_every_api_path() {
     let (code, _) = request_with(
         "GET",
         &status_url,
-        &[("Authorization", "Bearer s3cret")],
+        &[("Authorization", "Bearer s3cret-admin-token")],
         "",
     )
     .await
@@ -386,14 +386,19 @@ async fn the_token_can_come_from_the_environment() {
     let config = TempConfig::new(&hello("v1"));
     let mut process = Swapvisor::start_with_env(
         &["run", config.as_str(), "--admin", "127.0.0.1:0"],
-        &[("SWAPVISOR_ADMIN_TOKEN", "from-env")],
+        &[("SWAPVISOR_ADMIN_TOKEN", "from-env-admin-token")],
     );
     let (_, admin) = process.wait_until_up_with_admin("web");
     let url = format!("{admin}/api/v1/admin/engine/status");
     assert_eq!(get(&url).await.0, 401);
-    let (code, _) = request_with("GET", &url, &[("Authorization", "Bearer from-env")], "")
-        .await
-        .unwrap();
+    let (code, _) = request_with(
+        "GET",
+        &url,
+        &[("Authorization", "Bearer from-env-admin-token")],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 200);
 }
 
@@ -581,7 +586,7 @@ fn status_line_without_sending_the_body(
 
 #[tokio::test]
 async fn a_request_without_the_token_is_refused_after_its_head_without_its_body() {
-    let running = run("v1", &["--admin-token", "s3cret"]);
+    let running = run("v1", &["--admin-token", "s3cret-admin-token"]);
     let admin = running.admin.clone();
     // 64 MiB declared and never sent: a server that read the body before checking the token
     // would wait for it, and this read would time out.

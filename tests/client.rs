@@ -58,7 +58,7 @@ struct Instance {
 fn start_from_environment() -> Instance {
     let config = TempConfig::new(&hello("v1"));
     let token_file = config.dir.path().join("token");
-    std::fs::write(&token_file, "s3cret\n").unwrap();
+    std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
     let mut process = Swapvisor::start_with_env(
         &["run"],
         &[
@@ -84,9 +84,14 @@ async fn run_reads_its_flags_from_the_environment_and_the_token_from_a_file() {
     let (code, _) = request_with("GET", &status, &[], "").await.unwrap();
     assert_eq!(code, 401);
     // The file's trailing newline is not part of the token.
-    let (code, body) = request_with("GET", &status, &[("Authorization", "Bearer s3cret")], "")
-        .await
-        .unwrap();
+    let (code, body) = request_with(
+        "GET",
+        &status,
+        &[("Authorization", "Bearer s3cret-admin-token")],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!((code, body["generation"].clone()), (200, json!(1)));
     assert_eq!(version(&instance.web).await, "v1");
 }

@@ -335,7 +335,7 @@ async fn a_node_that_fails_to_start_returns_the_fleet_to_the_previous_version() 
 async fn a_node_with_the_wrong_cookie_is_refused() {
     let mut fleet = Fleet::start(1, &[]).await;
     let wrong = fleet.dir.path().join("wrong-cookie");
-    std::fs::write(&wrong, "not-the-cookie\n").unwrap();
+    std::fs::write(&wrong, "not-the-fleet-cookie\n").unwrap();
     let intruder = Node::start(&wrong, &[&fleet.nodes[0].cluster], &[]);
     // The node that checks the intruder's answer to its challenge logs the refusal.
     fleet.nodes[0]

@@ -29,7 +29,7 @@ pub(super) async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(bearer_credentials)
         .unwrap_or("");
     // Compare in constant time so the token cannot be guessed byte by byte from timings.
     let matches: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
@@ -46,6 +46,15 @@ pub(super) async fn require_token(
         );
         response
     }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme is matched without
+/// regard to case and may be followed by any number of spaces (RFC 9110, section 11.1).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_matches(' '))
 }
 
 /// A request body of at most the admin API's `max_body` bytes; a larger one is answered 413.
@@ -111,5 +120,19 @@ impl FromRequestParts<AdminState> for Attached {
                 json!({"status": "unavailable", "state": "starting", "error": "the first engine has not started yet"}),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credentials;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0ken", "bearer t0ken", "BEARER  t0ken"] {
+            assert_eq!(bearer_credentials(value), Some("t0ken"), "{value}");
+        }
+        assert_eq!(bearer_credentials("Basic t0ken"), None);
+        assert_eq!(bearer_credentials("Bearert0ken"), None);
     }
 }

@@ -112,6 +112,9 @@ pub enum AdminError {
         "refusing to serve the admin API on non-loopback address {0} without a token: set --admin-token (or SWAPVISOR_ADMIN_TOKEN), or bind 127.0.0.1"
     )]
     ExposedWithoutToken(SocketAddr),
+    /// The token is too easy to guess, or cannot be sent in a header as it is.
+    #[error("{0}")]
+    WeakToken(String),
     /// The address could not be bound.
     #[error("cannot bind the admin API on {address}: {source}")]
     Bind {
@@ -124,6 +127,9 @@ pub enum AdminError {
 
 /// Checks that serving the admin API on `address` with `token` is safe.
 fn check_exposure(address: SocketAddr, token: Option<&str>) -> Result<(), AdminError> {
+    if let Some(token) = token {
+        crate::secret::check("the admin token", token).map_err(AdminError::WeakToken)?;
+    }
     if !address.ip().is_loopback() && token.is_none() {
         return Err(AdminError::ExposedWithoutToken(address));
     }
@@ -186,7 +192,13 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let gate = Gate::new(listener.local_addr()?.to_string(), "admin", limits, None);
+    let gate = Gate::new(
+        listener.local_addr()?.to_string(),
+        "admin",
+        limits,
+        None,
+        &["/healthz", "/readyz"],
+    );
     let (closing, closed) = tokio::sync::watch::channel(None);
     let router = router(state);
     let make_handler = move || {

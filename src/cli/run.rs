@@ -79,6 +79,11 @@ struct AdminLimitArgs {
     /// How long an admin request may take to send its body (then 408).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout, env = "SWAPVISOR_ADMIN_BODY_READ_TIMEOUT")]
     admin_body_read_timeout: Duration,
+
+    /// The slowest an admin request body may arrive after its first 10 seconds, in bytes per
+    /// second (then 408); 0 for no minimum.
+    #[arg(long, value_name = "BYTES", default_value_t = ConnectionLimits::DEFAULT_MIN_BODY_RATE, env = "SWAPVISOR_ADMIN_MIN_BODY_RATE")]
+    admin_min_body_rate: u64,
 }
 
 impl AdminLimitArgs {
@@ -88,6 +93,7 @@ impl AdminLimitArgs {
             header_read_timeout: self.admin_header_read_timeout,
             idle_timeout: self.admin_idle_timeout,
             body_read_timeout: self.admin_body_read_timeout,
+            min_body_rate: self.admin_min_body_rate,
             max_connections: self
                 .admin_max_connections
                 .map_or(defaults.max_connections, |n| n as usize),
@@ -418,9 +424,7 @@ impl TokenArgs {
                 .to_owned(),
             (None, None) => return Ok(None),
         };
-        if token.is_empty() {
-            return Err("the admin token must not be empty".into());
-        }
+        crate::secret::check("the admin token", &token)?;
         Ok(Some(token))
     }
 }

@@ -57,9 +57,9 @@ pub enum FleetError {
     /// The node's actors could not be started.
     #[error("cannot start the cluster node: {0}")]
     Spawn(String),
-    /// The cookie is empty.
-    #[error("the cluster cookie must not be empty")]
-    EmptyCookie,
+    /// The cookie is too easy to guess (see the admin token's rule).
+    #[error("{0}")]
+    WeakCookie(String),
 }
 
 /// This node's membership of a fleet. Dropping it leaves the fleet.
@@ -89,9 +89,8 @@ impl Fleet {
     /// Joins `runtime` to a fleet: listens on `settings.listen`, starts this node's agent, and
     /// connects to each peer (a peer not up yet connects to this node when it starts).
     pub async fn join(runtime: Arc<Runtime>, settings: FleetSettings) -> Result<Fleet, FleetError> {
-        if settings.cookie.is_empty() {
-            return Err(FleetError::EmptyCookie);
-        }
+        crate::secret::check("the cluster cookie", &settings.cookie)
+            .map_err(FleetError::WeakCookie)?;
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| FleetError::Bind {
