@@ -51,7 +51,7 @@ runtime:
             r#"modules[0] (name "web").dependson: unknown field "dependson" (did you mean "dependsOn"?; valid fields: name, type, config, dependsOn)"#,
             r#"runtime.reload.mode: unknown value "sideways" (valid: start-first, stop-first)"#,
             r#"runtime.reload.drainTimeout: invalid duration "soon" (expected number at 0); expected a number with a unit, such as "250ms", "5s" or "1m""#,
-            r#"modules[0] (name "web").config.adress: unknown field "adress", expected one of "address", "maxConnections", "headerReadTimeout", "idleTimeout", "bodyReadTimeout""#,
+            r#"modules[0] (name "web").config.adress: unknown field "adress", expected one of "address", "maxConnections", "headerReadTimeout", "idleTimeout", "bodyReadTimeout", "minBodyRate""#,
         ]
     );
 }

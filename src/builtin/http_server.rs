@@ -24,6 +24,7 @@ struct ServerSettings {
     header_read_timeout: Option<String>,
     idle_timeout: Option<String>,
     body_read_timeout: Option<String>,
+    min_body_rate: Option<u64>,
 }
 
 impl ServerSettings {
@@ -38,6 +39,9 @@ impl ServerSettings {
                     format!("maxConnections must be at least 1, got {max}"),
                 ),
             }
+        }
+        if let Some(rate) = self.min_body_rate {
+            limits.min_body_rate = rate;
         }
         let timeouts = [
             ("headerReadTimeout", &self.header_read_timeout, &mut limits.header_read_timeout),

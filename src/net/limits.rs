@@ -31,6 +31,11 @@ pub struct ConnectionLimits {
     /// How long a request may take to send its whole body, from when its head arrived. A body
     /// read past it is answered 408.
     pub body_read_timeout: Duration,
+    /// The slowest a body may arrive, in bytes per second on average, once the first
+    /// [`BODY_RATE_GRACE`](Self::BODY_RATE_GRACE) have passed; a slower one is answered 408.
+    /// So a small body gets a short deadline and a large one a long one, within
+    /// `body_read_timeout`. 0 turns the rate off.
+    pub min_body_rate: u64,
     /// The most connections the listener holds at once.
     pub max_connections: usize,
 }
@@ -42,6 +47,13 @@ impl ConnectionLimits {
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// The default [`body_read_timeout`](Self::body_read_timeout).
     pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The default [`min_body_rate`](Self::min_body_rate): 1 KiB/s, which a phone on a bad
+    /// network still manages, and which frees a connection sending a byte a second within
+    /// seconds instead of holding it for the whole body timeout.
+    pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+    /// How long a body may take before [`min_body_rate`](Self::min_body_rate) applies: a
+    /// body of `n` bytes must be whole within this grace plus `n / min_body_rate` seconds.
+    pub const BODY_RATE_GRACE: Duration = Duration::from_secs(10);
 
     /// The defaults for an `http.server` listener: the timeouts above, and the process's whole
     /// connection budget as its cap.
@@ -59,6 +71,7 @@ impl ConnectionLimits {
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             body_read_timeout: Self::DEFAULT_BODY_READ_TIMEOUT,
+            min_body_rate: Self::DEFAULT_MIN_BODY_RATE,
             max_connections,
         }
     }

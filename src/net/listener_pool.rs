@@ -361,6 +361,7 @@ impl ServedListener {
             "http.server",
             limits,
             Some(DescriptorBudget::global()),
+            &[],
         );
         let (closing, closed) = watch::channel(None);
         let make_handler = move || {

@@ -13,6 +13,7 @@
 
 mod body;
 mod descriptors;
+mod early;
 mod limits;
 mod listener_pool;
 mod server;

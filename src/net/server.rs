@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use http_body_util::Either;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -63,6 +64,40 @@ pub(crate) struct Gate {
     evicting: AtomicUsize,
     at_cap: AtomicBool,
     counters: GateCounters,
+    /// Paths answered on the probe reserve (`/healthz`, `/readyz`); empty for no reserve.
+    probes: &'static [&'static str],
+    /// Connections open on the probe reserve.
+    reserve_open: AtomicUsize,
+}
+
+/// How many connections a gate with probes admits past its cap, each for one probe request:
+/// a liveness probe is answered even while every ordinary connection is busy (a flood of
+/// slow request bodies, say), so an orchestrator does not kill a healthy server.
+const PROBE_RESERVE: usize = 8;
+
+/// Whether a connection just accepted may be served, and on which allowance.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Within the cap.
+    Ordinary,
+    /// Past the cap, on the probe reserve: one request, and only a probe is answered.
+    Probe,
+}
+
+/// Where a connection being accepted goes: see [`Gate::placement`].
+enum Placement<'t> {
+    Room(Admission),
+    /// In place of this connection, which is waiting for a request head.
+    Evict(&'t Arc<Tracked>, Admission),
+}
+
+/// The connection admitted on `admission` that has waited longest for a request head.
+fn oldest_waiting(open: &HashMap<u64, Arc<Tracked>>, admission: Admission) -> Option<&Arc<Tracked>> {
+    open.values()
+        .filter(|t| t.admission == admission)
+        .filter_map(|t| t.clock.waiting_since().map(|since| (since, t)))
+        .min_by_key(|(since, _)| *since)
+        .map(|(_, t)| t)
 }
 
 /// How many evicted connections may still hold their descriptor before the gate stops
@@ -75,6 +110,7 @@ struct GateCounters {
     at_cap: AtomicU64,
     evicted: AtomicU64,
     refused: AtomicU64,
+    probe_reserve: AtomicU64,
     header_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
 }
@@ -95,12 +131,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Gate {
     /// A gate for the listener at `label`, registered for `/metrics`. `budget` is the process
-    /// budget its connections count against, if any.
+    /// budget its connections count against, if any. `probes` are the paths the gate still
+    /// answers past its cap, on a small reserve of its own (none when empty).
     pub(crate) fn new(
         label: String,
         kind: &'static str,
         limits: ConnectionLimits,
         budget: Option<&'static DescriptorBudget>,
+        probes: &'static [&'static str],
     ) -> Arc<Self> {
         let gate = Arc::new(Self {
             label,
@@ -114,6 +152,8 @@ impl Gate {
             evicting: AtomicUsize::new(0),
             at_cap: AtomicBool::new(false),
             counters: GateCounters::default(),
+            probes,
+            reserve_open: AtomicUsize::new(0),
         });
         let mut all = lock(gates());
         all.retain(|g| g.strong_count() > 0);
@@ -137,9 +177,13 @@ impl Gate {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX >> 2)
     }
 
+    /// Whether an ordinary connection fits, with `open` connections open in all.
     fn has_room(&self, open: usize) -> bool {
-        open < self.limits.load().max_connections && self.budget.is_none_or(|b| b.has_room())
+        let ordinary = open.saturating_sub(self.reserve_open.load(Ordering::Relaxed));
+        ordinary < self.limits.load().max_connections && self.budget.is_none_or(|b| b.has_room())
     }
+
+
 
     /// Whether the listener is clearly below its cap (and the budget): three quarters or less,
     /// so that reaching the cap is one episode, not one per connection around it.
@@ -155,40 +199,61 @@ impl Gate {
     /// not, the listener is at its cap with every connection busy, which is noted.
     fn may_accept(&self) -> bool {
         let open = lock(&self.open);
-        let may = self.has_room(open.len())
-            || (self.evicting.load(Ordering::Relaxed) < MAX_EVICTING
-                && open.values().any(|t| t.clock.is_waiting()));
+        let may = self.placement(&open).is_some();
         if !may {
             self.note_at_cap(open.len());
         }
         may
     }
 
-    /// Makes room for a connection just accepted: true when there is room, or when the
-    /// connection that waited longest for a request head was closed for it.
-    fn make_room(&self) -> bool {
-        let open = lock(&self.open);
+    /// Where one more connection would go, in this order: into room under the cap; in place
+    /// of the ordinary connection that has waited longest for a request head; then, only when
+    /// no ordinary connection is waiting (every one is busy with a request), onto the probe
+    /// reserve, into its room or in place of its longest-waiting connection. None: nowhere
+    /// for now (every connection busy, or enough evictions still under way).
+    fn placement<'t>(&self, open: &'t HashMap<u64, Arc<Tracked>>) -> Option<Placement<'t>> {
         if self.has_room(open.len()) {
-            return true;
+            return Some(Placement::Room(Admission::Ordinary));
         }
-        self.note_at_cap(open.len());
-        let oldest = open
-            .values()
-            .filter_map(|t| t.clock.waiting_since().map(|since| (since, t)))
-            .min_by_key(|(since, _)| *since);
-        let Some((_, victim)) = oldest else {
-            return false;
-        };
-        // False when it started a request meanwhile.
-        if !victim.clock.shift(WAITING, EVICTED, 0) {
-            return false;
+        let may_evict = self.evicting.load(Ordering::Relaxed) < MAX_EVICTING;
+        match oldest_waiting(open, Admission::Ordinary) {
+            Some(victim) if may_evict => return Some(Placement::Evict(victim, Admission::Ordinary)),
+            Some(_) => return None,
+            None => {}
         }
-        self.evicting.fetch_add(1, Ordering::Relaxed);
-        if let Some(abort) = victim.abort.get() {
-            abort.abort();
+        if self.probes.is_empty() {
+            return None;
         }
-        self.counters.evicted.fetch_add(1, Ordering::Relaxed);
-        true
+        if self.reserve_open.load(Ordering::Relaxed) < PROBE_RESERVE {
+            return Some(Placement::Room(Admission::Probe));
+        }
+        oldest_waiting(open, Admission::Probe)
+            .filter(|_| may_evict)
+            .map(|victim| Placement::Evict(victim, Admission::Probe))
+    }
+
+    /// Makes room for a connection just accepted, and says on which allowance it is served
+    /// (see [`Gate::placement`]). None: there is no room, and it is to be closed.
+    fn make_room(&self) -> Option<Admission> {
+        let open = lock(&self.open);
+        if !self.has_room(open.len()) {
+            self.note_at_cap(open.len());
+        }
+        match self.placement(&open)? {
+            Placement::Room(admission) => Some(admission),
+            // False when it started a request meanwhile.
+            Placement::Evict(victim, admission) => {
+                if !victim.clock.shift(WAITING, EVICTED, 0) {
+                    return None;
+                }
+                self.evicting.fetch_add(1, Ordering::Relaxed);
+                if let Some(abort) = victim.abort.get() {
+                    abort.abort();
+                }
+                self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+                Some(admission)
+            }
+        }
     }
 
     /// Logs and counts reaching the cap once per episode.
@@ -207,15 +272,19 @@ impl Gate {
         }
     }
 
-    fn admit(self: &Arc<Self>) -> Arc<Tracked> {
+    fn admit(self: &Arc<Self>, admission: Admission) -> Arc<Tracked> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let tracked = Arc::new(Tracked {
             id,
             clock: Clock::new(self.now_ms()),
             abort: OnceLock::new(),
+            admission,
         });
         lock(&self.open).insert(id, tracked.clone());
-        if let Some(budget) = self.budget {
+        if admission == Admission::Probe {
+            self.reserve_open.fetch_add(1, Ordering::Relaxed);
+            self.counters.probe_reserve.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(budget) = self.budget {
             budget.take();
         }
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +300,9 @@ impl Gate {
         if tracked.clock.read().0 == EVICTED {
             self.evicting.fetch_sub(1, Ordering::Relaxed);
         }
-        if let Some(budget) = self.budget {
+        if tracked.admission == Admission::Probe {
+            self.reserve_open.fetch_sub(1, Ordering::Relaxed);
+        } else if let Some(budget) = self.budget {
             budget.give_back();
         }
         if self.at_cap.load(Ordering::Relaxed) && self.well_below_cap(open) {
@@ -277,6 +348,13 @@ impl Gate {
             "swapvisor_listener_refused_total{{{labels}}} {}",
             get(&c.refused)
         )?;
+        if !self.probes.is_empty() {
+            writeln!(
+                out,
+                "swapvisor_listener_probe_reserve_total{{{labels}}} {}",
+                get(&c.probe_reserve)
+            )?;
+        }
         writeln!(
             out,
             "swapvisor_listener_timeouts_total{{{labels},timeout=\"header\"}} {}",
@@ -327,6 +405,11 @@ pub(crate) fn write_prometheus(out: &mut String) -> std::fmt::Result {
             "Connections closed at once because the listener was at its cap with every connection busy.",
         ),
         (
+            "swapvisor_listener_probe_reserve_total",
+            "counter",
+            "Connections admitted past the cap, every ordinary connection being busy, to answer one health probe.",
+        ),
+        (
             "swapvisor_listener_timeouts_total",
             "counter",
             "Connections closed by their header read or idle timeout.",
@@ -357,6 +440,7 @@ struct Tracked {
     clock: Clock,
     /// Set right after the connection's task is spawned; aborting it closes the socket.
     abort: OnceLock<AbortHandle>,
+    admission: Admission,
 }
 
 /// A connection's phase and since when (milliseconds since its gate's origin), in one word.
@@ -396,10 +480,6 @@ impl Clock {
     fn waiting_since(&self) -> Option<u64> {
         let (phase, since) = self.read();
         WAITING.contains(&phase).then_some(since)
-    }
-
-    fn is_waiting(&self) -> bool {
-        self.waiting_since().is_some()
     }
 }
 
@@ -534,8 +614,7 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
     M: Fn() -> Option<H>,
     H: Fn(Request) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut connections = JoinSet::new();
@@ -563,15 +642,15 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
             deadline = close_asked(&mut asked_to_close) => break deadline,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    if !gate.make_room() {
+                    let Some(admission) = gate.make_room() else {
                         gate.counters.refused.fetch_add(1, Ordering::Relaxed);
                         continue; // dropping it closes it
-                    }
+                    };
                     let Some(handler) = make_handler() else {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let tracked = gate.admit();
+                    let tracked = gate.admit(admission);
                     let admitted = Arc::new(Admitted { gate: gate.clone(), tracked: tracked.clone() });
                     let task = connections.spawn(serve_connection(stream, admitted, handler, closing.clone()));
                     let _ = tracked.abort.set(task);
@@ -615,22 +694,33 @@ async fn serve_connection<H, Fut, B>(
 ) where
     H: Fn(Request) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = hyper::Response<B>> + Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limits = admitted.gate.limits();
-    let body_read_timeout = limits.body_read_timeout;
+    let body_limits = *limits;
     let in_service = admitted.clone();
+    let on_reserve = admitted.tracked.admission == Admission::Probe;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let clock = &in_service.tracked.clock;
         let gate = &in_service.gate;
         // From head, or from idle when a pipelined request was already buffered.
         let _ = clock.shift(WAITING, BUSY, gate.now_ms());
-        let response = handler(request.map(|body| RequestBody::new(body, body_read_timeout)));
+        let request = request.map(|body| RequestBody::new(body, &body_limits));
+        let response = match super::early::answer(&request, on_reserve, gate.probes) {
+            Some(early) => {
+                // Read and dropped in the background, so that the client sees the answer.
+                super::body::linger(request.into_body());
+                Either::Right(std::future::ready(early.map(Either::Right)))
+            }
+            None => Either::Left(handler(request)),
+        };
         let done = in_service.clone();
         async move {
-            let response = response.await;
+            let response = match response {
+                Either::Left(handled) => handled.await.map(Either::Left),
+                Either::Right(early) => early.await,
+            };
             done.tracked
                 .clock
                 .shift(&[BUSY], IDLE, done.gate.now_ms());
@@ -643,8 +733,10 @@ async fn serve_connection<H, Fut, B>(
     });
     // Our clock enforces the head and idle timeouts; hyper's header timeout would also count
     // a kept-alive connection's idle time against the head.
+    // A connection on the probe reserve answers one request and closes.
     let connection = http1::Builder::new()
         .header_read_timeout(None)
+        .keep_alive(!on_reserve)
         .serve_connection(io, service);
     tokio::pin!(connection);
     let clock = &admitted.tracked.clock;
@@ -722,17 +814,23 @@ pub(crate) enum RequestBodyError {
     /// The whole body did not arrive within the read timeout.
     #[error("the request body was not received within its time limit of {}", humantime::format_duration(*.0))]
     TimedOut(Duration),
+    /// The body arrived slower than the listener's minimum rate.
+    #[error("the request body arrived slower than the minimum rate of {0} bytes per second")]
+    TooSlow(u64),
     /// The connection failed.
     #[error(transparent)]
     Connection(#[from] hyper::Error),
 }
 
 impl RequestBodyError {
-    /// Whether `error`, or an error it wraps, is a body read timeout.
+    /// Whether `error`, or an error it wraps, is a body read timeout (of either kind).
     pub(crate) fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         let mut current = Some(error);
         while let Some(error) = current {
-            if matches!(error.downcast_ref(), Some(RequestBodyError::TimedOut(_))) {
+            if matches!(
+                error.downcast_ref(),
+                Some(RequestBodyError::TimedOut(_) | RequestBodyError::TooSlow(_))
+            ) {
                 return true;
             }
             current = error.source();
@@ -741,23 +839,50 @@ impl RequestBodyError {
     }
 }
 
-/// A request body that must arrive whole within a deadline counted from its head.
+/// A request body that must arrive whole within a deadline counted from its head, and keep
+/// arriving at the listener's minimum rate.
+///
+/// Its deadline moves with what has arrived: `grace + received / min_rate` after the head, but
+/// never past `body_read_timeout`. A client sending at the minimum rate or faster meets only
+/// the timeout; one that trickles is cut off as soon as it falls behind, so a flood of bodies
+/// sent a byte a second ties up its connections for seconds, not minutes.
 pub(crate) struct RequestBody {
     inner: Incoming,
-    deadline: Instant,
+    started: Instant,
+    /// The latest the whole body may arrive.
+    limit_at: Instant,
     limit: Duration,
+    /// Bytes per second; 0 for none.
+    min_rate: u64,
+    received: u64,
     /// Armed only once the body has to be waited for: most bodies are already buffered.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl RequestBody {
-    fn new(inner: Incoming, limit: Duration) -> Self {
+    fn new(inner: Incoming, limits: &ConnectionLimits) -> Self {
+        let started = Instant::now();
         Self {
             inner,
-            deadline: Instant::now() + limit,
-            limit,
+            started,
+            limit_at: started + limits.body_read_timeout,
+            limit: limits.body_read_timeout,
+            min_rate: limits.min_body_rate,
+            received: 0,
             timer: None,
         }
+    }
+
+    /// When the body is late given what has arrived, and why it would be.
+    fn deadline(&self) -> (Instant, RequestBodyError) {
+        if self.min_rate > 0 {
+            let earned = Duration::from_secs_f64(self.received as f64 / self.min_rate as f64);
+            let by_rate = self.started + ConnectionLimits::BODY_RATE_GRACE + earned;
+            if by_rate < self.limit_at {
+                return (by_rate, RequestBodyError::TooSlow(self.min_rate));
+            }
+        }
+        (self.limit_at, RequestBodyError::TimedOut(self.limit))
     }
 }
 
@@ -771,16 +896,26 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(RequestBodyError::from))),
             Poll::Pending => {
-                let deadline = this.deadline;
+                let (deadline, late) = this.deadline();
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                // What arrived since the timer was set moved the deadline on.
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         BODY_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
-                        Poll::Ready(Some(Err(RequestBodyError::TimedOut(this.limit))))
+                        Poll::Ready(Some(Err(late)))
                     }
                     Poll::Pending => Poll::Pending,
                 }
