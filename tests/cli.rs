@@ -117,7 +117,7 @@ fn validate_a_good_config_prints_the_types_it_uses() {
 }
 
 #[test]
-fn validate_learns_the_step_types_a_process_plugin_offers() {
+fn validate_takes_the_step_types_a_process_plugin_declares() {
     let (code, stdout, stderr) = swapvisor(&["validate", "examples/process.yaml"]);
     assert_eq!(code, 0, "{stderr}");
     let verdict: Value = serde_json::from_str(stdout.trim()).unwrap();

@@ -588,7 +588,11 @@ pipelines:
     steps:
       - {{ name: add, type: counter.add, config: {{ by: "{{{{ request.by }}}}" }} }}
 "#,
-        entry("snake", &[python.to_str().unwrap()], "")
+        entry(
+            "snake",
+            &[python.to_str().unwrap()],
+            ", stepTypes: [counter.add]"
+        )
     );
     let runtime = start(Config::parse(yaml.as_bytes()).unwrap()).await;
     assert_eq!(

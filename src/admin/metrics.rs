@@ -12,6 +12,7 @@
 //! | `swapvisor_config_last_reload_successful` | gauge | 1 if the last reload attempt activated, else 0 |
 //! | `swapvisor_reload_duration_seconds` | histogram | request-to-outcome time of reloads that ran |
 //! | `swapvisor_plugin_restarts_total{plugin}` | counter | crash restarts of each plugin instance |
+//! | `swapvisor_plugin_code_refused_total` | counter | starts refused because a stored plugin executable failed its check (hash, owner, mode, link) |
 //! | `swapvisor_inflight_requests` | gauge | requests running on the live engine |
 //! | `swapvisor_engines_retired_total` | counter | replaced engines that finished retiring |
 //! | `swapvisor_retire_failures_total{stage}` | counter | retirements whose `drain` passed its deadline with work in flight, or whose `stop` failed |
@@ -26,6 +27,7 @@
 //! | `swapvisor_listener_refused_total{listener,kind}` | counter | connections closed at once: at the cap with every connection busy |
 //! | `swapvisor_listener_timeouts_total{listener,kind,timeout}` | counter | connections closed by their `header` or `idle` timeout |
 //! | `swapvisor_request_body_timeouts_total` | counter | requests whose body did not arrive within its read timeout (408) |
+//! | `swapvisor_listener_probe_reserve_total{listener,kind}` | counter | admin connections taken on the probe reserve (only `/healthz` and `/readyz` answered) |
 //!
 //! The format is a handful of lines per metric, so it is written here directly rather than
 //! through a metrics registry: every value is either counted here or read from status.
@@ -205,6 +207,16 @@ impl Metrics {
                 plugin.restarts
             )?;
         }
+        writeln!(
+            out,
+            "# HELP swapvisor_plugin_code_refused_total Plugin starts refused because a stored executable failed its check."
+        )?;
+        writeln!(out, "# TYPE swapvisor_plugin_code_refused_total counter")?;
+        writeln!(
+            out,
+            "swapvisor_plugin_code_refused_total {}",
+            crate::builtin::code_refused()
+        )?;
         writeln!(
             out,
             "# HELP swapvisor_inflight_requests Requests running on the live engine."

@@ -13,7 +13,7 @@
 //! | step | `step.fail` | `message` |
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
 //! | plugin | `counter` | `start` |
-//! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings` |
+//! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
 mod counter;
 
@@ -26,6 +26,8 @@ runtime! {
     mod process;
     mod schedule;
     pub(crate) mod steps;
+
+    pub(crate) use process::{allow_describe, code_refused};
 
     use crate::registry::{Registry, RegistryError};
 

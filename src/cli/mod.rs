@@ -71,6 +71,11 @@ enum Command {
     Validate {
         /// The config file (YAML or JSON).
         config: PathBuf,
+        /// Run each process plugin that declares no `stepTypes` once, to learn them from its
+        /// initialize answer. This EXECUTES the config's plugin commands: use it only on
+        /// configs you trust. Without it, validate runs nothing.
+        #[arg(long)]
+        describe: bool,
     },
     /// List the registered module, step and trigger types and plugin kinds.
     Types {
@@ -130,7 +135,12 @@ pub fn main(registry: Registry) -> ExitCode {
 pub async fn dispatch(cli: Cli, registry: Registry) -> u8 {
     match cli.command {
         Command::Run(args) => run::run(args, registry).await,
-        Command::Validate { config } => validate::validate(&registry, &config).await,
+        Command::Validate { config, describe } => {
+            if describe {
+                crate::builtin::allow_describe();
+            }
+            validate::validate(&registry, &config).await
+        }
         Command::Types { json } => types::types(&registry, json),
         Command::Reload(args) => client::reload(args).await,
         Command::Status(args) => client::status(args).await,

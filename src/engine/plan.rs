@@ -255,15 +255,17 @@ pub(crate) fn plan(
             types.1.insert(step.type_name.clone());
             let step_at = place::named_item(&steps_at, i, Some(&step.name));
             let Some(factory) = registry.step_factory(&step.type_name) else {
-                errors.push(
-                    place::field(&step_at, "type"),
-                    unknown_name(
-                        "step type",
-                        &step.type_name,
-                        "registered",
-                        registry.step_types(),
-                    ),
+                let mut message = unknown_name(
+                    "step type",
+                    &step.type_name,
+                    "registered",
+                    registry.step_types(),
                 );
+                if config.plugins.iter().any(|p| p.kind == "process") {
+                    // A build never runs a plugin to ask what it offers.
+                    message.push_str("; a step type a process plugin offers must be declared in its config (stepTypes: [...])");
+                }
+                errors.push(place::field(&step_at, "type"), message);
                 continue;
             };
             if broken.steps.contains(&(p, i)) {

@@ -53,6 +53,11 @@ pub(super) enum ProcessError {
 /// What to run.
 pub(super) struct Launch<'a> {
     pub(super) executable: &'a Path,
+    /// What the process sees as its name (`argv[0]`): the command as the config gives it.
+    pub(super) arg0: &'a str,
+    /// A descriptor the child inherits: the sealed executable it runs (see
+    /// [`super::sealed`]).
+    pub(super) inherit: Option<std::os::fd::RawFd>,
     pub(super) args: &'a [String],
     pub(super) env: &'a std::collections::BTreeMap<String, String>,
     pub(super) cwd: Option<&'a Path>,
@@ -79,6 +84,21 @@ impl Launch<'_> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        std::os::unix::process::CommandExt::arg0(&mut command, self.arg0);
+        if let Some(fd) = self.inherit {
+            // SAFETY: the closure runs in the forked child before exec and calls only fcntl,
+            // which is async-signal-safe; it clears close-on-exec on a descriptor the parent
+            // keeps open for the whole spawn, so the executable's path stays valid in the child.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         if let Some(cwd) = self.cwd {
             command.current_dir(cwd);
         }

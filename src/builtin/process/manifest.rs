@@ -1,23 +1,28 @@
-//! What a process plugin offers, known before it runs: its `initialize` answer, remembered by
-//! code, arguments and settings, and the step types it contributes.
+//! What a process plugin offers, known before it runs: its declared `stepTypes`, or its
+//! `initialize` answer remembered from a real start of the same code, arguments and settings.
 //!
 //! A config is checked before anything starts, so a pipeline that uses a step type a process
-//! plugin contributes needs the plugin's `stepTypes` at build. They come from the answer of an
-//! earlier handshake of the same code with the same arguments and settings; when there is none,
-//! the build *describes* the plugin: it runs the executable once, sends `initialize`, reads the
-//! answer and closes stdin (the plugin exits as on `shutdown`). That is the one outside effect
-//! of building a config with process plugins; it happens once per code version.
+//! plugin contributes needs the plugin's step types at build, and a build never runs code:
+//! `validate` checks configs from pull requests and try-activate checks proposed rollouts, and
+//! neither may execute what a config names. The types come from the config's declaration or,
+//! without one, from the handshake of an earlier start of the same code (remembered in this
+//! process). The start then checks that the handshake offers exactly those types.
+//!
+//! Only when [`allow_describe`] was called (`swapvisor validate --describe`, an explicit
+//! choice) does a build with neither run the executable once to *describe* it: it sends
+//! `initialize`, reads the answer and closes stdin (the plugin exits as on `shutdown`).
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::{ProcessPlugin, check_manifest};
+use super::{ProcessPlugin, TypesFrom, check_manifest};
 use crate::config::ConfigErrors;
 use crate::extension::template::Template;
 use crate::extension::{Step, StepBuild, StepContext, StepError};
@@ -32,13 +37,18 @@ fn known() -> &'static Known {
     KNOWN.get_or_init(Known::default)
 }
 
+/// Whether builds in this process may run executables to learn undeclared step types.
+static DESCRIBE: AtomicBool = AtomicBool::new(false);
+
+/// Lets every later build in this process run a process plugin's executable once to learn the
+/// step types it neither declares nor offered in an earlier start. `swapvisor validate
+/// --describe` calls it; a server never does, so its dry runs stay free of outside effects.
+pub(crate) fn allow_describe() {
+    DESCRIBE.store(true, Ordering::Relaxed);
+}
+
 fn key(plugin: &ProcessPlugin) -> String {
-    json!([
-        plugin.code.hash,
-        plugin.settings.args,
-        plugin.settings.settings
-    ])
-    .to_string()
+    json!([plugin.hash, plugin.settings.args, plugin.settings.settings]).to_string()
 }
 
 /// Remembers what `plugin`'s handshake answered.
@@ -49,18 +59,30 @@ pub(super) fn remember(plugin: &ProcessPlugin, manifest: &Manifest) {
         .insert(key(plugin), manifest.clone());
 }
 
-/// What `plugin` offers: remembered, or learned by running it once.
-fn manifest(plugin: &ProcessPlugin) -> Result<Manifest, String> {
+/// The step types of an undeclared plugin: remembered, or (when allowed) learned by running
+/// it once; sorted.
+pub(super) fn learned(plugin: &ProcessPlugin) -> Option<(Vec<String>, TypesFrom)> {
+    let sorted = |manifest: &Manifest| {
+        let mut types = manifest.step_types.clone();
+        types.sort();
+        types.dedup();
+        types
+    };
     let key = key(plugin);
     if let Some(manifest) = known().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(manifest.clone());
+        return Some((sorted(manifest), TypesFrom::Remembered));
     }
-    let manifest = blocking(|| describe(plugin))?;
-    known()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, manifest.clone());
-    Ok(manifest)
+    if !DESCRIBE.load(Ordering::Relaxed) {
+        return None;
+    }
+    let source = plugin.source.as_deref()?;
+    match blocking(|| describe(plugin, source)) {
+        Ok(manifest) => Some((sorted(&manifest), TypesFrom::Described)),
+        Err(error) => {
+            tracing::warn!(plugin = %plugin.name, %error, "cannot learn the plugin's step types");
+            None
+        }
+    }
 }
 
 /// Runs `work`, which blocks, without stalling the other tasks of a multi-threaded runtime.
@@ -73,15 +95,15 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Runs the plugin once for its `initialize` answer, and reaps it.
-fn describe(plugin: &ProcessPlugin) -> Result<Manifest, String> {
+/// Runs the plugin's executable once for its `initialize` answer, and reaps it.
+fn describe(plugin: &ProcessPlugin, source: &std::path::Path) -> Result<Manifest, String> {
     let settings = &plugin.settings;
-    let mut command = plugin.launch_as(&plugin.name).command();
+    let mut command = plugin.launch_as(source, None, &plugin.name).command();
     command.stderr(Stdio::null());
     let mut child = super::child::retry_busy(|| command.spawn()).map_err(|e| {
         format!(
             "cannot run {} to learn its step types: {e}",
-            plugin.code.path.display()
+            source.display()
         )
     })?;
     let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
@@ -146,21 +168,15 @@ fn finish(child: &mut std::process::Child) {
 
 /// Registers the step types `plugin` contributes: each is a step that calls it.
 pub(super) fn register(plugin: &ProcessPlugin, types: &mut Types) -> Result<(), RegistryError> {
-    let manifest = match manifest(plugin) {
-        Ok(manifest) => manifest,
-        Err(error) => {
-            // Its steps are then unknown types, which the config check names; the start
-            // reports the cause again.
-            tracing::warn!(plugin = %plugin.name, %error, "cannot learn the plugin's step types");
-            return Ok(());
-        }
+    let Some((step_types, _)) = &plugin.step_types else {
+        return Ok(());
     };
     let instance: Arc<str> = Arc::from(plugin.name.as_str());
-    for step_type in manifest.step_types {
+    for step_type in step_types {
         let instance = instance.clone();
         let op: Arc<str> = Arc::from(step_type.as_str());
         types.register_step(
-            &step_type,
+            step_type,
             move |build: &StepBuild<'_>| -> Result<Box<dyn Step>, ConfigErrors> {
                 Ok(Box::new(ProcessStep {
                     plugin: instance.clone(),

@@ -5,9 +5,12 @@
 //! actor, a restart policy, a swap Supervisor and a status like any other. What differs is
 //! where the work happens:
 //!
-//! - **build** pins the executable: it is copied into the [code store](store) under its
-//!   content hash, and the copy is what runs (a restart or a revert asks for the same hash);
-//! - **start** spawns the copy and completes the `initialize` handshake;
+//! - **build** runs nothing: it hashes the executable (reading it is all it does) and takes the
+//!   step types the plugin contributes from its config's `stepTypes`, or from the handshake of
+//!   an earlier start of the same code ([`manifest`]);
+//! - **start** copies the executable into the [code store](store) under its hash (the first
+//!   time), verifies the copy, runs exactly the verified bytes ([`sealed`]) and completes the
+//!   `initialize` handshake, which must offer the step types the build registered;
 //! - **calls** bypass the actor ([`Plugin::direct_calls`]): each is a request line with an id,
 //!   any number in flight, bounded by `callTimeout` (past it the process is killed, so the
 //!   instance restarts);
@@ -16,7 +19,11 @@
 
 mod child;
 mod manifest;
+mod sealed;
 mod store;
+
+pub(crate) use self::manifest::allow_describe;
+pub(crate) use self::store::refused as code_refused;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +35,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use self::child::{Launch, PluginProcess, ProcessError};
-use self::store::StoredCode;
+use self::sealed::SealedExecutable;
 use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
 use crate::extension::plugin::{
     DirectCalls, Plugin, PluginBuild, PluginCall, PluginContext, PluginError,
@@ -58,6 +65,7 @@ struct Settings {
     max_line_bytes: Option<usize>,
     #[serde(default)]
     settings: Option<Value>,
+    step_types: Option<Vec<String>>,
 }
 
 /// A process plugin's settings, checked.
@@ -71,13 +79,42 @@ struct ProcessSettings {
     settings: Value,
 }
 
+/// Where the step types a build registered for a plugin came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TypesFrom {
+    /// The config's `stepTypes`.
+    Declared,
+    /// The handshake of an earlier start of the same code, arguments and settings.
+    Remembered,
+    /// Running the executable at build, as `validate --describe` asks.
+    Described,
+}
+
+impl TypesFrom {
+    fn phrase(self) -> &'static str {
+        match self {
+            Self::Declared => "its config declares (stepTypes)",
+            Self::Remembered => "an earlier start of the same code offered",
+            Self::Described => "describing it at build offered",
+        }
+    }
+}
+
 /// One instance of a process plugin.
 pub(super) struct ProcessPlugin {
     name: String,
     settings: Arc<ProcessSettings>,
     /// The executable as the config names it, when it is watched.
     watched: Option<PathBuf>,
-    code: StoredCode,
+    /// Lowercase hex SHA-256 of the code this instance runs.
+    hash: String,
+    /// The executable the config names, copied into the store at the first start; `None` when
+    /// a restart or a revert pins code that must already be stored.
+    source: Option<PathBuf>,
+    /// `command[0]` as the config gives it: the process's `argv[0]`.
+    arg0: String,
+    /// The step types the build registered, and where they came from; `None`: none known.
+    step_types: Option<(Vec<String>, TypesFrom)>,
     /// `sha256:<first 12 hex digits>` until the handshake tells the version.
     version: String,
     manifest: Option<Manifest>,
@@ -111,16 +148,23 @@ pub(super) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigEr
     }
     let executable =
         resolve_executable(program, raw.cwd.as_deref()).map_err(|e| invalid("command", e))?;
-    let code = match build.code {
-        Some(hash) => store::stored(hash),
-        None => store::pin(&executable),
+    let (hash, source) = match build.code {
+        Some(hash) => store::check_hash(hash).map(|()| (hash.to_owned(), None)),
+        None => store::hash_of(&executable).map(|hash| (hash, Some(executable.clone()))),
     }
     .map_err(|e| invalid("command", e))?;
-    Ok(Box::new(ProcessPlugin {
+    let declared = match raw.step_types {
+        Some(types) => Some(check_step_types(types).map_err(|e| invalid("stepTypes", e))?),
+        None => None,
+    };
+    let mut plugin = ProcessPlugin {
         name: build.name.to_owned(),
-        version: format!("sha256:{}", &code.hash[..12]),
+        version: format!("sha256:{}", &hash[..12]),
         watched: raw.watch.then_some(executable),
-        code,
+        hash,
+        source,
+        arg0: program.clone(),
+        step_types: None,
         manifest: None,
         process: None,
         settings: Arc::new(ProcessSettings {
@@ -131,7 +175,33 @@ pub(super) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigEr
             max_line_bytes,
             settings: raw.settings.unwrap_or_else(|| json!({})),
         }),
-    }))
+    };
+    plugin.step_types = match declared {
+        Some(types) => Some((types, TypesFrom::Declared)),
+        None => manifest::learned(&plugin),
+    };
+    Ok(Box::new(plugin))
+}
+
+/// The declared step types, each a plain type name, none twice; sorted.
+fn check_step_types(types: Vec<String>) -> Result<Vec<String>, String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, name) in types.iter().enumerate() {
+        let plain = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !plain {
+            return Err(format!(
+                "[{i}] {name:?} is not a step type name; expected letters, digits, '.', '_' or '-', such as \"counter.add\""
+            ));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(format!("[{i}] {name:?} is declared twice"));
+        }
+    }
+    Ok(seen.into_iter().collect())
 }
 
 /// `command[0]` as a path: with a slash it is a path (relative to `cwd` when given), without
@@ -152,11 +222,18 @@ fn resolve_executable(program: &str, cwd: Option<&Path>) -> Result<PathBuf, Stri
 }
 
 impl ProcessPlugin {
-    /// How to run the pinned executable as the instance `name`.
-    fn launch_as<'a>(&'a self, name: &'a str) -> Launch<'a> {
+    /// How to run `executable` as the instance `name`.
+    fn launch_as<'a>(
+        &'a self,
+        executable: &'a Path,
+        inherit: Option<std::os::fd::RawFd>,
+        name: &'a str,
+    ) -> Launch<'a> {
         let settings = &self.settings;
         Launch {
-            executable: &self.code.path,
+            executable,
+            arg0: &self.arg0,
+            inherit,
             args: &settings.args,
             env: &settings.env,
             cwd: settings.cwd.as_deref(),
@@ -183,23 +260,65 @@ impl ProcessPlugin {
         })
     }
 
-    /// Spawns the pinned executable and completes the handshake.
+    /// Verifies the pinned code, runs exactly the bytes it verified, and completes the
+    /// handshake.
     async fn launch(&mut self, context: &PluginContext) -> Result<(), PluginError> {
-        let process = PluginProcess::spawn(&self.launch_as(&context.name)).await.map_err(|e| {
-            PluginError::Failed(format!("cannot start {}: {e}", self.code.path.display()))
+        let (hash, source) = (self.hash.clone(), self.source.clone());
+        let bytes = tokio::task::spawn_blocking(move || store::verified(&hash, source.as_deref()))
+            .await
+            .map_err(|e| PluginError::Failed(format!("verifying the plugin's code failed: {e}")))?
+            .map_err(PluginError::Failed)?;
+        let sealed = SealedExecutable::new(&bytes);
+        drop(bytes);
+        let stored;
+        let launch = match &sealed {
+            Some(sealed) => {
+                stored = sealed.path();
+                self.launch_as(&stored, Some(sealed.descriptor()), &context.name)
+            }
+            None => {
+                // Verified just now in a folder only this user can write.
+                stored = store::folder().map_err(PluginError::Failed)?.join(&self.hash);
+                self.launch_as(&stored, None, &context.name)
+            }
+        };
+        let process = PluginProcess::spawn(&launch).await.map_err(|e| {
+            PluginError::Failed(format!("cannot start {} (code sha256:{}): {e}", self.arg0, self.hash))
         })?;
+        drop(sealed);
         let params = self.initialize_params(&context.name);
         let answer = process
             .request(method::INITIALIZE, &params, self.settings.call_timeout)
             .await
             .map_err(|e| PluginError::Failed(format!("the initialize handshake failed: {e}")))?;
         let manifest = check_manifest(answer).map_err(PluginError::Failed)?;
-        tracing::info!(plugin = %context.name, kind = %manifest.kind, version = %manifest.version, pid = process.pid(), code = %self.code.hash, "plugin process ready");
+        self.check_offered(&manifest).map_err(PluginError::Failed)?;
+        tracing::info!(plugin = %context.name, kind = %manifest.kind, version = %manifest.version, pid = process.pid(), code = %self.hash, "plugin process ready");
         manifest::remember(self, &manifest);
         self.version = manifest.version.clone();
         self.manifest = Some(manifest);
         self.process = Some(Arc::new(process));
         Ok(())
+    }
+
+    /// Checks that the handshake offers exactly the step types the build registered.
+    fn check_offered(&self, manifest: &Manifest) -> Result<(), String> {
+        let Some((expected, from)) = &self.step_types else {
+            return Ok(());
+        };
+        let mut offered = manifest.step_types.clone();
+        offered.sort();
+        offered.dedup();
+        if &offered == expected {
+            return Ok(());
+        }
+        Err(format!(
+            "plugin {:?} offers the step types {:?} in its initialize answer, but {} {:?}; make the declaration match what the plugin offers",
+            self.name,
+            offered,
+            from.phrase(),
+            expected
+        ))
     }
 }
 
@@ -324,7 +443,7 @@ impl Plugin for ProcessPlugin {
     }
 
     fn code(&self) -> Option<&str> {
-        Some(&self.code.hash)
+        Some(&self.hash)
     }
 
     fn watched_file(&self) -> Option<&Path> {

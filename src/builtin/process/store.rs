@@ -1,30 +1,42 @@
-//! The code store: private copies of plugin executables, by content hash.
+//! The code store: private copies of plugin executables, by content hash, checked at every
+//! use.
 //!
-//! A process plugin never runs the file its config names. At build it copies the file into the
-//! store under its SHA-256 and runs the copy, so the file on disk can be replaced at any time
-//! (a deploy, a bad build) without touching what runs, and a restart or a probation revert
-//! runs exactly the code it ran before. Copies are written to a temporary name and renamed,
-//! so a reader never sees half a file. Hashes are remembered by the file's identity (device,
-//! inode, size, modification time), so an unchanged executable is not read again.
+//! A process plugin never runs the file its config names. The build only *reads* that file and
+//! hashes it (a build has no outside effects); the first start copies it into the store under
+//! its SHA-256, and every start after that (a restart, a probation revert) runs the copy, so
+//! the file on disk can be replaced at any time (a deploy, a bad build) without touching what
+//! runs. Copies are written to a temporary name and renamed, so a reader never sees half a file.
+//! Hashes of the named files are remembered by the file's identity (device, inode, size,
+//! modification and change time), so an unchanged executable is not read again at build.
 //!
-//! The store is one folder per user, `$TMPDIR/swapvisor-code-<uid>` (or `SWAPVISOR_CODE_DIR`),
-//! created private (mode 0700) and refused when another user owns it.
+//! Nothing in the store is trusted for being there. Before each start the copy is opened
+//! without following links, checked to be a regular file owned by this user and writable by
+//! no one else, and read whole; what was read is hashed and compared with the hash the config
+//! was built with, and those same bytes are what runs (see [`super::sealed`]). A copy that
+//! fails any check is refused, never silently replaced: the start fails naming the hash
+//! expected and found, and [`refused`] counts it. The store folder itself (one per user,
+//! `$TMPDIR/swapvisor-code-<uid>` or `SWAPVISOR_CODE_DIR`) is created private (mode 0700) and
+//! checked at every use: it must be a folder this user owns that no one else can write.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::watch::content_hash;
 
-/// A pinned executable: its content hash and the private copy to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct StoredCode {
-    /// Lowercase hex SHA-256 of the content.
-    pub(super) hash: String,
-    /// The copy in the store.
-    pub(super) path: PathBuf,
+/// The largest executable the store takes: it is read whole, into memory, at each start.
+const MAX_EXECUTABLE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Stored copies refused since the process started.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// How many stored copies were refused (a hash mismatch, a foreign owner, a link, a copy
+/// others can write) since the process started.
+pub(crate) fn refused() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
 }
 
 /// What identifies a file's content without reading it.
@@ -49,53 +61,20 @@ impl FileIdentity {
     }
 }
 
-/// The store's folder and the hashes already known.
-struct Store {
-    folder: PathBuf,
-    known: Mutex<HashMap<(PathBuf, FileIdentity), String>>,
+type KnownHashes = Mutex<HashMap<(PathBuf, FileIdentity), String>>;
+
+fn known() -> &'static KnownHashes {
+    static KNOWN: OnceLock<KnownHashes> = OnceLock::new();
+    KNOWN.get_or_init(KnownHashes::default)
 }
 
-fn store() -> Result<&'static Store, String> {
-    static STORE: OnceLock<Result<Store, String>> = OnceLock::new();
-    STORE
-        .get_or_init(|| {
-            let folder = match std::env::var_os("SWAPVISOR_CODE_DIR") {
-                Some(folder) => PathBuf::from(folder),
-                // SAFETY: getuid has no preconditions and cannot fail.
-                None => std::env::temp_dir()
-                    .join(format!("swapvisor-code-{}", unsafe { libc::getuid() })),
-            };
-            prepare(&folder).map(|()| Store {
-                folder,
-                known: Mutex::default(),
-            })
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
-/// Creates the folder private, or checks that an existing one is ours and private.
-fn prepare(folder: &Path) -> Result<(), String> {
-    let shown = folder.display();
-    std::fs::create_dir_all(folder)
-        .map_err(|e| format!("cannot create the plugin code store {shown}: {e}"))?;
-    let metadata = std::fs::symlink_metadata(folder)
-        .map_err(|e| format!("cannot read the plugin code store {shown}: {e}"))?;
+fn uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    if !metadata.is_dir() || metadata.uid() != uid {
-        return Err(format!(
-            "the plugin code store {shown} is not a folder owned by this user (uid {uid}); set SWAPVISOR_CODE_DIR"
-        ));
-    }
-    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot make the plugin code store {shown} private: {e}"))
+    unsafe { libc::getuid() }
 }
 
-/// Copies `executable` into the store (unless its content is there already) and returns the
-/// copy to run.
-pub(super) fn pin(executable: &Path) -> Result<StoredCode, String> {
-    let store = store()?;
+/// The content hash of `executable`, read (not copied) at build.
+pub(super) fn hash_of(executable: &Path) -> Result<String, String> {
     let shown = executable.display();
     let metadata = std::fs::metadata(executable)
         .map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
@@ -103,65 +82,181 @@ pub(super) fn pin(executable: &Path) -> Result<StoredCode, String> {
         return Err(format!("the executable {shown} is not a file"));
     }
     let key = (executable.to_owned(), FileIdentity::of(&metadata));
-    let known = store
-        .known
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-        .cloned();
-    if let Some(hash) = known
-        && let Ok(code) = stored(&hash)
-    {
-        return Ok(code);
+    if let Some(hash) = known().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(hash.clone());
     }
+    let file = std::fs::File::open(executable)
+        .map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
     let bytes =
-        read_whole(executable).map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
+        read_bounded(file).map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
     let hash = content_hash(&bytes);
-    let path = store.folder.join(&hash);
-    if !path.is_file() {
-        write_atomically(&path, &bytes).map_err(|e| {
-            format!("cannot copy the executable {shown} into the plugin code store: {e}")
-        })?;
-    }
-    store
-        .known
+    known()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, hash.clone());
-    Ok(StoredCode { hash, path })
+    Ok(hash)
 }
 
-/// The stored copy of the code `hash`, which an earlier instance ran.
-pub(super) fn stored(hash: &str) -> Result<StoredCode, String> {
-    let valid = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-    if !valid {
-        return Err(format!("{hash:?} is not a SHA-256 code hash"));
+/// Checks that `hash` names a SHA-256, as a restart's or a revert's pinned code must.
+pub(super) fn check_hash(hash: &str) -> Result<(), String> {
+    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("{hash:?} is not a SHA-256 code hash"))
     }
-    let path = store()?.folder.join(hash);
-    if !path.is_file() {
+}
+
+/// The store's folder, created private when missing and checked every time.
+pub(super) fn folder() -> Result<PathBuf, String> {
+    let folder = match std::env::var_os("SWAPVISOR_CODE_DIR") {
+        Some(folder) => PathBuf::from(folder),
+        None => std::env::temp_dir().join(format!("swapvisor-code-{}", uid())),
+    };
+    let shown = folder.display();
+    match std::fs::DirBuilder::new().mode(0o700).create(&folder) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create the plugin code store {shown}: {e}")),
+    }
+    let metadata = std::fs::symlink_metadata(&folder)
+        .map_err(|e| format!("cannot read the plugin code store {shown}: {e}"))?;
+    let uid = uid();
+    if !metadata.is_dir() || metadata.uid() != uid {
+        refuse();
+        return Err(format!(
+            "the plugin code store {shown} is not a folder owned by this user (uid {uid}); remove it or set SWAPVISOR_CODE_DIR"
+        ));
+    }
+    if metadata.mode() & 0o022 != 0 {
+        refuse();
+        return Err(format!(
+            "the plugin code store {shown} can be written by other users (mode {:o}); make it private (chmod 700) or set SWAPVISOR_CODE_DIR",
+            metadata.mode() & 0o777
+        ));
+    }
+    Ok(folder)
+}
+
+/// The verified content of the stored copy of `hash`, copying `source` into the store first
+/// when the copy is not there yet (a first start). `source` must still hash to `hash`.
+pub(super) fn verified(hash: &str, source: Option<&Path>) -> Result<Vec<u8>, String> {
+    check_hash(hash)?;
+    let path = folder()?.join(hash);
+    match open_checked(&path) {
+        Ok(file) => return read_checked(file, &path, hash),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            refuse();
+            return Err(format!(
+                "refusing to run the stored copy {} of code {hash}: {e}",
+                path.display()
+            ));
+        }
+    }
+    let Some(source) = source else {
         return Err(format!(
             "the code {hash} is no longer in the plugin code store {}",
             path.display()
         ));
+    };
+    let shown = source.display();
+    let file =
+        std::fs::File::open(source).map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
+    let bytes = read_bounded(file).map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
+    let found = content_hash(&bytes);
+    if found != hash {
+        return Err(format!(
+            "the executable {shown} changed since the config was built (built with sha256:{hash}, now sha256:{found}); reload again to run the new code"
+        ));
     }
-    Ok(StoredCode {
-        hash: hash.to_owned(),
-        path,
-    })
+    write_atomically(&path, &bytes).map_err(|e| {
+        format!("cannot copy the executable {shown} into the plugin code store: {e}")
+    })?;
+    let file = open_checked(&path).map_err(|e| {
+        refuse();
+        format!("refusing to run the stored copy {}: {e}", path.display())
+    })?;
+    read_checked(file, &path, hash)
 }
 
-fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+fn refuse() {
+    REFUSED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Opens a stored copy without following a link, and checks it is a regular file of ours that
+/// no one else can write. `NotFound` means there is no copy.
+fn open_checked(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("it is a symbolic link"),
+            _ => e,
+        })?;
+    // The checks are on what was opened, so a rename after them changes nothing.
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    if metadata.uid() != uid() {
+        return Err(std::io::Error::other(format!(
+            "it is owned by uid {}, not by this user (uid {})",
+            metadata.uid(),
+            uid()
+        )));
+    }
+    if metadata.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "other users can write it (mode {:o})",
+            metadata.mode() & 0o777
+        )));
+    }
+    Ok(file)
+}
+
+/// Reads an opened copy whole and checks its hash.
+fn read_checked(file: std::fs::File, path: &Path, hash: &str) -> Result<Vec<u8>, String> {
+    let bytes = read_bounded(file)
+        .map_err(|e| format!("cannot read the stored copy {}: {e}", path.display()))?;
+    let found = content_hash(&bytes);
+    if found != hash {
+        refuse();
+        return Err(format!(
+            "refusing to run the stored copy {}: its content hash is sha256:{found}, expected sha256:{hash} (it was changed after it was stored)",
+            path.display()
+        ));
+    }
     Ok(bytes)
 }
 
+fn read_bounded(file: std::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.take(MAX_EXECUTABLE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_EXECUTABLE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MiB",
+            MAX_EXECUTABLE_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Writes a copy under a fresh temporary name (never following or reusing a file that is
+/// there), then renames it into place.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary =
         path.with_extension(format!("tmp-{}-{}", std::process::id(), fastrand::u64(..)));
     let written = (|| {
-        std::fs::write(&temporary, bytes)?;
-        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o700))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
         std::fs::rename(&temporary, path)
     })();
     if written.is_err() {
