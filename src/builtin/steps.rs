@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
-use crate::extension::template::Template;
+use crate::extension::template::{RenderBudgetExceeded, Template};
 use crate::extension::{Step, StepBuild, StepContext, StepError};
 use crate::registry::{Registry, RegistryError};
 
@@ -42,8 +42,8 @@ fn build_set(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
 
 impl Step for Set {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
-        let output = self.values.render(&context.scope());
-        Box::pin(std::future::ready(Ok(output)))
+        let output = self.values.try_render(&context.scope()).map_err(StepError::from);
+        Box::pin(std::future::ready(output))
     }
 }
 
@@ -167,8 +167,14 @@ impl Step for JsonResponse {
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
         .collect();
-        let output = Value::Object(output);
-        Box::pin(std::future::ready(Ok(output)))
+        // A body cut short by the run's render budget must not go out as the response.
+        let output = match scope.budget.exceeded() {
+            false => Ok(Value::Object(output)),
+            true => Err(StepError::from(RenderBudgetExceeded {
+                limit: scope.budget.limit(),
+            })),
+        };
+        Box::pin(std::future::ready(output))
     }
 
     fn is_response(&self) -> bool {
@@ -267,8 +273,10 @@ fn build_plugin_call(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigError
 
 impl Step for PluginCallStep {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
-        let args = self.args.render(&context.scope());
-        call_plugin(context, &self.plugin, &self.op, args)
+        match self.args.try_render(&context.scope()) {
+            Ok(args) => call_plugin(context, &self.plugin, &self.op, args),
+            Err(exceeded) => Box::pin(std::future::ready(Err(exceeded.into()))),
+        }
     }
 }
 

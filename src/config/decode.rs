@@ -14,7 +14,7 @@ use super::model::*;
 
 const TOP_FIELDS: &[&str] = &["modules", "pipelines", "plugins", "runtime"];
 const MODULE_FIELDS: &[&str] = &["name", "type", "config", "dependsOn"];
-const PIPELINE_FIELDS: &[&str] = &["trigger", "steps", "timeout"];
+const PIPELINE_FIELDS: &[&str] = &["trigger", "steps", "timeout", "maxRenderBytes"];
 const TRIGGER_FIELDS: &[&str] = &["type", "config"];
 const STEP_FIELDS: &[&str] = &["name", "type", "config"];
 const PLUGIN_FIELDS: &[&str] = &["name", "type", "config", "restart"];
@@ -136,11 +136,23 @@ fn decode_pipeline(
             "must be longer than 0 (a duration such as 500ms or 30s)",
         );
     }
+    let max_render_bytes = fields.count("maxRenderBytes", errors);
+    if max_render_bytes.is_some_and(|n| n < PipelineSpec::MIN_MAX_RENDER_BYTES) {
+        errors.push(
+            fields.at("maxRenderBytes"),
+            format!(
+                "must be at least {} (bytes one run's templates may render; the default is {})",
+                PipelineSpec::MIN_MAX_RENDER_BYTES,
+                PipelineSpec::DEFAULT_MAX_RENDER_BYTES
+            ),
+        );
+    }
     Some(PipelineSpec {
         name: name.to_owned(),
         trigger,
         steps,
         timeout,
+        max_render_bytes,
     })
 }
 

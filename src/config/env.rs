@@ -65,8 +65,9 @@ impl<'e> Expander<'e> {
                 errors.push(
                     at,
                     format!(
-                        "\"${{{reference}}}\" ({} bytes) would take the config's ${{VAR}} expansions past {MAX_EXPANSION_BYTES} bytes in all; refer to large values fewer times (or read them in the plugin or module itself)",
-                        value.len()
+                        "\"${{{reference}}}\" ({} bytes) would take the config's ${{VAR}} expansions past {} MiB in all; refer to large values fewer times (or read them in the plugin or module itself)",
+                        value.len(),
+                        MAX_EXPANSION_BYTES >> 20
                     ),
                 );
             }
@@ -232,7 +233,7 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors}");
         let error = errors.to_string();
         assert!(
-            error.starts_with("modules[0].config[41]: \"${BIG}\" (100000 bytes) would take the config's ${VAR} expansions past 4194304 bytes in all"),
+            error.starts_with("modules[0].config[41]: \"${BIG}\" (100000 bytes) would take the config's ${VAR} expansions past 4 MiB in all"),
             "{error}"
         );
         let total: usize = expanded.as_array().unwrap().iter().map(|v| v.as_str().unwrap().len()).sum();

@@ -53,9 +53,19 @@ pub struct PipelineSpec {
     /// means [`PipelineSpec::DEFAULT_TIMEOUT`].
     #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// How many bytes one run's templates may render in all (`maxRenderBytes`); unset means
+    /// [`PipelineSpec::DEFAULT_MAX_RENDER_BYTES`]. A run past it fails (an HTTP request
+    /// answers 500).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_render_bytes: Option<u32>,
 }
 
 impl PipelineSpec {
+    /// The render budget of a run when the config sets none: 16 MiB.
+    pub const DEFAULT_MAX_RENDER_BYTES: u32 = 16 * 1024 * 1024;
+    /// The smallest `maxRenderBytes` a config may set.
+    pub const MIN_MAX_RENDER_BYTES: u32 = 1024;
+
     /// The time limit of a run when the config sets none: as long as a client commonly waits.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 }

@@ -39,6 +39,7 @@
 //! # }
 //! ```
 
+mod amplification;
 mod carry;
 mod context;
 mod diff;
@@ -138,21 +139,26 @@ impl Engine {
         context: &Arc<EngineContext>,
         env: EnvLookup<'_>,
     ) -> Result<Engine, BuildError> {
-        let (config, errors) = match spec {
-            EngineSpec::Config(config) => (config.clone(), ConfigErrors::default()),
-            EngineSpec::Source(source) => {
-                let (config, errors) = Config::parse_collecting(source, context.limits())?;
-                (Arc::new(config), errors)
-            }
-        };
-        let plan = plan::plan(
-            &config,
-            context.registry(),
-            context.requests(),
-            context.modules(),
-            env,
-            errors,
-        )?;
+        // Parsing and planning are CPU work proportional to the config: off the threads that
+        // serve requests, so no config of any shape delays one.
+        let (config, plan) = off_request_threads(|| {
+            let (config, errors) = match spec {
+                EngineSpec::Config(config) => (config.clone(), ConfigErrors::default()),
+                EngineSpec::Source(source) => {
+                    let (config, errors) = Config::parse_collecting(source, context.limits())?;
+                    (Arc::new(config), errors)
+                }
+            };
+            let plan = plan::plan(
+                &config,
+                context.registry(),
+                context.requests(),
+                context.modules(),
+                env,
+                errors,
+            )?;
+            Ok::<_, BuildError>((config, plan))
+        })?;
         // A carried module was prepared when it was built for an earlier engine.
         for module in plan.modules.iter().filter(|m| !m.carried) {
             let module = &module.shared;
@@ -242,5 +248,16 @@ impl Engine {
     pub(crate) async fn serve_http(&self, key: &ListenerKey, request: HttpRequest) -> HttpResponse {
         let services = self.inner.context.services();
         self.inner.plan.router.serve(key, request, services).await
+    }
+}
+
+/// Runs `work`, which blocks, with this worker's other tasks moved to another thread first, on
+/// a multi-threaded runtime; inline elsewhere (a current-thread runtime has no other thread).
+pub(crate) fn off_request_threads<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }

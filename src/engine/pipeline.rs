@@ -1,4 +1,5 @@
-//! A pipeline: named steps run in order, each seeing the request and the earlier outputs.
+//! A pipeline: named steps run in order, each seeing the request and the earlier outputs, all
+//! rendering within one budget per run.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use swapvisor_actors::guard;
 
 use crate::extension::ExecuteError;
 use crate::extension::Services;
+use crate::extension::template::RenderBudget;
 use crate::extension::{Step, StepContext};
 
 /// A built pipeline.
@@ -15,6 +17,8 @@ pub struct Pipeline {
     steps: Vec<PipelineStep>,
     /// How long one run may take.
     timeout: Duration,
+    /// How many bytes one run's templates may render.
+    max_render_bytes: usize,
 }
 
 pub(crate) struct PipelineStep {
@@ -47,11 +51,17 @@ impl Execution {
 }
 
 impl Pipeline {
-    pub(crate) fn new(name: String, steps: Vec<PipelineStep>, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        name: String,
+        steps: Vec<PipelineStep>,
+        timeout: Duration,
+        max_render_bytes: usize,
+    ) -> Self {
         Self {
             name,
             steps,
             timeout,
+            max_render_bytes,
         }
     }
 
@@ -80,6 +90,7 @@ impl Pipeline {
     ) -> Result<Execution, ExecuteError> {
         let mut outputs = Vec::with_capacity(self.steps.len());
         let mut response = None;
+        let budget = RenderBudget::new(self.max_render_bytes);
         for (position, step) in self.steps.iter().enumerate() {
             let result = {
                 let context = StepContext {
@@ -88,6 +99,7 @@ impl Pipeline {
                     request: input,
                     outputs: &outputs,
                     services,
+                    budget: &budget,
                 };
                 guard::run(None, || step.step.run(&context)).await
             };
@@ -97,6 +109,14 @@ impl Pipeline {
                 message,
             };
             match result {
+                // A step that rendered past the budget got nulls where values were cut: its
+                // output is not trusted, whatever it did with them.
+                Ok(Ok(_)) if budget.exceeded() => {
+                    let exceeded = crate::extension::template::RenderBudgetExceeded {
+                        limit: budget.limit(),
+                    };
+                    return Err(failed(exceeded.to_string()));
+                }
                 Ok(Ok(output)) => outputs.push(output),
                 Ok(Err(error)) => return Err(failed(error.0)),
                 Err(interrupted) => return Err(failed(format!("step {interrupted}"))),

@@ -22,7 +22,7 @@ use crate::config::{
     resolve_collecting,
     start_order, unknown_name,
 };
-use crate::extension::template::TemplateScope;
+use crate::extension::template::{TemplateLog, TemplateScope};
 use crate::extension::{
     ListenerKey, ModuleBuild, StepBuild, TriggerBinding, TriggerBuild, TriggerTask,
 };
@@ -251,6 +251,7 @@ pub(crate) fn plan(
         let steps_at = place::field(&at, "steps");
         let names: Vec<String> = spec.steps.iter().map(|s| s.name.clone()).collect();
         let mut steps = Vec::with_capacity(spec.steps.len());
+        let mut references = vec![Vec::new(); spec.steps.len()];
         for (i, step) in spec.steps.iter().enumerate() {
             types.1.insert(step.type_name.clone());
             let step_at = place::named_item(&steps_at, i, Some(&step.name));
@@ -273,6 +274,7 @@ pub(crate) fn plan(
             }
             note_use("step", &step.type_name, step_at.clone());
             let config_at = place::field(&step_at, "config");
+            let log = TemplateLog::default();
             let build = StepBuild {
                 pipeline: &spec.name,
                 name: &step.name,
@@ -282,6 +284,7 @@ pub(crate) fn plan(
                 templates: TemplateScope {
                     earlier_steps: &names[..i],
                     later_steps: &names[i + 1..],
+                    log: Some(&log),
                 },
                 plugins: &plugin_names,
             };
@@ -292,9 +295,24 @@ pub(crate) fn plan(
                 }),
                 Err(e) => errors.0.extend(e.0),
             }
+            references[i] = log.references();
+        }
+        if let Some((i, why)) = super::amplification::check(&names, &references) {
+            errors.push(
+                place::named_item(&steps_at, i, Some(&names[i])),
+                why,
+            );
         }
         let timeout = spec.timeout.unwrap_or(PipelineSpec::DEFAULT_TIMEOUT);
-        let pipeline = Arc::new(Pipeline::new(spec.name.clone(), steps, timeout));
+        let max_render_bytes = spec
+            .max_render_bytes
+            .unwrap_or(PipelineSpec::DEFAULT_MAX_RENDER_BYTES) as usize;
+        let pipeline = Arc::new(Pipeline::new(
+            spec.name.clone(),
+            steps,
+            timeout,
+            max_render_bytes,
+        ));
         if let Some(trigger) = &spec.trigger {
             types.2.insert(trigger.type_name.clone());
             let trigger_at = place::field(&at, "trigger");

@@ -44,6 +44,12 @@ impl StepError {
     }
 }
 
+impl From<super::template::RenderBudgetExceeded> for StepError {
+    fn from(exceeded: super::template::RenderBudgetExceeded) -> Self {
+        Self::new(exceeded)
+    }
+}
+
 /// A pipeline could not run to its end.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecuteError {

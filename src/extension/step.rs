@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::error::StepError;
 use super::services::Services;
-use super::template::{RenderScope, Template, TemplateScope};
+use super::template::{RenderBudget, RenderScope, Template, TemplateScope};
 use crate::config::{ConfigErrors, place};
 
 /// One step of a pipeline.
@@ -35,6 +35,8 @@ pub struct StepContext<'a> {
     pub outputs: &'a [Value],
     /// Runtime services.
     pub services: &'a Services,
+    /// What this run of the pipeline may still render (`maxRenderBytes`).
+    pub budget: &'a RenderBudget,
 }
 
 impl StepContext<'_> {
@@ -43,6 +45,7 @@ impl StepContext<'_> {
         RenderScope {
             request: self.request,
             outputs: self.outputs,
+            budget: self.budget,
         }
     }
 }

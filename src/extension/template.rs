@@ -12,6 +12,18 @@
 //!
 //! References are checked at build: a misspelled step name or a step that runs later is a
 //! config error with its place, not a surprise at request time.
+//!
+//! What templates produce is bounded twice. At build, each reference is noted in a
+//! [`TemplateLog`], from which the engine computes how many times the request's size (or an
+//! opaque step output's) a step's output can be at most, and refuses a chain whose factor
+//! passes a limit, naming its steps: 40 steps that each write the previous output twice pass
+//! a validate otherwise, and one request would then render 2^40 bytes. At request time every
+//! rendered byte is charged to the run's [`RenderBudget`] *before* it is produced; past the
+//! budget rendering stops, so memory stays bounded whatever the config does, and the request
+//! fails (an HTTP request answers 500) while the process serves on.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -23,6 +35,157 @@ pub struct TemplateScope<'a> {
     pub earlier_steps: &'a [String],
     /// Names of the pipeline's later steps, only to explain a reference to one of them.
     pub later_steps: &'a [String],
+    /// Where the engine notes every reference compiled, to bound what a chain of steps can
+    /// render; `None` outside an engine build.
+    pub log: Option<&'a TemplateLog>,
+}
+
+/// The references the templates of one step compiled, noted for the engine's static bound.
+#[derive(Debug, Default)]
+pub struct TemplateLog {
+    /// One entry per `{{ path }}`: `None` for `request`, else the earlier step's position.
+    references: Mutex<Vec<Option<usize>>>,
+}
+
+impl TemplateLog {
+    fn note(&self, root: Root) {
+        let root = match root {
+            Root::Request => None,
+            Root::Step(i) => Some(i),
+        };
+        self.references
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(root);
+    }
+
+    /// Every reference noted, in order: `None` for `request`, else an earlier step's position.
+    pub fn references(&self) -> Vec<Option<usize>> {
+        self.references
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// How many bytes one run of a pipeline may render across all its steps' templates
+/// (`maxRenderBytes`).
+///
+/// Rendering charges each value before producing it. Once a charge would pass the limit the
+/// budget is *exceeded*: [`Template::render`] renders null from then on and
+/// [`Template::try_render`] fails, and the pipeline ends the run with an error.
+#[derive(Debug)]
+pub struct RenderBudget {
+    limit: usize,
+    used: AtomicUsize,
+    exceeded: AtomicBool,
+}
+
+impl RenderBudget {
+    /// The default `maxRenderBytes`: 16 MiB.
+    pub const DEFAULT_LIMIT: usize = 16 * 1024 * 1024;
+
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: AtomicUsize::new(0),
+            exceeded: AtomicBool::new(false),
+        }
+    }
+
+    /// The limit, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The bytes rendered so far (an approximation of their JSON size).
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Whether a render was refused for passing the limit.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+
+    /// What is left, or `None` once exceeded.
+    fn remaining(&self) -> Option<usize> {
+        if self.exceeded() {
+            return None;
+        }
+        Some(self.limit.saturating_sub(self.used()))
+    }
+
+    /// Takes `bytes` from the budget; `false` (and exceeded) when they do not fit.
+    fn charge(&self, bytes: usize) -> bool {
+        let fits = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                let after = used.checked_add(bytes)?;
+                (after <= self.limit).then_some(after)
+            })
+            .is_ok();
+        if !fits {
+            self.exceeded.store(true, Ordering::Relaxed);
+        }
+        fits
+    }
+
+    /// Charges the JSON size of `value`, walking it no further than what is left.
+    fn charge_value(&self, value: &Value) -> bool {
+        match self.remaining().and_then(|left| weight(value, left)) {
+            Some(bytes) => self.charge(bytes),
+            None => {
+                self.exceeded.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+/// A copy of `value` when its size fits the budget, else null.
+fn charged_clone(budget: &RenderBudget, value: &Value) -> Value {
+    if budget.charge_value(value) {
+        value.clone()
+    } else {
+        Value::Null
+    }
+}
+
+/// About the size of `value` as JSON, or `None` as soon as it passes `cap`.
+fn weight(value: &Value, cap: usize) -> Option<usize> {
+    let mut total = 0usize;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        total += match value {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 24,
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                stack.extend(items);
+                2 + items.len()
+            }
+            Value::Object(map) => {
+                stack.extend(map.values());
+                2 + map.keys().map(|k| k.len() + 4).sum::<usize>()
+            }
+        };
+        if total > cap {
+            return None;
+        }
+    }
+    Some(total)
+}
+
+/// A render that passed its run's [`RenderBudget`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "its templates would render more than the pipeline's maxRenderBytes ({limit} bytes) for this run"
+)]
+pub struct RenderBudgetExceeded {
+    /// The budget's limit, in bytes.
+    pub limit: usize,
 }
 
 /// The values a template renders against.
@@ -31,6 +194,8 @@ pub struct RenderScope<'a> {
     pub request: &'a Value,
     /// Outputs of the steps that have run, by position.
     pub outputs: &'a [Value],
+    /// What the run may still render.
+    pub budget: &'a RenderBudget,
 }
 
 /// A compiled template tree: literals are kept as they are, templates are pre-parsed.
@@ -112,22 +277,38 @@ impl Template {
         })
     }
 
-    /// Renders against `scope`.
+    /// Renders against `scope`, charging its budget; renders null once the budget is
+    /// exceeded (see [`Template::try_render`]).
     pub fn render(&self, scope: &RenderScope<'_>) -> Value {
+        let budget = scope.budget;
+        if budget.exceeded() {
+            return Value::Null;
+        }
         match self {
-            Template::Literal(value) => value.clone(),
-            Template::Whole(path) => path.lookup(scope).cloned().unwrap_or(Value::Null),
+            Template::Literal(value) => charged_clone(budget, value),
+            Template::Whole(path) => {
+                charged_clone(budget, path.lookup(scope).unwrap_or(&Value::Null))
+            }
             Template::Text(segments) => {
                 let mut out = String::new();
                 for segment in segments {
-                    match segment {
-                        Segment::Text(text) => out.push_str(text),
+                    let piece = match segment {
+                        Segment::Text(text) => std::borrow::Cow::Borrowed(text.as_str()),
                         Segment::Ref(path) => match path.lookup(scope) {
-                            None | Some(Value::Null) => {}
-                            Some(Value::String(s)) => out.push_str(s),
-                            Some(other) => out.push_str(&other.to_string()),
+                            None | Some(Value::Null) => continue,
+                            Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+                            Some(other) => {
+                                if !budget.charge_value(other) {
+                                    return Value::Null;
+                                }
+                                std::borrow::Cow::Owned(other.to_string())
+                            }
                         },
+                    };
+                    if !budget.charge(piece.len()) {
+                        return Value::Null;
                     }
+                    out.push_str(&piece);
                 }
                 Value::String(out)
             }
@@ -139,6 +320,17 @@ impl Template {
                     .collect::<Map<_, _>>(),
             ),
         }
+    }
+
+    /// Renders against `scope`, or fails once the run's budget is exceeded.
+    pub fn try_render(&self, scope: &RenderScope<'_>) -> Result<Value, RenderBudgetExceeded> {
+        let value = self.render(scope);
+        if scope.budget.exceeded() {
+            return Err(RenderBudgetExceeded {
+                limit: scope.budget.limit(),
+            });
+        }
+        Ok(value)
     }
 
     /// Renders to a string: strings as they are, anything else as JSON text.
@@ -262,6 +454,9 @@ fn compile_path(
             unknown_name("template reference", &root_name, "available", roots),
         ));
     };
+    if let Some(log) = scope.log {
+        log.note(root);
+    }
     Ok(Path { root, steps: parts })
 }
 
@@ -279,6 +474,7 @@ mod tests {
             &TemplateScope {
                 earlier_steps: &earlier,
                 later_steps: &later,
+                log: None,
             },
         )
     }
@@ -287,7 +483,55 @@ mod tests {
         t.render(&RenderScope {
             request: &request,
             outputs,
+            budget: &RenderBudget::new(RenderBudget::DEFAULT_LIMIT),
         })
+    }
+
+    #[test]
+    fn rendering_stops_at_the_budget_before_producing_the_value() {
+        let t = compile(json!({"a": "{{ request.s }}{{ request.s }}"}), &[]).unwrap();
+        let request = json!({"s": "x".repeat(1000)});
+        let roomy = RenderBudget::new(4096);
+        let scope = RenderScope {
+            request: &request,
+            outputs: &[],
+            budget: &roomy,
+        };
+        assert_eq!(t.try_render(&scope).unwrap()["a"].as_str().unwrap().len(), 2000);
+        assert_eq!(roomy.used(), 2000);
+        let tight = RenderBudget::new(1500);
+        let scope = RenderScope {
+            request: &request,
+            outputs: &[],
+            budget: &tight,
+        };
+        assert_eq!(
+            t.try_render(&scope),
+            Err(RenderBudgetExceeded { limit: 1500 })
+        );
+        assert!(tight.exceeded());
+        assert!(tight.used() <= 1500, "charged {} past the limit", tight.used());
+        // Once exceeded, every later render of the run is null.
+        assert_eq!(t.render(&scope), Value::Null);
+    }
+
+    #[test]
+    fn the_log_notes_each_reference() {
+        let earlier = vec!["a".to_owned(), "b".to_owned()];
+        let log = TemplateLog::default();
+        Template::compile(
+            &json!({"x": "{{ b.x }}{{ b.x }}", "y": "{{ request.q }}", "z": "{{ a }}"}),
+            "cfg",
+            &TemplateScope {
+                earlier_steps: &earlier,
+                later_steps: &[],
+                log: Some(&log),
+            },
+        )
+        .unwrap();
+        let mut refs = log.references();
+        refs.sort();
+        assert_eq!(refs, vec![None, Some(0), Some(1), Some(1)]);
     }
 
     #[test]

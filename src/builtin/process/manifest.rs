@@ -76,22 +76,12 @@ pub(super) fn learned(plugin: &ProcessPlugin) -> Option<(Vec<String>, TypesFrom)
         return None;
     }
     let source = plugin.source.as_deref()?;
-    match blocking(|| describe(plugin, source)) {
+    match crate::engine::off_request_threads(|| describe(plugin, source)) {
         Ok(manifest) => Some((sorted(&manifest), TypesFrom::Described)),
         Err(error) => {
             tracing::warn!(plugin = %plugin.name, %error, "cannot learn the plugin's step types");
             None
         }
-    }
-}
-
-/// Runs `work`, which blocks, without stalling the other tasks of a multi-threaded runtime.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
     }
 }
 
@@ -199,8 +189,11 @@ struct ProcessStep {
 
 impl Step for ProcessStep {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
-        let args =
-            json!({ "config": self.config.render(&context.scope()), "input": context.request });
+        let config = match self.config.try_render(&context.scope()) {
+            Ok(config) => config,
+            Err(exceeded) => return Box::pin(std::future::ready(Err(exceeded.into()))),
+        };
+        let args = json!({ "config": config, "input": context.request });
         crate::builtin::steps::call_plugin(context, &self.plugin, &self.op, args)
     }
 }
