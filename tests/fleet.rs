@@ -536,3 +536,90 @@ async fn two_coordinators_at_once_never_both_commit() {
     let status = fleet.status().await;
     assert_eq!(status["agreed"], true, "{status}");
 }
+
+/// The resident memory of process `pid` now, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_port_bounds_connections_until_they_prove_the_cookie() {
+    use std::io::{Read, Write};
+    let fleet = Fleet::start(2, &[]).await;
+    let node = &fleet.nodes[0];
+    let pid = node.process.child.id();
+    let cluster: std::net::SocketAddr = node.cluster.parse().unwrap();
+    let idle = rss_kib(pid);
+
+    // 100 connections each announce a 16 MiB frame and send what they can of 15 MiB.
+    let flood = tokio::task::spawn_blocking(move || {
+        let chunk = vec![0x5a_u8; 1 << 20];
+        let mut opened = 0;
+        for _ in 0..100 {
+            let Ok(mut stream) = std::net::TcpStream::connect(cluster) else {
+                continue;
+            };
+            opened += 1;
+            stream
+                .set_write_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let _ = stream.write_all(&(16u64 << 20).to_be_bytes());
+            for _ in 0..15 {
+                if stream.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }
+        opened
+    });
+    assert_eq!(flood.await.unwrap(), 100);
+    let after = rss_kib(pid);
+    eprintln!(
+        "cluster node RSS: {} KiB idle, {} KiB after 100 connections announcing 16 MiB frames",
+        idle, after
+    );
+    assert!(
+        after < idle + 8 * 1024,
+        "RSS grew from {idle} KiB to {after} KiB"
+    );
+
+    // A connection that never proves the cookie is closed at its handshake deadline.
+    let mut silent = std::net::TcpStream::connect(cluster).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let opened = std::time::Instant::now();
+    let closed = tokio::task::spawn_blocking(move || silent.read(&mut [0u8; 64]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, Ok(0) | Err(_)) && opened.elapsed() < Duration::from_secs(15),
+        "still open after {:?}: {closed:?}",
+        opened.elapsed()
+    );
+    if let Err(error) = &closed {
+        assert_ne!(error.kind(), std::io::ErrorKind::WouldBlock, "not closed");
+    }
+
+    // The authenticated peer, connected before all this, is past the deadline and still in:
+    // a fleet reload reaches both nodes.
+    assert_eq!(
+        fleet.wait_for_members(2).await["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (code, answer) = fleet.reload(&config("v2", "")).await;
+    assert_eq!(
+        (code, answer["status"].clone()),
+        (200, json!("activated")),
+        "{answer}"
+    );
+    assert_eq!(fleet.versions().await, vec!["v2", "v2"]);
+}

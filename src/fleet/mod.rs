@@ -15,6 +15,7 @@
 //! is neither encrypted nor integrity-protected.
 
 mod agent;
+mod gate;
 mod reload;
 
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
-use ractor_cluster::{NetworkStream, NodeServer, NodeServerMessage};
+use ractor_cluster::{NodeServer, NodeServerMessage};
 
 pub use agent::{CommitAnswer, CurrentConfig, NodeStatus, PrepareAnswer};
 pub use reload::{CatchUp, FleetReloadAnswer, FleetStatus, NodeReport};
@@ -102,9 +103,14 @@ impl Fleet {
             source,
         })?;
         let name = address.to_string();
-        // ractor_cluster's own listener (on an ephemeral port of the same interface) serves the
-        // connections peers open to each other once they learn of this node; the one bound
-        // above is the address operators name, whose port 0 can be read back.
+        // ractor_cluster always binds a listener of its own, which reads connections without
+        // the gate: it gets an ephemeral port on loopback, and the node advertises the gated
+        // address bound above instead (PortChanged), so peers that learn of this node connect
+        // there.
+        let loopback: std::net::IpAddr = match address {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
         let server = NodeServer::new(
             0,
             settings.cookie.clone(),
@@ -113,11 +119,23 @@ impl Fleet {
             None,
             Some(ractor_cluster::node::NodeConnectionMode::Transitive),
         )
-        .with_listen_addr(address.ip());
+        .with_listen_addr(loopback);
         let (node, _) = Actor::spawn(None, server, ())
             .await
             .map_err(|e| FleetError::Spawn(e.to_string()))?;
-        let accept = tokio::spawn(accept_loop(listener, node.clone()));
+        let gate = Arc::new(gate::Gate::default());
+        let subscribed = node
+            .cast(NodeServerMessage::SubscribeToEvents {
+                id: "swapvisor-gate".into(),
+                subscription: Box::new(gate::Authentications(gate.clone())),
+            })
+            .and_then(|()| {
+                node.cast(NodeServerMessage::PortChanged {
+                    port: address.port(),
+                })
+            });
+        subscribed.map_err(|e| FleetError::Spawn(e.to_string()))?;
+        let accept = tokio::spawn(accept_loop(listener, node.clone(), gate));
         let fleet_generation = Arc::new(AtomicU64::new(0));
         let args = agent::AgentArgs {
             name: name.clone(),
@@ -185,8 +203,13 @@ impl Drop for Fleet {
     }
 }
 
-/// Hands every connection accepted on the operator's cluster address to the node server.
-async fn accept_loop(listener: tokio::net::TcpListener, node: ActorRef<NodeServerMessage>) {
+/// Hands every connection accepted on the operator's cluster address to the node server,
+/// through the [gate](gate) that bounds it until it authenticates.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    node: ActorRef<NodeServerMessage>,
+    gate: Arc<gate::Gate>,
+) {
     loop {
         let (stream, peer_addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -200,11 +223,20 @@ async fn accept_loop(listener: tokio::net::TcpListener, node: ActorRef<NodeServe
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let opened = NodeServerMessage::ConnectionOpened {
-            stream: Box::new(NetworkStream::Raw {
-                peer_addr,
-                local_addr,
-                stream,
+        let peer = peer_addr.to_string();
+        let (read, write) = stream.into_split();
+        let Some(reader) = gate.admit(peer.clone(), read) else {
+            tracing::debug!(%peer, limit = gate::MAX_UNAUTHENTICATED, "too many cluster connections in their handshake; closing this one");
+            continue;
+        };
+        // Labelled with the peer's address: the node server reports the session under that
+        // label once it authenticates, which is how the gate learns to let it through.
+        let opened = NodeServerMessage::ConnectionOpenedExternal {
+            stream: Box::new(gate::GatedStream {
+                peer,
+                local: local_addr.to_string(),
+                reader,
+                writer: write,
             }),
             is_server: true,
         };
