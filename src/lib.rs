@@ -103,6 +103,8 @@ runtime! {
     mod net;
     pub mod registry;
     mod runtime;
+    // Tokens and cookies: the admin API's and the fleet's.
+    #[cfg(any(feature = "admin", feature = "fleet"))]
     mod secret;
     pub mod watch;
 

@@ -27,7 +27,10 @@ runtime! {
     mod schedule;
     pub(crate) mod steps;
 
-    pub(crate) use process::{allow_describe, code_refused};
+    #[cfg(feature = "cli")]
+    pub(crate) use process::allow_describe;
+    #[cfg(feature = "admin")]
+    pub(crate) use process::code_refused;
 
     use crate::registry::{Registry, RegistryError};
 

@@ -43,6 +43,7 @@ static DESCRIBE: AtomicBool = AtomicBool::new(false);
 /// Lets every later build in this process run a process plugin's executable once to learn the
 /// step types it neither declares nor offered in an earlier start. `swapvisor validate
 /// --describe` calls it; a server never does, so its dry runs stay free of outside effects.
+#[cfg(feature = "cli")]
 pub(crate) fn allow_describe() {
     DESCRIBE.store(true, Ordering::Relaxed);
 }

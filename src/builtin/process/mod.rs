@@ -22,7 +22,9 @@ mod manifest;
 mod sealed;
 mod store;
 
+#[cfg(feature = "cli")]
 pub(crate) use self::manifest::allow_describe;
+#[cfg(feature = "admin")]
 pub(crate) use self::store::refused as code_refused;
 
 use std::collections::BTreeMap;

@@ -34,7 +34,8 @@ const MAX_EXECUTABLE_BYTES: u64 = 512 * 1024 * 1024;
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 
 /// How many stored copies were refused (a hash mismatch, a foreign owner, a link, a copy
-/// others can write) since the process started.
+/// others can write) since the process started; the admin API's metrics show it.
+#[cfg(feature = "admin")]
 pub(crate) fn refused() -> u64 {
     REFUSED.load(Ordering::Relaxed)
 }
