@@ -2,12 +2,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::{Swapvisor, TempConfig, get};
+use common::{Swapvisor, TempConfig, get, swapvisor};
 
 const HELLO_EPHEMERAL: &str = r#"
 modules:
@@ -35,18 +34,6 @@ const BUILTIN_STEP_TYPES: [&str; 6] = [
     "step.plugin_call",
     "step.set",
 ];
-
-fn swapvisor(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_swapvisor"))
-        .args(args)
-        .output()
-        .expect("run swapvisor");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 #[tokio::test]
 async fn run_serves_real_http_and_exits_cleanly_on_sigterm() {

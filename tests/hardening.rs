@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{Swapvisor, TempConfig};
+use common::{Swapvisor, TempConfig, swapvisor, swapvisor_with_env};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use swapvisor::{Config, Engine, Registry, ReloadOutcome, Runtime, TryActivateResult};
@@ -91,15 +91,10 @@ fn validate_never_runs_a_plugin_and_takes_declared_step_types() {
     store();
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("MARKER");
-    let swapvisor = env!("CARGO_BIN_EXE_swapvisor");
 
     let undeclared = TempConfig::new(&touching_config(&marker, false));
-    let out = std::process::Command::new(swapvisor)
-        .args(["validate", undeclared.as_str()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, _, stderr) = swapvisor(&["validate", undeclared.as_str()]);
+    assert_eq!(code, 1);
     assert!(
         stderr.contains(r#"unknown step type "probe.run""#) && stderr.contains("stepTypes"),
         "{stderr}"
@@ -107,11 +102,8 @@ fn validate_never_runs_a_plugin_and_takes_declared_step_types() {
     assert!(!marker.exists(), "validate ran the plugin's command");
 
     let declared = TempConfig::new(&touching_config(&marker, true));
-    let out = std::process::Command::new(swapvisor)
-        .args(["validate", declared.as_str()])
-        .output()
-        .unwrap();
-    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, stdout, _) = swapvisor(&["validate", declared.as_str()]);
+    let verdict: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(verdict["status"], "build_ok", "{verdict}");
     assert!(
         verdict["usedTypes"]["stepTypes"]
@@ -122,11 +114,8 @@ fn validate_never_runs_a_plugin_and_takes_declared_step_types() {
     assert!(!marker.exists(), "validate ran the plugin's command");
 
     // Running code is opt-in, and says so.
-    let help = std::process::Command::new(swapvisor)
-        .args(["validate", "--help"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&help.stdout).contains("EXECUTES"));
+    let (_, help, _) = swapvisor(&["validate", "--help"]);
+    assert!(help.contains("EXECUTES"));
 }
 
 #[test]
@@ -142,11 +131,8 @@ fn validate_describe_runs_the_plugin_on_request() {
         if describe {
             args.push("--describe");
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_swapvisor"))
-            .args(args)
-            .output()
-            .unwrap();
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["status"].clone()
+        let (_, stdout, _) = swapvisor(&args);
+        serde_json::from_str::<Value>(&stdout).unwrap()["status"].clone()
     };
     assert_eq!(run(false), "build_failed");
     assert_eq!(run(true), "build_ok");
@@ -428,12 +414,8 @@ fn doubling_chain(n: usize) -> String {
 #[test]
 fn validate_refuses_a_doubling_template_chain_naming_its_steps() {
     let config = TempConfig::new(&doubling_chain(40));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swapvisor"))
-        .args(["validate", config.as_str()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, _, stderr) = swapvisor(&["validate", config.as_str()]);
+    assert_eq!(code, 1);
     assert!(
         stderr.contains(r#"pipelines.grow.steps[10] (name "s10")"#)
             && stderr.contains(r#""s1" -> "s2""#)
@@ -442,16 +424,8 @@ fn validate_refuses_a_doubling_template_chain_naming_its_steps() {
     );
     // Nine doublings stay within the bound.
     let config = TempConfig::new(&doubling_chain(10));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swapvisor"))
-        .args(["validate", config.as_str()])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, stderr) = swapvisor(&["validate", config.as_str()]);
+    assert_eq!(code, 0, "{stderr}");
 }
 
 /// Sends `request` on a fresh connection and reads until the server closes it.
@@ -552,26 +526,18 @@ async fn env_expansion_past_its_bound_is_refused_with_its_place() {
 fn deep_nesting_and_tags_are_refused_before_parsing() {
     let deep = TempConfig::new(&"[".repeat(100_000));
     let started = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swapvisor"))
-        .args(["validate", deep.as_str()])
-        .output()
-        .unwrap();
+    let (code, _, stderr) = swapvisor(&["validate", deep.as_str()]);
     let took = started.elapsed();
     eprintln!("a 100,000-deep file was refused in {took:?} (the whole validate run)");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, 1);
     assert!(
         stderr.contains("nesting is deeper than 64 levels"),
         "{stderr}"
     );
 
     let tagged = TempConfig::new("pipelines:\n  p:\n    steps: !!binary aGVsbG8=\n");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swapvisor"))
-        .args(["validate", tagged.as_str()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, _, stderr) = swapvisor(&["validate", tagged.as_str()]);
+    assert_eq!(code, 1);
     assert!(stderr.contains("YAML tags"), "{stderr}");
 }
 
@@ -592,14 +558,10 @@ fn small_items_tokens_bearer_host_and_log_lines() {
             vec![],
         ),
     ] {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swapvisor"));
-        command
-            .args(["run", config.as_str(), "--admin", "0.0.0.0:0"])
-            .args(&args)
-            .envs(env.iter().copied());
-        let out = command.output().unwrap();
-        assert_ne!(out.status.code(), Some(0), "{args:?} {env:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let run = ["run", config.as_str(), "--admin", "0.0.0.0:0"];
+        let all: Vec<&str> = run.iter().chain(&args).copied().collect();
+        let (code, _, stderr) = swapvisor_with_env(&all, &env);
+        assert_ne!(code, 0, "{args:?} {env:?}");
         assert!(
             stderr.contains("at least 16") || stderr.contains("only whitespace"),
             "{args:?} {env:?}: {stderr}"

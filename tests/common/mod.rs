@@ -676,6 +676,25 @@ pub async fn get(url: &str) -> (u16, Value) {
 }
 
 /// A running `swapvisor` process, killed when dropped.
+/// Runs `swapvisor` with `args` to its end: its exit code (-1 if killed), stdout and stderr.
+pub fn swapvisor(args: &[&str]) -> (i32, String, String) {
+    swapvisor_with_env(args, &[])
+}
+
+/// The same, with extra environment variables.
+pub fn swapvisor_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_swapvisor"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run swapvisor");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 pub struct Swapvisor {
     pub child: Child,
     /// Lines the process wrote to stderr, as they arrive.
