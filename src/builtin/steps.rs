@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
-use crate::extension::template::{RenderBudgetExceeded, Template};
+use crate::extension::template::Template;
 use crate::extension::{Step, StepBuild, StepContext, StepError};
 use crate::registry::{Registry, RegistryError};
 
@@ -168,13 +168,8 @@ impl Step for JsonResponse {
         .map(|(key, value)| (key.to_owned(), value))
         .collect();
         // A body cut short by the run's render budget must not go out as the response.
-        let output = match scope.budget.exceeded() {
-            false => Ok(Value::Object(output)),
-            true => Err(StepError::from(RenderBudgetExceeded {
-                limit: scope.budget.limit(),
-            })),
-        };
-        Box::pin(std::future::ready(output))
+        let output = scope.budget.check().map(|()| Value::Object(output));
+        Box::pin(std::future::ready(output.map_err(StepError::from)))
     }
 
     fn is_response(&self) -> bool {

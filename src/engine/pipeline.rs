@@ -111,13 +111,10 @@ impl Pipeline {
             match result {
                 // A step that rendered past the budget got nulls where values were cut: its
                 // output is not trusted, whatever it did with them.
-                Ok(Ok(_)) if budget.exceeded() => {
-                    let exceeded = crate::extension::template::RenderBudgetExceeded {
-                        limit: budget.limit(),
-                    };
-                    return Err(failed(exceeded.to_string()));
-                }
-                Ok(Ok(output)) => outputs.push(output),
+                Ok(Ok(output)) => match budget.check() {
+                    Ok(()) => outputs.push(output),
+                    Err(exceeded) => return Err(failed(exceeded.to_string())),
+                },
                 Ok(Err(error)) => return Err(failed(error.0)),
                 Err(interrupted) => return Err(failed(format!("step {interrupted}"))),
             }

@@ -109,6 +109,14 @@ impl RenderBudget {
         self.exceeded.load(Ordering::Relaxed)
     }
 
+    /// `Ok` while nothing has been refused; the error once a render passed the limit.
+    pub fn check(&self) -> Result<(), RenderBudgetExceeded> {
+        match self.exceeded() {
+            false => Ok(()),
+            true => Err(RenderBudgetExceeded { limit: self.limit }),
+        }
+    }
+
     /// What is left, or `None` once exceeded.
     fn remaining(&self) -> Option<usize> {
         if self.exceeded() {
@@ -132,15 +140,20 @@ impl RenderBudget {
         fits
     }
 
-    /// Charges the JSON size of `value`, walking it no further than what is left.
-    fn charge_value(&self, value: &Value) -> bool {
-        match self.remaining().and_then(|left| weight(value, left)) {
-            Some(bytes) => self.charge(bytes),
-            None => {
-                self.exceeded.store(true, Ordering::Relaxed);
-                false
-            }
+    /// The JSON size of `value` when it fits what is left (walking it no further); else
+    /// `None`, and exceeded.
+    fn fitting_weight(&self, value: &Value) -> Option<usize> {
+        let weight = self.remaining().and_then(|left| weight(value, left));
+        if weight.is_none() {
+            self.exceeded.store(true, Ordering::Relaxed);
         }
+        weight
+    }
+
+    /// Charges the JSON size of `value`.
+    fn charge_value(&self, value: &Value) -> bool {
+        self.fitting_weight(value)
+            .is_some_and(|bytes| self.charge(bytes))
     }
 }
 
@@ -297,12 +310,12 @@ impl Template {
                         Segment::Ref(path) => match path.lookup(scope) {
                             None | Some(Value::Null) => continue,
                             Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
-                            Some(other) => {
-                                if !budget.charge_value(other) {
-                                    return Value::Null;
-                                }
-                                std::borrow::Cow::Owned(other.to_string())
-                            }
+                            // Written as JSON, and charged below for what that writes: the
+                            // weight only keeps a value past the budget from being written.
+                            Some(other) => match budget.fitting_weight(other) {
+                                Some(_) => std::borrow::Cow::Owned(other.to_string()),
+                                None => return Value::Null,
+                            },
                         },
                     };
                     if !budget.charge(piece.len()) {
@@ -325,12 +338,7 @@ impl Template {
     /// Renders against `scope`, or fails once the run's budget is exceeded.
     pub fn try_render(&self, scope: &RenderScope<'_>) -> Result<Value, RenderBudgetExceeded> {
         let value = self.render(scope);
-        if scope.budget.exceeded() {
-            return Err(RenderBudgetExceeded {
-                limit: scope.budget.limit(),
-            });
-        }
-        Ok(value)
+        scope.budget.check().map(|()| value)
     }
 
     /// Renders to a string: strings as they are, anything else as JSON text.

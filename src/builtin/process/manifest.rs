@@ -52,6 +52,15 @@ fn key(plugin: &ProcessPlugin) -> String {
     json!([plugin.hash, plugin.settings.args, plugin.settings.settings]).to_string()
 }
 
+/// The step types `manifest` offers, sorted, each once: the form the build registers and the
+/// start compares.
+pub(super) fn offered(manifest: &Manifest) -> Vec<String> {
+    let mut types = manifest.step_types.clone();
+    types.sort();
+    types.dedup();
+    types
+}
+
 /// Remembers what `plugin`'s handshake answered.
 pub(super) fn remember(plugin: &ProcessPlugin, manifest: &Manifest) {
     known()
@@ -63,22 +72,16 @@ pub(super) fn remember(plugin: &ProcessPlugin, manifest: &Manifest) {
 /// The step types of an undeclared plugin: remembered, or (when allowed) learned by running
 /// it once; sorted.
 pub(super) fn learned(plugin: &ProcessPlugin) -> Option<(Vec<String>, TypesFrom)> {
-    let sorted = |manifest: &Manifest| {
-        let mut types = manifest.step_types.clone();
-        types.sort();
-        types.dedup();
-        types
-    };
     let key = key(plugin);
     if let Some(manifest) = known().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Some((sorted(manifest), TypesFrom::Remembered));
+        return Some((offered(manifest), TypesFrom::Remembered));
     }
     if !DESCRIBE.load(Ordering::Relaxed) {
         return None;
     }
     let source = plugin.source.as_deref()?;
     match crate::engine::off_request_threads(|| describe(plugin, source)) {
-        Ok(manifest) => Some((sorted(&manifest), TypesFrom::Described)),
+        Ok(manifest) => Some((offered(&manifest), TypesFrom::Described)),
         Err(error) => {
             tracing::warn!(plugin = %plugin.name, %error, "cannot learn the plugin's step types");
             None

@@ -308,9 +308,7 @@ impl ProcessPlugin {
         let Some((expected, from)) = &self.step_types else {
             return Ok(());
         };
-        let mut offered = manifest.step_types.clone();
-        offered.sort();
-        offered.dedup();
+        let offered = manifest::offered(manifest);
         if &offered == expected {
             return Ok(());
         }
