@@ -71,19 +71,7 @@
 //! - [`actors`]: the generic swap protocol (Supervisor, Candidate, Active, Slot), for
 //!   swapping units of your own.
 
-#![warn(missing_docs)]
-
-/// Items of the runtime (the `runtime` feature). Without it only `plugin` (the trait),
-/// `process` (the wire protocol and `serve`) and what they need are built: a plugin
-/// executable's dependencies.
-macro_rules! runtime {
-    ($($item:item)*) => {
-        $(
-            #[cfg(feature = "runtime")]
-            $item
-        )*
-    };
-}
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builtin;
 pub mod extension;
@@ -97,26 +85,41 @@ pub mod cli;
 #[cfg(feature = "fleet")]
 pub mod fleet;
 
-runtime! {
-    pub mod config;
-    pub mod engine;
-    mod net;
-    pub mod registry;
-    mod runtime;
-    // Tokens and cookies: the admin API's and the fleet's.
-    #[cfg(any(feature = "admin", feature = "fleet"))]
-    mod secret;
-    pub mod watch;
+#[cfg(feature = "runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub mod config;
+#[cfg(feature = "runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub mod engine;
+#[cfg(feature = "runtime")]
+mod net;
+#[cfg(feature = "runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub mod registry;
+#[cfg(feature = "runtime")]
+mod runtime;
+// Tokens and cookies: the admin API's and the fleet's.
+#[cfg(any(feature = "admin", feature = "fleet"))]
+mod secret;
+#[cfg(feature = "runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub mod watch;
 
-    pub use config::Config;
-    pub use engine::Engine;
-    pub use registry::Registry;
-    pub use runtime::{
-        Reload, Runtime, RuntimeBuilder, RuntimeError, RuntimeStatus, TryActivateResult,
-    };
-    pub use swapvisor_actors as actors;
-    pub use swapvisor_actors::{
-        BuildFailure, CommitRequest, Origin, Prepared, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage, SupervisorMsg,
-        SwapMode,
-    };
-}
+#[cfg(feature = "runtime")]
+pub use config::Config;
+#[cfg(feature = "runtime")]
+pub use engine::Engine;
+#[cfg(feature = "runtime")]
+pub use registry::Registry;
+#[cfg(feature = "runtime")]
+pub use runtime::{
+    Reload, Runtime, RuntimeBuilder, RuntimeError, RuntimeStatus, TryActivateResult,
+};
+#[cfg(feature = "runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub use swapvisor_actors as actors;
+#[cfg(feature = "runtime")]
+pub use swapvisor_actors::{
+    BuildFailure, CommitRequest, Origin, Prepared, ReloadOutcome, ReloadRecord, ReloadRequest,
+    RunState, Stage, SupervisorMsg, SwapMode,
+};

@@ -28,4 +28,3 @@ pub(crate) fn check(what: &str, secret: &str) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -122,7 +122,6 @@
 //! }
 //! ```
 
-#![warn(missing_docs)]
 
 mod active;
 mod backoff;

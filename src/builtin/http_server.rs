@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use crate::config::{ConfigErrors, parse_duration, place};
 use crate::extension::{
-    ConnectionLimits, HttpRoute, ListenerKey, ListenerLease, Module, ModuleBuild, ModuleContext, ModuleError,
-    TriggerBinding, TriggerBuild,
+    ConnectionLimits, HttpRoute, ListenerKey, ListenerLease, Module, ModuleBuild, ModuleContext,
+    ModuleError, TriggerBinding, TriggerBuild,
 };
 
 #[derive(Deserialize)]
@@ -44,9 +44,17 @@ impl ServerSettings {
             limits.min_body_rate = rate;
         }
         let timeouts = [
-            ("headerReadTimeout", &self.header_read_timeout, &mut limits.header_read_timeout),
+            (
+                "headerReadTimeout",
+                &self.header_read_timeout,
+                &mut limits.header_read_timeout,
+            ),
             ("idleTimeout", &self.idle_timeout, &mut limits.idle_timeout),
-            ("bodyReadTimeout", &self.body_read_timeout, &mut limits.body_read_timeout),
+            (
+                "bodyReadTimeout",
+                &self.body_read_timeout,
+                &mut limits.body_read_timeout,
+            ),
         ];
         for (field, text, target) in timeouts {
             let Some(text) = text else { continue };

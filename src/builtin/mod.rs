@@ -19,24 +19,30 @@ mod counter;
 
 pub use counter::Counter;
 
-runtime! {
-    mod fault;
-    mod http_server;
-    mod log_text;
-    mod process;
-    mod schedule;
-    pub(crate) mod steps;
+#[cfg(feature = "runtime")]
+mod fault;
+#[cfg(feature = "runtime")]
+mod http_server;
+#[cfg(feature = "runtime")]
+mod log_text;
+#[cfg(feature = "runtime")]
+mod process;
+#[cfg(feature = "runtime")]
+mod schedule;
+#[cfg(feature = "runtime")]
+pub(crate) mod steps;
 
-    #[cfg(feature = "cli")]
-    pub(crate) use process::allow_describe;
-    #[cfg(feature = "admin")]
-    pub(crate) use process::code_refused;
+#[cfg(feature = "cli")]
+pub(crate) use process::allow_describe;
+#[cfg(feature = "admin")]
+pub(crate) use process::code_refused;
 
-    use crate::registry::{Registry, RegistryError};
+#[cfg(feature = "runtime")]
+use crate::registry::{Registry, RegistryError};
 
-    /// The contributor name of the built-in types.
-    const CONTRIBUTOR: &str = "core";
-}
+/// The contributor name of the built-in types.
+#[cfg(feature = "runtime")]
+const CONTRIBUTOR: &str = "core";
 
 #[cfg(feature = "runtime")]
 impl Registry {

@@ -42,7 +42,10 @@ fn build_set(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
 
 impl Step for Set {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
-        let output = self.values.try_render(&context.scope()).map_err(StepError::from);
+        let output = self
+            .values
+            .try_render(&context.scope())
+            .map_err(StepError::from);
         Box::pin(std::future::ready(output))
     }
 }

@@ -236,7 +236,12 @@ mod tests {
             error.starts_with("modules[0].config[41]: \"${BIG}\" (100000 bytes) would take the config's ${VAR} expansions past 4 MiB in all"),
             "{error}"
         );
-        let total: usize = expanded.as_array().unwrap().iter().map(|v| v.as_str().unwrap().len()).sum();
+        let total: usize = expanded
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().len())
+            .sum();
         assert!(total <= MAX_EXPANSION_BYTES);
     }
 

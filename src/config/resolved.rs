@@ -202,7 +202,11 @@ pub(crate) fn resolve_collecting(
     }
     for (p, pipeline) in config.pipelines.iter().enumerate() {
         let at = || place::key("pipelines", &pipeline.name);
-        if let Some(trigger) = pipeline.trigger.as_ref().filter(|t| mentions_env(&t.config)) {
+        if let Some(trigger) = pipeline
+            .trigger
+            .as_ref()
+            .filter(|t| mentions_env(&t.config))
+        {
             let trigger_at = place::field(&place::field(&at(), "trigger"), "config");
             let expanded = expand_tracked(&trigger.config, &trigger_at, env, errors, &mut failed);
             if let Some(trigger) = &mut Arc::make_mut(&mut resolved).pipelines[p].trigger {

@@ -242,7 +242,10 @@ mod tests {
         };
         let many = "- 1\n".repeat(200);
         let error = check(&many, &limits).unwrap_err();
-        assert_eq!(error.message, "document has more than 100 values; refusing it");
+        assert_eq!(
+            error.message,
+            "document has more than 100 values; refusing it"
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ pub(super) const MAX_FACTOR: u64 = 1000;
 /// The first step whose factor passes [`MAX_FACTOR`]: its position and why, naming the chain.
 ///
 /// `references[i]` holds step `i`'s references: `None` for the request, else an earlier step.
-pub(super) fn check(names: &[String], references: &[Vec<Option<usize>>]) -> Option<(usize, String)> {
+pub(super) fn check(
+    names: &[String],
+    references: &[Vec<Option<usize>>],
+) -> Option<(usize, String)> {
     let mut factors: Vec<u64> = Vec::with_capacity(references.len());
     for (i, refs) in references.iter().enumerate() {
         let factor = refs
@@ -47,7 +50,11 @@ fn explain(
     let factor_of = |j: usize| factors.get(j).copied().unwrap_or(1);
     let mut chain = vec![offender];
     let mut at = offender;
-    while let Some(next) = references[at].iter().flatten().copied().max_by_key(|&j| factor_of(j))
+    while let Some(next) = references[at]
+        .iter()
+        .flatten()
+        .copied()
+        .max_by_key(|&j| factor_of(j))
         && factor_of(next) > 1
     {
         chain.push(next);
@@ -85,7 +92,10 @@ mod tests {
         let (at, why) = check(&names(40), &references).expect("refused");
         assert_eq!(at, 9, "2^10 = 1024 is the first factor past 1000");
         assert!(why.contains("1024 times"), "{why}");
-        assert!(why.contains(r#""s0" -> "s1""#) && why.contains(r#""s9""#), "{why}");
+        assert!(
+            why.contains(r#""s0" -> "s1""#) && why.contains(r#""s9""#),
+            "{why}"
+        );
     }
 
     #[test]

@@ -144,7 +144,10 @@ impl SharedModule {
             started: true,
         };
         let mut entries = pool.entries();
-        entries.entry(self.spec.name.clone()).or_default().push(self.clone());
+        entries
+            .entry(self.spec.name.clone())
+            .or_default()
+            .push(self.clone());
         Ok(true)
     }
 
@@ -167,7 +170,11 @@ impl SharedModule {
     }
 
     /// Stops the module: called with the transition lock held and no lease left.
-    async fn stop_unleased(self: &Arc<Self>, pool: &ModulePool, deadline: Instant) -> Result<(), String> {
+    async fn stop_unleased(
+        self: &Arc<Self>,
+        pool: &ModulePool,
+        deadline: Instant,
+    ) -> Result<(), String> {
         {
             let mut entries = pool.entries();
             if let Some(instances) = entries.get_mut(&self.spec.name) {

@@ -132,7 +132,10 @@ impl EngineContext {
 
     /// The engine that last started, if it is still around.
     pub(super) fn live_engine(&self) -> Option<Arc<EngineInner>> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).upgrade()
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
     }
 
     /// Notes that `engine` has started: later builds report their changes against it.

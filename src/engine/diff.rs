@@ -18,7 +18,12 @@ pub(super) fn changes(new: &Plan, live: Option<&EngineInner>) -> Changes {
     let live_plan = live.map(|engine| &engine.plan);
     let mut modules = PartChanges::default();
     let live_modules: HashSet<&str> = live_plan
-        .map(|plan| plan.modules.iter().map(|m| m.shared.spec.name.as_str()).collect())
+        .map(|plan| {
+            plan.modules
+                .iter()
+                .map(|m| m.shared.spec.name.as_str())
+                .collect()
+        })
         .unwrap_or_default();
     let mut seen = HashSet::with_capacity(new.modules.len());
     for module in &new.modules {

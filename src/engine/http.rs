@@ -17,10 +17,10 @@ use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use super::pipeline::Pipeline;
+use super::requests::RequestStats;
 use crate::extension::ExecuteError;
 use crate::extension::Services;
 use crate::net::{BodyError, HttpRequest, HttpResponse, ListenerKey, linger, read_limited};
-use super::requests::RequestStats;
 
 /// Largest request body a pipeline accepts.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -69,9 +69,8 @@ enum RouteMatch<'r> {
 
 /// `path` with empty segments dropped (`/a//b/` is `/a/b`), as routes and requests are compared.
 fn normalized(path: &str) -> std::borrow::Cow<'_, str> {
-    let clean = path.starts_with('/')
-        && !path.contains("//")
-        && (path.len() == 1 || !path.ends_with('/'));
+    let clean =
+        path.starts_with('/') && !path.contains("//") && (path.len() == 1 || !path.ends_with('/'));
     if clean {
         return path.into();
     }
@@ -207,27 +206,27 @@ impl HttpRouter {
 
 /// The answer to a request no route takes.
 fn unrouted_response(found: Option<RouteMatch<'_>>, method: String, path: String) -> HttpResponse {
-        match found {
-            Some(RouteMatch::WrongMethod(allowed)) => {
-                let mut response = json_response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &json!({"error": "method not allowed", "method": method, "path": path, "allowed": allowed}),
-                );
-                if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
-                    response.headers_mut().insert(hyper::header::ALLOW, value);
-                }
-                response
+    match found {
+        Some(RouteMatch::WrongMethod(allowed)) => {
+            let mut response = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": "method not allowed", "method": method, "path": path, "allowed": allowed}),
+            );
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(hyper::header::ALLOW, value);
             }
-            Some(RouteMatch::NotFound) => json_response(
-                StatusCode::NOT_FOUND,
-                &json!({"error": "not found", "method": method, "path": path}),
-            ),
-            // Found is taken before; None is a listener with no server in the live config.
-            _ => json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"error": "no server is configured on this address in the live config", "path": path}),
-            ),
+            response
         }
+        Some(RouteMatch::NotFound) => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not found", "method": method, "path": path}),
+        ),
+        // Found is taken before; None is a listener with no server in the live config.
+        _ => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "no server is configured on this address in the live config", "path": path}),
+        ),
+    }
 }
 
 /// Runs the route's pipeline on `request` and turns its output into the response.

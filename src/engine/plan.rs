@@ -14,13 +14,12 @@ use swapvisor_actors::{Changes, guard};
 
 use super::carry::{ModulePool, SharedModule, carried};
 use super::http::{HttpRouter, RouteError};
-use super::requests::RequestMetrics;
 use super::pipeline::{Pipeline, PipelineStep};
 use super::plugins::{PLUGIN_CONTRIBUTOR, PluginTypeUse, plan_plugins};
+use super::requests::RequestMetrics;
 use crate::config::{
     Config, ConfigErrors, EnvLookup, PipelineSpec, Resolved, module_place, place,
-    resolve_collecting,
-    start_order, unknown_name,
+    resolve_collecting, start_order, unknown_name,
 };
 use crate::extension::template::{TemplateLog, TemplateScope};
 use crate::extension::{
@@ -214,7 +213,10 @@ pub(crate) fn plan(
     let mut router = HttpRouter::default();
     let mut addresses: HashMap<ListenerKey, &str> = HashMap::new();
     for (i, module) in built.iter().enumerate() {
-        let Some(key) = module.as_ref().and_then(|m| m.shared.module.http_listener()) else {
+        let Some(key) = module
+            .as_ref()
+            .and_then(|m| m.shared.module.http_listener())
+        else {
             continue;
         };
         let name = config.modules[i].name.as_str();
@@ -298,15 +300,12 @@ pub(crate) fn plan(
             references[i] = log.references();
         }
         if let Some((i, why)) = super::amplification::check(&names, &references) {
-            errors.push(
-                place::named_item(&steps_at, i, Some(&names[i])),
-                why,
-            );
+            errors.push(place::named_item(&steps_at, i, Some(&names[i])), why);
         }
         let timeout = spec.timeout.unwrap_or(PipelineSpec::DEFAULT_TIMEOUT);
-        let max_render_bytes = spec
-            .max_render_bytes
-            .unwrap_or(PipelineSpec::DEFAULT_MAX_RENDER_BYTES) as usize;
+        let max_render_bytes =
+            spec.max_render_bytes
+                .unwrap_or(PipelineSpec::DEFAULT_MAX_RENDER_BYTES) as usize;
         let pipeline = Arc::new(Pipeline::new(
             spec.name.clone(),
             steps,

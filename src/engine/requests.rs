@@ -102,7 +102,10 @@ impl RequestMetrics {
             out,
             "# HELP swapvisor_http_request_duration_seconds Time from routing an HTTP request to its response, by pipeline."
         )?;
-        writeln!(out, "# TYPE swapvisor_http_request_duration_seconds histogram")?;
+        writeln!(
+            out,
+            "# TYPE swapvisor_http_request_duration_seconds histogram"
+        )?;
         for (name, stats) in &pipelines {
             let name = label(name);
             let mut cumulative = 0;

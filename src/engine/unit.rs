@@ -110,7 +110,11 @@ impl Unit for Engine {
         let context = &self.inner.context;
         // The modules this engine carries over stay running while the old engine stops.
         let stop_timeout = self.resolved().settings.reload.stop_timeout;
-        let modules: Vec<_> = self.inner.plan.modules.iter()
+        let modules: Vec<_> = self
+            .inner
+            .plan
+            .modules
+            .iter()
             .filter(|m| m.carried)
             .filter_map(|m| m.shared.hold(context.modules(), stop_timeout))
             .collect();

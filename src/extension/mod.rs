@@ -67,25 +67,40 @@
 
 pub(crate) mod plugin;
 
-runtime! {
-    mod error;
-    mod module;
-    mod services;
-    mod settings;
-    mod step;
-    pub mod template;
-    mod trigger;
-    pub(crate) mod types;
+#[cfg(feature = "runtime")]
+mod error;
+#[cfg(feature = "runtime")]
+mod module;
+#[cfg(feature = "runtime")]
+mod services;
+#[cfg(feature = "runtime")]
+mod settings;
+#[cfg(feature = "runtime")]
+mod step;
+#[cfg(feature = "runtime")]
+pub mod template;
+#[cfg(feature = "runtime")]
+mod trigger;
+#[cfg(feature = "runtime")]
+pub(crate) mod types;
 
-    pub use error::{ExecuteError, ModuleError, StepError};
-    pub use module::{Module, ModuleBuild, ModuleContext, ModuleFactory};
-    pub use services::{PluginCalls, Services};
-    pub use settings::decode_settings;
-    pub use step::{Step, StepBuild, StepContext, StepFactory};
-    pub use trigger::{
-        HttpRoute, PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerFactory,
-        TriggerTask,
-    };
+#[cfg(feature = "runtime")]
+pub use error::{ExecuteError, ModuleError, StepError};
+#[cfg(feature = "runtime")]
+pub use module::{Module, ModuleBuild, ModuleContext, ModuleFactory};
+#[cfg(feature = "runtime")]
+pub use services::{PluginCalls, Services};
+#[cfg(feature = "runtime")]
+pub use settings::decode_settings;
+#[cfg(feature = "runtime")]
+pub use step::{Step, StepBuild, StepContext, StepFactory};
+#[cfg(feature = "runtime")]
+pub use trigger::{
+    HttpRoute, PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerFactory,
+    TriggerTask,
+};
 
-    pub use crate::net::{ConnectionLimits, DescriptorBudget, ListenerKey, ListenerLease, ListenerPool};
-}
+#[cfg(feature = "runtime")]
+pub use crate::net::{
+    ConnectionLimits, DescriptorBudget, ListenerKey, ListenerLease, ListenerPool,
+};

@@ -66,16 +66,25 @@ pub struct ModuleContext {
     pub services: Services,
 }
 
-super::settings::factory! {
-    /// What a factory gets to build one module.
-    #[derive(Debug)]
-    pub struct ModuleBuild<'a> {
-        /// The module's name.
-        pub name: &'a str,
-        /// The module's type, as registered.
-        pub type_name: &'a str,
-    }
-    /// Builds modules of one type. Closures `Fn(&ModuleBuild) -> Result<Box<dyn Module>, _>` are
-    /// factories.
-    pub trait ModuleFactory -> Box<dyn Module>;
+/// What a factory gets to build one module.
+#[derive(Debug)]
+pub struct ModuleBuild<'a> {
+    /// The module's name.
+    pub name: &'a str,
+    /// The module's type, as registered.
+    pub type_name: &'a str,
+    /// The entry's `config:`, with `${VAR}` already expanded.
+    pub config: &'a serde_json::Value,
+    /// The place of `config` in the document, for errors.
+    pub place: &'a str,
 }
+
+/// Builds modules of one type. Closures `Fn(&ModuleBuild) -> Result<Box<dyn Module>, _>` are
+/// factories.
+pub trait ModuleFactory: Send + Sync + 'static {
+    /// Builds what `build` describes, or explains with places what is wrong with its
+    /// config. No outside effects.
+    fn build(&self, build: &ModuleBuild<'_>) -> Result<Box<dyn Module>, ConfigErrors>;
+}
+
+super::settings::factory_impls!(ModuleBuild, ModuleFactory, Box<dyn Module>);

@@ -205,20 +205,31 @@ impl fmt::Debug for DirectCalls {
 }
 
 #[cfg(feature = "runtime")]
-super::settings::factory! {
-    /// What a plugin factory gets to build one instance.
-    #[derive(Debug)]
-    pub struct PluginBuild<'a> {
-        /// The instance's name.
-        pub name: &'a str,
-        /// The code to run, when a restart or a revert asks for the code an earlier instance
-        /// ran (see [`Plugin::code`]); `None`: what is installed now.
-        pub code: Option<&'a str>,
-    }
-    /// Builds instances of one plugin kind, with no outside effects. Closures
-    /// `Fn(&PluginBuild) -> Result<Box<dyn Plugin>, ConfigErrors>` are factories.
-    pub trait PluginFactory -> Box<dyn Plugin>;
+/// What a plugin factory gets to build one instance.
+#[derive(Debug)]
+pub struct PluginBuild<'a> {
+    /// The instance's name.
+    pub name: &'a str,
+    /// The code to run, when a restart or a revert asks for the code an earlier instance
+    /// ran (see [`Plugin::code`]); `None`: what is installed now.
+    pub code: Option<&'a str>,
+    /// The entry's `config:`, with `${VAR}` already expanded.
+    pub config: &'a serde_json::Value,
+    /// The place of `config` in the document, for errors.
+    pub place: &'a str,
 }
+
+#[cfg(feature = "runtime")]
+/// Builds instances of one plugin kind, with no outside effects. Closures
+/// `Fn(&PluginBuild) -> Result<Box<dyn Plugin>, ConfigErrors>` are factories.
+pub trait PluginFactory: Send + Sync + 'static {
+    /// Builds what `build` describes, or explains with places what is wrong with its
+    /// config. No outside effects.
+    fn build(&self, build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors>;
+}
+
+#[cfg(feature = "runtime")]
+super::settings::factory_impls!(PluginBuild, PluginFactory, Box<dyn Plugin>);
 
 impl fmt::Debug for dyn Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -25,57 +25,38 @@ pub fn decode_settings<T: DeserializeOwned>(config: &Value, at: &str) -> Result<
     })
 }
 
-/// Declares what a factory of one kind of extension is given and the factory trait itself.
-///
-/// `$build` holds the kind's own fields plus the entry's `config:` and its place, and
-/// `$build::settings` decodes that config; `$factory` builds an `$output` from a `$build`, and
-/// closures of that shape are factories. The kinds differ only in their own fields and in
-/// what the factory makes.
-macro_rules! factory {
-    (
-        $(#[$build_meta:meta])*
-        pub struct $build:ident<$lt:lifetime> {
-            $( $(#[$field_meta:meta])* pub $field:ident: $field_ty:ty, )*
-        }
-        $(#[$factory_meta:meta])*
-        pub trait $factory:ident -> $output:ty;
-    ) => {
-        $(#[$build_meta])*
-        pub struct $build<$lt> {
-            $( $(#[$field_meta])* pub $field: $field_ty, )*
-            /// The entry's `config:`, with `${VAR}` already expanded.
-            pub config: &$lt serde_json::Value,
-            /// The place of `config` in the document, for errors.
-            pub place: &$lt str,
-        }
-
+/// The parts every kind of extension's build and factory share: `$build::settings`, which
+/// decodes the entry's `config:` (a field of every `$build`, beside its `place`), and the
+/// impl that makes closures `Fn(&$build) -> Result<$output, ConfigErrors>` factories. The
+/// structs and traits themselves are written out where they are declared, so that rustfmt and
+/// rustdoc see them.
+macro_rules! factory_impls {
+    ($build:ident, $factory:ident, $output:ty) => {
         impl $build<'_> {
             /// Decodes `config` into the type's settings; see
             /// [`decode_settings`](crate::extension::decode_settings).
-            pub fn settings<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigErrors> {
+            pub fn settings<T: serde::de::DeserializeOwned>(
+                &self,
+            ) -> Result<T, crate::config::ConfigErrors> {
                 crate::extension::decode_settings(self.config, self.place)
             }
         }
 
-        $(#[$factory_meta])*
-        pub trait $factory: Send + Sync + 'static {
-            /// Builds what `build` describes, or explains with places what is wrong with its
-            /// config. No outside effects.
-            fn build(&self, build: &$build<'_>) -> Result<$output, ConfigErrors>;
-        }
-
         impl<F> $factory for F
         where
-            F: Fn(&$build<'_>) -> Result<$output, ConfigErrors> + Send + Sync + 'static,
+            F: Fn(&$build<'_>) -> Result<$output, crate::config::ConfigErrors>
+                + Send
+                + Sync
+                + 'static,
         {
-            fn build(&self, build: &$build<'_>) -> Result<$output, ConfigErrors> {
+            fn build(&self, build: &$build<'_>) -> Result<$output, crate::config::ConfigErrors> {
                 self(build)
             }
         }
     };
 }
 
-pub(super) use factory;
+pub(super) use factory_impls;
 
 #[cfg(test)]
 mod tests {

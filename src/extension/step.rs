@@ -50,24 +50,33 @@ impl StepContext<'_> {
     }
 }
 
-super::settings::factory! {
-    /// What a factory gets to build one step.
-    pub struct StepBuild<'a> {
-        /// The pipeline the step belongs to.
-        pub pipeline: &'a str,
-        /// The step's name.
-        pub name: &'a str,
-        /// The step's type, as registered.
-        pub type_name: &'a str,
-        /// What the step's templates may refer to.
-        pub templates: TemplateScope<'a>,
-        /// The names of the plugin instances the config declares.
-        pub plugins: &'a [String],
-    }
-    /// Builds steps of one type. Closures `Fn(&StepBuild) -> Result<Box<dyn Step>, _>` are
-    /// factories.
-    pub trait StepFactory -> Box<dyn Step>;
+/// What a factory gets to build one step.
+pub struct StepBuild<'a> {
+    /// The pipeline the step belongs to.
+    pub pipeline: &'a str,
+    /// The step's name.
+    pub name: &'a str,
+    /// The step's type, as registered.
+    pub type_name: &'a str,
+    /// What the step's templates may refer to.
+    pub templates: TemplateScope<'a>,
+    /// The names of the plugin instances the config declares.
+    pub plugins: &'a [String],
+    /// The entry's `config:`, with `${VAR}` already expanded.
+    pub config: &'a serde_json::Value,
+    /// The place of `config` in the document, for errors.
+    pub place: &'a str,
 }
+
+/// Builds steps of one type. Closures `Fn(&StepBuild) -> Result<Box<dyn Step>, _>` are
+/// factories.
+pub trait StepFactory: Send + Sync + 'static {
+    /// Builds what `build` describes, or explains with places what is wrong with its
+    /// config. No outside effects.
+    fn build(&self, build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors>;
+}
+
+super::settings::factory_impls!(StepBuild, StepFactory, Box<dyn Step>);
 
 impl StepBuild<'_> {
     /// Compiles the templates in `value`, found at `field` under this step's config.

@@ -505,7 +505,10 @@ mod tests {
             outputs: &[],
             budget: &roomy,
         };
-        assert_eq!(t.try_render(&scope).unwrap()["a"].as_str().unwrap().len(), 2000);
+        assert_eq!(
+            t.try_render(&scope).unwrap()["a"].as_str().unwrap().len(),
+            2000
+        );
         assert_eq!(roomy.used(), 2000);
         let tight = RenderBudget::new(1500);
         let scope = RenderScope {
@@ -518,7 +521,11 @@ mod tests {
             Err(RenderBudgetExceeded { limit: 1500 })
         );
         assert!(tight.exceeded());
-        assert!(tight.used() <= 1500, "charged {} past the limit", tight.used());
+        assert!(
+            tight.used() <= 1500,
+            "charged {} past the limit",
+            tight.used()
+        );
         // Once exceeded, every later render of the run is null.
         assert_eq!(t.render(&scope), Value::Null);
     }

@@ -88,15 +88,24 @@ impl StopSignal {
     }
 }
 
-super::settings::factory! {
-    /// What a factory gets to build one trigger.
-    pub struct TriggerBuild<'a> {
-        /// The pipeline the trigger runs.
-        pub pipeline: &'a str,
-        /// The trigger's type, as registered.
-        pub type_name: &'a str,
-    }
-    /// Builds triggers of one type. Closures `Fn(&TriggerBuild) -> Result<TriggerBinding, _>`
-    /// are factories.
-    pub trait TriggerFactory -> TriggerBinding;
+/// What a factory gets to build one trigger.
+pub struct TriggerBuild<'a> {
+    /// The pipeline the trigger runs.
+    pub pipeline: &'a str,
+    /// The trigger's type, as registered.
+    pub type_name: &'a str,
+    /// The entry's `config:`, with `${VAR}` already expanded.
+    pub config: &'a serde_json::Value,
+    /// The place of `config` in the document, for errors.
+    pub place: &'a str,
 }
+
+/// Builds triggers of one type. Closures `Fn(&TriggerBuild) -> Result<TriggerBinding, _>`
+/// are factories.
+pub trait TriggerFactory: Send + Sync + 'static {
+    /// Builds what `build` describes, or explains with places what is wrong with its
+    /// config. No outside effects.
+    fn build(&self, build: &TriggerBuild<'_>) -> Result<TriggerBinding, ConfigErrors>;
+}
+
+super::settings::factory_impls!(TriggerBuild, TriggerFactory, TriggerBinding);

@@ -70,16 +70,34 @@ mod tests {
 
     #[test]
     fn exactly_one_host_is_required_of_http_1_1() {
-        assert_eq!(status(&request(Version::HTTP_11, &["a"], "/x"), false), None);
-        assert_eq!(status(&request(Version::HTTP_11, &[], "/x"), false), Some(400));
-        assert_eq!(status(&request(Version::HTTP_11, &["a", "b"], "/x"), false), Some(400));
+        assert_eq!(
+            status(&request(Version::HTTP_11, &["a"], "/x"), false),
+            None
+        );
+        assert_eq!(
+            status(&request(Version::HTTP_11, &[], "/x"), false),
+            Some(400)
+        );
+        assert_eq!(
+            status(&request(Version::HTTP_11, &["a", "b"], "/x"), false),
+            Some(400)
+        );
         assert_eq!(status(&request(Version::HTTP_10, &[], "/x"), false), None);
-        assert_eq!(status(&request(Version::HTTP_10, &["a", "a"], "/x"), false), Some(400));
+        assert_eq!(
+            status(&request(Version::HTTP_10, &["a", "a"], "/x"), false),
+            Some(400)
+        );
     }
 
     #[test]
     fn the_reserve_answers_probes_only() {
-        assert_eq!(status(&request(Version::HTTP_11, &["a"], "/healthz"), true), None);
-        assert_eq!(status(&request(Version::HTTP_11, &["a"], "/api/x"), true), Some(503));
+        assert_eq!(
+            status(&request(Version::HTTP_11, &["a"], "/healthz"), true),
+            None
+        );
+        assert_eq!(
+            status(&request(Version::HTTP_11, &["a"], "/api/x"), true),
+            Some(503)
+        );
     }
 }

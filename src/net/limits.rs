@@ -184,10 +184,7 @@ mod tests {
     #[test]
     fn the_reserve_keeps_room_for_the_admin_api_and_for_what_is_not_a_connection() {
         let small = DescriptorBudget::for_limit(1024);
-        assert_eq!(
-            (small.admin_connections(), small.connections()),
-            (128, 832)
-        );
+        assert_eq!((small.admin_connections(), small.connections()), (128, 832));
         let systemd = DescriptorBudget::for_limit(524_288);
         assert_eq!(systemd.admin_connections(), 256);
         assert_eq!(systemd.connections(), 524_288 - 256 - 32_768);

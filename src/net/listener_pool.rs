@@ -370,7 +370,8 @@ impl ServedListener {
             let key = key.clone();
             Some(move |request| dispatch.dispatch(&key, request))
         };
-        let accept_loop = tokio::spawn(serve_listener(listener, gate.clone(), closed, make_handler));
+        let accept_loop =
+            tokio::spawn(serve_listener(listener, gate.clone(), closed, make_handler));
         Ok(Self {
             local_addr,
             gate,

@@ -21,9 +21,9 @@ mod server;
 pub(crate) use body::{BodyError, linger, read_limited};
 pub use limits::{ConnectionLimits, DescriptorBudget};
 #[cfg(feature = "admin")]
-pub(crate) use server::{Gate, bind, serve_listener};
-#[cfg(feature = "admin")]
 pub(crate) use server::write_prometheus;
+#[cfg(feature = "admin")]
+pub(crate) use server::{Gate, bind, serve_listener};
 
 pub(crate) use listener_pool::{HttpDispatch, HttpRequest, HttpResponse};
 pub use listener_pool::{ListenerKey, ListenerLease, ListenerPool};

@@ -92,7 +92,10 @@ enum Placement<'t> {
 }
 
 /// The connection admitted on `admission` that has waited longest for a request head.
-fn oldest_waiting(open: &HashMap<u64, Arc<Tracked>>, admission: Admission) -> Option<&Arc<Tracked>> {
+fn oldest_waiting(
+    open: &HashMap<u64, Arc<Tracked>>,
+    admission: Admission,
+) -> Option<&Arc<Tracked>> {
     open.values()
         .filter(|t| t.admission == admission)
         .filter_map(|t| t.clock.waiting_since().map(|since| (since, t)))
@@ -183,8 +186,6 @@ impl Gate {
         ordinary < self.limits.load().max_connections && self.budget.is_none_or(|b| b.has_room())
     }
 
-
-
     /// Whether the listener is clearly below its cap (and the budget): three quarters or less,
     /// so that reaching the cap is one episode, not one per connection around it.
     fn well_below_cap(&self, open: usize) -> bool {
@@ -217,7 +218,9 @@ impl Gate {
         }
         let may_evict = self.evicting.load(Ordering::Relaxed) < MAX_EVICTING;
         match oldest_waiting(open, Admission::Ordinary) {
-            Some(victim) if may_evict => return Some(Placement::Evict(victim, Admission::Ordinary)),
+            Some(victim) if may_evict => {
+                return Some(Placement::Evict(victim, Admission::Ordinary));
+            }
             Some(_) => return None,
             None => {}
         }
@@ -472,7 +475,12 @@ impl Clock {
         from.contains(&(current & PHASE_MASK))
             && self
                 .0
-                .compare_exchange(current, pack(to, now_ms), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    current,
+                    pack(to, now_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
     }
 
@@ -566,20 +574,25 @@ const BACKLOG: i32 = 1024;
 /// `bindv6only` default; without IPv6 on the machine it falls back to `0.0.0.0`.
 pub(crate) fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let listen = |address: SocketAddr, dual_stack: bool| -> std::io::Result<std::net::TcpListener> {
-        let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
-        if dual_stack {
-            socket.set_only_v6(false)?;
-        }
-        // As std's bind does on Unix: a restart may rebind while old connections sit in
-        // TIME_WAIT.
-        socket.set_reuse_address(true)?;
-        socket.bind(&address.into())?;
-        socket.listen(BACKLOG)?;
-        let listener: std::net::TcpListener = socket.into();
-        listener.set_nonblocking(true)?;
-        Ok(listener)
-    };
+    let listen =
+        |address: SocketAddr, dual_stack: bool| -> std::io::Result<std::net::TcpListener> {
+            let socket = Socket::new(
+                Domain::for_address(address),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
+            if dual_stack {
+                socket.set_only_v6(false)?;
+            }
+            // As std's bind does on Unix: a restart may rebind while old connections sit in
+            // TIME_WAIT.
+            socket.set_reuse_address(true)?;
+            socket.bind(&address.into())?;
+            socket.listen(BACKLOG)?;
+            let listener: std::net::TcpListener = socket.into();
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        };
     if address.ip() != std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
         return listen(address, false);
     }
@@ -721,9 +734,7 @@ async fn serve_connection<H, Fut, B>(
                 Either::Left(handled) => handled.await.map(Either::Left),
                 Either::Right(early) => early.await,
             };
-            done.tracked
-                .clock
-                .shift(&[BUSY], IDLE, done.gate.now_ms());
+            done.tracked.clock.shift(&[BUSY], IDLE, done.gate.now_ms());
             Ok::<_, Infallible>(response)
         }
     });
@@ -755,7 +766,8 @@ async fn serve_connection<H, Fut, B>(
     // How often a connection without a deadline is looked at again.
     let recheck = limits.header_read_timeout.max(Duration::from_secs(1));
     let mut watched = clock.read();
-    let timer = tokio::time::sleep_until(deadline_of(watched).unwrap_or_else(|| Instant::now() + recheck));
+    let timer =
+        tokio::time::sleep_until(deadline_of(watched).unwrap_or_else(|| Instant::now() + recheck));
     tokio::pin!(timer);
     let mut closing_requested = false;
     loop {

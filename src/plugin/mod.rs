@@ -58,29 +58,45 @@
 //! `restart`er and its restart `groups`; the `changes` an engine's start makes; the `host`
 //! that holds them all; and the `reference` callers hold.
 
-runtime! {
-    mod actor;
-    mod changes;
-    mod core;
-    mod groups;
-    mod host;
-    mod instance;
-    mod reference;
-    mod restart;
-    mod slot;
-    mod spec;
-    mod status;
+#[cfg(feature = "runtime")]
+mod actor;
+#[cfg(feature = "runtime")]
+mod changes;
+#[cfg(feature = "runtime")]
+mod core;
+#[cfg(feature = "runtime")]
+mod groups;
+#[cfg(feature = "runtime")]
+mod host;
+#[cfg(feature = "runtime")]
+mod instance;
+#[cfg(feature = "runtime")]
+mod reference;
+#[cfg(feature = "runtime")]
+mod restart;
+#[cfg(feature = "runtime")]
+mod slot;
+#[cfg(feature = "runtime")]
+mod spec;
+#[cfg(feature = "runtime")]
+mod status;
 
-    pub use instance::{PluginInstance, PluginSummary};
-    pub use reference::PluginRef;
-    pub use spec::PluginUnitSpec;
-    pub use status::{PluginState, PluginStatus};
+#[cfg(feature = "runtime")]
+pub use instance::{PluginInstance, PluginSummary};
+#[cfg(feature = "runtime")]
+pub use reference::PluginRef;
+#[cfg(feature = "runtime")]
+pub use spec::PluginUnitSpec;
+#[cfg(feature = "runtime")]
+pub use status::{PluginState, PluginStatus};
 
-    pub(crate) use host::{Attachment, PluginHost};
-    pub(crate) use spec::PluginPlan;
+#[cfg(feature = "runtime")]
+pub(crate) use host::{Attachment, PluginHost};
+#[cfg(feature = "runtime")]
+pub(crate) use spec::PluginPlan;
 
-    pub use crate::extension::plugin::{PluginBuild, PluginFactory};
-}
+#[cfg(feature = "runtime")]
+pub use crate::extension::plugin::{PluginBuild, PluginFactory};
 
 pub use crate::builtin::Counter;
 pub use crate::extension::plugin::{

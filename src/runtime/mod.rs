@@ -27,8 +27,7 @@ use ractor::ActorRef;
 use serde_json::Value;
 use swapvisor_actors::{
     BuildFailure, CommitRequest, Prepared, ReloadOutcome, ReloadRecord, ReloadRequest,
-    RetirementStatus, Slot,
-    SupervisorMsg,
+    RetirementStatus, Slot, SupervisorMsg,
 };
 
 pub use builder::RuntimeBuilder;

@@ -280,12 +280,17 @@ impl ProcessPlugin {
             }
             None => {
                 // Verified just now in a folder only this user can write.
-                stored = store::folder().map_err(PluginError::Failed)?.join(&self.hash);
+                stored = store::folder()
+                    .map_err(PluginError::Failed)?
+                    .join(&self.hash);
                 self.launch_as(&stored, None, &context.name)
             }
         };
         let process = PluginProcess::spawn(&launch).await.map_err(|e| {
-            PluginError::Failed(format!("cannot start {} (code sha256:{}): {e}", self.arg0, self.hash))
+            PluginError::Failed(format!(
+                "cannot start {} (code sha256:{}): {e}",
+                self.arg0, self.hash
+            ))
         })?;
         drop(sealed);
         let params = self.initialize_params(&context.name);

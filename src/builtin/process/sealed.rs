@@ -39,7 +39,8 @@ impl SealedExecutable {
         let writable = create(base | MFD_EXEC).or_else(|| create(base))?;
         let mut file = std::fs::File::from(writable);
         file.write_all(bytes).ok()?;
-        let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+        let seals =
+            libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
         // SAFETY: F_ADD_SEALS on a descriptor this function owns.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return None;

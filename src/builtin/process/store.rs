@@ -161,9 +161,10 @@ pub(super) fn verified(hash: &str, source: Option<&Path>) -> Result<Vec<u8>, Str
         ));
     };
     let shown = source.display();
-    let file =
-        std::fs::File::open(source).map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
-    let bytes = read_bounded(file).map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
+    let file = std::fs::File::open(source)
+        .map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
+    let bytes =
+        read_bounded(file).map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
     let found = content_hash(&bytes);
     if found != hash {
         return Err(format!(
@@ -233,7 +234,8 @@ fn read_checked(file: std::fs::File, path: &Path, hash: &str) -> Result<Vec<u8>,
 
 fn read_bounded(file: std::fs::File) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    file.take(MAX_EXECUTABLE_BYTES + 1).read_to_end(&mut bytes)?;
+    file.take(MAX_EXECUTABLE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_EXECUTABLE_BYTES {
         return Err(std::io::Error::other(format!(
             "it is larger than {} MiB",
