@@ -1,7 +1,5 @@
 //! Fleet reloads across real node processes on 127.0.0.1: all or nothing.
 
-#![cfg(feature = "fleet")]
-
 mod common;
 
 use std::time::Duration;

@@ -109,21 +109,10 @@ fn every_run_flag_names_its_environment_variable_in_help() {
         "SWAPVISOR_ADMIN_MAX_BODY",
         "SWAPVISOR_LOG",
         "SWAPVISOR_LOG_FORMAT",
-    ]
-    .into_iter()
-    .chain(
-        if cfg!(feature = "fleet") {
-            &[
-                "SWAPVISOR_CLUSTER_LISTEN",
-                "SWAPVISOR_CLUSTER_PEERS",
-                "SWAPVISOR_CLUSTER_COOKIE_FILE",
-            ][..]
-        } else {
-            &[]
-        }
-        .iter()
-        .copied(),
-    ) {
+        "SWAPVISOR_CLUSTER_LISTEN",
+        "SWAPVISOR_CLUSTER_PEERS",
+        "SWAPVISOR_CLUSTER_COOKIE_FILE",
+    ] {
         assert!(
             help.contains(&format!("[env: {variable}")),
             "{variable} missing in\n{help}"

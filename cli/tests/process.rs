@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const RUST_PLUGIN: &str = env!("CARGO_BIN_EXE_swapvisor-counter-plugin");
 
 fn python_plugin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plugins/counter.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/counter.py")
 }
 
 fn faulty_plugin() -> PathBuf {

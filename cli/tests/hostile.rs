@@ -228,7 +228,7 @@ fn fuzz_registry() -> Registry {
 #[tokio::test]
 async fn the_fuzz_corpus_parses_or_is_refused_with_a_message() {
     let registry = fuzz_registry();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
     let mut replayed = 0;
     for folder in ["config", "corpus", "regressions"] {
         let Ok(entries) = std::fs::read_dir(root.join(folder)) else {

@@ -44,7 +44,7 @@ fn sha256(bytes: &[u8]) -> String {
 /// examples/plugins/counter.py with a line of its own (so a hash of its own), made executable.
 fn counter_copy(dir: &Path, tag: &str) -> (PathBuf, String) {
     let original = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plugins/counter.py"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/counter.py"),
     )
     .unwrap();
     let text = format!("{original}\n# {tag}\n");

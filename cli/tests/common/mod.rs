@@ -675,7 +675,13 @@ pub async fn get(url: &str) -> (u16, Value) {
         .expect("request failed")
 }
 
-/// A running `swapvisor` process, killed when dropped.
+/// The repository's root: the working folder of every `swapvisor` process a test starts, so
+/// that relative paths in args and configs (`examples/hello.yaml`) mean what they mean to a
+/// user in a checkout.
+pub fn repository() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
 /// Runs `swapvisor` with `args` to its end: its exit code (-1 if killed), stdout and stderr.
 pub fn swapvisor(args: &[&str]) -> (i32, String, String) {
     swapvisor_with_env(args, &[])
@@ -685,6 +691,7 @@ pub fn swapvisor(args: &[&str]) -> (i32, String, String) {
 pub fn swapvisor_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_swapvisor"))
         .args(args)
+        .current_dir(repository())
         .envs(env.iter().copied())
         .output()
         .expect("run swapvisor");
@@ -695,6 +702,7 @@ pub fn swapvisor_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, 
     )
 }
 
+/// A running `swapvisor` process, killed when dropped.
 pub struct Swapvisor {
     pub child: Child,
     /// Lines the process wrote to stderr, as they arrive.
@@ -750,6 +758,7 @@ impl Swapvisor {
             command.env("RUST_LOG", "info");
         }
         command
+            .current_dir(repository())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

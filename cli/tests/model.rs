@@ -1,6 +1,6 @@
 //! A model of the reload contract, checked against the real runtime on random sequences of
 //! operations (proptest; failing cases shrink to a minimal sequence, and are kept in
-//! `tests/model.regressions` so that they run first from then on).
+//! `cli/tests/model.regressions` so that they run first from then on).
 //!
 //! Each case starts a runtime (start-first or stop-first) with an HTTP server, a counter
 //! plugin `hits` and, at times, a second server `web2` and a stateful plugin `vault`. It then
