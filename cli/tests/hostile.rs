@@ -7,57 +7,64 @@ use std::time::{Duration, Instant};
 use swapvisor::config::{Config, DocumentLimits, LoadError, process_env, read_file};
 use swapvisor::{Engine, Registry};
 
-/// Peak resident memory since the last reset, in bytes (Linux `VmHWM`).
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Peak resident memory since the last reset, in bytes (Linux `VmHWM`); `None` when the kernel
+/// does not report it.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+        .map(|kb| kb * 1024)
 }
 
-fn current_rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
+/// Resident memory now, in bytes; `None` when the kernel does not report it.
+fn current_rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages = statm.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(pages * 4096)
 }
 
-/// Makes `peak_rss` start again from the current resident size. False only where the kernel
-/// does not allow it and `SWAPVISOR_SKIP_MEMORY_CHECKS` is set: the memory bounds are then
-/// reported as skipped, loudly. Without that variable a kernel that does not allow it fails
-/// the test, so that the bounds are never passed without being measured.
-fn reset_peak() -> bool {
-    if std::fs::write("/proc/self/clear_refs", "5").is_ok() {
-        return true;
-    }
+/// The resident size now, with the peak made to start again from it: `None` only where the
+/// kernel does not allow a reset or does not report the sizes, and `SWAPVISOR_SKIP_MEMORY_CHECKS`
+/// is set: the memory bounds are then reported as skipped, loudly. Without that variable such
+/// a kernel fails the test, so that the bounds are never passed without being measured.
+fn reset_peak() -> Option<u64> {
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let sizes = current_rss().zip(peak_rss());
+    let why = match (reset, sizes) {
+        (true, Some((now, _))) => return Some(now),
+        (false, _) => "/proc/self/clear_refs is not writable",
+        (true, None) => "/proc/self/status or /proc/self/statm does not report VmHWM or VmRSS",
+    };
     let skip = std::env::var_os("SWAPVISOR_SKIP_MEMORY_CHECKS").is_some();
     assert!(
         skip,
-        "cannot reset the peak resident size (/proc/self/clear_refs is not writable), so the \
-         memory bounds cannot be measured; set SWAPVISOR_SKIP_MEMORY_CHECKS=1 to run without them"
+        "cannot measure the peak resident size ({why}), so the memory bounds cannot be checked; \
+         set SWAPVISOR_SKIP_MEMORY_CHECKS=1 to run without them"
     );
-    eprintln!("MEMORY CHECKS SKIPPED: /proc/self/clear_refs is not writable");
-    false
+    eprintln!("MEMORY CHECKS SKIPPED: {why}");
+    None
+}
+
+/// How much the peak resident size rose above `before` (from [`reset_peak`]); 0 when the
+/// checks are skipped.
+fn peak_growth(before: Option<u64>) -> u64 {
+    before.map_or(0, |before| {
+        // reset_peak saw VmHWM reported a moment ago.
+        let peak = peak_rss().expect("VmHWM was readable at the reset");
+        peak.saturating_sub(before)
+    })
 }
 
 /// Parses `input`, and returns the error with how long it took and how much memory the parse
 /// itself needed at its peak.
 fn refuse(name: &str, input: &[u8]) -> (String, Duration, u64) {
-    let measurable = reset_peak();
-    let before = current_rss();
+    let before = reset_peak();
     let started = Instant::now();
     let result = Config::parse(input);
     let took = started.elapsed();
-    let grew = if measurable {
-        peak_rss().saturating_sub(before)
-    } else {
-        0
-    };
+    let grew = peak_growth(before);
     let error = match result {
         Ok(_) => panic!("{name}: a hostile document was accepted"),
         Err(error) => error.to_string(),
@@ -133,8 +140,7 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
     let path = dir.path().join("huge.yaml");
     let file = std::fs::File::create(&path).unwrap();
     file.set_len(100 * 1024 * 1024).unwrap();
-    let measurable = reset_peak();
-    let before = current_rss();
+    let before = reset_peak();
     let started = Instant::now();
     let error = read_file(&path).unwrap_err();
     assert!(matches!(error, LoadError::Document(_)), "{error}");
@@ -143,11 +149,7 @@ fn hostile_documents_are_refused_quickly_with_bounded_memory() {
         "document is 104857600 bytes, over the limit of 8388608 bytes"
     );
     assert!(started.elapsed() < Duration::from_secs(1));
-    let grew = if measurable {
-        peak_rss().saturating_sub(before)
-    } else {
-        0
-    };
+    let grew = peak_growth(before);
     // At most the size limit (8 MiB) and one byte are read.
     assert!(
         grew < 12 * MIB,
@@ -220,6 +222,10 @@ fn fuzz_registry() -> Registry {
     registry
 }
 
+/// How many inputs each folder of `fuzz/seeds` holds in git.
+const COMMITTED_FUZZ_INPUTS: [(&str, usize); 3] =
+    [("config", 7), ("corpus", 2999), ("regressions", 2)];
+
 /// Replays what the fuzzer keeps: the seeds (`fuzz/seeds/config`), the minimized corpus of the
 /// latest long run (`fuzz/seeds/corpus`) and the inputs it found (`fuzz/seeds/regressions`),
 /// through the fuzz target's two steps. Each input parses or is refused with a message, and
@@ -229,12 +235,12 @@ fn fuzz_registry() -> Registry {
 async fn the_fuzz_corpus_parses_or_is_refused_with_a_message() {
     let registry = fuzz_registry();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
-    let mut replayed = 0;
-    for folder in ["config", "corpus", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
+    for (folder, committed) in COMMITTED_FUZZ_INPUTS {
+        let entries = std::fs::read_dir(root.join(folder))
+            .unwrap_or_else(|e| panic!("{}: {e}", root.join(folder).display()));
+        let mut replayed = 0;
+        for entry in entries {
+            let entry = entry.unwrap();
             let path = entry.path();
             let input = std::fs::read(&path).unwrap();
             let started = Instant::now();
@@ -259,6 +265,10 @@ async fn the_fuzz_corpus_parses_or_is_refused_with_a_message() {
             );
             replayed += 1;
         }
+        assert_eq!(
+            replayed, committed,
+            "fuzz/seeds/{folder} holds {replayed} inputs, {committed} are committed: a missing \
+             input is lost coverage; after adding some, raise COMMITTED_FUZZ_INPUTS"
+        );
     }
-    assert!(replayed >= 9, "the seeds are there: {replayed} replayed");
 }
