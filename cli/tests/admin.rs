@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per admin behaviour against the binary; the fixtures they share are local.
 //! End-to-end tests of operating `swapvisor run`: the admin HTTP API, file watching, SIGHUP,
 //! token auth, body limits and hostile input, all against the built binary.
 

@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per property of an engine on its own; they share its small fixtures.
 //! The engine on its own: build without effects, start order, rollback of a failed start,
 //! reverse stop order, templating, and real HTTP requests.
 

@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: the same fault matrix (stage × kind × swap mode), with its one runner, in one place.
 //! Fault injection at every stage of a swap (build, start, stop, drain, migrate), in both swap
 //! modes: an error, a panic, and a hang past the timeout. Each ends in its typed outcome, no
 //! request is lost, and the process stays healthy (the next reload works).

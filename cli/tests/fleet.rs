@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per fleet scenario, sharing the multi-node `Fleet` fixture defined here.
 //! Fleet reloads across real node processes on 127.0.0.1: all or nothing.
 
 mod common;

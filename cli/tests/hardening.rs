@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per finding of the issue 23 probe, kept together as its record.
 //! What the outside probe of issue 23 found, each held shut: a dry run never runs code, the
 //! code store runs nothing it has not just verified, and no input grows without bound.
 //!

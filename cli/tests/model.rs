@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: the model, its operations, the runtime driver and the property are one argument.
 //! A model of the reload contract, checked against the real runtime on random sequences of
 //! operations (proptest; failing cases shrink to a minimal sequence, and are kept in
 //! `cli/tests/model.regressions` so that they run first from then on).

@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per operator scenario against the binary; each stands alone.
 //! What operators meet first, end to end against the binary: readiness through reloads and a
 //! slow start, a 413 the client can read, ConfigMap updates under `--watch`, routing, identical
 //! reloads, `If-Match` and `ETag`, the live config, and request metrics.

@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per plugin behaviour (restart, reload, probation, shutdown); each stands alone.
 //! Plugins: supervised actors with OTP restarts, per-plugin reload with state, probation, and
 //! an orderly shutdown.
 

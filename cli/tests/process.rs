@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per process plugin behaviour, sharing the plugin fixtures defined here.
 //! Process plugins: executables that speak docs/PLUGIN_PROTOCOL.md, supervised, swapped for new
 //! code with their state, and isolated from the runtime. Every test starts real processes (the
 //! Rust `swapvisor-counter-plugin` and Python plugins) and checks that each one it started is

@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per clause of the reload contract; each stands alone.
 //! The safe reload contract, observed from outside: real requests, bound ports and status.
 
 mod common;
