@@ -14,6 +14,7 @@
 //! panic outside the guard) still reports, from its [`Report`]'s drop, so its request never
 //! waits for ever.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,17 @@ pub(crate) struct CandidateArgs<U: Unit> {
     pub(crate) unit_name: Arc<str>,
     pub(crate) supervisor: ActorRef<SupervisorMsg<U>>,
     pub(crate) span: tracing::Span,
+}
+
+impl<U: Unit> fmt::Debug for CandidateArgs<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CandidateArgs")
+            .field("request", &self.request)
+            .field("timeout", &self.timeout)
+            .field("unit_name", &self.unit_name)
+            .field("supervisor", &self.supervisor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Starts building; aborting the handle cancels the build (the request is then reported gone).
@@ -69,6 +81,16 @@ struct Report<U: Unit> {
     supervisor: ActorRef<SupervisorMsg<U>>,
     request: u64,
     sent: bool,
+}
+
+impl<U: Unit> fmt::Debug for Report<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Report")
+            .field("supervisor", &self.supervisor)
+            .field("request", &self.request)
+            .field("sent", &self.sent)
+            .finish()
+    }
 }
 
 impl<U: Unit> Report<U> {

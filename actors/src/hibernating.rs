@@ -20,6 +20,7 @@
 //! An embedder that asks for the Supervisor's `ActorRef` ([`HibernatingSupervisor::supervisor`])
 //! pins it awake, since it may send it messages at any time.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,12 +69,23 @@ impl<U: Unit> Clone for HibernatingSupervisor<U> {
     }
 }
 
+impl<U: Unit> fmt::Debug for HibernatingSupervisor<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HibernatingSupervisor")
+            .field("unit_name", &self.inner.args.unit_name)
+            .field("slot", &self.inner.args.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the clones of one handle share: the arguments and whether the Supervisor sleeps.
 struct Inner<U: Unit> {
     /// What each Supervisor is spawned with (its `resume` comes from `sleep`).
     args: Respawn<U>,
     sleep: tokio::sync::Mutex<Sleep<U>>,
 }
 
+/// Whether the Supervisor is spawned.
 enum Sleep<U: Unit> {
     Awake {
         supervisor: ActorRef<SupervisorMsg<U>>,
@@ -84,6 +96,31 @@ enum Sleep<U: Unit> {
     Asleep(Option<Resume<U>>),
     /// Shut down: a request that was waiting for the lock must not bring it back.
     Gone,
+}
+
+impl<U: Unit> fmt::Debug for Inner<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("args", &self.args)
+            .field("sleep", &self.sleep)
+            .finish()
+    }
+}
+
+impl<U: Unit> fmt::Debug for Sleep<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sleep::Awake {
+                supervisor, pinned, ..
+            } => f
+                .debug_struct("Awake")
+                .field("supervisor", supervisor)
+                .field("pinned", pinned)
+                .finish_non_exhaustive(),
+            Sleep::Asleep(resume) => f.debug_tuple("Asleep").field(resume).finish(),
+            Sleep::Gone => f.write_str("Gone"),
+        }
+    }
 }
 
 impl<U: Unit> HibernatingSupervisor<U> {

@@ -13,6 +13,7 @@
 //! The cost of an acquire on the steady path is one atomic pointer load with a reference
 //! count, and one increment and one decrement of the in-flight counter.
 
+use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 const SHARDS: usize = 8;
 
 /// One in-flight counter on a cache line of its own.
-#[derive(Default)]
+#[derive(Debug, Default)]
 #[repr(align(64))]
 struct Shard(AtomicUsize);
 
@@ -40,7 +41,7 @@ thread_local! {
 }
 
 /// One published unit with its generation and in-flight count.
-pub struct Live<U> {
+pub(crate) struct Live<U> {
     unit: Arc<U>,
     generation: u64,
     in_flight: [Shard; SHARDS],
@@ -60,17 +61,17 @@ impl<U> Live<U> {
     }
 
     /// The published unit itself.
-    pub fn unit(&self) -> &Arc<U> {
+    pub(crate) fn unit(&self) -> &Arc<U> {
         &self.unit
     }
 
     /// The generation it was published under.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation
     }
 
     /// Leases currently taken on it.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         // A lease is given back on the shard it was taken on, so no shard goes below zero.
         self.in_flight
             .iter()
@@ -112,6 +113,17 @@ impl<U> Live<U> {
     }
 }
 
+// Units need not be `Debug`: what is shown is the accounting around them.
+impl<U> fmt::Debug for Live<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Live")
+            .field("generation", &self.generation)
+            .field("in_flight", &self.in_flight())
+            .field("retiring", &self.retiring.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
 /// A unit taken from a [`Slot`]; counted as in flight until dropped. Dereferences to the unit.
 pub struct Lease<U> {
     live: Arc<Live<U>>,
@@ -128,6 +140,15 @@ impl<U> Lease<U> {
     /// The leased unit, shared.
     pub fn unit(&self) -> &Arc<U> {
         &self.live.unit
+    }
+}
+
+impl<U> fmt::Debug for Lease<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("generation", &self.live.generation)
+            .field("shard", &self.shard)
+            .finish_non_exhaustive()
     }
 }
 
@@ -170,6 +191,22 @@ const GATE_WAIT: u8 = 0;
 const GATE_DOWN: u8 = 1;
 /// The slot is shut down for good: fail at once.
 const GATE_CLOSED: u8 = 2;
+
+impl<U> fmt::Debug for Slot<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gate = match self.gate.load(Ordering::SeqCst) {
+            GATE_WAIT => "wait",
+            GATE_DOWN => "down",
+            _ => "closed",
+        };
+        f.debug_struct("Slot")
+            .field("live", &self.current.load().as_deref())
+            .field("gate", &gate)
+            .field("gate_timeout", &self.gate_timeout())
+            .field("retirements", &self.retirements)
+            .finish_non_exhaustive()
+    }
+}
 
 impl<U> Default for Slot<U> {
     fn default() -> Self {

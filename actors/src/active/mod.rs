@@ -22,6 +22,7 @@
 mod retire;
 mod swap;
 
+use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ use crate::supervisor::{InternalMsg, SupervisorMsg, SwapReport};
 use crate::unit::{SwapSettings, Unit};
 
 /// Owns the live unit of one slot.
+#[derive(Debug)]
 pub(crate) struct Active<U>(PhantomData<fn() -> U>);
 
 impl<U> Active<U> {
@@ -49,25 +51,45 @@ impl<U> Active<U> {
 
 /// Messages to the Active. Only the Supervisor sends them.
 pub(crate) enum ActiveMsg<U: Unit> {
-    /// Swap `unit` in under `generation`; the Supervisor is told by `SwapFinished`.
+    /// Swap `unit` in under `generation`. No reply; the Supervisor is told by `SwapFinished`.
     Swap {
         request: u64,
         unit: Box<U>,
         generation: u64,
         span: tracing::Span,
     },
-    /// Close the slot, drain and stop the live unit and every retiring one; the Supervisor is
-    /// told by `ActiveStopped`.
+    /// Close the slot, drain and stop the live unit and every retiring one. No reply; the
+    /// Supervisor is told by `ActiveStopped`.
     Shutdown,
     /// Finish retiring replaced units, then exit, leaving the live unit published and running
     /// (the Supervisor hibernates). Answered when done.
     Detach(ractor::RpcReplyPort<()>),
 }
 
+// Units need not be `Debug`: a swap order shows its request and generation.
+impl<U: Unit> fmt::Debug for ActiveMsg<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActiveMsg::Swap {
+                request,
+                generation,
+                ..
+            } => f
+                .debug_struct("Swap")
+                .field("request", request)
+                .field("generation", generation)
+                .finish_non_exhaustive(),
+            ActiveMsg::Shutdown => f.write_str("Shutdown"),
+            ActiveMsg::Detach(_) => f.write_str("Detach"),
+        }
+    }
+}
+
 // Local only, under ractor's `cluster` feature (see `SupervisorMsg`).
 #[cfg(feature = "cluster")]
 impl<U: Unit> ractor::Message for ActiveMsg<U> {}
 
+/// What the Active is spawned with.
 pub(crate) struct ActiveArgs<U: Unit> {
     pub(crate) slot: Arc<Slot<U>>,
     pub(crate) supervisor: ActorRef<SupervisorMsg<U>>,
@@ -76,6 +98,7 @@ pub(crate) struct ActiveArgs<U: Unit> {
     pub(crate) live: Option<Arc<Live<U>>>,
 }
 
+/// The Active's state: the live unit and the units retiring behind it.
 pub(crate) struct ActiveState<U: Unit> {
     slot: Arc<Slot<U>>,
     supervisor: ActorRef<SupervisorMsg<U>>,
@@ -86,6 +109,30 @@ pub(crate) struct ActiveState<U: Unit> {
     /// While degraded, the resource hold of the failed swap is kept, so that shared
     /// resources (listening sockets) are still there for the restore.
     degraded_hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl<U: Unit> fmt::Debug for ActiveArgs<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActiveArgs")
+            .field("slot", &self.slot)
+            .field("supervisor", &self.supervisor)
+            .field("unit_name", &self.unit_name)
+            .field("live", &self.live)
+            .finish()
+    }
+}
+
+impl<U: Unit> fmt::Debug for ActiveState<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActiveState")
+            .field("slot", &self.slot)
+            .field("supervisor", &self.supervisor)
+            .field("unit_name", &self.unit_name)
+            .field("live", &self.live)
+            .field("retiring", &self.retiring.len())
+            .field("degraded_hold", &self.degraded_hold.is_some())
+            .finish()
+    }
 }
 
 impl<U: Unit> Actor for Active<U> {

@@ -18,6 +18,15 @@ struct Incoming<U> {
     settings: SwapSettings,
 }
 
+impl<U> std::fmt::Debug for Incoming<U> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("generation", &self.generation)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<U: Unit> ActiveState<U> {
     /// Swaps `unit` in under `generation`, in the order its settings ask for.
     pub(super) async fn swap(

@@ -8,12 +8,14 @@
 //! [`HibernatingSupervisor`](crate::HibernatingSupervisor) does this around each reload.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::fmt;
 use std::time::Duration;
 
 use ractor::{ActorRef, RpcReplyPort};
 
 use super::SupervisorMsg;
+use super::lineage::Lineage;
+use super::phase::Phase;
 use super::state::SupervisorState;
 use crate::active::ActiveMsg;
 use crate::outcome::ReloadRecord;
@@ -21,42 +23,36 @@ use crate::unit::Unit;
 
 /// A hibernated Supervisor's state: enough for a new Supervisor to carry on where it left off.
 pub struct Resume<U: Unit> {
-    pub(super) generation: u64,
-    pub(super) known_good: Option<Arc<U::Spec>>,
-    pub(super) previous_good: Option<Arc<U::Spec>>,
-    /// A probation window outlives hibernation: the escalation that ends it wakes the
-    /// Supervisor.
-    pub(super) probation_until: Option<tokio::time::Instant>,
-    pub(super) fingerprint: Option<String>,
-    pub(super) build_timeout: Duration,
-    pub(super) history: VecDeque<ReloadRecord>,
-    pub(super) next_id: u64,
+    /// The generation, the last-known-good and revert specs, and the probation window (which
+    /// outlives hibernation: the escalation that ends it wakes the Supervisor).
+    lineage: Lineage<U>,
+    history: VecDeque<ReloadRecord>,
+    next_id: u64,
 }
 
 impl<U: Unit> Resume<U> {
     /// Where a Supervisor with no past begins.
     pub(super) fn fresh(build_timeout: Duration) -> Self {
         Self {
-            generation: 0,
-            known_good: None,
-            previous_good: None,
-            probation_until: None,
-            fingerprint: None,
-            build_timeout,
+            lineage: Lineage::fresh(build_timeout),
             history: VecDeque::new(),
             next_id: 1,
         }
     }
 
+    /// What a new Supervisor carries on with: the lineage, the history and the next request id.
+    pub(super) fn into_parts(self) -> (Lineage<U>, VecDeque<ReloadRecord>, u64) {
+        (self.lineage, self.history, self.next_id)
+    }
+
     /// The generation the slot was at.
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.lineage.generation()
     }
 
     /// True within the probation window of the latest activation.
     pub fn on_probation(&self) -> bool {
-        self.probation_until
-            .is_some_and(|until| tokio::time::Instant::now() <= until)
+        self.lineage.on_probation()
     }
 
     /// The most recent reload.
@@ -65,17 +61,24 @@ impl<U: Unit> Resume<U> {
     }
 }
 
+impl<U: Unit> fmt::Debug for Resume<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resume")
+            .field("lineage", &self.lineage)
+            .field("history", &self.history)
+            .field("next_id", &self.next_id)
+            .finish()
+    }
+}
+
 impl<U: Unit> SupervisorState<U> {
     /// Nothing under way, queued, pending or degraded: the Supervisor may go.
     fn is_idle(&self) -> bool {
-        self.current.is_none()
+        self.phase.is_idle()
             && self.queue.is_empty()
-            && self.probes.is_empty()
-            && self.preparing.is_empty()
-            && self.prepared.is_empty()
-            && !self.degraded
-            && self.shutdown.is_none()
-            && self.restore_timer.is_none()
+            && !self.candidates.has_probes()
+            && self.prepares.is_empty()
+            && !self.recovery.is_degraded()
     }
 
     /// Answers a hibernation request: with the snapshot when idle (and then the Supervisor
@@ -93,22 +96,11 @@ impl<U: Unit> SupervisorState<U> {
         // the units it replaced.
         let _ = ractor::call!(self.active, ActiveMsg::Detach);
         let resume = Resume {
-            generation: self.generation,
-            known_good: self.known_good.take(),
-            previous_good: self.previous_good.take(),
-            probation_until: self.probation_until.take(),
-            fingerprint: self.fingerprint.take(),
-            build_timeout: self.build_timeout,
-            history: {
-                // A deque keeps room for four records from its first; a slot that sleeps
-                // (thousands of idle plugins) keeps only what it holds.
-                let mut history = std::mem::take(&mut self.history);
-                history.shrink_to_fit();
-                history
-            },
+            lineage: self.lineage.hand_on(),
+            history: self.history.hand_on(),
             next_id: self.next_id,
         };
-        self.shutdown = Some(Vec::new());
+        self.phase = Phase::Hibernating;
         let _ = reply.send(Some(resume));
         myself.stop(None);
     }

@@ -18,6 +18,7 @@
 //! }
 //! ```
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,10 +109,12 @@ pub enum SupervisorMsg<U: Unit> {
     /// record of the request once it has an outcome (`Superseded` if a newer coalescing request
     /// or a shutdown replaced it first).
     Reload(ReloadRequest<U::Spec>, RpcReplyPort<ReloadRecord>),
-    /// Build a spec and report whether it builds, without touching the live unit. Answered with
-    /// the unit's summary or the build failure; the candidate is torn down either way.
+    /// Build a spec and report whether it builds, without touching the live unit. Sent by the
+    /// runtime, the admin API or an embedder; answered with the unit's summary or the build
+    /// failure; the candidate is torn down either way.
     TryActivate(Arc<U::Spec>, RpcReplyPort<Result<U::Summary, BuildFailure>>),
-    /// The first phase of a two-phase reload (a fleet reload's prepare): build the spec in a
+    /// The first phase of a two-phase reload (a fleet reload's prepare, sent by the fleet
+    /// agent or an embedder's coordinator): build the spec in a
     /// Candidate and hold the built unit, touching nothing, until [`SupervisorMsg::Commit`]
     /// activates it, [`SupervisorMsg::Abort`] drops it, or the given time passes (a coordinator
     /// that vanished leaves nothing held for ever). Answered once the Candidate reports: the
@@ -122,17 +125,21 @@ pub enum SupervisorMsg<U: Unit> {
         Duration,
         RpcReplyPort<Result<Prepared<U::Summary>, BuildFailure>>,
     ),
-    /// The second phase: activate a prepared unit. Queued and swapped exactly like a reload
+    /// The second phase, from the same coordinator: activate a prepared unit. Queued and
+    /// swapped exactly like a reload
     /// (serialized, compare-and-swap, rollback on a failed start, `Unchanged` for the live
     /// spec), only without building again. Answered with the record; a ticket that is not held
     /// (never prepared, aborted, expired, or already committed) is answered `Rejected` at stage
     /// `build` and touches nothing.
     Commit(CommitRequest, RpcReplyPort<ReloadRecord>),
-    /// Drop a prepared unit. Answered true when it was held.
+    /// Drop a prepared unit; sent by the coordinator when a fleet reload is called off.
+    /// Answered true when it was held.
     Abort(u64, RpcReplyPort<bool>),
-    /// A snapshot of the Supervisor's state; answered at once, even while a reload runs.
+    /// A snapshot of the Supervisor's state. Sent by anyone (status endpoints, tests);
+    /// answered at once, even while a reload runs.
     Status(RpcReplyPort<SupervisorStatus>),
-    /// Answer queued requests `Superseded`, stop the live unit gracefully and exit. Answered
+    /// Answer queued requests `Superseded`, stop the live unit gracefully and exit. Sent by
+    /// the runtime (or a [`HibernatingSupervisor`](crate::HibernatingSupervisor)); answered
     /// once everything is stopped.
     Shutdown(RpcReplyPort<()>),
     /// Something below the live unit failed beyond its restart intensity (a crash loop).
@@ -148,6 +155,33 @@ pub enum SupervisorMsg<U: Unit> {
     Internal(Internal<U>),
 }
 
+// Specs and units need not be `Debug`: a message shows what it asks for and the ids and
+// settings that go with it, which is what a log line needs.
+impl<U: Unit> fmt::Debug for SupervisorMsg<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupervisorMsg::Reload(request, _) => f
+                .debug_struct("Reload")
+                .field("origin", &request.origin)
+                .field("expected_generation", &request.expected_generation)
+                .finish_non_exhaustive(),
+            SupervisorMsg::TryActivate(..) => f.debug_struct("TryActivate").finish_non_exhaustive(),
+            SupervisorMsg::Prepare(_, hold_for, _) => f
+                .debug_struct("Prepare")
+                .field("hold_for", hold_for)
+                .finish_non_exhaustive(),
+            SupervisorMsg::Commit(request, _) => f.debug_tuple("Commit").field(request).finish(),
+            SupervisorMsg::Abort(ticket, _) => f.debug_tuple("Abort").field(ticket).finish(),
+            SupervisorMsg::Status(_) => f.write_str("Status"),
+            SupervisorMsg::Shutdown(_) => f.write_str("Shutdown"),
+            SupervisorMsg::Escalate { reason } => {
+                f.debug_struct("Escalate").field("reason", reason).finish()
+            }
+            SupervisorMsg::Internal(internal) => f.debug_tuple("Internal").field(internal).finish(),
+        }
+    }
+}
+
 // ractor's `cluster` feature drops the blanket `Message` implementation; the protocol's
 // messages stay local (they hold reply ports and units), so the default methods do.
 #[cfg(feature = "cluster")]
@@ -159,6 +193,12 @@ pub struct Internal<U: Unit> {
     pub(crate) message: InternalMsg<U>,
 }
 
+impl<U: Unit> fmt::Debug for Internal<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.message.fmt(f)
+    }
+}
+
 impl<U: Unit> SupervisorMsg<U> {
     /// Wraps one of the protocol's own messages.
     pub(crate) fn internal(message: InternalMsg<U>) -> Self {
@@ -166,29 +206,65 @@ impl<U: Unit> SupervisorMsg<U> {
     }
 }
 
-/// The protocol's own messages.
+/// The protocol's own messages. None is answered except `Hibernate`.
 pub(crate) enum InternalMsg<U: Unit> {
     /// From a Candidate: the build of `request` finished (under its deadline, panics caught).
+    /// No reply; the Candidate ends.
     CandidateBuilt {
         request: u64,
         result: Box<Result<U, BuildFailure>>,
         elapsed: Duration,
     },
     /// From a Candidate that ended without a result (cancelled, or a panic outside its guard):
-    /// its request fails if anyone still waits for it.
+    /// its request fails if anyone still waits for it. No reply.
     CandidateGone { request: u64, reason: String },
-    /// From the Active: a swap finished.
+    /// From the Active: a swap finished. No reply; the request it was for is answered.
     SwapFinished(Box<SwapReport<U>>),
-    /// From the Active: it drained and stopped everything, and exits.
+    /// From the Active: it drained and stopped everything, and exits. No reply; the shutdown
+    /// callers are answered and the Supervisor exits.
     ActiveStopped,
     /// From the restore timer: the backoff has passed; try the last-known-good spec again.
+    /// No reply.
     RetryRestore,
-    /// From a prepared unit's timer: nobody committed or aborted it in time; drop it.
+    /// From a prepared unit's timer: nobody committed or aborted it in time; drop it. No
+    /// reply.
     PreparedExpired { ticket: u64 },
     /// From a [`HibernatingSupervisor`](crate::HibernatingSupervisor): exit, leaving the live
     /// unit published and running, and answer with what a later Supervisor needs to carry on.
     /// Answered `None` (and nothing happens) unless the Supervisor is idle.
     Hibernate(RpcReplyPort<Option<Resume<U>>>),
+}
+
+impl<U: Unit> fmt::Debug for InternalMsg<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InternalMsg::CandidateBuilt {
+                request,
+                result,
+                elapsed,
+            } => f
+                .debug_struct("CandidateBuilt")
+                .field("request", request)
+                .field("result", &(**result).as_ref().map(|_| "built"))
+                .field("elapsed", elapsed)
+                .finish(),
+            InternalMsg::CandidateGone { request, reason } => f
+                .debug_struct("CandidateGone")
+                .field("request", request)
+                .field("reason", reason)
+                .finish(),
+            InternalMsg::SwapFinished(report) => {
+                f.debug_tuple("SwapFinished").field(report).finish()
+            }
+            InternalMsg::ActiveStopped => f.write_str("ActiveStopped"),
+            InternalMsg::RetryRestore => f.write_str("RetryRestore"),
+            InternalMsg::PreparedExpired { ticket } => f
+                .debug_struct("PreparedExpired")
+                .field("ticket", ticket)
+                .finish(),
+            InternalMsg::Hibernate(_) => f.write_str("Hibernate"),
+        }
+    }
 }
 
 /// What the Active reports after a swap.
@@ -200,7 +276,19 @@ pub(crate) struct SwapReport<U: Unit> {
     pub(crate) settings: SwapSettings,
 }
 
+impl<U: Unit> fmt::Debug for SwapReport<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SwapReport")
+            .field("request", &self.request)
+            .field("result", &self.result)
+            .field("timings", &self.timings)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How a swap ended.
+#[derive(Debug)]
 pub(crate) enum SwapResult {
     Activated,
     RolledBack(String),

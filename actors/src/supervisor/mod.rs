@@ -17,6 +17,9 @@
 //! |---|---|---|
 //! | [`SupervisorMsg::Reload`] | the runtime, the admin API, embedders (`call!`) | a [`ReloadRecord`](crate::ReloadRecord) once the request is done |
 //! | [`SupervisorMsg::TryActivate`] | the same | the unit's summary, or the build failure |
+//! | [`SupervisorMsg::Prepare`] | a fleet coordinator | a [`Prepared`] ticket once the unit is built and held, or the build failure |
+//! | [`SupervisorMsg::Commit`] | the same coordinator | a [`ReloadRecord`](crate::ReloadRecord) once the held unit's swap is done |
+//! | [`SupervisorMsg::Abort`] | the same coordinator | whether the unit was held |
 //! | [`SupervisorMsg::Status`] | anyone | a [`SupervisorStatus`] snapshot, at once |
 //! | [`SupervisorMsg::Shutdown`] | the runtime | `()` once the live unit is stopped |
 //! | [`SupervisorMsg::Escalate`] | whatever restarts the live unit's children | none |
@@ -24,8 +27,10 @@
 
 mod candidates;
 mod hibernation;
+mod lineage;
 mod messages;
 mod outcomes;
+mod phase;
 mod prepared;
 mod queue;
 mod recovery;
@@ -33,6 +38,7 @@ mod shutdown;
 mod state;
 mod status;
 
+use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -42,7 +48,8 @@ pub use hibernation::Resume;
 pub use messages::{CommitRequest, Internal, Prepared, ReloadRequest, SupervisorMsg};
 pub(crate) use messages::{InternalMsg, SwapReport, SwapResult};
 pub(crate) use state::Respawn;
-pub use state::{ReloadObserver, SupervisorArgs, SupervisorState};
+pub(crate) use state::SupervisorState;
+pub use state::{ReloadObserver, SupervisorArgs};
 pub use status::{RunState, SupervisorStatus};
 
 use crate::active::{Active, ActiveArgs, ActiveMsg};
@@ -55,6 +62,12 @@ pub struct Supervisor<U>(PhantomData<fn() -> U>);
 impl<U> Default for Supervisor<U> {
     fn default() -> Self {
         Self(PhantomData)
+    }
+}
+
+impl<U> fmt::Debug for Supervisor<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Supervisor")
     }
 }
 
@@ -120,7 +133,7 @@ impl<U: Unit> Actor for Supervisor<U> {
                 }
                 InternalMsg::SwapFinished(report) => state.swap_finished(*report, &myself),
                 InternalMsg::ActiveStopped => state.active_stopped(&myself),
-                InternalMsg::RetryRestore => state.restore_timer = None,
+                InternalMsg::RetryRestore => state.recovery.timer_fired(),
                 InternalMsg::PreparedExpired { ticket } => state.prepared_expired(ticket),
                 InternalMsg::Hibernate(reply) => {
                     // Either it stays (busy) or it leaves: nothing new starts either way.
@@ -148,7 +161,7 @@ impl<U: Unit> Actor for Supervisor<U> {
             SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string(), true),
             _ => return Ok(()),
         };
-        if cell.get_id() == state.active.get_id() && state.shutdown.is_some() {
+        if cell.get_id() == state.active.get_id() && state.phase.is_leaving() {
             // Stopping normally after a shutdown is expected; dying instead is not.
             if failed {
                 state.active_failed_in_shutdown(&reason, &myself);
@@ -165,14 +178,7 @@ impl<U: Unit> Actor for Supervisor<U> {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(timer) = state.restore_timer.take() {
-            timer.abort();
-        }
-        // Builds nobody will hear of any more (try-activates answered at shutdown).
-        for (_, candidate) in state.candidates.drain() {
-            candidate.abort();
-        }
-        state.drop_prepared();
+        state.abandon();
         Ok(())
     }
 }

@@ -1,13 +1,82 @@
 //! Outcomes: turning what the Active reports into exactly one [`ReloadOutcome`] per request,
-//! and keeping the books (generation, last-known-good spec, history, observer).
+//! and keeping the books: the [lineage](super::lineage) moves on past an activation, and every
+//! record goes into the [`History`] and to the observer.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
 
 use ractor::ActorRef;
 
 use super::SupervisorMsg;
+use super::lineage::Activation;
 use super::messages::{SwapReport, SwapResult};
-use super::state::{InProgress, SupervisorState};
-use crate::outcome::{Origin, ReloadOutcome, ReloadRecord, StageTimings};
+use super::state::{ReloadObserver, SupervisorState};
+use crate::outcome::{Origin, ReloadOutcome, ReloadRecord};
 use crate::unit::Unit;
+
+/// The most recent records, oldest first, and who else is told of each.
+pub(super) struct History {
+    records: VecDeque<ReloadRecord>,
+    /// How many records are kept (at least one).
+    limit: usize,
+    observer: Option<Arc<dyn ReloadObserver>>,
+}
+
+impl History {
+    /// `records` carried on (from a hibernated Supervisor), keeping `limit` of them from now on.
+    pub(super) fn new(
+        records: VecDeque<ReloadRecord>,
+        limit: usize,
+        observer: Option<Arc<dyn ReloadObserver>>,
+    ) -> Self {
+        Self {
+            records,
+            limit: limit.max(1),
+            observer,
+        }
+    }
+
+    /// Adds `record` (dropping the oldest past the limit) and tells the observer.
+    pub(super) fn remember(&mut self, record: &ReloadRecord) {
+        if self.records.len() == self.limit {
+            self.records.pop_front();
+        }
+        self.records.push_back(record.clone());
+        if let Some(observer) = &self.observer {
+            observer.reload_finished(record);
+        }
+    }
+
+    /// The most recent record.
+    pub(super) fn last(&self) -> Option<&ReloadRecord> {
+        self.records.back()
+    }
+
+    /// Every record kept, oldest first.
+    pub(super) fn records(&self) -> Vec<ReloadRecord> {
+        self.records.iter().cloned().collect()
+    }
+
+    /// The records, to hand on to a later Supervisor.
+    pub(super) fn hand_on(&mut self) -> VecDeque<ReloadRecord> {
+        // A deque keeps room for four records from its first; a slot that sleeps (thousands
+        // of idle plugins) keeps only what it holds.
+        let mut records = std::mem::take(&mut self.records);
+        records.shrink_to_fit();
+        records
+    }
+}
+
+impl fmt::Debug for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("History")
+            .field("records", &self.records)
+            .field("limit", &self.limit)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
 
 impl<U: Unit> SupervisorState<U> {
     /// The Active finished the current request's swap.
@@ -16,45 +85,27 @@ impl<U: Unit> SupervisorState<U> {
         report: SwapReport<U>,
         myself: &ActorRef<SupervisorMsg<U>>,
     ) {
-        let Some(current) = self.current.as_mut().filter(|c| c.id == report.request) else {
+        let Some(current) = self.phase.swapping(report.request) else {
             return;
         };
-        let build = current.record.timings.build;
-        current.record.timings = StageTimings {
-            build,
-            ..report.timings
-        };
-        let restoring = current.origin == Origin::Restore;
-        let reverting = current.origin == Origin::Revert;
+        current.swapped_in(report.timings);
+        let origin = current.origin();
+        let restoring = origin == Origin::Restore;
         let outcome = match report.result {
             SwapResult::Activated => {
-                if reverting {
-                    // The reverted-from spec is not a revert target, and a revert starts no
-                    // probation of its own.
-                    self.previous_good = None;
-                    self.probation_until = None;
-                } else if !restoring {
-                    self.previous_good = self.known_good.take();
-                    self.probation_until = report.settings.probation.map(crate::guard::deadline_in);
-                }
-                self.known_good = Some(report.spec);
-                self.fingerprint = current.record.fingerprint.clone();
-                self.live_identity = current.identity.clone();
-                self.build_timeout = report.settings.build_timeout;
-                let reason = current.reason.clone().unwrap_or_default();
-                self.recovered();
-                if restoring {
-                    ReloadOutcome::Restored {
-                        generation: self.generation,
-                    }
-                } else if reverting {
-                    self.generation += 1;
-                    ReloadOutcome::Reverted { reason }
-                } else {
-                    self.generation += 1;
-                    ReloadOutcome::Activated {
-                        generation: self.generation,
-                    }
+                let reason = current.reason();
+                let generation = self.lineage.activated(Activation {
+                    origin,
+                    spec: report.spec,
+                    settings: report.settings,
+                    fingerprint: current.fingerprint(),
+                    identity: current.identity(),
+                });
+                self.recovery.recovered();
+                match origin {
+                    Origin::Restore => ReloadOutcome::Restored { generation },
+                    Origin::Revert => ReloadOutcome::Reverted { reason },
+                    _ => ReloadOutcome::Activated { generation },
                 }
             }
             // A restore that fails to start is neither answered nor recorded: it is retried
@@ -63,7 +114,7 @@ impl<U: Unit> SupervisorState<U> {
             // finished reload retried it every 100 ms without backing off, and pushed the
             // degradation out of the history with `rolled_back` records.)
             SwapResult::RolledBack(error) | SwapResult::Degraded { error, .. } if restoring => {
-                self.degraded = true;
+                self.recovery.degrade();
                 tracing::warn!(unit = %self.unit_name, %error, "restore failed to start; retrying later");
                 self.restore_failed(myself);
                 return;
@@ -73,7 +124,7 @@ impl<U: Unit> SupervisorState<U> {
                 error,
                 restore_error,
             } => {
-                self.degraded = true;
+                self.recovery.degrade();
                 ReloadOutcome::Degraded {
                     error,
                     restore_error,
@@ -86,20 +137,10 @@ impl<U: Unit> SupervisorState<U> {
     /// Records the outcome of the current request, answers it, and schedules a restore if the
     /// slot is degraded. The next request is taken up by the caller's `pump`.
     pub(super) fn finish(&mut self, outcome: ReloadOutcome, myself: &ActorRef<SupervisorMsg<U>>) {
-        let Some(current) = self.current.take() else {
+        let Some(current) = self.phase.end() else {
             return;
         };
-        let InProgress {
-            mut record,
-            span,
-            reply,
-            started,
-            ..
-        } = current;
-        record.outcome = outcome;
-        record.generation = self.generation;
-        record.timings.total = Some(started.elapsed());
-        span.record("outcome", record.outcome.name());
+        let (record, span, reply) = current.finish(outcome, self.lineage.generation());
         match &record.outcome {
             ReloadOutcome::Activated { .. }
             | ReloadOutcome::Restored { .. }
@@ -110,23 +151,12 @@ impl<U: Unit> SupervisorState<U> {
                 tracing::warn!(parent: &span, unit = %self.unit_name, outcome = other.name(), error = other.error().unwrap_or(""), "reload did not activate");
             }
         }
-        self.remember(&record);
+        self.history.remember(&record);
         if let Some(reply) = reply {
             let _ = reply.send(record);
         }
-        if self.degraded {
+        if self.recovery.is_degraded() {
             self.schedule_restore(myself);
-        }
-    }
-
-    /// Adds `record` to the history (dropping the oldest past the limit) and tells the observer.
-    pub(super) fn remember(&mut self, record: &ReloadRecord) {
-        if self.history.len() == self.history_limit {
-            self.history.pop_front();
-        }
-        self.history.push_back(record.clone());
-        if let Some(observer) = &self.observer {
-            observer.reload_finished(record);
         }
     }
 }

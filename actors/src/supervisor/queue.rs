@@ -10,16 +10,123 @@
 //! - a **revert** goes to the front: the live unit is known to be failing.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 
 use ractor::{ActorRef, RpcReplyPort};
-use tokio::time::Instant;
 
 use super::SupervisorMsg;
 use super::messages::ReloadRequest;
-use super::state::{InProgress, Prebuilt, Queued, SupervisorState};
+use super::phase::{InProgress, Phase};
+use super::prepared::Prebuilt;
+use super::state::SupervisorState;
 use crate::outcome::{Origin, ReloadOutcome, ReloadRecord};
 use crate::unit::Unit;
+
+/// A request waiting for its turn.
+pub(super) struct Queued<U: Unit> {
+    id: u64,
+    request: ReloadRequest<U::Spec>,
+    reply: Option<RpcReplyPort<ReloadRecord>>,
+    /// Why, for a revert.
+    reason: Option<String>,
+    /// For a commit: the unit prepared for it, swapped in without building again.
+    prebuilt: Option<Prebuilt<U>>,
+}
+
+impl<U: Unit> Queued<U> {
+    /// Request `id`, answered on `reply` (nobody waits for a revert).
+    pub(super) fn new(
+        id: u64,
+        request: ReloadRequest<U::Spec>,
+        reply: Option<RpcReplyPort<ReloadRecord>>,
+    ) -> Self {
+        Self {
+            id,
+            request,
+            reply,
+            reason: None,
+            prebuilt: None,
+        }
+    }
+
+    /// The same request, asked for because of `reason` (a revert's escalation).
+    pub(super) fn because(mut self, reason: String) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// The same request, swapping in `prebuilt` instead of building its spec (a commit).
+    pub(super) fn prebuilt(mut self, prebuilt: Prebuilt<U>) -> Self {
+        self.prebuilt = Some(prebuilt);
+        self
+    }
+}
+
+impl<U: Unit> fmt::Debug for Queued<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queued")
+            .field("id", &self.id)
+            .field("origin", &self.request.origin)
+            .field("expected_generation", &self.request.expected_generation)
+            .field("reason", &self.reason)
+            .field("prebuilt", &self.prebuilt.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The requests waiting for their turn, in order.
+pub(super) struct Queue<U: Unit> {
+    waiting: VecDeque<Queued<U>>,
+}
+
+impl<U: Unit> Queue<U> {
+    pub(super) fn new() -> Self {
+        Self {
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// Queues `queued` last.
+    pub(super) fn push_back(&mut self, queued: Queued<U>) {
+        self.waiting.push_back(queued);
+    }
+
+    /// Queues `queued` first: it goes before anything waiting.
+    pub(super) fn push_front(&mut self, queued: Queued<U>) {
+        self.waiting.push_front(queued);
+    }
+
+    /// How many requests wait.
+    pub(super) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Takes every waiting request out, in order.
+    pub(super) fn take_all(&mut self) -> Vec<Queued<U>> {
+        self.waiting.drain(..).collect()
+    }
+
+    /// Takes out the waiting requests whose origin coalesces, keeping the others in order.
+    fn take_coalescing(&mut self) -> VecDeque<Queued<U>> {
+        let (replaced, kept): (VecDeque<_>, VecDeque<_>) = self
+            .waiting
+            .drain(..)
+            .partition(|q| q.request.origin.coalesces());
+        self.waiting = kept;
+        replaced
+    }
+}
+
+impl<U: Unit> fmt::Debug for Queue<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.waiting).finish()
+    }
+}
 
 impl<U: Unit> SupervisorState<U> {
     /// Queues a reload, or answers it `Superseded` at once when the Supervisor is leaving.
@@ -29,44 +136,34 @@ impl<U: Unit> SupervisorState<U> {
         reply: RpcReplyPort<ReloadRecord>,
     ) {
         let id = self.take_id();
-        if self.shutdown.is_some() {
+        if self.phase.is_leaving() {
             let record = ReloadRecord::new(
                 id,
                 request.origin,
                 ReloadOutcome::Superseded,
-                self.generation,
+                self.lineage.generation(),
             );
             let _ = reply.send(record);
             return;
         }
         if request.origin.coalesces() {
-            self.supersede_queued_coalescing();
+            // A newer one replaces them.
+            for queued in self.queue.take_coalescing() {
+                self.answer_unstarted(queued, ReloadOutcome::Superseded);
+            }
         }
-        self.queue.push_back(Queued {
-            id,
-            request,
-            reply: Some(reply),
-            reason: None,
-            prebuilt: None,
-        });
-    }
-
-    /// Answers every queued coalescing request `Superseded`: a newer one replaces them.
-    fn supersede_queued_coalescing(&mut self) {
-        let (replaced, kept): (VecDeque<_>, VecDeque<_>) = self
-            .queue
-            .drain(..)
-            .partition(|q| q.request.origin.coalesces());
-        self.queue = kept;
-        for queued in replaced {
-            self.answer_unstarted(queued, ReloadOutcome::Superseded);
-        }
+        self.queue.push_back(Queued::new(id, request, Some(reply)));
     }
 
     /// Records and answers a request that never started (superseded, conflicting).
     pub(super) fn answer_unstarted(&mut self, queued: Queued<U>, outcome: ReloadOutcome) {
-        let record = ReloadRecord::new(queued.id, queued.request.origin, outcome, self.generation);
-        self.remember(&record);
+        let record = ReloadRecord::new(
+            queued.id,
+            queued.request.origin,
+            outcome,
+            self.lineage.generation(),
+        );
+        self.history.remember(&record);
         if let Some(reply) = queued.reply {
             let _ = reply.send(record);
         }
@@ -75,17 +172,17 @@ impl<U: Unit> SupervisorState<U> {
     /// Takes up the next request, if nothing is under way: a queued reload first, else a
     /// pending restore.
     pub(super) async fn pump(&mut self, myself: &ActorRef<SupervisorMsg<U>>) {
-        while self.current.is_none() && self.shutdown.is_none() {
-            let Some(queued) = self.queue.pop_front() else {
+        while self.phase.is_idle() {
+            let Some(queued) = self.queue.waiting.pop_front() else {
                 self.start_restore_if_due(myself).await;
                 return;
             };
-            if let Some(expected) = queued.request.expected_generation
-                && expected != self.generation
-            {
-                let current = self.generation;
-                self.answer_unstarted(queued, ReloadOutcome::Conflict { expected, current });
-                continue;
+            let current = self.lineage.generation();
+            if let Some(expected) = queued.request.expected_generation {
+                if expected != current {
+                    self.answer_unstarted(queued, ReloadOutcome::Conflict { expected, current });
+                    continue;
+                }
             }
             let Queued {
                 id,
@@ -129,7 +226,8 @@ impl<U: Unit> SupervisorState<U> {
         reply: Option<RpcReplyPort<ReloadRecord>>,
     ) {
         self.open(id, origin, reply, None);
-        self.candidate_built(id, Ok(*prebuilt.unit), prebuilt.build, myself);
+        let (unit, build) = prebuilt.into_parts();
+        self.candidate_built(id, Ok(unit), build, myself);
     }
 
     /// Makes request `id` the current one; returns its span.
@@ -140,25 +238,9 @@ impl<U: Unit> SupervisorState<U> {
         reply: Option<RpcReplyPort<ReloadRecord>>,
         reason: Option<String>,
     ) -> tracing::Span {
-        let span = tracing::info_span!(
-            "reload",
-            id,
-            origin = ?origin,
-            generation = self.generation,
-            config_hash = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
-        self.current = Some(InProgress {
-            id,
-            origin,
-            reason,
-            reply,
-            record: ReloadRecord::new(id, origin, ReloadOutcome::Superseded, self.generation),
-            started: Instant::now(),
-            span: span.clone(),
-            identity: None,
-            swapping: false,
-        });
+        let current = InProgress::open(id, origin, reply, reason, self.lineage.generation());
+        let span = current.span().clone();
+        self.phase = Phase::Building(current);
         span
     }
 }

@@ -10,10 +10,16 @@ use ractor::{ActorRef, RpcReplyPort};
 
 use super::SupervisorMsg;
 use super::messages::InternalMsg;
+use super::phase::Phase;
 use super::state::SupervisorState;
 use crate::active::ActiveMsg;
 use crate::outcome::ReloadOutcome;
 use crate::unit::{BuildFailure, Stage, Unit};
+
+/// What a try-activate or prepare that can no longer be built is told.
+pub(super) fn shutting_down() -> BuildFailure {
+    BuildFailure::new(Stage::Build, "the runtime is shutting down")
+}
 
 impl<U: Unit> SupervisorState<U> {
     pub(super) fn begin_shutdown(
@@ -21,32 +27,39 @@ impl<U: Unit> SupervisorState<U> {
         reply: RpcReplyPort<()>,
         myself: &ActorRef<SupervisorMsg<U>>,
     ) {
-        if let Some(waiting) = &mut self.shutdown {
-            // Already shutting down: this caller is answered when the first one is.
-            waiting.push(reply);
-            return;
-        }
-        self.shutdown = Some(vec![reply]);
-        if let Some(timer) = self.restore_timer.take() {
-            timer.abort();
-        }
+        let (building, swap) = match std::mem::replace(&mut self.phase, Phase::Idle) {
+            Phase::ShuttingDown { mut callers, swap } => {
+                // Already shutting down: this caller is answered when the first one is.
+                callers.push(reply);
+                self.phase = Phase::ShuttingDown { callers, swap };
+                return;
+            }
+            Phase::Hibernating => {
+                // Exiting already, with the live unit left running for a later Supervisor:
+                // the caller hears that this one is gone.
+                self.phase = Phase::Hibernating;
+                return;
+            }
+            Phase::Idle => (None, None),
+            Phase::Building(current) => (Some(current), None),
+            Phase::Swapping(current) => (None, Some(current)),
+        };
+        self.phase = Phase::ShuttingDown {
+            callers: vec![reply],
+            swap,
+        };
+        self.recovery.cancel_timer();
         // Held units were built without outside effects: dropping them is their teardown.
-        self.drop_prepared();
-        let queued: Vec<_> = self.queue.drain(..).collect();
-        for queued in queued {
+        self.prepares.drop_all();
+        for queued in self.queue.take_all() {
             self.answer_unstarted(queued, ReloadOutcome::Superseded);
         }
-        if let Some(current) = self.current.as_ref().filter(|c| !c.swapping) {
-            if let Some(candidate) = self.candidates.remove(&current.id) {
-                candidate.abort();
-            }
-            if let Some(current) = self.current.take() {
-                let mut record = current.record;
-                record.outcome = ReloadOutcome::Superseded;
-                self.remember(&record);
-                if let Some(reply) = current.reply {
-                    let _ = reply.send(record);
-                }
+        if let Some(current) = building {
+            self.candidates.cancel(current.id());
+            let (record, reply) = current.superseded();
+            self.history.remember(&record);
+            if let Some(reply) = reply {
+                let _ = reply.send(record);
             }
         }
         if self.active.send_message(ActiveMsg::Shutdown).is_err() {
@@ -58,13 +71,8 @@ impl<U: Unit> SupervisorState<U> {
     /// The Active stopped everything: answer the try-activates still waiting and every
     /// shutdown caller, and exit.
     pub(super) fn active_stopped(&mut self, myself: &ActorRef<SupervisorMsg<U>>) {
-        for (_, reply) in self.probes.drain() {
-            let _ = reply.send(Err(BuildFailure::new(
-                Stage::Build,
-                "the runtime is shutting down",
-            )));
-        }
-        for reply in self.shutdown.take().into_iter().flatten() {
+        self.candidates.fail_probes();
+        for reply in self.phase.take_callers() {
             let _ = reply.send(());
         }
         myself.stop(None);
@@ -79,5 +87,13 @@ impl<U: Unit> SupervisorState<U> {
         tracing::error!(unit = %self.unit_name, %reason, "the Active actor failed during shutdown");
         self.interrupt_swap(reason, myself);
         let _ = myself.send_message(SupervisorMsg::internal(InternalMsg::ActiveStopped));
+    }
+
+    /// Drops what no later message will reach (the Supervisor has stopped): the restore timer,
+    /// every build, and every prepared unit. Try-activates were answered at shutdown.
+    pub(super) fn abandon(&mut self) {
+        self.recovery.cancel_timer();
+        self.candidates.cancel_all();
+        self.prepares.drop_all();
     }
 }

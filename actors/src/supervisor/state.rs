@@ -1,20 +1,24 @@
 //! What a Supervisor is spawned with, and what it keeps.
 
-use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{ActorRef, RpcReplyPort};
-use tokio::task::AbortHandle;
-use tokio::time::Instant;
+use ractor::ActorRef;
 
+use super::candidates::Candidates;
 use super::hibernation::Resume;
-use super::messages::{Prepared, ReloadRequest, SupervisorMsg};
+use super::lineage::Lineage;
+use super::outcomes::History;
+use super::phase::Phase;
+use super::prepared::Prepares;
+use super::queue::Queue;
+use super::recovery::Recovery;
 use crate::active::ActiveMsg;
 use crate::backoff::Backoff;
-use crate::outcome::{Origin, ReloadRecord};
+use crate::outcome::ReloadRecord;
 use crate::slot::Slot;
-use crate::unit::{BuildFailure, SwapSettings, Unit};
+use crate::unit::{SwapSettings, Unit};
 
 /// Told about every finished reload (metrics, for example).
 pub trait ReloadObserver: Send + Sync + 'static {
@@ -40,6 +44,20 @@ pub struct SupervisorArgs<U: Unit> {
     pub observer: Option<Arc<dyn ReloadObserver>>,
     /// Carry on from a hibernated Supervisor (the slot's live unit is adopted as it is).
     pub resume: Option<Resume<U>>,
+}
+
+impl<U: Unit> fmt::Debug for SupervisorArgs<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorArgs")
+            .field("unit_name", &self.unit_name)
+            .field("slot", &self.slot)
+            .field("build_timeout", &self.build_timeout)
+            .field("history_limit", &self.history_limit)
+            .field("restore_backoff", &self.restore_backoff)
+            .field("observer", &self.observer.is_some())
+            .field("resume", &self.resume)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<U: Unit> SupervisorArgs<U> {
@@ -87,6 +105,13 @@ pub(crate) struct Respawn<U: Unit> {
     observer: Option<Arc<dyn ReloadObserver>>,
 }
 
+impl<U: Unit> fmt::Debug for Respawn<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Shown as the arguments it spawns from (without a snapshot).
+        self.args(None).fmt(f)
+    }
+}
+
 impl<U: Unit> Respawn<U> {
     /// The arguments of the next Supervisor, carrying on from `resume`.
     pub(crate) fn args(&self, resume: Option<Resume<U>>) -> SupervisorArgs<U> {
@@ -103,93 +128,27 @@ impl<U: Unit> Respawn<U> {
     }
 }
 
-/// A request waiting for its turn.
-pub(super) struct Queued<U: Unit> {
-    pub(super) id: u64,
-    pub(super) request: ReloadRequest<U::Spec>,
-    pub(super) reply: Option<RpcReplyPort<ReloadRecord>>,
-    /// Why, for a revert.
-    pub(super) reason: Option<String>,
-    /// For a commit: the unit prepared for it, swapped in without building again.
-    pub(super) prebuilt: Option<Prebuilt<U>>,
-}
-
-/// A prepare waiting for its Candidate: how long to hold the unit, and who waits for the ticket.
-pub(super) type Preparing<U> = (
-    Duration,
-    RpcReplyPort<Result<Prepared<<U as Unit>::Summary>, BuildFailure>>,
-);
-
-/// A unit built ahead of its reload, and how long the build took.
-pub(super) struct Prebuilt<U> {
-    pub(super) unit: Box<U>,
-    pub(super) build: Duration,
-}
-
-/// A prepared unit waiting for its commit or abort, and the timer that drops it.
-pub(super) struct Held<U> {
-    pub(super) unit: Prebuilt<U>,
-    pub(super) expiry: tokio::task::JoinHandle<()>,
-}
-
-/// The request being worked on.
-pub(super) struct InProgress {
-    pub(super) id: u64,
-    pub(super) origin: Origin,
-    pub(super) reason: Option<String>,
-    pub(super) reply: Option<RpcReplyPort<ReloadRecord>>,
-    pub(super) record: ReloadRecord,
-    pub(super) started: Instant,
-    pub(super) span: tracing::Span,
-    /// The built unit's [`Unit::identity`], live once it activates.
-    pub(super) identity: Option<String>,
-    /// Set once the Active has the unit.
-    pub(super) swapping: bool,
-}
-
-/// The pending restore timer: aborting the handle cancels the timer itself.
-pub(super) type RestoreTimer<U> =
-    tokio::task::JoinHandle<Result<(), ractor::MessagingErr<SupervisorMsg<U>>>>;
-
 /// The Supervisor's state. Opaque.
+///
+/// Each part is kept by the file that works with it: the [phase](super::phase) (what is under
+/// way, or that it is leaving), the [lineage](super::lineage) (generation and fall-back
+/// specs), the [history](super::outcomes), the [queue](super::queue), the
+/// [candidates](super::candidates), the [prepares](super::prepared) and
+/// [recovery](super::recovery) (health, restore backoff, escalations).
 pub struct SupervisorState<U: Unit> {
     pub(super) unit_name: Arc<str>,
     pub(super) context: Arc<U::Context>,
     pub(super) slot: Arc<Slot<U>>,
     pub(super) active: ActorRef<ActiveMsg<U>>,
-    pub(super) generation: u64,
-    pub(super) known_good: Option<Arc<U::Spec>>,
-    /// The spec that was live before the current one (the revert target).
-    pub(super) previous_good: Option<Arc<U::Spec>>,
-    /// Until when the current generation may be reverted by an escalation.
-    pub(super) probation_until: Option<Instant>,
-    pub(super) escalations: u32,
-    pub(super) last_escalation: Option<String>,
-    pub(super) fingerprint: Option<String>,
-    /// The live unit's [`Unit::identity`]: a reload to a unit with the same one is `Unchanged`.
-    pub(super) live_identity: Option<String>,
-    pub(super) build_timeout: Duration,
-    pub(super) degraded: bool,
-    pub(super) history: VecDeque<ReloadRecord>,
-    pub(super) history_limit: usize,
-    pub(super) queue: VecDeque<Queued<U>>,
-    pub(super) current: Option<InProgress>,
-    /// Try-activates waiting for their Candidate, by request id.
-    pub(super) probes: HashMap<u64, RpcReplyPort<Result<U::Summary, BuildFailure>>>,
-    /// Prepares waiting for their Candidate, by request id, with how long to hold the unit.
-    pub(super) preparing: HashMap<u64, Preparing<U>>,
-    /// Prepared units waiting for a commit or an abort, by ticket.
-    pub(super) prepared: HashMap<u64, Held<U>>,
-    /// Candidates building, by the request each builds for: aborting one cancels its build.
-    pub(super) candidates: HashMap<u64, AbortHandle>,
+    /// The id the next request gets.
     pub(super) next_id: u64,
-    pub(super) restore_backoff: Backoff,
-    pub(super) restore_attempts: u32,
-    pub(super) restore_timer: Option<RestoreTimer<U>>,
-    pub(super) observer: Option<Arc<dyn ReloadObserver>>,
-    /// Set once the Supervisor is leaving (shutdown or hibernation): the callers to answer
-    /// when the Active has stopped.
-    pub(super) shutdown: Option<Vec<RpcReplyPort<()>>>,
+    pub(super) phase: Phase,
+    pub(super) lineage: Lineage<U>,
+    pub(super) history: History,
+    pub(super) queue: Queue<U>,
+    pub(super) candidates: Candidates<U>,
+    pub(super) prepares: Prepares<U>,
+    pub(super) recovery: Recovery<U>,
 }
 
 impl<U: Unit> SupervisorState<U> {
@@ -202,35 +161,20 @@ impl<U: Unit> SupervisorState<U> {
         let resume = args
             .resume
             .unwrap_or_else(|| Resume::fresh(args.build_timeout));
+        let (lineage, history, next_id) = resume.into_parts();
         Self {
             unit_name,
             context: args.context,
             slot: args.slot,
             active,
-            generation: resume.generation,
-            known_good: resume.known_good,
-            previous_good: resume.previous_good,
-            probation_until: resume.probation_until,
-            escalations: 0,
-            last_escalation: None,
-            fingerprint: resume.fingerprint,
-            live_identity: None,
-            build_timeout: resume.build_timeout,
-            degraded: false,
-            history: resume.history,
-            history_limit: args.history_limit.max(1),
-            queue: VecDeque::new(),
-            current: None,
-            probes: HashMap::new(),
-            preparing: HashMap::new(),
-            prepared: HashMap::new(),
-            candidates: HashMap::new(),
-            next_id: resume.next_id,
-            restore_backoff: args.restore_backoff,
-            restore_attempts: 0,
-            restore_timer: None,
-            observer: args.observer,
-            shutdown: None,
+            next_id,
+            phase: Phase::Idle,
+            lineage,
+            history: History::new(history, args.history_limit, args.observer),
+            queue: Queue::new(),
+            candidates: Candidates::new(),
+            prepares: Prepares::new(),
+            recovery: Recovery::new(args.restore_backoff),
         }
     }
 
@@ -238,5 +182,23 @@ impl<U: Unit> SupervisorState<U> {
         let id = self.next_id;
         self.next_id += 1;
         id
+    }
+}
+
+impl<U: Unit> fmt::Debug for SupervisorState<U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorState")
+            .field("unit_name", &self.unit_name)
+            .field("slot", &self.slot)
+            .field("active", &self.active)
+            .field("next_id", &self.next_id)
+            .field("phase", &self.phase)
+            .field("lineage", &self.lineage)
+            .field("history", &self.history)
+            .field("queue", &self.queue)
+            .field("candidates", &self.candidates)
+            .field("prepares", &self.prepares)
+            .field("recovery", &self.recovery)
+            .finish_non_exhaustive()
     }
 }

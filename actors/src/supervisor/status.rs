@@ -62,13 +62,14 @@ impl<U: Unit> SupervisorState<U> {
     /// reloading (or starting, before the first activation).
     fn run_state(&self) -> RunState {
         let restoring = |origin: Origin| origin == Origin::Restore;
-        if self.shutdown.is_some() {
+        let current = self.phase.current();
+        if self.phase.is_leaving() {
             RunState::Stopping
-        } else if self.degraded && self.current.as_ref().is_none_or(|c| restoring(c.origin)) {
+        } else if self.recovery.is_degraded() && current.is_none_or(|c| restoring(c.origin())) {
             RunState::Degraded
-        } else if self.generation == 0 {
+        } else if self.lineage.generation() == 0 {
             RunState::Starting
-        } else if self.current.as_ref().is_some_and(|c| !restoring(c.origin)) {
+        } else if current.is_some_and(|c| !restoring(c.origin())) {
             RunState::Reloading
         } else {
             RunState::Running
@@ -78,17 +79,17 @@ impl<U: Unit> SupervisorState<U> {
     pub(super) fn status(&self, myself: &ActorRef<SupervisorMsg<U>>) -> SupervisorStatus {
         SupervisorStatus {
             state: self.run_state(),
-            generation: self.generation,
-            fingerprint: self.fingerprint.clone(),
-            last_reload: self.history.back().cloned(),
-            history: self.history.iter().cloned().collect(),
+            generation: self.lineage.generation(),
+            fingerprint: self.lineage.fingerprint(),
+            last_reload: self.history.last().cloned(),
+            history: self.history.records(),
             queued: self.queue.len(),
-            child_actors: myself.get_children().len() + self.candidates.len(),
-            prepared: self.prepared.len(),
-            restore_attempts: self.restore_attempts,
-            escalations: self.escalations,
-            last_escalation: self.last_escalation.clone(),
-            on_probation: self.on_probation(),
+            child_actors: myself.get_children().len() + self.candidates.building(),
+            prepared: self.prepares.held(),
+            restore_attempts: self.recovery.attempts(),
+            escalations: self.recovery.escalations(),
+            last_escalation: self.recovery.last_escalation(),
+            on_probation: self.lineage.on_probation(),
             retirements: self.slot.retirements(),
         }
     }
