@@ -54,10 +54,10 @@ pub use model::{
     BackoffSpec, Config, ModuleSpec, PipelineSpec, PluginSpec, PluginsRuntimeSpec, ReloadSpec,
     RestartPolicy, RestartSpec, RestartStrategy, RuntimeSpec, StepSpec, TriggerSpec,
 };
-pub use swapvisor_actors::SwapMode;
 pub(crate) use resolved::resolve_collecting;
 pub(crate) use resolved::resolve_plugin;
 pub use resolved::{Resolved, RestartSettings, RuntimeSettings};
+pub use swapvisor_actors::SwapMode;
 
 pub(crate) use error::{place, unknown_name};
 pub(crate) use validate::{module_place, start_order};
