@@ -122,6 +122,7 @@
 //! }
 //! ```
 
+
 mod active;
 mod backoff;
 mod candidate;
