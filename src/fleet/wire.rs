@@ -11,7 +11,8 @@
 //! two nodes that speak different versions fail with "version 2 from the peer, this node
 //! speaks 1", not with a field-by-field decoding error. A node that cannot decode a request
 //! answers `{"version": 1, "refused": "..."}`, which the coordinator decodes as
-//! [`WireError::Refused`]. JSON, because configs travel as documents (`serde_json::Value`).
+//! [`WireError::Refused`] whatever its own version (`version` and `refused` are the two fields
+//! every version keeps). JSON, because configs travel as documents (`serde_json::Value`).
 //! Bump [`VERSION`] whenever a message's shape changes in a way an older node cannot read.
 
 use ractor::BytesConvertable;
@@ -122,14 +123,16 @@ impl<T: Serialize + DeserializeOwned> BytesConvertable for Wire<T> {
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     let header: Header =
         serde_json::from_slice(bytes).map_err(|e| WireError::NoEnvelope(e.to_string()))?;
+    // A refusal is read whatever its version: it is most often the answer to a version
+    // mismatch, and says so.
+    if let Some(refused) = header.refused {
+        return Err(WireError::Refused(refused));
+    }
     if header.version != VERSION {
         return Err(WireError::Version {
             theirs: header.version,
             ours: VERSION,
         });
-    }
-    if let Some(refused) = header.refused {
-        return Err(WireError::Refused(refused));
     }
     let received: Received<T> = serde_json::from_slice(bytes).map_err(|e| WireError::Body {
         what: std::any::type_name::<T>(),
@@ -193,6 +196,12 @@ mod tests {
         assert_eq!(
             Wire::<Sample>::from_bytes(bytes).open(),
             Err(WireError::Refused(why.to_string()))
+        );
+        // From a node of another version too: its refusal is what it says.
+        let newer = br#"{"version":2,"refused":"no"}"#.to_vec();
+        assert_eq!(
+            Wire::<Sample>::from_bytes(newer).open(),
+            Err(WireError::Refused("no".into()))
         );
     }
 }
