@@ -5,7 +5,6 @@ mod common;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use swapvisor::actors::ractor;
@@ -837,6 +836,7 @@ async fn reloads_under_load_fail_no_request_in_stop_first_mode() {
 #[tokio::test]
 async fn a_prepared_config_binds_nothing_until_its_commit_activates_it() {
     let (runtime, _, base) = start(plain("v1")).await;
+    use std::time::Duration;
     let two_phase = swapvisor::fleet::TwoPhase::new(&runtime);
     let free = TcpListener::bind("127.0.0.1:0")
         .unwrap()
