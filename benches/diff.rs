@@ -41,12 +41,12 @@ fn pair(every: bool) -> [Arc<Config>; 2] {
 
 /// One reload, timed until the old engine has retired.
 async fn reload(runtime: &Runtime, next: &Arc<Config>) -> Duration {
-    let retired = runtime.retirements().retired;
+    let retired = runtime.observe().retirements().retired;
     let began = Instant::now();
     let request = ReloadRequest::new(EngineSpec::Config(next.clone()));
     let record = runtime.reload(request).await.expect("answers");
     assert!(record.outcome.is_activated(), "{:?}", record.outcome);
-    while runtime.retirements().retired == retired {
+    while runtime.observe().retirements().retired == retired {
         tokio::task::yield_now().await;
     }
     began.elapsed()

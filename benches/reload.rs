@@ -66,13 +66,13 @@ async fn direct_swap(
 /// One reload through the runtime: returns how long until it answered (the new config
 /// serves), and until status counted the old engine's retirement.
 async fn runtime_swap(runtime: &Runtime, next: &Arc<Config>) -> (Duration, Duration) {
-    let retired = runtime.retirements().retired;
+    let retired = runtime.observe().retirements().retired;
     let began = Instant::now();
     let request = ReloadRequest::new(EngineSpec::Config(next.clone()));
     let record = runtime.reload(request).await.expect("answers");
     let serving = began.elapsed();
     assert!(record.outcome.is_activated(), "{:?}", record.outcome);
-    while runtime.retirements().retired == retired {
+    while runtime.observe().retirements().retired == retired {
         tokio::task::yield_now().await;
     }
     (serving, began.elapsed())

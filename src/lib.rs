@@ -113,7 +113,7 @@ pub use engine::Engine;
 pub use registry::Registry;
 #[cfg(feature = "runtime")]
 pub use runtime::{
-    Reload, Runtime, RuntimeBuilder, RuntimeError, RuntimeStatus, TryActivateResult,
+    Observer, Reload, Runtime, RuntimeBuilder, RuntimeError, RuntimeStatus, TryActivateResult,
 };
 #[cfg(feature = "runtime")]
 #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]

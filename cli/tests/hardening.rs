@@ -387,8 +387,7 @@ async fn a_foreign_or_linked_file_under_the_expected_hash_is_never_run() {
     std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o777)).unwrap();
     let error = Runtime::start(config.clone(), Registry::with_builtins())
         .await
-        .err()
-        .expect("a world-writable store is refused");
+        .expect_err("a world-writable store is refused");
     std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o700)).unwrap();
     assert!(
         error.to_string().contains("can be written by other users"),

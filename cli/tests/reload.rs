@@ -6,7 +6,6 @@ mod common;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use swapvisor::actors::ractor;
@@ -834,16 +833,19 @@ async fn reloads_under_load_fail_no_request_in_stop_first_mode() {
 
 /// The two phases of a fleet reload on one runtime: a prepared config binds nothing and serves
 /// nothing until its commit; the commit activates it without building again.
+#[cfg(feature = "fleet")]
 #[tokio::test]
 async fn a_prepared_config_binds_nothing_until_its_commit_activates_it() {
     let (runtime, _, base) = start(plain("v1")).await;
+    use std::time::Duration;
+    let two_phase = swapvisor::fleet::TwoPhase::new(&runtime);
     let free = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
     let second =
         format!("  - {{ name: other, type: http.server, config: {{ address: \"{free}\" }} }}");
-    let prepared = runtime
+    let prepared = two_phase
         .prepare(config("v2", &second, ""), Duration::from_secs(60))
         .await
         .unwrap()
@@ -857,7 +859,7 @@ async fn a_prepared_config_binds_nothing_until_its_commit_activates_it() {
         "a prepared config must not bind its port"
     );
     assert_eq!(version_at(&base).await, "v1");
-    let record = runtime
+    let record = two_phase
         .commit(swapvisor::CommitRequest::new(prepared.ticket))
         .await
         .unwrap();
@@ -873,7 +875,7 @@ async fn a_prepared_config_binds_nothing_until_its_commit_activates_it() {
     );
 
     // A config that does not build is refused by the prepare; an aborted one cannot commit.
-    let failure = runtime
+    let failure = two_phase
         .prepare(config("v3", FAULT_BUILD, ""), Duration::from_secs(60))
         .await
         .unwrap()
@@ -882,13 +884,13 @@ async fn a_prepared_config_binds_nothing_until_its_commit_activates_it() {
         failure.message.contains("injected fault at build"),
         "{failure}"
     );
-    let aborted = runtime
+    let aborted = two_phase
         .prepare(plain("v4"), Duration::from_secs(60))
         .await
         .unwrap()
         .unwrap();
-    assert!(runtime.abort(aborted.ticket).await.unwrap());
-    let record = runtime
+    assert!(two_phase.abort(aborted.ticket).await.unwrap());
+    let record = two_phase
         .commit(swapvisor::CommitRequest::new(aborted.ticket))
         .await
         .unwrap();

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::AdminState;
 use super::extract::Body;
 use super::handlers::{SourceError, config_source, json, no_config_file};
+use crate::fleet::FleetOutcome;
 
 fn not_in_a_fleet() -> Response {
     json(
@@ -33,10 +34,10 @@ pub(super) async fn reload(State(state): State<AdminState>, Body(body): Body) ->
         }
     };
     let answer = fleet.reload(&String::from_utf8_lossy(&source)).await;
-    let code = match answer.status.as_str() {
-        "activated" => StatusCode::OK,
-        "aborted" => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    let code = match answer.status {
+        FleetOutcome::Activated => StatusCode::OK,
+        FleetOutcome::Aborted => StatusCode::UNPROCESSABLE_ENTITY,
+        FleetOutcome::RolledBack | FleetOutcome::Diverged => StatusCode::INTERNAL_SERVER_ERROR,
     };
     json(code, serde_json::to_value(answer).unwrap_or_default())
 }

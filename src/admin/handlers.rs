@@ -95,7 +95,7 @@ pub(super) async fn status(
 /// `${VAR}` references stay unexpanded and no secret they hold leaks), with the generation as
 /// `ETag`. Posting it back to `reload` answers `unchanged`.
 pub(super) async fn live_config(Attached(runtime): Attached) -> Response {
-    match runtime.live_config() {
+    match runtime.observe().live_config() {
         Some((generation, config)) => {
             with_etag(json(StatusCode::OK, config.to_document()), generation)
         }
@@ -113,7 +113,7 @@ pub(super) async fn metrics(
 ) -> Response {
     match runtime.status().await {
         Ok(status) => {
-            let text = state.metrics.render(&status, runtime.request_metrics());
+            let text = state.metrics.render(&status, runtime.observe().requests());
             (
                 [(
                     header::CONTENT_TYPE,

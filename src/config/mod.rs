@@ -50,10 +50,14 @@ pub use document::{DocumentError, DocumentLimits};
 pub(crate) use document::{DuplicateKey, parse_document};
 pub use env::{EnvLookup, SharedEnv, process_env};
 pub use error::{ConfigError, ConfigErrors};
-pub use model::*;
+pub use model::{
+    BackoffSpec, Config, ModuleSpec, PipelineSpec, PluginSpec, PluginsRuntimeSpec, ReloadSpec,
+    RestartPolicy, RestartSpec, RestartStrategy, RuntimeSpec, StepSpec, TriggerSpec,
+};
 pub(crate) use resolved::resolve_collecting;
 pub(crate) use resolved::resolve_plugin;
 pub use resolved::{Resolved, RestartSettings, RuntimeSettings};
+pub use swapvisor_actors::SwapMode;
 
 pub(crate) use error::{place, unknown_name};
 pub(crate) use validate::{module_place, start_order};

@@ -162,7 +162,8 @@ pub enum RestartStrategy {
     RestForOne,
 }
 
-pub use swapvisor_actors::SwapMode;
+/// Named here for the sibling modules that read the model (`use super::model::*`).
+pub(crate) use swapvisor_actors::SwapMode;
 
 /// The `runtime:` section, as written.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]

@@ -16,7 +16,11 @@
 
 mod agent;
 mod gate;
+mod messages;
 mod reload;
+mod report;
+mod two_phase;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +30,14 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use ractor_cluster::{NodeServer, NodeServerMessage};
 
-pub use agent::{CommitAnswer, CurrentConfig, NodeStatus, PrepareAnswer};
-pub use reload::{CatchUp, FleetReloadAnswer, FleetStatus, NodeReport};
+pub use messages::{
+    CommitAnswer, CurrentConfig, NodeOutcome, NodeStatus, PrepareAnswer, PrepareOutcome,
+};
+pub use report::{
+    CatchUp, FleetOutcome, FleetReloadAnswer, FleetStatus, NodeReport, PrepareStatus,
+    PrepareVerdict,
+};
+pub use two_phase::TwoPhase;
 
 use crate::runtime::Runtime;
 
@@ -68,7 +78,7 @@ pub struct Fleet {
     name: String,
     address: SocketAddr,
     node: ActorRef<NodeServerMessage>,
-    agent: ActorRef<agent::AgentMsg>,
+    agent: ActorRef<messages::AgentMsg>,
     accept: tokio::task::JoinHandle<()>,
     call_timeout: Duration,
     fleet_generation: Arc<AtomicU64>,

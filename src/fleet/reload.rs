@@ -4,90 +4,106 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use ractor::ActorRef;
-use serde::Serialize;
-use serde_json::Value;
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
 
 use super::Fleet;
-use super::agent::{AgentMsg, CommitAnswer, GROUP, NodeStatus, PrepareAnswer};
+use super::agent::GROUP;
+use super::messages::{
+    AbortOrder, AgentMsg, CommitAnswer, CommitOrder, CurrentConfig, NodeOutcome, NodeStatus,
+    PrepareAnswer, PrepareOutcome, PrepareRequest, ReloadOrder,
+};
+use super::report::{
+    CatchUp, FleetOutcome, FleetReloadAnswer, FleetStatus, NodeReport, PrepareVerdict,
+};
+use super::wire::Wire;
 
 /// How long nodes hold a prepared config for the commit.
 const HOLD: Duration = Duration::from_secs(60);
 
-/// What one node did in a fleet reload.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeReport {
-    /// The node's name.
-    pub node: String,
-    /// Its answer to the prepare.
-    pub prepare: PrepareVerdict,
-    /// Its commit, when there was one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub commit: Option<CommitAnswer>,
-    /// Its return to the previous config, after another node's commit failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<CommitAnswer>,
-}
-
-/// A node's prepare, as the answer shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PrepareVerdict {
-    /// `prepared`, `build_failed`, `busy` or `unreachable`.
-    pub status: String,
-    /// The fingerprint it built.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    /// Why it did not prepare.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The answer to a fleet reload.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FleetReloadAnswer {
-    /// `activated` (every node committed), `aborted` (a node did not prepare: nothing changed
-    /// anywhere), `rolled_back` (a node failed to start: every node is back on the previous
-    /// config) or `diverged` (a node could not be returned to it).
-    pub status: String,
-    /// The fleet generation now.
-    pub fleet_generation: u64,
-    /// Every node, in name order.
-    pub nodes: Vec<NodeReport>,
-}
-
-/// Every node of the fleet, and whether they agree.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FleetStatus {
-    /// True when every node runs the same fingerprint at the same fleet generation.
-    pub agreed: bool,
-    /// Every node that answered, in name order.
-    pub nodes: Vec<NodeStatus>,
-}
+/// What a coordinator reports for a node that gave no answer.
+const NO_ANSWER: &str = "the node did not answer in time, or left the fleet";
 
 type Agent = ActorRef<AgentMsg>;
 
-/// What a node did when it looked at the fleet on joining.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CatchUp {
-    /// No other node was visible.
-    Alone,
-    /// It was on the fleet's generation already.
-    Current,
-    /// It reloaded to the config of a node ahead of it.
-    Reloaded {
-        /// The node it took the config from.
-        from: String,
-        /// The fleet generation it is on now.
-        fleet_generation: u64,
-        /// Its reload.
-        answer: CommitAnswer,
-    },
-    /// It is behind, and could not catch up: reported as diverged in fleet status.
-    Failed(String),
+/// One node's part in a fleet reload: its agent, its prepare (when it answered) and its report.
+struct Part {
+    agent: Agent,
+    prepared: Option<PrepareAnswer>,
+    report: NodeReport,
+}
+
+impl Part {
+    fn new(agent: Agent, answer: Result<PrepareAnswer, String>) -> Self {
+        let (node, verdict, prepared) = match answer {
+            Ok(answer) => (
+                answer.node.clone(),
+                PrepareVerdict::of(&answer),
+                Some(answer),
+            ),
+            Err(error) => (name_of(&agent), PrepareVerdict::unreachable(error), None),
+        };
+        let report = NodeReport {
+            node,
+            prepare: verdict,
+            commit: None,
+            rollback: None,
+        };
+        Part {
+            agent,
+            prepared,
+            report,
+        }
+    }
+
+    /// The ticket, fingerprint and previous config of a node that prepared.
+    fn held(&self) -> Option<(u64, &str, Option<&serde_json::Value>)> {
+        match &self.prepared.as_ref()?.outcome {
+            PrepareOutcome::Prepared {
+                ticket,
+                fingerprint,
+                previous,
+            } => Some((*ticket, fingerprint, previous.as_ref())),
+            _ => None,
+        }
+    }
+
+    fn committed(&self) -> bool {
+        self.report
+            .commit
+            .as_ref()
+            .is_some_and(CommitAnswer::took_effect)
+    }
+
+    /// The commit was sent and no answer came: the node may have activated.
+    fn lost(&self) -> bool {
+        self.report
+            .commit
+            .as_ref()
+            .is_some_and(|c| c.outcome == NodeOutcome::Unreachable)
+    }
+}
+
+fn name_of(agent: &Agent) -> String {
+    agent
+        .get_name()
+        .unwrap_or_else(|| format!("{}", agent.get_id()))
+}
+
+/// Sends `message` to `agent` and waits up to `timeout` for its typed answer. No answer, and an
+/// answer that cannot be read (logged here, by name), are both the reason returned.
+async fn ask<T: Send + 'static>(
+    agent: &Agent,
+    timeout: Duration,
+    message: impl FnOnce(RpcReplyPort<Wire<T>>) -> AgentMsg,
+) -> Result<T, String> {
+    match agent.call(message, Some(timeout)).await {
+        Ok(CallResult::Success(answer)) => answer.open().map_err(|error| {
+            tracing::warn!(node = %name_of(agent), %error, "cannot read a fleet node's answer");
+            error.to_string()
+        }),
+        _ => Err(NO_ANSWER.to_owned()),
+    }
 }
 
 impl Fleet {
@@ -116,7 +132,6 @@ impl Fleet {
         else {
             return CatchUp::Current;
         };
-        let timeout_ms = self.call_timeout.as_millis() as u64;
         let agents = self.agents();
         let named = |name: &str| {
             agents
@@ -127,24 +142,27 @@ impl Fleet {
         let (Some(source), Some(local)) = (named(&ahead.node), named(&self.name)) else {
             return CatchUp::Failed(format!("node {} left before it could be asked", ahead.node));
         };
-        let current = ractor::call_t!(source, AgentMsg::Current, timeout_ms)
-            .ok()
-            .and_then(|json| serde_json::from_str::<super::CurrentConfig>(&json).ok());
-        let Some(super::CurrentConfig {
+        let current = ask(&source, self.call_timeout, |reply| AgentMsg::Current {
+            reply,
+        })
+        .await;
+        let Ok(CurrentConfig {
             fleet_generation,
             config: Some(config),
         }) = current
         else {
             return CatchUp::Failed(format!("node {} did not give its config", ahead.node));
         };
-        let answer = ractor::call_t!(
-            local,
-            AgentMsg::Reload,
-            timeout_ms,
-            config.to_string(),
-            fleet_generation
-        );
-        let answer = parse_commit(answer.ok(), &self.name);
+        let order = ReloadOrder {
+            config: config.to_string(),
+            fleet_generation,
+        };
+        let answer = ask(&local, self.call_timeout, |reply| AgentMsg::Reload {
+            request: Wire::new(order),
+            reply,
+        })
+        .await
+        .unwrap_or_else(|error| CommitAnswer::unreachable(&self.name, error));
         if answer.took_effect() {
             CatchUp::Reloaded {
                 from: ahead.node.clone(),
@@ -165,10 +183,9 @@ impl Fleet {
     pub async fn status(&self) -> FleetStatus {
         let timeout = self.call_timeout;
         let answers = join_all(self.agents().into_iter().map(|agent| async move {
-            let answer = ractor::call_t!(agent, AgentMsg::Status, timeout.as_millis() as u64);
-            answer
+            ask::<NodeStatus>(&agent, timeout, |reply| AgentMsg::Status { reply })
+                .await
                 .ok()
-                .and_then(|json| serde_json::from_str::<NodeStatus>(&json).ok())
         }))
         .await;
         let mut nodes: Vec<NodeStatus> = answers.into_iter().flatten().collect();
@@ -186,186 +203,133 @@ impl Fleet {
     pub async fn reload(&self, source: &str) -> FleetReloadAnswer {
         let _one_at_a_time = self.coordinating.lock().await;
         let agents = self.agents();
-        let timeout_ms = self.call_timeout.as_millis() as u64;
-        let hold_ms = HOLD.as_millis() as u64;
+        let timeout = self.call_timeout;
         let prepares = join_all(agents.iter().map(|agent| {
-            let (source, coordinator) = (source.to_owned(), self.name.clone());
-            async move {
-                let answer = ractor::call_t!(
-                    agent,
-                    AgentMsg::Prepare,
-                    timeout_ms,
-                    source,
-                    hold_ms,
-                    coordinator
-                );
-                match answer
-                    .ok()
-                    .and_then(|json| serde_json::from_str(&json).ok())
-                {
-                    Some(answer) => answer,
-                    None => unreachable_node(agent),
-                }
-            }
+            let request = PrepareRequest {
+                config: source.to_owned(),
+                hold_ms: HOLD.as_millis() as u64,
+                coordinator: self.name.clone(),
+            };
+            ask(agent, timeout, |reply| AgentMsg::Prepare {
+                request: Wire::new(request),
+                reply,
+            })
         }))
         .await;
-        let mut reports: Vec<(Agent, PrepareAnswer, NodeReport)> = agents
+        let mut parts: Vec<Part> = agents
             .into_iter()
             .zip(prepares)
-            .map(|(agent, prepare)| {
-                let report = NodeReport {
-                    node: prepare.node.clone(),
-                    prepare: PrepareVerdict {
-                        status: prepare.status.clone(),
-                        fingerprint: prepare.fingerprint.clone(),
-                        error: prepare.error.clone(),
-                    },
-                    commit: None,
-                    rollback: None,
-                };
-                (agent, prepare, report)
-            })
+            .map(|(agent, answer)| Part::new(agent, answer))
             .collect();
-        reports.sort_by(|a, b| a.2.node.cmp(&b.2.node));
-        let fleet_generation = reports
+        parts.sort_by(|a, b| a.report.node.cmp(&b.report.node));
+        let fleet_generation = parts
             .iter()
-            .map(|(_, prepare, _)| prepare.fleet_generation)
+            .filter_map(|part| part.prepared.as_ref().map(|p| p.fleet_generation))
             .max()
             .unwrap_or(0);
-        let all_prepared = reports.iter().all(|(_, p, _)| p.status == "prepared");
-        let one_fingerprint = reports
+        let all_prepared = parts.iter().all(|part| part.held().is_some());
+        let one_fingerprint = parts
             .windows(2)
-            .all(|pair| pair[0].1.fingerprint == pair[1].1.fingerprint);
-        if !all_prepared || !one_fingerprint || reports.is_empty() {
-            self.abort_all(&reports).await;
+            .all(|pair| pair[0].held().map(|h| h.1) == pair[1].held().map(|h| h.1));
+        let answer = |status, fleet_generation, parts: Vec<Part>| FleetReloadAnswer {
+            status,
+            fleet_generation,
+            nodes: parts.into_iter().map(|part| part.report).collect(),
+        };
+        if !all_prepared || !one_fingerprint || parts.is_empty() {
+            self.abort_all(&parts).await;
             tracing::warn!(
-                nodes = reports.len(),
+                nodes = parts.len(),
                 "fleet reload aborted: not every node prepared"
             );
-            return FleetReloadAnswer {
-                status: "aborted".into(),
-                fleet_generation,
-                nodes: reports.into_iter().map(|(_, _, report)| report).collect(),
-            };
+            return answer(FleetOutcome::Aborted, fleet_generation, parts);
         }
         let next = fleet_generation + 1;
-        let commits = join_all(reports.iter().map(|(agent, prepare, _)| {
-            let ticket = prepare.ticket.unwrap_or(0);
-            let node = prepare.node.clone();
+        let commits = join_all(parts.iter().map(|part| {
+            let order = CommitOrder {
+                ticket: part.held().map_or(0, |h| h.0),
+                fleet_generation: next,
+            };
+            let node = part.report.node.clone();
             async move {
-                let answer = ractor::call_t!(agent, AgentMsg::Commit, timeout_ms, ticket, next);
-                parse_commit(answer.ok(), &node)
+                ask(&part.agent, timeout, |reply| AgentMsg::Commit {
+                    request: Wire::new(order),
+                    reply,
+                })
+                .await
+                .unwrap_or_else(|error| CommitAnswer::unreachable(&node, error))
             }
         }))
         .await;
-        for ((_, _, report), commit) in reports.iter_mut().zip(commits) {
-            report.commit = Some(commit);
+        for (part, commit) in parts.iter_mut().zip(commits) {
+            part.report.commit = Some(commit);
         }
-        let committed = |report: &NodeReport| {
-            report
-                .commit
-                .as_ref()
-                .is_some_and(CommitAnswer::took_effect)
-        };
-        let lost = |report: &NodeReport| {
-            report
-                .commit
-                .as_ref()
-                .is_some_and(|c| c.outcome == "unreachable")
-        };
-        let failed = reports
-            .iter()
-            .any(|(_, _, report)| !committed(report) && !lost(report));
-        if !failed && reports.iter().any(|(_, _, report)| lost(report)) {
+        let failed = parts.iter().any(|part| !part.committed() && !part.lost());
+        if !failed && parts.iter().any(Part::lost) {
             // The commit was sent; a node that left before answering catches up when it
             // returns. Until then the fleet is diverged, and fleet status shows it.
             tracing::warn!(
                 fleet_generation = next,
                 "fleet reload committed, but a node left before answering"
             );
-            return FleetReloadAnswer {
-                status: "diverged".into(),
-                fleet_generation: next,
-                nodes: reports.into_iter().map(|(_, _, report)| report).collect(),
-            };
+            return answer(FleetOutcome::Diverged, next, parts);
         }
-        if reports.iter().all(|(_, _, report)| committed(report)) {
+        if parts.iter().all(Part::committed) {
             tracing::info!(
                 fleet_generation = next,
-                nodes = reports.len(),
+                nodes = parts.len(),
                 "fleet reload activated"
             );
-            return FleetReloadAnswer {
-                status: "activated".into(),
-                fleet_generation: next,
-                nodes: reports.into_iter().map(|(_, _, report)| report).collect(),
-            };
+            return answer(FleetOutcome::Activated, next, parts);
         }
         // A node failed to start (its own reload rolled back): return the others to what they
         // ran before, so the fleet ends on one version.
         let mut diverged = false;
-        for (agent, prepare, report) in reports.iter_mut() {
-            if lost(report) {
+        for part in parts.iter_mut() {
+            if part.lost() {
                 diverged = true; // it may have activated; it catches up when it returns
                 continue;
             }
-            if !committed(report) {
+            if !part.committed() {
                 continue;
             }
-            let Some(previous) = prepare.previous.as_ref().map(Value::to_string) else {
+            let Some(previous) = part.held().and_then(|h| h.2).map(ToString::to_string) else {
                 diverged = true;
                 continue;
             };
-            let answer = ractor::call_t!(
-                agent,
-                AgentMsg::Reload,
-                timeout_ms,
-                previous,
-                fleet_generation
-            );
-            let rollback = parse_commit(answer.ok(), &report.node);
+            let order = ReloadOrder {
+                config: previous,
+                fleet_generation,
+            };
+            let rollback = ask(&part.agent, timeout, |reply| AgentMsg::Reload {
+                request: Wire::new(order),
+                reply,
+            })
+            .await
+            .unwrap_or_else(|error| CommitAnswer::unreachable(&part.report.node, error));
             diverged |= !rollback.took_effect();
-            report.rollback = Some(rollback);
+            part.report.rollback = Some(rollback);
         }
         tracing::warn!(diverged, "fleet reload rolled back: a node failed to start");
-        FleetReloadAnswer {
-            status: if diverged { "diverged" } else { "rolled_back" }.into(),
-            fleet_generation,
-            nodes: reports.into_iter().map(|(_, _, report)| report).collect(),
-        }
+        let status = if diverged {
+            FleetOutcome::Diverged
+        } else {
+            FleetOutcome::RolledBack
+        };
+        answer(status, fleet_generation, parts)
     }
 
-    async fn abort_all(&self, reports: &[(Agent, PrepareAnswer, NodeReport)]) {
-        let timeout_ms = self.call_timeout.as_millis() as u64;
-        join_all(reports.iter().filter_map(|(agent, prepare, _)| {
-            let ticket = prepare.ticket?;
-            Some(async move { ractor::call_t!(agent, AgentMsg::Abort, timeout_ms, ticket) })
+    async fn abort_all(&self, parts: &[Part]) {
+        let timeout = self.call_timeout;
+        join_all(parts.iter().filter_map(|part| {
+            let order = AbortOrder {
+                ticket: part.held()?.0,
+            };
+            Some(ask(&part.agent, timeout, |reply| AgentMsg::Abort {
+                request: Wire::new(order),
+                reply,
+            }))
         }))
         .await;
     }
-}
-
-fn unreachable_node(agent: &Agent) -> PrepareAnswer {
-    PrepareAnswer {
-        node: agent
-            .get_name()
-            .unwrap_or_else(|| format!("{}", agent.get_id())),
-        status: "unreachable".into(),
-        ticket: None,
-        fingerprint: None,
-        error: Some("the node did not answer in time, or left the fleet".into()),
-        previous: None,
-        fleet_generation: 0,
-    }
-}
-
-fn parse_commit(answer: Option<String>, node: &str) -> CommitAnswer {
-    answer
-        .and_then(|json| serde_json::from_str(&json).ok())
-        .unwrap_or_else(|| CommitAnswer {
-            node: node.to_owned(),
-            outcome: "unreachable".into(),
-            generation: 0,
-            error: Some("the node did not answer in time, or left the fleet".into()),
-        })
 }

@@ -45,6 +45,19 @@ pub struct RuntimeBuilder {
     observer: Option<Arc<dyn ReloadObserver>>,
 }
 
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment and the observer are closures and trait objects: named, not shown.
+        f.debug_struct("RuntimeBuilder")
+            .field("registry", &self.registry)
+            .field("limits", &self.limits)
+            .field("history", &self.history)
+            .field("restore_backoff", &self.restore_backoff)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl RuntimeBuilder {
     pub(super) fn new(registry: Registry) -> Self {
         Self {

@@ -6,17 +6,22 @@
 //! - [`Runtime::reload`] sends a new config through the Supervisor's mailbox, so reloads never
 //!   interleave, and answers with the record of its one typed outcome;
 //! - [`Runtime::try_activate`] builds a config and tears it down, touching nothing;
-//! - [`Runtime::prepare`] builds a config and holds it for [`Runtime::commit`] or
-//!   [`Runtime::abort`]: a reload in two phases, as a fleet reload runs it on each node;
 //! - [`Runtime::execute`] and every HTTP request take a lease on the live engine from a
 //!   lock-free slot; no actor sits on the request path;
+//! - [`Runtime::status`] asks the Supervisor for the whole picture; [`Runtime::observe`] reads
+//!   what is cheap (live config, retirements, request counts) without asking anyone;
 //! - [`Runtime::plugin`] addresses one plugin instance: call it, reload it alone, read its
 //!   status;
 //! - [`Runtime::supervisor`] gives actor systems the Supervisor's `ActorRef`, to send the same
 //!   messages themselves with ractor's `call!`.
+//!
+//! The fleet's two-phase reload (prepare, then commit or abort) is `swapvisor::fleet::TwoPhase`,
+//! behind the `fleet` feature: it is how a node takes part in a fleet reload, not how one
+//! runtime is used.
 
 mod builder;
 mod dispatch;
+mod observe;
 mod status;
 mod try_activate;
 
@@ -25,17 +30,15 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use serde_json::Value;
-use swapvisor_actors::{
-    BuildFailure, CommitRequest, Prepared, ReloadOutcome, ReloadRecord, ReloadRequest,
-    RetirementStatus, Slot, SupervisorMsg,
-};
+use swapvisor_actors::{ReloadOutcome, ReloadRecord, ReloadRequest, Slot, SupervisorMsg};
 
 pub use builder::RuntimeBuilder;
+pub use observe::Observer;
 pub use status::RuntimeStatus;
 pub use try_activate::TryActivateResult;
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineContext, EngineSpec, EngineTypes, RequestMetrics};
+use crate::engine::{Engine, EngineContext, EngineSpec};
 use crate::extension::ExecuteError;
 use crate::plugin::PluginRef;
 use crate::registry::Registry;
@@ -119,34 +122,6 @@ impl Runtime {
         Ok(TryActivateResult::from(verdict))
     }
 
-    /// The first phase of a two-phase reload (what a fleet reload asks of each node): builds
-    /// `config` and holds the built engine, touching nothing (no port is bound), until
-    /// [`Runtime::commit`] activates it, [`Runtime::abort`] drops it, or `hold_for` passes.
-    /// Answers the ticket with the config's fingerprint and types, or why it does not build.
-    pub async fn prepare(
-        &self,
-        config: impl Into<EngineSpec>,
-        hold_for: Duration,
-    ) -> Result<Result<Prepared<EngineTypes>, BuildFailure>, RuntimeError> {
-        let spec = Arc::new(config.into());
-        ractor::call!(self.supervisor, SupervisorMsg::Prepare, spec, hold_for)
-            .map_err(|_| RuntimeError::Stopped)
-    }
-
-    /// The second phase: activates the engine prepared under `request.ticket`, as a reload
-    /// that skips the build (serialized with other reloads, rolled back if it fails to start,
-    /// `Unchanged` if it is the live config). A ticket no longer held is answered `Rejected`.
-    pub async fn commit(&self, request: CommitRequest) -> Result<ReloadRecord, RuntimeError> {
-        ractor::call!(self.supervisor, SupervisorMsg::Commit, request)
-            .map_err(|_| RuntimeError::Stopped)
-    }
-
-    /// Drops the engine prepared under `ticket`; true when it was still held.
-    pub async fn abort(&self, ticket: u64) -> Result<bool, RuntimeError> {
-        ractor::call!(self.supervisor, SupervisorMsg::Abort, ticket)
-            .map_err(|_| RuntimeError::Stopped)
-    }
-
     /// Runs `pipeline` on the live engine with `input` as `request`. During a stop-first swap
     /// the call waits at the gate instead of failing.
     pub async fn execute(&self, pipeline: &str, input: Value) -> Result<Value, ExecuteError> {
@@ -165,24 +140,10 @@ impl Runtime {
         Ok(RuntimeStatus::new(supervisor, &self.slot, &self.context))
     }
 
-    /// How the replaced engines retired so far (drained and stopped), read without asking the
-    /// Supervisor: cheap enough to poll while waiting for a start-first swap's old engine to
-    /// finish.
-    pub fn retirements(&self) -> RetirementStatus {
-        self.slot.retirements()
-    }
-
-    /// The config the live engine runs, as written (`${VAR}` references unexpanded), with its
-    /// generation; `None` while nothing serves.
-    pub fn live_config(&self) -> Option<(u64, Arc<Config>)> {
-        let engine = self.slot.current()?;
-        let generation = self.slot.generation()?;
-        Some((generation, engine.config().clone()))
-    }
-
-    /// What each pipeline served, counted across reloads.
-    pub fn request_metrics(&self) -> &RequestMetrics {
-        self.context.requests()
+    /// The cheap getters (the live config, retirements, request counts), read without asking
+    /// the Supervisor: what a metrics scrape or a poll reads.
+    pub fn observe(&self) -> Observer<'_> {
+        Observer::new(&self.slot, &self.context)
     }
 
     /// A stable reference to the plugin instance `name`: call it, reload it alone
@@ -218,6 +179,15 @@ impl Runtime {
         self.context.plugins().shutdown(deadline).await;
         self.context.listeners().close_all(deadline).await;
         asked.map_err(|_| RuntimeError::Stopped)
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("supervisor", &self.supervisor)
+            .field("generation", &self.slot.generation())
+            .finish_non_exhaustive()
     }
 }
 
