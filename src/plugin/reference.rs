@@ -79,7 +79,7 @@ impl PluginRef {
     }
 
     /// The instance's swap Supervisor, for actor systems: `SupervisorMsg::Reload` sent to it
-    /// with a [`PluginUnitSpec`] is a per-plugin reload. It stays awake from then on (idle
+    /// with a [`PluginUnitSpec`](super::PluginUnitSpec) is a per-plugin reload. It stays awake from then on (idle
     /// plugin slots otherwise hibernate their Supervisor).
     pub async fn supervisor(&self) -> Result<ActorRef<SupervisorMsg<PluginInstance>>, PluginError> {
         self.slot

@@ -8,8 +8,8 @@ use serde_json::Value;
 /// (`maxRenderBytes`).
 ///
 /// Rendering charges each value before producing it. Once a charge would pass the limit the
-/// budget is *exceeded*: [`Template::render`] renders null from then on and
-/// [`Template::try_render`] fails, and the pipeline ends the run with an error.
+/// budget is *exceeded*: [`Template::render`](super::Template::render) renders null from then on and
+/// [`Template::try_render`](super::Template::try_render) fails, and the pipeline ends the run with an error.
 #[derive(Debug)]
 pub struct RenderBudget {
     limit: usize,
