@@ -54,7 +54,7 @@
 //! ```
 //!
 //! How it is put together, lowest first, one concept a file, each file using only those before
-//! it (tests/layering.rs checks that, and that this list names every file in order): the
+//! it (tests/layering/ checks that, and that this list names every file in order): the
 //! example plugin `counter`; the `spec` an instance is built from; the `messages` its actor is
 //! sent; the instance's `core` (its actor's phase); its `status`; the `link` between actors and
 //! the restarter (the restarter's messages); the `actor` itself; the `instance` as a unit of
