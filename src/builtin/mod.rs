@@ -15,10 +15,6 @@
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
-mod counter;
-
-pub use counter::Counter;
-
 #[cfg(feature = "runtime")]
 mod fault;
 #[cfg(feature = "runtime")]
@@ -37,6 +33,8 @@ pub(crate) use process::allow_describe;
 #[cfg(feature = "admin")]
 pub(crate) use process::code_refused;
 
+#[cfg(feature = "runtime")]
+use crate::plugin::Counter;
 #[cfg(feature = "runtime")]
 use crate::registry::{Registry, RegistryError};
 
@@ -65,7 +63,7 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_module("fault.inject", fault::build)?;
     registry.register_trigger("http", http_server::build_trigger)?;
     registry.register_trigger("schedule", schedule::build)?;
-    registry.register_plugin(counter::Counter::KIND, counter::Counter::build)?;
+    registry.register_plugin(Counter::KIND, Counter::build)?;
     registry.register_plugin(process::KIND, process::build)?;
     steps::register(registry)
 }

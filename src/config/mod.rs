@@ -36,6 +36,7 @@ mod decode;
 mod document;
 mod env;
 mod error;
+mod fields;
 mod model;
 mod resolved;
 mod scan;
@@ -45,11 +46,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use decode::parse_duration;
 pub use document::{DocumentError, DocumentLimits};
 pub(crate) use document::{DuplicateKey, parse_document};
 pub use env::{EnvLookup, SharedEnv, process_env};
 pub use error::{ConfigError, ConfigErrors};
+pub use fields::parse_duration;
 pub use model::{
     BackoffSpec, Config, ModuleSpec, PipelineSpec, PluginSpec, PluginsRuntimeSpec, ReloadSpec,
     RestartPolicy, RestartSpec, RestartStrategy, RuntimeSpec, StepSpec, TriggerSpec,

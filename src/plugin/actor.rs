@@ -4,48 +4,21 @@
 //! reply instead of a dropped one, and the restarter is told at once. A plugin that returns
 //! [`PluginError::Crash`] or [`PluginError::Exit`] ends its actor the same way.
 //!
-//! | message | sent by | reply |
-//! |---|---|---|
-//! | [`PluginMsg::Call`] | callers, through the instance | the plugin's answer |
-//! | [`PluginMsg::Export`] | the swap, after the instance drained | the state to hand over |
-//! | [`PluginMsg::Migrate`] | the swap, before the new instance is published | whether it took the state |
-//! | [`PluginMsg::Stop`] | the instance, at stop | once the plugin's `stop` returned; then it exits |
-//! | [`PluginMsg::Closed`] | its own watch on [`DirectCalls`](crate::plugin::DirectCalls) | none: the instance has failed |
+//! Its messages are in [`super::messages`]; [`spawn`] starts one for an instance's core.
 //!
 //! A plugin that answers calls itself ([`Plugin::direct_calls`], a process plugin) is called
 //! around the actor, concurrently; the actor keeps its start, state, stop and failure.
 
 use std::sync::{Arc, OnceLock, Weak};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
 use swapvisor_actors::guard;
 
-use super::core::{InstanceCore, Phase};
-use super::restart::RestartMsg;
-use crate::extension::plugin::{DirectCall, Plugin, PluginCall, PluginContext, PluginError};
-
-/// Messages to a plugin actor. Sent by its instance only.
-pub(crate) enum PluginMsg {
-    /// A call; answered with the plugin's result.
-    Call(PluginCall, RpcReplyPort<Result<Value, PluginError>>),
-    /// Hand over state by the deadline; answered with it, or why not. An export cut short
-    /// at the deadline is dropped and the actor serves on, its state where it was.
-    Export(
-        tokio::time::Instant,
-        RpcReplyPort<Result<Option<Value>, PluginError>>,
-    ),
-    /// Take over a predecessor's state.
-    Migrate(Value, RpcReplyPort<Result<(), PluginError>>),
-    /// Stop gracefully; answered once the plugin's `stop` returned.
-    Stop(RpcReplyPort<Result<(), PluginError>>),
-    /// The plugin's direct calls closed (its process exited): it has failed.
-    Closed(String),
-}
-
-// Local only: ractor's `cluster` feature (on with `fleet`) drops the blanket `Message` impl.
-#[cfg(feature = "fleet")]
-impl ractor::Message for PluginMsg {}
+use super::core::{InstanceCore, Phase, Serving};
+use super::link::{RestartLink, RestartMsg};
+use super::messages::PluginMsg;
+use crate::extension::plugin::{DirectCall, Plugin, PluginContext, PluginError};
 
 pub(crate) struct PluginActor;
 
@@ -56,6 +29,72 @@ pub(crate) struct PluginActorArgs {
     pub(super) restarter: ActorRef<RestartMsg>,
     /// Where the start leaves what it learned.
     pub(super) started: Arc<OnceLock<Started>>,
+}
+
+/// Spawns an actor running `plugin` for the instance whose core is `core`, linked to the
+/// restarter of `link`, and publishes it in the core's phase.
+pub(super) async fn spawn(
+    core: &Arc<InstanceCore>,
+    plugin: Box<dyn Plugin>,
+    link: &RestartLink,
+) -> Result<(), String> {
+    // Only an idle or crashed instance may get a new actor; one stopped (or swapped out and
+    // stopped) meanwhile must not come back to life.
+    let claimed = core.transition(
+        |p| matches!(p, Phase::Idle | Phase::Restarting),
+        Phase::Starting,
+    );
+    if !claimed {
+        return Err(format!(
+            "plugin {:?} was stopped before it could start",
+            core.name()
+        ));
+    }
+    let restarter = &link.restarter;
+    let started = Arc::new(std::sync::OnceLock::new());
+    let args = PluginActorArgs {
+        plugin,
+        context: PluginContext {
+            name: core.name().to_owned(),
+        },
+        instance: Arc::downgrade(core),
+        restarter: restarter.clone(),
+        started: started.clone(),
+    };
+    let spawned = Actor::spawn_linked(None, PluginActor, args, restarter.get_cell()).await;
+    let actor = match spawned {
+        Ok((actor, _)) => actor,
+        Err(error) => {
+            core.transition(|p| matches!(p, Phase::Starting), Phase::Restarting);
+            return Err(match error {
+                ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
+                other => other.to_string(),
+            });
+        }
+    };
+    link.actors.insert(actor.get_id(), Arc::downgrade(core));
+    // Set by the actor's start, which has finished.
+    let serving = Serving {
+        actor: actor.clone(),
+        direct: started.get().and_then(|s| s.direct.clone()),
+        pid: started.get().and_then(|s| s.pid),
+        version: started
+            .get()
+            .filter(|s| s.version != core.version)
+            .map(|s| Arc::from(s.version.as_str())),
+    };
+    let published = core.transition(|p| matches!(p, Phase::Starting), Phase::Running(serving));
+    if !published {
+        // Stopped while it started: stop what was just made, gracefully, then for sure.
+        let _ = core
+            .stop_gracefully(actor, core.spec.swap.stop_timeout)
+            .await;
+        return Err(format!(
+            "plugin {:?} was stopped while it started",
+            core.name()
+        ));
+    }
+    Ok(())
 }
 
 /// What a plugin's start tells the instance: how to call it, and what runs.

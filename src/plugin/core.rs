@@ -16,20 +16,18 @@
 //! restart replaces the actor inside the same instance: the slot does not change.
 
 use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dashmap::DashMap;
-use ractor::{Actor, ActorRef};
+use futures::future::BoxFuture;
+use ractor::ActorRef;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::actor::{PluginActor, PluginActorArgs, PluginMsg};
-use super::instance::PluginUnitContext;
-use super::restart::RestartMsg;
+use super::messages::PluginMsg;
 use super::spec::PluginUnitSpec;
-use crate::extension::plugin::{DirectCall, Plugin, PluginCall, PluginContext, PluginError};
+use crate::extension::plugin::{DirectCall, Plugin, PluginCall, PluginError};
 use crate::registry::Registry;
 
 /// Where an instance's actor is.
@@ -69,23 +67,19 @@ pub(crate) struct CrashRecord {
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
-/// Every running plugin actor of a runtime, so that the restarter can find the instance of an
-/// actor that failed outside a call.
-#[derive(Default)]
-pub(crate) struct ActorIndex(DashMap<ractor::ActorId, Weak<InstanceCore>>);
-
-impl ActorIndex {
-    /// The instance of the actor `id`, forgetting the actor.
-    pub(crate) fn take(&self, id: &ractor::ActorId) -> Option<Weak<InstanceCore>> {
-        self.0.remove(id).map(|(_, instance)| instance)
-    }
-}
-
-/// The restarter every actor of a runtime's plugins is linked to, and the index it uses.
-#[derive(Clone)]
-pub(crate) struct RestartLink {
-    pub(crate) restarter: ActorRef<RestartMsg>,
-    pub(crate) actors: Arc<ActorIndex>,
+/// What the core of an instance needs of the slot the instance belongs to. The slot's own
+/// types (its swap Supervisor, the published `Slot<PluginInstance>`) are defined above the
+/// core, so the core sees them through this, implemented by the instance's context.
+pub(crate) trait InstanceSlot: Send + Sync {
+    /// The registry to build the plugin again from (a restart, a restore).
+    fn registry(&self) -> &Registry;
+    /// How often the slot's instances were restarted, and the latest error.
+    fn record(&self) -> &CrashRecord;
+    /// True while the slot publishes the instance whose core is `core`.
+    fn publishes(&self, core: &Arc<InstanceCore>) -> bool;
+    /// Passes a crash loop to the slot's own Supervisor; true when a probation window there
+    /// takes it.
+    fn escalate(&self, reason: String) -> BoxFuture<'_, bool>;
 }
 
 /// The shared part of a plugin instance: what its actor and the restarter refer to.
@@ -98,16 +92,16 @@ pub(crate) struct InstanceCore {
     /// The plugin built at build time, taken by the first start.
     pub(super) prototype: Mutex<Option<Box<dyn Plugin>>>,
     phase: watch::Sender<Phase>,
-    /// What every instance of the slot shares: the registry, the restarter, the crash record,
-    /// and the slot itself (to tell whether this instance is still the live one).
-    context: Arc<PluginUnitContext>,
+    /// What every instance of the slot shares: the registry, the crash record, and the slot
+    /// itself (to tell whether this instance is still the live one).
+    context: Arc<dyn InstanceSlot>,
 }
 
 impl InstanceCore {
     pub(super) fn new(
         spec: Arc<PluginUnitSpec>,
         plugin: Box<dyn Plugin>,
-        context: Arc<PluginUnitContext>,
+        context: Arc<dyn InstanceSlot>,
     ) -> Self {
         // Pinned, so that restarts and reverts run this very code, whatever is installed then.
         let spec = match plugin.code() {
@@ -129,12 +123,12 @@ impl InstanceCore {
 
     /// The registry to build the plugin again from (a restart, a restore).
     pub(super) fn registry(&self) -> &Registry {
-        &self.context.registry
+        self.context.registry()
     }
 
     /// How often the slot's instances were restarted, and the latest error.
     pub(super) fn record(&self) -> &CrashRecord {
-        &self.context.record
+        self.context.record()
     }
 
     /// `kind@version`, as fingerprints and logs name the code that runs.
@@ -159,11 +153,7 @@ impl InstanceCore {
 
     /// True while its slot publishes this very instance: one swapped out is finished with.
     pub(crate) fn is_current(self: &Arc<Self>) -> bool {
-        self.context
-            .slot
-            .upgrade()
-            .and_then(|slot| slot.current())
-            .is_some_and(|live| Arc::ptr_eq(live.core(), self))
+        self.context.publishes(self)
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
@@ -185,10 +175,7 @@ impl InstanceCore {
     /// Passes a crash loop to the slot's own Supervisor; true when a probation window there
     /// takes it (a per-plugin reload is reverted).
     pub(crate) async fn escalate_to_slot(&self, reason: String) -> bool {
-        match self.context.swap.get() {
-            Some(swap) => swap.escalate(reason).await,
-            None => false,
-        }
+        self.context.escalate(reason).await
     }
 
     pub(crate) fn record_error(&self, error: &str) {
@@ -255,74 +242,6 @@ impl InstanceCore {
         }
     }
 
-    /// Spawns an actor running `plugin`, linked to the restarter, and publishes it.
-    pub(crate) async fn spawn_actor(
-        self: &Arc<Self>,
-        plugin: Box<dyn Plugin>,
-    ) -> Result<(), String> {
-        // Only an idle or crashed instance may get a new actor; one stopped (or swapped out and
-        // stopped) meanwhile must not come back to life.
-        let claimed = self.transition(
-            |p| matches!(p, Phase::Idle | Phase::Restarting),
-            Phase::Starting,
-        );
-        if !claimed {
-            return Err(format!(
-                "plugin {:?} was stopped before it could start",
-                self.name()
-            ));
-        }
-        let restarter = &self.context.link.restarter;
-        let started = Arc::new(std::sync::OnceLock::new());
-        let args = PluginActorArgs {
-            plugin,
-            context: PluginContext {
-                name: self.name().to_owned(),
-            },
-            instance: Arc::downgrade(self),
-            restarter: restarter.clone(),
-            started: started.clone(),
-        };
-        let spawned = Actor::spawn_linked(None, PluginActor, args, restarter.get_cell()).await;
-        let actor = match spawned {
-            Ok((actor, _)) => actor,
-            Err(error) => {
-                self.transition(|p| matches!(p, Phase::Starting), Phase::Restarting);
-                return Err(match error {
-                    ractor::SpawnErr::StartupFailed(inner) => inner.to_string(),
-                    other => other.to_string(),
-                });
-            }
-        };
-        self.context
-            .link
-            .actors
-            .0
-            .insert(actor.get_id(), Arc::downgrade(self));
-        // Set by the actor's start, which has finished.
-        let serving = Serving {
-            actor: actor.clone(),
-            direct: started.get().and_then(|s| s.direct.clone()),
-            pid: started.get().and_then(|s| s.pid),
-            version: started
-                .get()
-                .filter(|s| s.version != self.version)
-                .map(|s| Arc::from(s.version.as_str())),
-        };
-        let published = self.transition(|p| matches!(p, Phase::Starting), Phase::Running(serving));
-        if !published {
-            // Stopped while it started: stop what was just made, gracefully, then for sure.
-            let _ = self
-                .stop_gracefully(actor, self.spec.swap.stop_timeout)
-                .await;
-            return Err(format!(
-                "plugin {:?} was stopped while it started",
-                self.name()
-            ));
-        }
-        Ok(())
-    }
-
     /// Stops the running actor gracefully until `deadline`, then kills it, leaving the instance
     /// in phase `after`.
     pub(crate) async fn stop_actor(&self, deadline: Instant, after: Phase) -> Result<(), String> {
@@ -347,7 +266,7 @@ impl InstanceCore {
 
     /// Asks `actor` to stop (the plugin's `stop` runs), kills it if it has not within `wait`,
     /// and waits for it to be gone, so that no task outlives the stop.
-    async fn stop_gracefully(
+    pub(super) async fn stop_gracefully(
         &self,
         actor: ActorRef<PluginMsg>,
         wait: Duration,

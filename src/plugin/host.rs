@@ -24,11 +24,12 @@ use swapvisor_actors::{HibernatingSupervisor, Origin, Slot, SupervisorArgs};
 use tokio::time::Instant;
 
 use super::changes::{PluginChange, PluginChanges, Running};
-use super::core::{ActorIndex, CrashRecord, RestartLink};
+use super::core::CrashRecord;
 use super::groups::{GroupId, RestartGroups};
 use super::instance::{PluginUnitContext, TypeGuard};
+use super::link::{ActorIndex, RestartLink, RestartMsg};
 use super::reference::PluginRef;
-use super::restart::{Escalation, RestartMsg, Restarter, RestarterArgs};
+use super::restart::{Escalation, Restarter, RestarterArgs};
 use super::slot::PluginSlot;
 use super::spec::{PluginPlan, PluginUnitSpec};
 use super::status::PluginStatus;

@@ -14,8 +14,10 @@ use swapvisor_actors::guard;
 use swapvisor_actors::{BuildFailure, Slot, Stage, SwapSettings, Unit, UnitError};
 use tokio::time::Instant;
 
-use super::actor::PluginMsg;
-use super::core::{CrashRecord, InstanceCore, Phase, RestartLink};
+use super::actor;
+use super::core::{CrashRecord, InstanceCore, InstanceSlot, Phase};
+use super::link::RestartLink;
+use super::messages::PluginMsg;
 use super::spec::PluginUnitSpec;
 use crate::config::place;
 use crate::extension::plugin::{Plugin, PluginBuild};
@@ -37,9 +39,38 @@ pub struct PluginUnitContext {
     pub(super) swap: std::sync::OnceLock<swapvisor_actors::HibernatingSupervisor<PluginInstance>>,
 }
 
+/// The core sees its slot through this: the slot's types are defined above the core.
+impl InstanceSlot for PluginUnitContext {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn record(&self) -> &CrashRecord {
+        &self.record
+    }
+
+    fn publishes(&self, core: &Arc<InstanceCore>) -> bool {
+        self.slot
+            .upgrade()
+            .and_then(|slot| slot.current())
+            .is_some_and(|live| Arc::ptr_eq(live.core(), core))
+    }
+
+    fn escalate(&self, reason: String) -> futures::future::BoxFuture<'_, bool> {
+        Box::pin(async move {
+            match self.swap.get() {
+                Some(swap) => swap.escalate(reason).await,
+                None => false,
+            }
+        })
+    }
+}
+
 /// One plugin instance: the unit a plugin slot publishes.
 pub struct PluginInstance {
     core: Arc<InstanceCore>,
+    /// Its slot's context: how its actor is linked to the restarter.
+    context: Arc<PluginUnitContext>,
 }
 
 impl std::fmt::Debug for PluginInstance {
@@ -141,7 +172,8 @@ impl Unit for PluginInstance {
                 .map_err(|message| BuildFailure::new(Stage::Validate, message))?;
         }
         Ok(PluginInstance {
-            core: Arc::new(InstanceCore::new(spec, plugin, context)),
+            core: Arc::new(InstanceCore::new(spec, plugin, context.clone())),
+            context,
         })
     }
 
@@ -157,7 +189,8 @@ impl Unit for PluginInstance {
             // Started again after a stop (a stop-first restore): begin afresh.
             None => build_plugin(self.core.registry(), self.unit_spec()).map_err(UnitError::new)?,
         };
-        self.core.spawn_actor(plugin).await.map_err(|e| {
+        let spawned = actor::spawn(&self.core, plugin, &self.context.link).await;
+        spawned.map_err(|e| {
             UnitError::new(format!(
                 "plugin {:?} failed to start: {e}",
                 self.core.name()

@@ -53,10 +53,13 @@
 //! # let _ = json!(null);
 //! ```
 //!
-//! How it is put together, lowest first (one file each): an instance's `core` (its actor's
-//! phase) and its `actor`; the `instance` as a unit of the swap protocol; its `slot`; the
-//! `restart`er and its restart `groups`; the `changes` an engine's start makes; the `host`
-//! that holds them all; and the `reference` callers hold.
+//! How it is put together, lowest first, one concept a file, each file using only those before
+//! it (tests/layering/ checks that, and that this list names every file in order): the
+//! example plugin `counter`; the `spec` an instance is built from; the `messages` its actor is
+//! sent; the instance's `core` (its actor's phase); its `status`; the `link` between actors and
+//! the restarter (the restarter's messages); the `actor` itself; the `instance` as a unit of
+//! the swap protocol; its `slot`; the `reference` callers hold; the restart `groups`; the
+//! `restart`er; the `changes` an engine's start makes; and the `host` that holds them all.
 
 #[cfg(feature = "runtime")]
 mod actor;
@@ -64,12 +67,17 @@ mod actor;
 mod changes;
 #[cfg(feature = "runtime")]
 mod core;
+mod counter;
 #[cfg(feature = "runtime")]
 mod groups;
 #[cfg(feature = "runtime")]
 mod host;
 #[cfg(feature = "runtime")]
 mod instance;
+#[cfg(feature = "runtime")]
+mod link;
+#[cfg(feature = "runtime")]
+mod messages;
 #[cfg(feature = "runtime")]
 mod reference;
 #[cfg(feature = "runtime")]
@@ -98,9 +106,9 @@ pub(crate) use spec::PluginPlan;
 #[cfg(feature = "runtime")]
 pub use crate::extension::plugin::{PluginBuild, PluginFactory};
 
-pub use crate::builtin::Counter;
 pub use crate::extension::plugin::{
     DirectCall, DirectCalls, Plugin, PluginCall, PluginContext, PluginError,
 };
 #[cfg(feature = "serve")]
 pub use crate::process::{serve, serve_with};
+pub use counter::Counter;

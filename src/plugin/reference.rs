@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use ractor::ActorRef;
 use serde_json::Value;
-use swapvisor_actors::{ReloadOutcome, ReloadRecord, ReloadRequest, Stage, SupervisorMsg};
+use swapvisor_actors::{ReloadRecord, ReloadRequest, SupervisorMsg};
 
 use super::instance::PluginInstance;
 use super::slot::PluginSlot;
-use super::spec::PluginUnitSpec;
 use super::status::PluginStatus;
-use crate::config::{PluginSpec, resolve_plugin};
+use crate::config::PluginSpec;
 use crate::extension::plugin::{PluginCall, PluginError};
 
 /// How long a call waits for an answer (or for a restarting plugin) before it fails.
@@ -76,44 +75,11 @@ impl PluginRef {
         &self,
         request: impl Into<ReloadRequest<PluginSpec>>,
     ) -> Result<ReloadRecord, PluginError> {
-        let request = request.into();
-        let (name, origin) = (self.name(), request.origin);
-        let rejected = |error: String| {
-            let outcome = ReloadOutcome::Rejected {
-                stage: Stage::Validate,
-                error,
-            };
-            let generation = self.slot.slot().generation().unwrap_or(0);
-            Ok(ReloadRecord::new(0, origin, outcome, generation))
-        };
-        if request.spec.name != name {
-            let named = &request.spec.name;
-            return rejected(format!("the spec names plugin {named:?}, not {name:?}"));
-        }
-        let (spec, restart) = match resolve_plugin(&request.spec, &*self.slot.env) {
-            Ok(resolved) => resolved,
-            Err(errors) => return rejected(errors.to_string()),
-        };
-        let unit = PluginUnitSpec {
-            spec,
-            restart,
-            // Swapped the way the config that configured it says.
-            swap: self.slot.configured().swap,
-            guard_types: true,
-            code: None,
-        };
-        let request = ReloadRequest {
-            spec: Arc::new(unit),
-            expected_generation: request.expected_generation,
-            origin,
-        };
-        let record = self.slot.swap.reload(request).await;
-        self.slot.follow_code();
-        record.map_err(|e| PluginError::Unavailable(e.to_string()))
+        self.slot.reload_entry(request.into()).await
     }
 
     /// The instance's swap Supervisor, for actor systems: `SupervisorMsg::Reload` sent to it
-    /// with a [`PluginUnitSpec`] is a per-plugin reload. It stays awake from then on (idle
+    /// with a [`PluginUnitSpec`](super::PluginUnitSpec) is a per-plugin reload. It stays awake from then on (idle
     /// plugin slots otherwise hibernate their Supervisor).
     pub async fn supervisor(&self) -> Result<ActorRef<SupervisorMsg<PluginInstance>>, PluginError> {
         self.slot

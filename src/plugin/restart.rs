@@ -25,30 +25,15 @@ use std::sync::{Arc, Weak};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
-use super::core::{ActorIndex, InstanceCore, Phase};
+use super::actor;
+use super::core::{InstanceCore, Phase};
 use super::groups::{RestartGroups, RestartSet};
 use super::instance::build_plugin;
+use super::link::{ActorIndex, RestartLink, RestartMsg};
 use crate::config::RestartPolicy;
 
 /// Where an instance that exceeds its restart intensity is reported: the engine's Supervisor.
 pub(crate) type Escalation = Arc<dyn Fn(String) + Send + Sync>;
-
-/// Messages to the restarter.
-pub(crate) enum RestartMsg {
-    /// From a plugin actor that is exiting on its own (a crash, or a normal exit).
-    Exited {
-        instance: Weak<InstanceCore>,
-        abnormal: bool,
-        reason: String,
-    },
-    /// From a timer: restart these instances now, in this order. They are the exact instances
-    /// the decision was about: one swapped out or stopped meanwhile is left alone.
-    Restart { instances: Vec<Weak<InstanceCore>> },
-}
-
-// Local only: ractor's `cluster` feature (on with `fleet`) drops the blanket `Message` impl.
-#[cfg(feature = "fleet")]
-impl ractor::Message for RestartMsg {}
 
 /// Restarts crashed plugin actors under their restart policy.
 pub(crate) struct Restarter;
@@ -65,7 +50,8 @@ pub(crate) struct RestarterArgs {
 
 pub(crate) struct RestarterState {
     groups: Arc<RestartGroups>,
-    actors: Arc<ActorIndex>,
+    /// This restarter and the actor index: what a restarted actor is linked to.
+    link: RestartLink,
     escalation: Option<Escalation>,
     /// When each instance (by name) was restarted, within its intensity window.
     restarts: HashMap<String, VecDeque<Instant>>,
@@ -78,12 +64,15 @@ impl Actor for Restarter {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<RestartMsg>,
+        myself: ActorRef<RestartMsg>,
         args: RestarterArgs,
     ) -> Result<RestarterState, ActorProcessingErr> {
         Ok(RestarterState {
             groups: args.groups,
-            actors: args.actors,
+            link: RestartLink {
+                restarter: myself,
+                actors: args.actors,
+            },
             escalation: args.escalation,
             restarts: HashMap::new(),
         })
@@ -118,7 +107,8 @@ impl Actor for Restarter {
                     let timeout = core.unit_spec().swap.start_timeout;
                     let restarted = match build_plugin(core.registry(), core.unit_spec()) {
                         Ok(plugin) => {
-                            match tokio::time::timeout(timeout, core.spawn_actor(plugin)).await {
+                            let spawned = actor::spawn(&core, plugin, &state.link);
+                            match tokio::time::timeout(timeout, spawned).await {
                                 Ok(result) => result,
                                 Err(_) => {
                                     core.transition(
@@ -160,13 +150,13 @@ impl Actor for Restarter {
         // The default would stop the restarter whenever a plugin actor exits.
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                state.actors.take(&cell.get_id());
+                state.link.actors.take(&cell.get_id());
             }
             SupervisionEvent::ActorFailed(cell, error) => {
                 // Plugin actors catch their own panics and report them; this is a failure
                 // outside a call (a bug in the actor itself). Treat it as a crash.
                 tracing::warn!(actor = %cell.get_id(), %error, "a plugin actor failed outside a call");
-                if let Some(instance) = state.actors.take(&cell.get_id())
+                if let Some(instance) = state.link.actors.take(&cell.get_id())
                     && let Some(instance) = instance.upgrade()
                 {
                     instance.record_error(&error.to_string());

@@ -3,13 +3,16 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use swapvisor_actors::{HibernatingSupervisor, Origin, ReloadOutcome, ReloadRequest, Slot};
+use swapvisor_actors::{
+    HibernatingSupervisor, Origin, ReloadOutcome, ReloadRecord, ReloadRequest, Slot, Stage,
+};
 
 use super::core::{CrashRecord, InstanceCore, Phase};
 use super::instance::PluginInstance;
 use super::spec::PluginUnitSpec;
 use super::status::{PluginState, PluginStatus};
-use crate::config::SharedEnv;
+use crate::config::{PluginSpec, SharedEnv, resolve_plugin};
+use crate::extension::plugin::PluginError;
 use crate::watch::{DEBOUNCE, FileChange, FileWatch};
 
 /// The slot of one plugin instance, by name: it outlives the instance's crashes, restarts and
@@ -146,6 +149,50 @@ impl PluginSlot {
         }
     }
 
+    /// A per-plugin reload to one `plugins:` entry (see [`PluginRef::reload`]): the entry is
+    /// checked and resolved here, then swapped in by the slot's Supervisor, and the code file
+    /// followed anew.
+    ///
+    /// [`PluginRef::reload`]: super::PluginRef::reload
+    pub(super) async fn reload_entry(
+        self: &Arc<Self>,
+        request: ReloadRequest<PluginSpec>,
+    ) -> Result<ReloadRecord, PluginError> {
+        let (name, origin) = (self.name(), request.origin);
+        let rejected = |error: String| {
+            let outcome = ReloadOutcome::Rejected {
+                stage: Stage::Validate,
+                error,
+            };
+            let generation = self.slot().generation().unwrap_or(0);
+            Ok(ReloadRecord::new(0, origin, outcome, generation))
+        };
+        if request.spec.name != name {
+            let named = &request.spec.name;
+            return rejected(format!("the spec names plugin {named:?}, not {name:?}"));
+        }
+        let (spec, restart) = match resolve_plugin(&request.spec, &*self.env) {
+            Ok(resolved) => resolved,
+            Err(errors) => return rejected(errors.to_string()),
+        };
+        let unit = PluginUnitSpec {
+            spec,
+            restart,
+            // Swapped the way the config that configured it says.
+            swap: self.configured().swap,
+            guard_types: true,
+            code: None,
+        };
+        let request = ReloadRequest {
+            spec: Arc::new(unit),
+            expected_generation: request.expected_generation,
+            origin,
+        };
+        let record = self.swap.reload(request).await;
+        self.follow_code();
+        record.map_err(|e| PluginError::Unavailable(e.to_string()))
+    }
+
     /// The instance as shown in status.
     pub(super) fn status(&self) -> PluginStatus {
         let live = self.slot().current();
@@ -213,7 +260,7 @@ async fn code_changed(slot: Weak<PluginSlot>, hash: String) -> bool {
     }
     tracing::info!(plugin = %slot.name, code = %hash, "the plugin's code changed on disk; reloading it");
     let request = ReloadRequest::new(live.unit_spec().spec.clone()).from(Origin::Watch);
-    match super::PluginRef::new(slot.clone()).reload(request).await {
+    match slot.reload_entry(request).await {
         Ok(record) => {
             tracing::info!(plugin = %slot.name, outcome = %record.outcome.name(), "code reload finished")
         }

@@ -22,12 +22,52 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::{ProcessPlugin, TypesFrom, check_manifest};
+use super::ProcessPlugin;
 use crate::config::ConfigErrors;
 use crate::extension::template::Template;
 use crate::extension::{Step, StepBuild, StepContext, StepError};
 use crate::process::protocol::{self, Line, Manifest, method};
 use crate::registry::{RegistryError, Types};
+
+/// Where the step types a build registered for a plugin came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TypesFrom {
+    /// The config's `stepTypes`.
+    Declared,
+    /// The handshake of an earlier start of the same code, arguments and settings.
+    Remembered,
+    /// Running the executable at build, as `validate --describe` asks.
+    Described,
+}
+
+impl TypesFrom {
+    pub(super) fn phrase(self) -> &'static str {
+        match self {
+            Self::Declared => "its config declares (stepTypes)",
+            Self::Remembered => "an earlier start of the same code offered",
+            Self::Described => "describing it at build offered",
+        }
+    }
+}
+
+/// Reads `initialize`'s answer, or says what was expected.
+pub(super) fn check_manifest(answer: Value) -> Result<Manifest, String> {
+    let expected = format!(
+        "expected {{\"protocolVersion\": {}, \"kind\", \"version\", \"ops\": [...], \"stepTypes\": [...] (optional)}}",
+        protocol::PROTOCOL_VERSION
+    );
+    let version = answer.get("protocolVersion").and_then(Value::as_u64);
+    if let Some(version) = version
+        && version != u64::from(protocol::PROTOCOL_VERSION)
+    {
+        return Err(format!(
+            "the plugin speaks protocol version {version}; this runtime speaks version {}",
+            protocol::PROTOCOL_VERSION
+        ));
+    }
+    serde_json::from_value(answer.clone())
+        .map_err(|e| format!("a malformed initialize answer ({e}): {expected}; got {answer}"))
+}
 
 /// Manifests by (code hash, arguments, settings).
 type Known = Mutex<HashMap<String, Manifest>>;
@@ -94,7 +134,7 @@ fn describe(plugin: &ProcessPlugin, source: &std::path::Path) -> Result<Manifest
     let settings = &plugin.settings;
     let mut command = plugin.launch_as(source, None, &plugin.name).command();
     command.stderr(Stdio::null());
-    let mut child = super::child::retry_busy(|| command.spawn()).map_err(|e| {
+    let mut child = super::launch::retry_busy(|| command.spawn()).map_err(|e| {
         format!(
             "cannot run {} to learn its step types: {e}",
             source.display()
@@ -156,7 +196,7 @@ fn finish(child: &mut std::process::Child) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    super::child::signal_group(child.id(), libc::SIGKILL);
+    super::launch::signal_group(child.id(), libc::SIGKILL);
     let _ = child.wait();
 }
 

@@ -1,5 +1,9 @@
 //! The built-in `counter` plugin: a count that survives reloads.
 //!
+//! It lives here, beside the trait it implements, because it is also the example of a plugin
+//! (`swapvisor::plugin::Counter`, which `swapvisor-counter-plugin` serves as a process);
+//! `builtin` registers it as the `counter` kind.
+//!
 //! Operations: `increment {by}` (default 1) and `get` answer `{"count": n}`; `crash` panics (to
 //! exercise restarts); `exit` ends the instance normally (to exercise restart types). Settings:
 //! `{start}` (default 0), the count of a fresh instance. A reload hands the count to the new
@@ -44,10 +48,10 @@ fn one() -> i64 {
 
 impl Counter {
     /// The plugin kind's name.
-    pub(super) const KIND: &'static str = "counter";
+    pub(crate) const KIND: &'static str = "counter";
 
     #[cfg(feature = "runtime")]
-    pub(super) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
+    pub(crate) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
         let settings: Settings = build.settings()?;
         Ok(Box::new(Counter {
             count: settings.start,
