@@ -158,3 +158,48 @@ fn the_check_sees_wrong_way_paths() {
         expected.iter().map(|(l, m)| (*l, m.to_string())).collect();
     assert_eq!(found, expected);
 }
+
+/// Source files of every package over this many lines say why in their first lines.
+const LONG_FILE: usize = 450;
+/// What such a file's first lines hold.
+const LONG_FILE_REASON: &str = "Longer than 450 lines on purpose:";
+
+#[test]
+fn no_source_file_is_over_450_lines_without_a_reason_at_its_top() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for folder in [
+        "src",
+        "actors/src",
+        "actors/tests",
+        "cli",
+        "tests",
+        "benches",
+        "examples",
+    ] {
+        source::collect(&root.join(folder), &mut files);
+    }
+    assert!(
+        files.len() > 100,
+        "the walk found the sources: {}",
+        files.len()
+    );
+    let unexplained: Vec<String> = files
+        .iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let lines = text.lines().count();
+            let explained = text.lines().take(5).any(|l| l.contains(LONG_FILE_REASON));
+            (lines > LONG_FILE && !explained).then(|| {
+                let shown = path.strip_prefix(root).unwrap_or(path).display();
+                format!("{shown}: {lines} lines")
+            })
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "over {LONG_FILE} lines without `// {LONG_FILE_REASON} <why>` at the top (split it, or \
+         say why):\n{}",
+        unexplained.join("\n")
+    );
+}
