@@ -92,7 +92,8 @@ pub mod config;
 #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
 pub mod engine;
 #[cfg(feature = "runtime")]
-mod net;
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub mod net;
 #[cfg(feature = "runtime")]
 #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
 pub mod registry;

@@ -122,7 +122,6 @@
 //! }
 //! ```
 
-
 mod active;
 mod backoff;
 mod candidate;

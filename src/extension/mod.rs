@@ -101,6 +101,6 @@ pub use trigger::{
 };
 
 #[cfg(feature = "runtime")]
-pub use crate::net::{
-    ConnectionLimits, DescriptorBudget, ListenerKey, ListenerLease, ListenerPool,
-};
+pub use crate::net::limits::{ConnectionLimits, DescriptorBudget};
+#[cfg(feature = "runtime")]
+pub use crate::net::listeners::{ListenerKey, ListenerLease, ListenerPool};
