@@ -22,7 +22,7 @@
 //!   that enforces its head and idle timeouts;
 //! - `request_body`: the body's deadline and minimum rate;
 //! - `bind`: a deep backlog, and dual-stack for `[::]`;
-//! - `gate_metrics`: every gate of the process, for `/metrics`.
+//! - `gate_metrics`: every gate of the process, read for `/metrics` by [`crate::metrics`].
 
 mod accept;
 mod bind;
@@ -39,8 +39,7 @@ mod request_body;
 mod stream;
 
 pub(crate) use body::{BodyError, linger, read_limited};
-#[cfg(feature = "admin")]
-pub(crate) use gate_metrics::write_prometheus;
+pub(crate) use gate_metrics::ListenerCollector;
 pub use limits::{ConnectionLimits, DescriptorBudget};
 #[cfg(feature = "admin")]
 pub(crate) use {accept::serve_listener, bind::bind, gate::Gate};

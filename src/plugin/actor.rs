@@ -52,6 +52,8 @@ pub(crate) struct PluginActor;
 pub(crate) struct PluginActorArgs {
     pub(super) plugin: Box<dyn Plugin>,
     pub(super) context: PluginContext,
+    /// The actor's metrics, held until it exits.
+    pub(super) metrics: Option<crate::metrics::MetricScope>,
     pub(super) instance: Weak<InstanceCore>,
     pub(super) restarter: ActorRef<RestartMsg>,
     /// Where the start leaves what it learned.
@@ -72,6 +74,8 @@ pub(crate) struct PluginActorState {
     restarter: ActorRef<RestartMsg>,
     /// Turns the closing of the plugin's direct calls into a [`PluginMsg::Closed`].
     closed_watch: Option<tokio::task::JoinHandle<()>>,
+    /// Dropped with the state when the actor exits, which lets go of its metrics.
+    _metrics: Option<crate::metrics::MetricScope>,
 }
 
 impl PluginActorState {
@@ -123,6 +127,7 @@ impl Actor for PluginActor {
                     instance: args.instance,
                     restarter: args.restarter,
                     closed_watch,
+                    _metrics: args.metrics,
                 })
             }
             Ok(Err(error)) => Err(error.to_string().into()),

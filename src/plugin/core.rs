@@ -29,6 +29,7 @@ use super::actor::{PluginActor, PluginActorArgs, PluginMsg};
 use super::instance::PluginUnitContext;
 use super::restart::RestartMsg;
 use super::spec::PluginUnitSpec;
+use crate::extension::metrics::MetricsHandle;
 use crate::extension::plugin::{DirectCall, Plugin, PluginCall, PluginContext, PluginError};
 use crate::registry::Registry;
 
@@ -274,11 +275,22 @@ impl InstanceCore {
         }
         let restarter = &self.context.link.restarter;
         let started = Arc::new(std::sync::OnceLock::new());
+        // The actor's metrics: shown once it is published, let go when it exits.
+        let metrics = self
+            .context
+            .metrics
+            .as_ref()
+            .map(|store| store.scope("plugin", self.name()));
+        let handle = metrics
+            .as_ref()
+            .map_or_else(MetricsHandle::detached, |m| m.handle());
         let args = PluginActorArgs {
             plugin,
             context: PluginContext {
                 name: self.name().to_owned(),
+                metrics: handle.clone(),
             },
+            metrics,
             instance: Arc::downgrade(self),
             restarter: restarter.clone(),
             started: started.clone(),
@@ -310,7 +322,9 @@ impl InstanceCore {
                 .map(|s| Arc::from(s.version.as_str())),
         };
         let published = self.transition(|p| matches!(p, Phase::Starting), Phase::Running(serving));
-        if !published {
+        if published {
+            handle.expose();
+        } else {
             // Stopped while it started: stop what was just made, gracefully, then for sure.
             let _ = self
                 .stop_gracefully(actor, self.spec.swap.stop_timeout)

@@ -35,6 +35,8 @@ pub struct PluginUnitContext {
     pub(super) type_guard: Option<TypeGuard>,
     /// The slot's swap Supervisor, for escalations during a per-plugin probation.
     pub(super) swap: std::sync::OnceLock<swapvisor_actors::HibernatingSupervisor<PluginInstance>>,
+    /// Where its instances register their metrics.
+    pub(super) metrics: Option<Arc<crate::metrics::ExtensionStore>>,
 }
 
 /// One plugin instance: the unit a plugin slot publishes.
