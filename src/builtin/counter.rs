@@ -4,6 +4,11 @@
 //! exercise restarts); `exit` ends the instance normally (to exercise restart types). Settings:
 //! `{start}` (default 0), the count of a fresh instance. A reload hands the count to the new
 //! instance; a crash restart begins again from `start`, as an OTP process re-initialises.
+//!
+//! Run in process, each instance counts the increments it answered in
+//! `swapvisor_plugin_increments_total{plugin="<name>"}` (through its
+//! [`MetricsHandle`](crate::extension::metrics::MetricsHandle)): a reload's new instance
+//! continues the old one's series, as it continues its count.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -20,6 +25,9 @@ use crate::extension::plugin::{Plugin, PluginCall, PluginError};
 #[derive(Debug, Default)]
 pub struct Counter {
     count: i64,
+    /// Increments answered, once started in a runtime.
+    #[cfg(feature = "runtime")]
+    increments: Option<crate::extension::metrics::Counter>,
 }
 
 #[derive(Deserialize, Default)]
@@ -51,6 +59,7 @@ impl Counter {
         let settings: Settings = build.settings()?;
         Ok(Box::new(Counter {
             count: settings.start,
+            ..Counter::default()
         }))
     }
 
@@ -63,6 +72,7 @@ impl Counter {
         };
         Ok(Counter {
             count: settings.start,
+            ..Counter::default()
         })
     }
 
@@ -80,6 +90,25 @@ impl Plugin for Counter {
         env!("CARGO_PKG_VERSION")
     }
 
+    #[cfg(feature = "runtime")]
+    fn start(
+        &mut self,
+        context: &crate::extension::plugin::PluginContext,
+    ) -> BoxFuture<'_, Result<(), PluginError>> {
+        let registered = context.metrics.counter(
+            "swapvisor_plugin_increments_total",
+            "Increments each `counter` plugin instance answered.",
+        );
+        let started = match registered {
+            Ok(increments) => {
+                self.increments = Some(increments);
+                Ok(())
+            }
+            Err(error) => Err(PluginError::Failed(error.to_string())),
+        };
+        Box::pin(std::future::ready(started))
+    }
+
     fn handle(&mut self, call: PluginCall) -> BoxFuture<'_, Result<Value, PluginError>> {
         let result = match call.op.as_str() {
             "increment" => {
@@ -92,6 +121,10 @@ impl Plugin for Counter {
                     }
                 };
                 self.count = self.count.saturating_add(args.by);
+                #[cfg(feature = "runtime")]
+                if let Some(increments) = &self.increments {
+                    increments.inc();
+                }
                 Ok(self.answer())
             }
             "get" => Ok(self.answer()),

@@ -107,6 +107,18 @@ impl MetricsRegistry {
                 families.insert(family.name().to_owned(), family);
             }
         }
+        for family in families.values_mut() {
+            // By label values, as the registry sorts what it gathers.
+            family.mut_metric().sort_by(|a, b| {
+                let values = |m: &prometheus::proto::Metric| {
+                    m.get_label()
+                        .iter()
+                        .map(|l| l.value().to_owned())
+                        .collect::<Vec<_>>()
+                };
+                values(a).cmp(&values(b))
+            });
+        }
         let families: Vec<MetricFamily> = families.into_values().collect();
         let mut text = String::with_capacity(4096);
         if let Err(error) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {

@@ -74,8 +74,8 @@ pub(crate) struct PluginActorState {
     restarter: ActorRef<RestartMsg>,
     /// Turns the closing of the plugin's direct calls into a [`PluginMsg::Closed`].
     closed_watch: Option<tokio::task::JoinHandle<()>>,
-    /// Dropped with the state when the actor exits, which lets go of its metrics.
-    _metrics: Option<crate::metrics::MetricScope>,
+    /// Let go of when the actor stops, which takes its metrics off `/metrics`.
+    metrics: Option<crate::metrics::MetricScope>,
 }
 
 impl PluginActorState {
@@ -127,7 +127,7 @@ impl Actor for PluginActor {
                     instance: args.instance,
                     restarter: args.restarter,
                     closed_watch,
-                    _metrics: args.metrics,
+                    metrics: args.metrics,
                 })
             }
             Ok(Err(error)) => Err(error.to_string().into()),
@@ -202,6 +202,8 @@ impl Actor for PluginActor {
         if let Some(watch) = state.closed_watch.take() {
             watch.abort();
         }
+        // Its metrics go before anyone waiting for the exit hears of it.
+        state.metrics = None;
         Ok(())
     }
 }
