@@ -70,10 +70,9 @@ impl Counter {
             other => serde_json::from_value(other.clone())
                 .map_err(|e| format!("counter settings: {e}"))?,
         };
-        Ok(Counter {
-            count: settings.start,
-            ..Counter::default()
-        })
+        let mut counter = Counter::default();
+        counter.count = settings.start;
+        Ok(counter)
     }
 
     fn answer(&self) -> Value {
