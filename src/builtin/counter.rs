@@ -57,10 +57,7 @@ impl Counter {
     #[cfg(feature = "runtime")]
     pub(super) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
         let settings: Settings = build.settings()?;
-        Ok(Box::new(Counter {
-            count: settings.start,
-            ..Counter::default()
-        }))
+        Ok(Box::new(Counter::starting_at(settings.start)))
     }
 
     /// A counter built from its settings (`{"start": n}`), or why they are wrong.
@@ -70,9 +67,16 @@ impl Counter {
             other => serde_json::from_value(other.clone())
                 .map_err(|e| format!("counter settings: {e}"))?,
         };
-        let mut counter = Counter::default();
-        counter.count = settings.start;
-        Ok(counter)
+        Ok(Counter::starting_at(settings.start))
+    }
+
+    /// A fresh counter at `count`, its metric not registered yet.
+    fn starting_at(count: i64) -> Self {
+        Counter {
+            count,
+            #[cfg(feature = "runtime")]
+            increments: None,
+        }
     }
 
     fn answer(&self) -> Value {
