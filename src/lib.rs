@@ -92,7 +92,10 @@ pub mod config;
 #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
 pub mod engine;
 #[cfg(feature = "runtime")]
-mod net;
+mod metrics;
+#[cfg(feature = "runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub mod net;
 #[cfg(feature = "runtime")]
 #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
 pub mod registry;

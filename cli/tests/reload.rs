@@ -833,7 +833,6 @@ async fn reloads_under_load_fail_no_request_in_stop_first_mode() {
 
 /// The two phases of a fleet reload on one runtime: a prepared config binds nothing and serves
 /// nothing until its commit; the commit activates it without building again.
-#[cfg(feature = "fleet")]
 #[tokio::test]
 async fn a_prepared_config_binds_nothing_until_its_commit_activates_it() {
     let (runtime, _, base) = start(plain("v1")).await;

@@ -113,15 +113,8 @@ pub(super) async fn metrics(
 ) -> Response {
     match runtime.status().await {
         Ok(status) => {
-            let text = state.metrics.render(&status, runtime.observe().requests());
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                text,
-            )
-                .into_response()
+            let text = state.metrics.render(&status, &runtime);
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
         }
         Err(_) => stopped(),
     }

@@ -29,18 +29,19 @@
 //! | `swapvisor_request_body_timeouts_total` | counter | requests whose body did not arrive within its read timeout (408) |
 //! | `swapvisor_listener_probe_reserve_total{listener,kind}` | counter | admin connections taken on the probe reserve (only `/healthz` and `/readyz` answered) |
 //!
-//! The format is a handful of lines per metric, so it is written here directly rather than
-//! through a metrics registry: every value is either counted here or read from status.
+//! The values counted here and those read from status are added, per scrape, to the runtime's
+//! metrics registry (`crate::metrics`), which encodes everything in one exposition. Besides
+//! the families above, `/metrics` shows what modules and plugins register through their
+//! [`MetricsHandle`](crate::extension::metrics::MetricsHandle).
 
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use swapvisor_actors::{ReloadObserver, ReloadOutcome, ReloadRecord, RetirementStatus};
 
-use swapvisor_actors::{ReloadObserver, ReloadOutcome, ReloadRecord};
-
-use crate::engine::RequestMetrics;
-use crate::engine::requests_label as label;
-use crate::runtime::RuntimeStatus;
+use crate::metrics::Family;
+use crate::plugin::PluginStatus;
+use crate::runtime::{Runtime, RuntimeStatus};
 
 /// Upper bounds of the reload duration histogram, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -51,25 +52,44 @@ const BUCKETS: [f64; 12] = [
 /// admin API (which renders).
 #[derive(Debug)]
 pub struct Metrics {
-    by_outcome: [AtomicU64; ReloadOutcome::NAMES.len()],
-    /// 1, 0, or -1 before any reload attempt.
-    last_successful: AtomicI64,
-    histogram: Mutex<Histogram>,
-}
-
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+    reloads: IntCounterVec,
+    /// The counter of each outcome, in [`ReloadOutcome::NAMES`] order.
+    by_outcome: Vec<IntCounter>,
+    /// 1 if the last reload attempt activated, else 0.
+    last_successful: IntGauge,
+    durations: Histogram,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        // The names and buckets are constants, so these cannot fail.
+        let reloads = IntCounterVec::new(
+            Opts::new("swapvisor_reloads_total", "Engine reloads by outcome."),
+            &["outcome"],
+        )
+        .expect("a valid counter family");
+        let by_outcome = ReloadOutcome::NAMES
+            .iter()
+            .map(|name| reloads.with_label_values(&[*name]))
+            .collect();
+        let last_successful = IntGauge::new(
+            "swapvisor_config_last_reload_successful",
+            "Whether the last reload attempt activated (1) or not (0).",
+        )
+        .expect("a valid gauge");
+        let durations = Histogram::with_opts(
+            HistogramOpts::new(
+                "swapvisor_reload_duration_seconds",
+                "Time from a reload request to its outcome.",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )
+        .expect("a valid histogram");
         Self {
-            by_outcome: Default::default(),
-            last_successful: AtomicI64::new(-1),
-            histogram: Mutex::default(),
+            reloads,
+            by_outcome,
+            last_successful,
+            durations,
         }
     }
 }
@@ -78,7 +98,7 @@ impl ReloadObserver for Metrics {
     fn reload_finished(&self, record: &ReloadRecord) {
         let name = record.outcome.name();
         if let Some(i) = ReloadOutcome::NAMES.iter().position(|n| *n == name) {
-            self.by_outcome[i].fetch_add(1, Ordering::Relaxed);
+            self.by_outcome[i].inc();
         }
         let attempted = match &record.outcome {
             ReloadOutcome::Activated { .. }
@@ -93,17 +113,9 @@ impl ReloadObserver for Metrics {
             ReloadOutcome::Superseded | ReloadOutcome::Conflict { .. } => None,
         };
         if let Some(successful) = attempted {
-            self.last_successful.store(successful, Ordering::Relaxed);
+            self.last_successful.set(successful);
             if let Some(total) = record.timings.total {
-                let seconds = total.as_secs_f64();
-                let mut histogram = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
-                histogram.count += 1;
-                histogram.sum += seconds;
-                for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
-                    if seconds <= bound {
-                        *bucket += 1;
-                    }
-                }
+                self.durations.observe(total.as_secs_f64());
             }
         }
     }
@@ -115,139 +127,106 @@ impl Metrics {
         ReloadOutcome::NAMES
             .iter()
             .position(|n| *n == outcome)
-            .map_or(0, |i| self.by_outcome[i].load(Ordering::Relaxed))
+            .map_or(0, |i| self.by_outcome[i].get())
     }
 
-    /// The text exposition of every metric, with `status` for the values read at scrape time.
-    pub fn render(&self, status: &RuntimeStatus, requests: &RequestMetrics) -> String {
-        let mut out = String::with_capacity(4096);
-        // Writing to a String cannot fail.
-        let _ = self.write(&mut out, status);
-        let _ = requests.write_prometheus(&mut out);
-        let _ = crate::net::write_prometheus(&mut out);
-        out
+    /// The text exposition of every metric of `runtime`, with these reload metrics and the
+    /// values of `status` (read for this scrape).
+    pub fn render(&self, status: &RuntimeStatus, runtime: &Runtime) -> String {
+        let mut families = self.reloads.collect();
+        families.extend(self.last_successful.collect());
+        families.extend(self.durations.collect());
+        families.extend(status_families(
+            status.generation,
+            status.in_flight,
+            &status.plugins,
+            &status.retirements,
+        ));
+        runtime.metrics_registry().render(families)
     }
+}
 
-    fn write(&self, out: &mut String, status: &RuntimeStatus) -> std::fmt::Result {
-        writeln!(
-            out,
-            "# HELP swapvisor_build_info The running swapvisor's version; always 1."
-        )?;
-        writeln!(out, "# TYPE swapvisor_build_info gauge")?;
-        writeln!(
-            out,
-            "swapvisor_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        )?;
-        writeln!(
-            out,
-            "# HELP swapvisor_reloads_total Engine reloads by outcome."
-        )?;
-        writeln!(out, "# TYPE swapvisor_reloads_total counter")?;
-        for (name, count) in ReloadOutcome::NAMES.iter().zip(&self.by_outcome) {
-            writeln!(
-                out,
-                "swapvisor_reloads_total{{outcome=\"{name}\"}} {}",
-                count.load(Ordering::Relaxed)
-            )?;
-        }
-        writeln!(
-            out,
-            "# HELP swapvisor_generation The live config's generation."
-        )?;
-        writeln!(out, "# TYPE swapvisor_generation gauge")?;
-        writeln!(out, "swapvisor_generation {}", status.generation)?;
-        writeln!(
-            out,
-            "# HELP swapvisor_config_last_reload_successful Whether the last reload attempt activated (1) or not (0)."
-        )?;
-        writeln!(out, "# TYPE swapvisor_config_last_reload_successful gauge")?;
-        // Before any attempt the initial activation counts: the runtime would not run otherwise.
-        let last = self.last_successful.load(Ordering::Relaxed).max(0);
-        writeln!(out, "swapvisor_config_last_reload_successful {last}")?;
-        writeln!(
-            out,
-            "# HELP swapvisor_reload_duration_seconds Time from a reload request to its outcome."
-        )?;
-        writeln!(out, "# TYPE swapvisor_reload_duration_seconds histogram")?;
-        {
-            let histogram = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
-            for (bound, count) in BUCKETS.iter().zip(histogram.buckets) {
-                writeln!(
-                    out,
-                    "swapvisor_reload_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
-                )?;
-            }
-            writeln!(
-                out,
-                "swapvisor_reload_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-                histogram.count
-            )?;
-            writeln!(
-                out,
-                "swapvisor_reload_duration_seconds_sum {}",
-                histogram.sum
-            )?;
-            writeln!(
-                out,
-                "swapvisor_reload_duration_seconds_count {}",
-                histogram.count
-            )?;
-        }
-        writeln!(
-            out,
-            "# HELP swapvisor_plugin_restarts_total Crash restarts of each plugin instance."
-        )?;
-        writeln!(out, "# TYPE swapvisor_plugin_restarts_total counter")?;
-        for plugin in &status.plugins {
-            let name = label(&plugin.name);
-            writeln!(
-                out,
-                "swapvisor_plugin_restarts_total{{plugin=\"{name}\"}} {}",
-                plugin.restarts
-            )?;
-        }
-        writeln!(
-            out,
-            "# HELP swapvisor_plugin_code_refused_total Plugin starts refused because a stored executable failed its check."
-        )?;
-        writeln!(out, "# TYPE swapvisor_plugin_code_refused_total counter")?;
-        writeln!(
-            out,
-            "swapvisor_plugin_code_refused_total {}",
-            crate::builtin::code_refused()
-        )?;
-        writeln!(
-            out,
-            "# HELP swapvisor_inflight_requests Requests running on the live engine."
-        )?;
-        writeln!(out, "# TYPE swapvisor_inflight_requests gauge")?;
-        writeln!(out, "swapvisor_inflight_requests {}", status.in_flight)?;
-        let retirements = &status.retirements;
-        writeln!(
-            out,
-            "# HELP swapvisor_engines_retired_total Replaced engines that finished retiring."
-        )?;
-        writeln!(out, "# TYPE swapvisor_engines_retired_total counter")?;
-        writeln!(
-            out,
-            "swapvisor_engines_retired_total {}",
-            retirements.retired
-        )?;
-        writeln!(
-            out,
-            "# HELP swapvisor_retire_failures_total Retirements of replaced engines that failed, by stage."
-        )?;
-        writeln!(out, "# TYPE swapvisor_retire_failures_total counter")?;
-        for (stage, count) in [
-            ("drain", retirements.drain_overruns),
-            ("stop", retirements.stop_failures),
-        ] {
-            writeln!(
-                out,
-                "swapvisor_retire_failures_total{{stage=\"{stage}\"}} {count}"
-            )?;
-        }
-        Ok(())
+/// The families read from the runtime's status: its generation, requests in flight, plugins
+/// and retirements.
+fn status_families(
+    generation: u64,
+    in_flight: usize,
+    plugins: &[PluginStatus],
+    retirements: &RetirementStatus,
+) -> Vec<MetricFamily> {
+    let mut restarts = Family::counter(
+        "swapvisor_plugin_restarts_total",
+        "Crash restarts of each plugin instance.",
+    );
+    for plugin in plugins {
+        restarts.push(&[("plugin", &plugin.name)], plugin.restarts as f64);
+    }
+    let mut failures = Family::counter(
+        "swapvisor_retire_failures_total",
+        "Retirements of replaced engines that failed, by stage.",
+    );
+    for (stage, count) in [
+        ("drain", retirements.drain_overruns),
+        ("stop", retirements.stop_failures),
+    ] {
+        failures.push(&[("stage", stage)], count as f64);
+    }
+    vec![
+        Family::gauge(
+            "swapvisor_build_info",
+            "The running swapvisor's version; always 1.",
+        )
+        .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)
+        .build(),
+        Family::gauge("swapvisor_generation", "The live config's generation.")
+            .sample(&[], generation as f64)
+            .build(),
+        restarts.build(),
+        Family::counter(
+            "swapvisor_plugin_code_refused_total",
+            "Plugin starts refused because a stored executable failed its check.",
+        )
+        .sample(&[], crate::builtin::code_refused() as f64)
+        .build(),
+        Family::gauge(
+            "swapvisor_inflight_requests",
+            "Requests running on the live engine.",
+        )
+        .sample(&[], in_flight as f64)
+        .build(),
+        Family::counter(
+            "swapvisor_engines_retired_total",
+            "Replaced engines that finished retiring.",
+        )
+        .sample(&[], retirements.retired as f64)
+        .build(),
+        failures.build(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_added_per_scrape_is_reserved_from_extensions() {
+        let metrics = Metrics::default();
+        let mut names: Vec<String> = [
+            metrics.reloads.collect(),
+            metrics.last_successful.collect(),
+            metrics.durations.collect(),
+            status_families(0, 0, &[], &RetirementStatus::default()),
+        ]
+        .concat()
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect();
+        names.sort();
+        let mut reserved: Vec<String> = crate::metrics::SCRAPED
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        reserved.sort();
+        assert_eq!(names, reserved);
     }
 }

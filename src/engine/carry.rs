@@ -29,7 +29,9 @@ use swapvisor_actors::guard::{self, Interrupted};
 use tokio::time::Instant;
 
 use crate::config::ModuleSpec;
+use crate::extension::metrics::MetricsHandle;
 use crate::extension::{Module, ModuleContext, ModuleError};
+use crate::metrics::{ExtensionStore, MetricScope};
 
 /// Which modules of `modules` (by document position) can take the running instance of the
 /// same name from `pool`, deciding in start `order` so that a module is carried only when all
@@ -100,6 +102,8 @@ pub(crate) struct SharedModule {
     pub(crate) spec: ModuleSpec,
     pub(crate) module: Box<dyn Module>,
     leases: Mutex<Leases>,
+    /// What the running instance registered in `/metrics`: from its start to its stop.
+    metrics: Mutex<Option<MetricScope>>,
     /// Serializes starts and stops of this instance; the counts above are read without it.
     transition: tokio::sync::Mutex<()>,
 }
@@ -111,6 +115,7 @@ impl SharedModule {
             spec: spec.clone(),
             module,
             leases: Mutex::default(),
+            metrics: Mutex::default(),
             transition: tokio::sync::Mutex::new(()),
         }
     }
@@ -119,13 +124,26 @@ impl SharedModule {
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn metrics(&self) -> MutexGuard<'_, Option<MetricScope>> {
+        self.metrics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Shows what the running instance registered: its engine has started whole.
+    pub(crate) fn expose_metrics(&self) {
+        if let Some(scope) = &*self.metrics() {
+            scope.expose();
+        }
+    }
+
     /// Takes a lease for an engine that starts: starts the module if it does not run yet, by
-    /// `deadline`. `Ok(false)` when it ran already. On failure no lease is taken and the
+    /// `deadline`, with the context `context` makes around the handle its metrics go through
+    /// (into `metrics`). `Ok(false)` when it ran already. On failure no lease is taken and the
     /// module is not running.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         pool: &ModulePool,
-        context: impl FnOnce() -> ModuleContext,
+        metrics: &Arc<ExtensionStore>,
+        context: impl FnOnce(MetricsHandle) -> ModuleContext,
         deadline: Instant,
     ) -> Result<bool, String> {
         let _transition = self.transition.lock().await;
@@ -136,9 +154,12 @@ impl SharedModule {
                 return Ok(false);
             }
         }
-        let context = context();
+        let scope = metrics.scope("module", &self.spec.name);
+        let context = context(scope.handle());
         let started = guard::run(Some(deadline), || self.module.start(&context)).await;
+        // On failure the scope drops here, and what the module registered with it.
         explained(started, "did not start before the start timeout")?;
+        *self.metrics() = Some(scope);
         *self.leases() = Leases {
             held: 1,
             started: true,
@@ -185,6 +206,8 @@ impl SharedModule {
             }
         }
         self.leases().started = false;
+        // Its metrics go with it.
+        drop(self.metrics().take());
         let stopped = guard::run(Some(deadline), || self.module.stop(deadline)).await;
         explained(stopped, "did not stop before the deadline")
     }

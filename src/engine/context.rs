@@ -15,6 +15,7 @@ use super::requests::RequestMetrics;
 use super::{Engine, EngineInner, json_response};
 use crate::config::{DocumentLimits, SharedEnv, process_env};
 use crate::extension::Services;
+use crate::metrics::MetricsRegistry;
 use crate::net::{HttpDispatch, HttpRequest, HttpResponse, ListenerKey, ListenerPool};
 use crate::plugin::PluginHost;
 use crate::registry::Registry;
@@ -31,6 +32,9 @@ pub struct EngineContext {
     /// The listeners and plugins as modules and steps see them.
     services: Services,
     census: EngineCensus,
+    /// Every metric of the runtime: the request metrics below, the listeners', and what
+    /// modules and plugins register.
+    metrics: MetricsRegistry,
     requests: RequestMetrics,
     /// The module instances running, which a build may carry over.
     modules: Arc<ModulePool>,
@@ -57,6 +61,8 @@ impl EngineContext {
         plugins: PluginHost,
     ) -> Self {
         let services = Services::new(listeners.clone(), Arc::new(plugins.clone()));
+        let metrics = MetricsRegistry::new();
+        plugins.set_metrics(metrics.extensions().clone());
         Self {
             registry,
             limits,
@@ -65,7 +71,8 @@ impl EngineContext {
             plugins,
             services,
             census: EngineCensus::default(),
-            requests: RequestMetrics::default(),
+            requests: RequestMetrics::registered_in(&metrics),
+            metrics,
             modules: Arc::default(),
             live: Mutex::default(),
         }
@@ -119,7 +126,11 @@ impl EngineContext {
         &self.services
     }
 
-    /// How many engines built in this context are running.
+    /// Every metric of the runtime, for `/metrics`.
+    pub(crate) fn metrics(&self) -> &MetricsRegistry {
+        &self.metrics
+    }
+
     /// Request counts by pipeline, kept across this runtime's engines.
     pub(crate) fn requests(&self) -> &RequestMetrics {
         &self.requests

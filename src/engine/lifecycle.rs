@@ -95,12 +95,14 @@ impl Engine {
         let pool = self.inner.context.modules();
         for (k, module) in self.inner.plan.modules.iter().enumerate() {
             let module = &module.shared;
-            let context = || ModuleContext {
+            let context = |metrics| ModuleContext {
                 name: module.spec.name.clone(),
                 services: self.inner.context.services().clone(),
+                metrics,
             };
+            let metrics = self.inner.context.metrics().extensions();
             // A module carried over from the live engine runs already: this takes a lease.
-            let message = match module.acquire(pool, context, deadline).await {
+            let message = match module.acquire(pool, metrics, context, deadline).await {
                 Ok(started) => {
                     lifecycle.started = k + 1;
                     if started {
@@ -132,6 +134,10 @@ impl Engine {
             tasks.spawn(task.run(runner, StopSignal::new(stopped.clone())));
         }
         lifecycle.triggers = Some((stop, tasks));
+        // Started whole: what its modules registered shows from now on.
+        for module in &self.inner.plan.modules {
+            module.shared.expose_metrics();
+        }
         self.set_state(EngineState::Running);
         self.inner.context.started(&self.inner);
         Ok(())

@@ -63,8 +63,6 @@ pub use http::MAX_BODY_BYTES;
 pub(crate) use http::json_response;
 pub use pipeline::Execution;
 pub use plan::{EngineTypes, TypeLists};
-#[cfg(feature = "admin")]
-pub(crate) use requests::label as requests_label;
 pub use requests::{RequestMetrics, RequestStats};
 pub(crate) use status::listening;
 pub use status::{EngineState, ModuleStatus};

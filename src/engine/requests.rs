@@ -2,16 +2,17 @@
 //!
 //! Counters belong to the runtime, not to an engine, so they keep counting across reloads
 //! (Prometheus counters never go back). Each route holds its pipeline's [`RequestStats`] from
-//! the moment the engine is built, so the request path pays a clock read and three relaxed
-//! atomic additions: no lookup, no lock.
+//! the moment the engine is built, so the request path pays a clock read and a few atomic
+//! additions (a counter, and the histogram's bucket, sum and count): no lookup, no lock.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
 use hyper::StatusCode;
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+
+use crate::metrics::MetricsRegistry;
 
 /// Upper bounds of the request duration histogram, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -21,28 +22,20 @@ const BUCKETS: [f64; 14] = [
 /// Status classes counted: 1xx to 5xx.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// One pipeline's requests.
-#[derive(Debug, Default)]
+/// One pipeline's requests: its counter of each status class and its duration histogram,
+/// taken from the runtime's families when the pipeline is first built.
+#[derive(Debug)]
 pub struct RequestStats {
-    by_class: [AtomicU64; CLASSES.len()],
-    /// Requests per bucket (not cumulative; the last one is past every bound).
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
+    by_class: [IntCounter; CLASSES.len()],
+    duration: prometheus::Histogram,
 }
 
 impl RequestStats {
     /// Counts one request answered `status` after `elapsed`.
     pub(crate) fn record(&self, status: StatusCode, elapsed: Duration) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
-        let seconds = elapsed.as_secs_f64();
-        let bucket = BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.by_class[class].inc();
+        self.duration.observe(elapsed.as_secs_f64());
     }
 
     /// Requests answered with a status of `class` (`"2xx"` ...).
@@ -50,97 +43,77 @@ impl RequestStats {
         CLASSES
             .iter()
             .position(|c| *c == class)
-            .map_or(0, |i| self.by_class[i].load(Ordering::Relaxed))
+            .map_or(0, |i| self.by_class[i].get())
     }
 }
 
-/// Every pipeline's [`RequestStats`], by name, for one runtime. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+/// Every pipeline's [`RequestStats`], by name, for one runtime: the families
+/// `swapvisor_http_requests_total{pipeline,status_class}` and
+/// `swapvisor_http_request_duration_seconds{pipeline}` of its metrics registry. Cheap to clone.
+#[derive(Debug, Clone)]
 pub struct RequestMetrics {
+    requests: IntCounterVec,
+    durations: HistogramVec,
     pipelines: Arc<DashMap<String, Arc<RequestStats>>>,
 }
 
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        // The names, labels and buckets are constants, so these cannot fail.
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "swapvisor_http_requests_total",
+                "HTTP requests answered, by pipeline and status class.",
+            ),
+            &["pipeline", "status_class"],
+        )
+        .expect("a valid counter family");
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "swapvisor_http_request_duration_seconds",
+                "Time from routing an HTTP request to its response, by pipeline.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["pipeline"],
+        )
+        .expect("a valid histogram family");
+        Self {
+            requests,
+            durations,
+            pipelines: Arc::default(),
+        }
+    }
+}
+
 impl RequestMetrics {
-    /// The stats of pipeline `name`, created on first use.
+    /// Request metrics shown by `registry`.
+    pub(crate) fn registered_in(registry: &MetricsRegistry) -> Self {
+        let metrics = Self::default();
+        registry.register(metrics.requests.clone());
+        registry.register(metrics.durations.clone());
+        metrics
+    }
+
+    /// The stats of pipeline `name`, created on first use (every status class at 0).
     pub(crate) fn pipeline(&self, name: &str) -> Arc<RequestStats> {
         if let Some(stats) = self.pipelines.get(name) {
             return stats.clone();
         }
-        self.pipelines.entry(name.to_owned()).or_default().clone()
+        self.pipelines
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(RequestStats {
+                    by_class: CLASSES.map(|class| self.requests.with_label_values(&[name, class])),
+                    duration: self.durations.with_label_values(&[name]),
+                })
+            })
+            .clone()
     }
 
     /// The stats of pipeline `name`, if it has ever been built.
     pub fn get(&self, name: &str) -> Option<Arc<RequestStats>> {
         self.pipelines.get(name).map(|s| s.clone())
     }
-
-    /// Writes `swapvisor_http_requests_total` and `swapvisor_http_request_duration_seconds` in
-    /// the Prometheus text format, pipelines sorted by name.
-    pub fn write_prometheus(&self, out: &mut String) -> std::fmt::Result {
-        let mut pipelines: Vec<(String, Arc<RequestStats>)> = self
-            .pipelines
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect();
-        pipelines.sort_by(|a, b| a.0.cmp(&b.0));
-        writeln!(
-            out,
-            "# HELP swapvisor_http_requests_total HTTP requests answered, by pipeline and status class."
-        )?;
-        writeln!(out, "# TYPE swapvisor_http_requests_total counter")?;
-        for (name, stats) in &pipelines {
-            let name = label(name);
-            for (class, count) in CLASSES.iter().zip(&stats.by_class) {
-                writeln!(
-                    out,
-                    "swapvisor_http_requests_total{{pipeline=\"{name}\",status_class=\"{class}\"}} {}",
-                    count.load(Ordering::Relaxed)
-                )?;
-            }
-        }
-        writeln!(
-            out,
-            "# HELP swapvisor_http_request_duration_seconds Time from routing an HTTP request to its response, by pipeline."
-        )?;
-        writeln!(
-            out,
-            "# TYPE swapvisor_http_request_duration_seconds histogram"
-        )?;
-        for (name, stats) in &pipelines {
-            let name = label(name);
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(&stats.buckets) {
-                cumulative += count.load(Ordering::Relaxed);
-                writeln!(
-                    out,
-                    "swapvisor_http_request_duration_seconds_bucket{{pipeline=\"{name}\",le=\"{bound}\"}} {cumulative}"
-                )?;
-            }
-            cumulative += stats.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-            writeln!(
-                out,
-                "swapvisor_http_request_duration_seconds_bucket{{pipeline=\"{name}\",le=\"+Inf\"}} {cumulative}"
-            )?;
-            let sum = stats.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            writeln!(
-                out,
-                "swapvisor_http_request_duration_seconds_sum{{pipeline=\"{name}\"}} {sum}"
-            )?;
-            writeln!(
-                out,
-                "swapvisor_http_request_duration_seconds_count{{pipeline=\"{name}\"}} {cumulative}"
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// `value` escaped for a Prometheus label.
-pub(crate) fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -156,8 +129,10 @@ mod tests {
         stats.record(StatusCode::OK, Duration::from_secs(9));
         assert_eq!(stats.count("2xx"), 2);
         assert_eq!(stats.count("4xx"), 1);
-        let mut text = String::new();
-        metrics.write_prometheus(&mut text).unwrap();
+        let registry = MetricsRegistry::new();
+        registry.register(metrics.requests.clone());
+        registry.register(metrics.durations.clone());
+        let text = registry.render(Vec::new());
         for line in [
             r#"swapvisor_http_requests_total{pipeline="hello",status_class="2xx"} 2"#,
             r#"swapvisor_http_request_duration_seconds_bucket{pipeline="hello",le="0.0001"} 1"#,

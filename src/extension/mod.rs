@@ -70,6 +70,8 @@ pub(crate) mod plugin;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
+pub mod metrics;
+#[cfg(feature = "runtime")]
 mod module;
 #[cfg(feature = "runtime")]
 mod services;
@@ -101,6 +103,6 @@ pub use trigger::{
 };
 
 #[cfg(feature = "runtime")]
-pub use crate::net::{
-    ConnectionLimits, DescriptorBudget, ListenerKey, ListenerLease, ListenerPool,
-};
+pub use crate::net::limits::{ConnectionLimits, DescriptorBudget};
+#[cfg(feature = "runtime")]
+pub use crate::net::listeners::{ListenerKey, ListenerLease, ListenerPool};

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::error::ModuleError;
+use super::metrics::MetricsHandle;
 use super::services::Services;
 use crate::config::ConfigErrors;
 use crate::net::ListenerKey;
@@ -64,6 +65,9 @@ pub struct ModuleContext {
     pub name: String,
     /// Runtime services: the listener pool and plugins.
     pub services: Services,
+    /// Where the module registers metrics of its own, labelled `module="<name>"`: see
+    /// [`crate::extension::metrics`].
+    pub metrics: MetricsHandle,
 }
 
 /// What a factory gets to build one module.

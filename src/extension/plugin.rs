@@ -77,6 +77,11 @@ impl PluginError {
 pub struct PluginContext {
     /// The instance's name in the config.
     pub name: String,
+    /// Where the instance registers metrics of its own, labelled `plugin="<name>"`: see
+    /// [`crate::extension::metrics`]. A process plugin's child gets a detached one (its
+    /// metrics are not shown).
+    #[cfg(feature = "runtime")]
+    pub metrics: crate::extension::metrics::MetricsHandle,
 }
 
 /// A plugin instance: its identity, the types it contributes, and its behaviour as an actor.

@@ -49,7 +49,7 @@ where
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             let error: Box<dyn std::error::Error + Send + Sync> = e.into();
-            if super::server::RequestBodyError::is_timeout(&*error) {
+            if super::request_body::RequestBodyError::is_timeout(&*error) {
                 BodyError::TimedOut(error.to_string())
             } else {
                 BodyError::Read(error.to_string())

@@ -18,6 +18,7 @@ use swapvisor_actors::guard;
 use super::core::{InstanceCore, Phase, Serving};
 use super::link::{RestartLink, RestartMsg};
 use super::messages::PluginMsg;
+use crate::extension::metrics::MetricsHandle;
 use crate::extension::plugin::{DirectCall, Plugin, PluginContext, PluginError};
 
 pub(crate) struct PluginActor;
@@ -25,6 +26,8 @@ pub(crate) struct PluginActor;
 pub(crate) struct PluginActorArgs {
     pub(super) plugin: Box<dyn Plugin>,
     pub(super) context: PluginContext,
+    /// The actor's metrics, held until it exits.
+    pub(super) metrics: Option<crate::metrics::MetricScope>,
     pub(super) instance: Weak<InstanceCore>,
     pub(super) restarter: ActorRef<RestartMsg>,
     /// Where the start leaves what it learned.
@@ -52,11 +55,20 @@ pub(super) async fn spawn(
     }
     let restarter = &link.restarter;
     let started = Arc::new(std::sync::OnceLock::new());
+    // The actor's metrics: shown once it is published, let go when it exits.
+    let metrics = core
+        .slot_metrics()
+        .map(|store| store.scope("plugin", core.name()));
+    let handle = metrics
+        .as_ref()
+        .map_or_else(MetricsHandle::detached, |m| m.handle());
     let args = PluginActorArgs {
         plugin,
         context: PluginContext {
             name: core.name().to_owned(),
+            metrics: handle.clone(),
         },
+        metrics,
         instance: Arc::downgrade(core),
         restarter: restarter.clone(),
         started: started.clone(),
@@ -84,7 +96,9 @@ pub(super) async fn spawn(
             .map(|s| Arc::from(s.version.as_str())),
     };
     let published = core.transition(|p| matches!(p, Phase::Starting), Phase::Running(serving));
-    if !published {
+    if published {
+        handle.expose();
+    } else {
         // Stopped while it started: stop what was just made, gracefully, then for sure.
         let _ = core
             .stop_gracefully(actor, core.spec.swap.stop_timeout)
@@ -111,6 +125,8 @@ pub(crate) struct PluginActorState {
     restarter: ActorRef<RestartMsg>,
     /// Turns the closing of the plugin's direct calls into a [`PluginMsg::Closed`].
     closed_watch: Option<tokio::task::JoinHandle<()>>,
+    /// Let go of when the actor stops, which takes its metrics off `/metrics`.
+    metrics: Option<crate::metrics::MetricScope>,
 }
 
 impl PluginActorState {
@@ -162,6 +178,7 @@ impl Actor for PluginActor {
                     instance: args.instance,
                     restarter: args.restarter,
                     closed_watch,
+                    metrics: args.metrics,
                 })
             }
             Ok(Err(error)) => Err(error.to_string().into()),
@@ -236,6 +253,8 @@ impl Actor for PluginActor {
         if let Some(watch) = state.closed_watch.take() {
             watch.abort();
         }
+        // Its metrics go before anyone waiting for the exit hears of it.
+        state.metrics = None;
         Ok(())
     }
 }

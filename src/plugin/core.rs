@@ -80,6 +80,8 @@ pub(crate) trait InstanceSlot: Send + Sync {
     /// Passes a crash loop to the slot's own Supervisor; true when a probation window there
     /// takes it.
     fn escalate(&self, reason: String) -> BoxFuture<'_, bool>;
+    /// Where the slot's instances register their metrics (the runtime's store), if anywhere.
+    fn metrics(&self) -> Option<&Arc<crate::metrics::ExtensionStore>>;
 }
 
 /// The shared part of a plugin instance: what its actor and the restarter refer to.
@@ -127,6 +129,11 @@ impl InstanceCore {
     }
 
     /// How often the slot's instances were restarted, and the latest error.
+    /// Where this instance's actor registers its metrics, if anywhere.
+    pub(super) fn slot_metrics(&self) -> Option<&Arc<crate::metrics::ExtensionStore>> {
+        self.context.metrics()
+    }
+
     pub(super) fn record(&self) -> &CrashRecord {
         self.context.record()
     }

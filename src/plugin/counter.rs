@@ -8,6 +8,11 @@
 //! exercise restarts); `exit` ends the instance normally (to exercise restart types). Settings:
 //! `{start}` (default 0), the count of a fresh instance. A reload hands the count to the new
 //! instance; a crash restart begins again from `start`, as an OTP process re-initialises.
+//!
+//! Run in process, each instance counts the increments it answered in
+//! `swapvisor_plugin_increments_total{plugin="<name>"}` (through its
+//! [`MetricsHandle`](crate::extension::metrics::MetricsHandle)): a reload's new instance
+//! continues the old one's series, as it continues its count.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -24,6 +29,9 @@ use crate::extension::plugin::{Plugin, PluginCall, PluginError};
 #[derive(Debug, Default)]
 pub struct Counter {
     count: i64,
+    /// Increments answered, once started in a runtime.
+    #[cfg(feature = "runtime")]
+    increments: Option<crate::extension::metrics::Counter>,
 }
 
 #[derive(Deserialize, Default)]
@@ -53,9 +61,7 @@ impl Counter {
     #[cfg(feature = "runtime")]
     pub(crate) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
         let settings: Settings = build.settings()?;
-        Ok(Box::new(Counter {
-            count: settings.start,
-        }))
+        Ok(Box::new(Counter::starting_at(settings.start)))
     }
 
     /// A counter built from its settings (`{"start": n}`), or why they are wrong.
@@ -65,9 +71,16 @@ impl Counter {
             other => serde_json::from_value(other.clone())
                 .map_err(|e| format!("counter settings: {e}"))?,
         };
-        Ok(Counter {
-            count: settings.start,
-        })
+        Ok(Counter::starting_at(settings.start))
+    }
+
+    /// A fresh counter at `count`, its metric not registered yet.
+    fn starting_at(count: i64) -> Self {
+        Counter {
+            count,
+            #[cfg(feature = "runtime")]
+            increments: None,
+        }
     }
 
     fn answer(&self) -> Value {
@@ -84,6 +97,25 @@ impl Plugin for Counter {
         env!("CARGO_PKG_VERSION")
     }
 
+    #[cfg(feature = "runtime")]
+    fn start(
+        &mut self,
+        context: &crate::extension::plugin::PluginContext,
+    ) -> BoxFuture<'_, Result<(), PluginError>> {
+        let registered = context.metrics.counter(
+            "swapvisor_plugin_increments_total",
+            "Increments each `counter` plugin instance answered.",
+        );
+        let started = match registered {
+            Ok(increments) => {
+                self.increments = Some(increments);
+                Ok(())
+            }
+            Err(error) => Err(PluginError::Failed(error.to_string())),
+        };
+        Box::pin(std::future::ready(started))
+    }
+
     fn handle(&mut self, call: PluginCall) -> BoxFuture<'_, Result<Value, PluginError>> {
         let result = match call.op.as_str() {
             "increment" => {
@@ -96,6 +128,10 @@ impl Plugin for Counter {
                     }
                 };
                 self.count = self.count.saturating_add(args.by);
+                #[cfg(feature = "runtime")]
+                if let Some(increments) = &self.increments {
+                    increments.inc();
+                }
                 Ok(self.answer())
             }
             "get" => Ok(self.answer()),

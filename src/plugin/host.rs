@@ -61,6 +61,8 @@ struct HostShared {
     escalation: OnceLock<Escalation>,
     /// What a per-plugin reload is checked against (the live engine); set once by the runtime.
     type_guard: OnceLock<TypeGuard>,
+    /// Where plugins register their metrics (the runtime's); set once by the engine context.
+    metrics: OnceLock<Arc<crate::metrics::ExtensionStore>>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -129,8 +131,14 @@ impl PluginHost {
                 holds: AtomicUsize::new(0),
                 escalation: OnceLock::new(),
                 type_guard: OnceLock::new(),
+                metrics: OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets plugin instances register metrics in `store`. Later calls are ignored.
+    pub(crate) fn set_metrics(&self, store: Arc<crate::metrics::ExtensionStore>) {
+        let _ = self.shared.metrics.set(store);
     }
 
     /// A stable reference to the instance named `name`, if one runs.
@@ -356,6 +364,7 @@ impl PluginHost {
             slot: Arc::downgrade(&slot),
             type_guard: self.shared.type_guard.get().cloned(),
             swap: std::sync::OnceLock::new(),
+            metrics: self.shared.metrics.get().cloned(),
         });
         let mut args =
             SupervisorArgs::new(format!("plugin {name:?}"), context.clone(), slot.clone());

@@ -37,6 +37,8 @@ pub struct PluginUnitContext {
     pub(super) type_guard: Option<TypeGuard>,
     /// The slot's swap Supervisor, for escalations during a per-plugin probation.
     pub(super) swap: std::sync::OnceLock<swapvisor_actors::HibernatingSupervisor<PluginInstance>>,
+    /// Where its instances register their metrics.
+    pub(super) metrics: Option<Arc<crate::metrics::ExtensionStore>>,
 }
 
 /// The core sees its slot through this: the slot's types are defined above the core.
@@ -54,6 +56,10 @@ impl InstanceSlot for PluginUnitContext {
             .upgrade()
             .and_then(|slot| slot.current())
             .is_some_and(|live| Arc::ptr_eq(live.core(), core))
+    }
+
+    fn metrics(&self) -> Option<&Arc<crate::metrics::ExtensionStore>> {
+        self.metrics.as_ref()
     }
 
     fn escalate(&self, reason: String) -> futures::future::BoxFuture<'_, bool> {

@@ -243,7 +243,11 @@ impl<P: Plugin, B: FnOnce(&InitializeParams) -> Result<P, String>> Session<P, B>
         };
         let mut plugin =
             build(&params).map_err(|e| RpcError::new(error_code::INVALID_PARAMS, e))?;
-        let context = PluginContext { name: params.name };
+        let context = PluginContext {
+            name: params.name,
+            #[cfg(feature = "runtime")]
+            metrics: crate::extension::metrics::MetricsHandle::detached(),
+        };
         self.runtime
             .block_on(plugin.start(&context))
             .map_err(|e| RpcError::new(error_code::FAILED, e.to_string()))?;

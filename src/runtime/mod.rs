@@ -146,6 +146,12 @@ impl Runtime {
         Observer::new(&self.slot, &self.context)
     }
 
+    /// Every metric of this runtime, for the admin API's `/metrics`.
+    #[cfg(feature = "admin")]
+    pub(crate) fn metrics_registry(&self) -> &crate::metrics::MetricsRegistry {
+        self.context.metrics()
+    }
+
     /// A stable reference to the plugin instance `name`: call it, reload it alone
     /// ([`PluginRef::reload`]), or read its status.
     pub fn plugin(&self, name: &str) -> Result<PluginRef, RuntimeError> {

@@ -22,11 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::accept::serve_listener;
+use super::bind::bind;
+use super::gate::Gate;
 use super::limits::{ConnectionLimits, DescriptorBudget};
-use super::server::{Gate, bind, serve_listener};
 
 /// A request as it arrives on a pooled listener.
-pub(crate) type HttpRequest = super::server::Request;
+pub(crate) type HttpRequest = super::request_body::Request;
 /// The response a dispatcher gives back.
 pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
 

@@ -1,0 +1,104 @@
+//! The accept loop every server of the process runs (each `http.server` listener and the
+//! admin API): it accepts through the listener's [`Gate`], serves each connection in a task of
+//! its own ([`super::connection`]), and at close lets open connections finish until a deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Body;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::connection::serve_connection;
+use super::gate::{Admitted, Gate};
+use super::request_body::Request;
+
+/// Accepts connections on `listener` through `gate` until `closing` gives a deadline, then
+/// lets open connections finish their request until that deadline.
+///
+/// `make_handler` is asked for a handler per accepted connection (`None` drops the
+/// connection: the server is going away); the handler answers each request.
+pub(crate) async fn serve_listener<M, H, Fut, B>(
+    listener: TcpListener,
+    gate: Arc<Gate>,
+    closing: watch::Receiver<Option<Instant>>,
+    make_handler: M,
+) where
+    M: Fn() -> Option<H>,
+    H: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = hyper::Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connections = JoinSet::new();
+    // Waited on here, while `closing` itself is handed to each connection.
+    let mut asked_to_close = closing.clone();
+    let deadline = loop {
+        // Registered before looking, so that a close between the look and the wait is not
+        // missed.
+        let closed = gate.closed.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if !gate.may_accept() {
+            // Every connection is busy with a request: leave new ones in the backlog until
+            // one closes (or the cap is raised). The tick covers the process budget, which
+            // other listeners' connections free.
+            tokio::select! {
+                deadline = close_asked(&mut asked_to_close) => break deadline,
+                () = closed => {}
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            deadline = close_asked(&mut asked_to_close) => break deadline,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let Some(admission) = gate.make_room() else {
+                        gate.counters.refused.fetch_add(1, Ordering::Relaxed);
+                        continue; // dropping it closes it
+                    };
+                    let Some(handler) = make_handler() else {
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let tracked = gate.admit(admission);
+                    let admitted = Arc::new(Admitted { gate: gate.clone(), tracked: tracked.clone() });
+                    let task = connections.spawn(serve_connection(stream, admitted, handler, closing.clone()));
+                    let _ = tracked.abort.set(task);
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(listener = %gate.label, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    };
+    // The port is free from here on.
+    drop(listener);
+    let drained = tokio::time::timeout_at(deadline, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(listener = %gate.label, open = connections.len(), "connections still open at the deadline; aborting them");
+        connections.shutdown().await;
+    }
+}
+
+/// Waits until a close is asked for and returns its deadline; now when the closing side is
+/// gone.
+async fn close_asked(closing: &mut watch::Receiver<Option<Instant>>) -> Instant {
+    match closing.wait_for(Option::is_some).await {
+        Ok(deadline) => deadline.unwrap_or_else(Instant::now),
+        Err(_) => Instant::now(),
+    }
+}
