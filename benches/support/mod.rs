@@ -11,7 +11,7 @@ use swapvisor::{Config, Registry};
 use tokio::time::Instant;
 
 /// A module that does nothing: the unit of "N modules" in the reload benches.
-pub struct Noop;
+pub(crate) struct Noop;
 
 impl Module for Noop {
     fn start<'a>(&'a self, _context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
@@ -24,7 +24,7 @@ impl Module for Noop {
 }
 
 /// The built-in registry plus `bench.noop`.
-pub fn registry() -> Registry {
+pub(crate) fn registry() -> Registry {
     let mut registry = Registry::with_builtins();
     registry
         .contributing("bench", |r| {
@@ -39,12 +39,12 @@ pub fn registry() -> Registry {
 /// `modules` no-op modules, a 3-step pipeline answering `version`, and `runtime` settings.
 /// Every module's config names the version, so two versions differ in every module and a
 /// reload between them rebuilds all of them.
-pub fn config(modules: usize, version: &str, runtime: &str) -> Config {
+pub(crate) fn config(modules: usize, version: &str, runtime: &str) -> Config {
     config_with(modules, |_| version, version, runtime)
 }
 
 /// Like [`config`], with module `i`'s config naming `module_version(i)`.
-pub fn config_with<'a>(
+pub(crate) fn config_with<'a>(
     modules: usize,
     module_version: impl Fn(usize) -> &'a str,
     version: &str,
@@ -74,7 +74,7 @@ runtime: {{ {runtime} }}
 }
 
 /// A multi-thread tokio runtime with two workers, like the machine (`BENCH_WORKERS` overrides).
-pub fn tokio_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn tokio_runtime() -> tokio::runtime::Runtime {
     let workers = std::env::var("BENCH_WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
@@ -87,12 +87,12 @@ pub fn tokio_runtime() -> tokio::runtime::Runtime {
 }
 
 /// Criterion's mean estimate, in nanoseconds, for `group/bench`, from this run's output.
-pub fn estimate_ns(group: &str, bench: &str) -> Option<f64> {
+pub(crate) fn estimate_ns(group: &str, bench: &str) -> Option<f64> {
     estimate(group, bench, "mean")
 }
 
 /// Criterion's median estimate, in nanoseconds.
-pub fn median_ns(group: &str, bench: &str) -> Option<f64> {
+pub(crate) fn median_ns(group: &str, bench: &str) -> Option<f64> {
     estimate(group, bench, "median")
 }
 
@@ -114,7 +114,13 @@ fn estimate(group: &str, bench: &str, statistic: &str) -> Option<f64> {
 }
 
 /// Prints `numerator / denominator` of two benches of this run, with the target.
-pub fn print_ratio(label: &str, group: &str, numerator: &str, denominator: &str, target: &str) {
+pub(crate) fn print_ratio(
+    label: &str,
+    group: &str,
+    numerator: &str,
+    denominator: &str,
+    target: &str,
+) {
     match (
         estimate_ns(group, numerator),
         estimate_ns(group, denominator),
@@ -130,7 +136,7 @@ pub fn print_ratio(label: &str, group: &str, numerator: &str, denominator: &str,
 }
 
 /// This process's resident set size, in bytes.
-pub fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
@@ -141,7 +147,7 @@ pub fn rss_bytes() -> u64 {
 }
 
 /// A numeric knob from the environment, or `default`.
-pub fn knob(name: &str, default: u64) -> u64 {
+pub(crate) fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -149,7 +155,7 @@ pub fn knob(name: &str, default: u64) -> u64 {
 }
 
 /// The `p`th percentile of latencies in microseconds, sorted, in milliseconds.
-pub fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+pub(crate) fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -21,13 +21,14 @@ use sha2::{Digest, Sha256};
 use swapvisor::{Config, Engine, Registry, ReloadOutcome, Runtime, TryActivateResult};
 
 /// The code store of this test binary.
+#[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
 fn store() -> &'static Path {
     static STORE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &STORE
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let store = dir.path().join("store");
-            // SAFETY (test setup): set once, before any test of this binary builds a plugin;
+            // SAFETY: (test setup) set once, before any test of this binary builds a plugin;
             // every test calls `store()` first.
             unsafe { std::env::set_var("SWAPVISOR_CODE_DIR", &store) };
             (dir, store)
@@ -267,6 +268,7 @@ async fn wait_plugin(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
 async fn a_stored_copy_changed_after_it_was_written_is_refused_at_restart_and_swap() {
     let store = store();
     let dir = tempfile::tempdir().unwrap();
@@ -325,6 +327,7 @@ async fn a_stored_copy_changed_after_it_was_written_is_refused_at_restart_and_sw
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
 async fn a_foreign_or_linked_file_under_the_expected_hash_is_never_run() {
     let store = store();
     std::fs::create_dir_all(store).unwrap();

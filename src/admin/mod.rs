@@ -59,6 +59,18 @@ pub struct AdminState {
     fleet: Arc<OnceLock<Arc<crate::fleet::Fleet>>>,
 }
 
+impl std::fmt::Debug for AdminState {
+    /// The token is never shown, only whether there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("started", &self.runtime.get().is_some())
+            .field("config_path", &self.config_path)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AdminState {
     /// The state of an admin API with no runtime attached yet, reloading from `config_path`
     /// when a reload has no body.

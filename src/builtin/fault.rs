@@ -15,7 +15,7 @@ use crate::extension::{Module, ModuleBuild, ModuleContext, ModuleError};
 /// When a `fault.inject` module fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FaultStage {
+pub(super) enum FaultStage {
     /// While the engine is built.
     Build,
     /// While the engine starts.
@@ -27,7 +27,7 @@ pub enum FaultStage {
 /// How a `fault.inject` module fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum FaultMode {
+pub(super) enum FaultMode {
     /// Returns an error.
     #[default]
     Error,

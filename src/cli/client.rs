@@ -18,7 +18,7 @@ use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 
 /// Where the instance's admin API is, and how to authenticate.
 #[derive(Debug, Args)]
-pub struct AdminTarget {
+pub(super) struct AdminTarget {
     /// The running instance's admin API address.
     #[arg(
         long,
@@ -39,7 +39,7 @@ pub struct AdminTarget {
 
 /// `swapvisor reload [FILE]`.
 #[derive(Debug, Args)]
-pub struct ReloadArgs {
+pub(super) struct ReloadArgs {
     /// The config to activate; without it, the instance reloads its own config file.
     file: Option<PathBuf>,
 
@@ -62,14 +62,14 @@ impl ReloadArgs {
 
 /// `swapvisor status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(super) struct StatusArgs {
     #[command(flatten)]
     target: AdminTarget,
 }
 
 /// `swapvisor try-activate FILE`.
 #[derive(Debug, Args)]
-pub struct TryActivateArgs {
+pub(super) struct TryActivateArgs {
     /// The config to build without activating.
     file: PathBuf,
 
@@ -80,7 +80,7 @@ pub struct TryActivateArgs {
 /// `swapvisor fleet ...`.
 #[cfg(feature = "fleet")]
 #[derive(Debug, clap::Subcommand)]
-pub enum FleetCommand {
+pub(super) enum FleetCommand {
     /// Reload every node to FILE (or the node's own config file without it), all or nothing.
     /// Exits 0 when every node activated, else 1.
     Reload(ReloadArgs),
@@ -89,7 +89,7 @@ pub enum FleetCommand {
 }
 
 #[cfg(feature = "fleet")]
-pub async fn fleet(command: FleetCommand) -> u8 {
+pub(super) async fn fleet(command: FleetCommand) -> u8 {
     match command {
         FleetCommand::Reload(args) => {
             let body = match args.body() {
@@ -122,7 +122,7 @@ pub async fn fleet(command: FleetCommand) -> u8 {
     }
 }
 
-pub async fn reload(args: ReloadArgs) -> u8 {
+pub(super) async fn reload(args: ReloadArgs) -> u8 {
     let body = match args.body() {
         Ok(body) => body,
         Err(code) => return code,
@@ -141,7 +141,7 @@ pub async fn reload(args: ReloadArgs) -> u8 {
     })
 }
 
-pub async fn status(args: StatusArgs) -> u8 {
+pub(super) async fn status(args: StatusArgs) -> u8 {
     let answer = call(
         &args.target,
         "GET",
@@ -153,7 +153,7 @@ pub async fn status(args: StatusArgs) -> u8 {
     report(answer, |code, _| code == 200)
 }
 
-pub async fn try_activate(args: TryActivateArgs) -> u8 {
+pub(super) async fn try_activate(args: TryActivateArgs) -> u8 {
     let body = match read(&args.file) {
         Ok(body) => body,
         Err(code) => return code,

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::EXIT_OK;
 
-pub fn types(registry: &Registry, as_json: bool) -> u8 {
+pub(super) fn types(registry: &Registry, as_json: bool) -> u8 {
     let sections = [
         ("module", registry.module_types()),
         ("step", registry.step_types()),

@@ -9,7 +9,7 @@ use crate::{Engine, Registry, Stage, TryActivateResult};
 
 use super::{EXIT_INVALID, EXIT_OK};
 
-pub async fn validate(registry: &Registry, path: &Path) -> u8 {
+pub(super) async fn validate(registry: &Registry, path: &Path) -> u8 {
     let result = match read_file(path) {
         Err(error) => TryActivateResult::failed(&BuildError::from(error)),
         Ok(source) => {

@@ -11,7 +11,7 @@ use crate::watch::{DEBOUNCE, FileChange, FileWatch};
 use crate::{Origin, Reload, Runtime};
 
 /// Starts watching `path`; changes reload `runtime`.
-pub fn watch(path: &Path, runtime: Arc<Runtime>) -> notify::Result<FileWatch> {
+pub(super) fn watch(path: &Path, runtime: Arc<Runtime>) -> notify::Result<FileWatch> {
     let on_change = move |change: FileChange| {
         let runtime = runtime.clone();
         let reload: futures::future::BoxFuture<'static, bool> = Box::pin(async move {

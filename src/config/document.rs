@@ -74,7 +74,7 @@ pub enum DocumentError {
 /// A repeated key is not a syntax error here: the first value is kept and the repeat is
 /// reported with its place, so that validation can list it with every other problem.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Document {
+pub(crate) struct Document {
     /// The value tree.
     pub value: Value,
     /// Each repeated key, in document order.
@@ -83,7 +83,7 @@ pub struct Document {
 
 /// A key that appeared more than once in one mapping.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DuplicateKey {
+pub(crate) struct DuplicateKey {
     /// The place of the mapping, such as `pipelines` (empty for the top level).
     pub mapping: String,
     /// The repeated key.
@@ -92,13 +92,16 @@ pub struct DuplicateKey {
 
 impl DuplicateKey {
     /// The place of the repeated key, such as `pipelines.hello`.
-    pub fn place(&self) -> String {
+    pub(crate) fn place(&self) -> String {
         place::key(&self.mapping, &self.key)
     }
 }
 
 /// Parses `bytes` as a YAML or JSON document into a value tree, within `limits`.
-pub fn parse_document(bytes: &[u8], limits: &DocumentLimits) -> Result<Document, DocumentError> {
+pub(crate) fn parse_document(
+    bytes: &[u8],
+    limits: &DocumentLimits,
+) -> Result<Document, DocumentError> {
     if bytes.len() > limits.max_bytes {
         return Err(DocumentError::TooLarge {
             size: bytes.len(),

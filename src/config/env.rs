@@ -23,7 +23,7 @@ pub type SharedEnv = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync
 /// The most bytes `${VAR}` values (and defaults) may add to one config, all references
 /// together: far above any real use (a certificate referenced a few times is some KiB), far
 /// below what would hurt the process.
-pub const MAX_EXPANSION_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const MAX_EXPANSION_BYTES: usize = 4 * 1024 * 1024;
 
 /// Expands references against one source of values, within one budget for a whole config.
 pub(crate) struct Expander<'e> {

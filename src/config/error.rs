@@ -101,7 +101,7 @@ impl std::error::Error for ConfigErrors {}
 /// Builds the place strings used in errors, so that every error names its place the same way.
 pub(crate) mod place {
     /// `parent.field`, or `field` at the root.
-    pub fn field(parent: &str, field: &str) -> String {
+    pub(crate) fn field(parent: &str, field: &str) -> String {
         if parent.is_empty() {
             field.to_owned()
         } else {
@@ -111,7 +111,7 @@ pub(crate) mod place {
 
     /// `parent.key` for a mapping key written by the user, quoted as `parent["a.b"]` when the
     /// key would otherwise read as a path.
-    pub fn key(parent: &str, key: &str) -> String {
+    pub(crate) fn key(parent: &str, key: &str) -> String {
         let plain = !key.is_empty()
             && key
                 .chars()
@@ -124,13 +124,13 @@ pub(crate) mod place {
     }
 
     /// `parent[index]`.
-    pub fn index(parent: &str, index: usize) -> String {
+    pub(crate) fn index(parent: &str, index: usize) -> String {
         format!("{parent}[{index}]")
     }
 
     /// `parent[index] (name "x")`: a list item that has a name, so the operator finds it by
     /// either.
-    pub fn named_item(parent: &str, position: usize, name: Option<&str>) -> String {
+    pub(crate) fn named_item(parent: &str, position: usize, name: Option<&str>) -> String {
         match name {
             Some(name) => format!("{parent}[{position}] (name {name:?})"),
             None => index(parent, position),

@@ -225,7 +225,7 @@ impl<'v> Fields<'v> {
 
 /// The longest duration a config may give: a timeout, interval or window beyond it is a
 /// mistake, and deadlines computed from it must stay representable.
-pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// Parses a duration written as `250ms`, `5s`, `1m30s` and so on, up to 30 days.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

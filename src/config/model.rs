@@ -210,7 +210,7 @@ pub struct PluginsRuntimeSpec {
 mod opt_duration {
     use std::time::Duration;
 
-    pub fn serialize<S: serde::Serializer>(
+    pub(super) fn serialize<S: serde::Serializer>(
         value: &Option<Duration>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {

@@ -140,7 +140,7 @@ fn resolve_plugin_at(
 
 /// Resolves a single plugin entry (for a per-plugin reload): the entry with its config expanded,
 /// and its restart settings with defaults applied.
-pub fn resolve_plugin(
+pub(crate) fn resolve_plugin(
     plugin: &PluginSpec,
     env: EnvLookup<'_>,
 ) -> Result<(PluginSpec, RestartSettings), ConfigErrors> {

@@ -121,6 +121,7 @@ struct Scanner<'t> {
 }
 
 impl<'t> Scanner<'t> {
+    #[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
     fn new(text: &'t str) -> Self {
         let mut parser = Box::new(MaybeUninit::<yaml::yaml_parser_t>::uninit());
         // SAFETY: `yaml_parser_initialize` fills the whole struct it is given (it zeroes it
@@ -147,6 +148,7 @@ impl<'t> Scanner<'t> {
 impl Iterator for Scanner<'_> {
     type Item = Token;
 
+    #[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
     fn next(&mut self) -> Option<Token> {
         if self.done {
             return None;
@@ -190,6 +192,7 @@ impl Iterator for Scanner<'_> {
 }
 
 impl Drop for Scanner<'_> {
+    #[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
     fn drop(&mut self) {
         if self.initialized {
             // SAFETY: initialized in `new` and deleted only here, once.

@@ -12,7 +12,7 @@ use crate::extension::template::RenderBudget;
 use crate::extension::{Step, StepContext};
 
 /// A built pipeline.
-pub struct Pipeline {
+pub(super) struct Pipeline {
     name: String,
     steps: Vec<PipelineStep>,
     /// How long one run may take.
@@ -66,14 +66,18 @@ impl Pipeline {
     }
 
     /// The pipeline's name.
-    pub fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         &self.name
     }
 
     /// Runs every step in order with `input` as `request`. A step that fails or panics ends
     /// the run with an error naming it; a run past the pipeline's time limit is abandoned
     /// (the step running then is dropped) with [`ExecuteError::TimedOut`].
-    pub async fn run(&self, input: &Value, services: &Services) -> Result<Execution, ExecuteError> {
+    pub(super) async fn run(
+        &self,
+        input: &Value,
+        services: &Services,
+    ) -> Result<Execution, ExecuteError> {
         match tokio::time::timeout(self.timeout, self.run_steps(input, services)).await {
             Ok(finished) => finished,
             Err(_) => Err(ExecuteError::TimedOut {

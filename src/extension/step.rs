@@ -39,6 +39,16 @@ pub struct StepContext<'a> {
     pub budget: &'a RenderBudget,
 }
 
+impl std::fmt::Debug for StepContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepContext")
+            .field("pipeline", &self.pipeline)
+            .field("step", &self.step)
+            .field("outputs", &self.outputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl StepContext<'_> {
     /// The scope templates render against.
     pub fn scope(&self) -> RenderScope<'_> {
@@ -51,6 +61,7 @@ impl StepContext<'_> {
 }
 
 /// What a factory gets to build one step.
+#[derive(Debug)]
 pub struct StepBuild<'a> {
     /// The pipeline the step belongs to.
     pub pipeline: &'a str,

@@ -21,6 +21,23 @@ pub enum TriggerBinding {
     Task(Box<dyn TriggerTask>),
 }
 
+impl std::fmt::Debug for TriggerBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http(route) => f.debug_tuple("Http").field(route).finish(),
+            Self::Task(_) => f.write_str("Task(..)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for PipelineRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineRunner")
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An HTTP route: which server, which method, which path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRoute {
@@ -73,7 +90,7 @@ impl PipelineRunner {
 }
 
 /// Fires once when the engine stops its triggers.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct StopSignal(watch::Receiver<bool>);
 
 impl StopSignal {
@@ -89,6 +106,7 @@ impl StopSignal {
 }
 
 /// What a factory gets to build one trigger.
+#[derive(Debug)]
 pub struct TriggerBuild<'a> {
     /// The pipeline the trigger runs.
     pub pipeline: &'a str,

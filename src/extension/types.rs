@@ -85,6 +85,17 @@ pub struct Types {
     pub(crate) contributor: Arc<str>,
 }
 
+impl std::fmt::Debug for Types {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Types")
+            .field("contributor", &self.contributor)
+            .field("modules", &self.modules.len())
+            .field("steps", &self.steps.len())
+            .field("triggers", &self.triggers.len())
+            .finish()
+    }
+}
+
 impl Types {
     /// No types; registrations are attributed to `contributor`.
     pub fn new(contributor: &str) -> Self {

@@ -10,6 +10,7 @@
 use std::io;
 
 /// This process's limit on open files: `(soft, hard)`.
+#[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
 pub(crate) fn open_file_limit() -> io::Result<(u64, u64)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -25,6 +26,7 @@ pub(crate) fn open_file_limit() -> io::Result<(u64, u64)> {
 
 /// Raises this process's soft limit on open files to its hard limit. Returns the soft limit
 /// before and after.
+#[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
 pub(crate) fn raise_open_file_limit() -> io::Result<(u64, u64)> {
     let (soft, hard) = open_file_limit()?;
     if soft < hard {

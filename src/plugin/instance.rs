@@ -41,6 +41,14 @@ pub struct PluginUnitContext {
     pub(super) metrics: Option<Arc<crate::metrics::ExtensionStore>>,
 }
 
+impl std::fmt::Debug for PluginUnitContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginUnitContext")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The core sees its slot through this: the slot's types are defined above the core.
 impl InstanceSlot for PluginUnitContext {
     fn registry(&self) -> &Registry {

@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, watch};
 use super::PATIENCE;
 
 /// A gate steps wait at, and a count of how many have arrived.
-pub struct Gate {
+pub(crate) struct Gate {
     permits: Semaphore,
     arrived: watch::Sender<usize>,
 }
@@ -31,7 +31,7 @@ impl Gate {
     }
 
     /// Waits until `count` steps have arrived at the gate in all.
-    pub async fn arrived(&self, count: usize) {
+    pub(crate) async fn arrived(&self, count: usize) {
         let mut arrived = self.arrived.subscribe();
         tokio::time::timeout(PATIENCE, arrived.wait_for(|n| *n >= count))
             .await
@@ -40,13 +40,13 @@ impl Gate {
     }
 
     /// Lets one waiting (or the next) step through.
-    pub fn open_one(&self) {
+    pub(crate) fn open_one(&self) {
         self.permits.add_permits(1);
     }
 }
 
 /// The shared context of every fake unit of a slot.
-pub struct Controls {
+pub(crate) struct Controls {
     journal: watch::Sender<Vec<String>>,
     refused: Mutex<HashSet<String>>,
     pub build_gate: Gate,
@@ -67,12 +67,12 @@ impl Default for Controls {
 impl Controls {
     /// Everything the units did, in order: `build v1`, `start v1`, `stop v1`, `start v2
     /// failed`, ...
-    pub fn journal(&self) -> Vec<String> {
+    pub(crate) fn journal(&self) -> Vec<String> {
         self.journal.borrow().clone()
     }
 
     /// Waits until the journal holds `entry`.
-    pub async fn wait_for(&self, entry: &str) {
+    pub(crate) async fn wait_for(&self, entry: &str) {
         let mut journal = self.journal.subscribe();
         let found = tokio::time::timeout(
             PATIENCE,
@@ -87,7 +87,7 @@ impl Controls {
     }
 
     /// The journal entries that start with `prefix` (`"stop "`, say).
-    pub fn entries(&self, prefix: &str) -> Vec<String> {
+    pub(crate) fn entries(&self, prefix: &str) -> Vec<String> {
         self.journal()
             .into_iter()
             .filter(|e| e.starts_with(prefix))
@@ -99,7 +99,7 @@ impl Controls {
     }
 
     /// From now on, every start of `version` fails (`false`: works again).
-    pub fn refuse_starts(&self, version: &str, refuse: bool) {
+    pub(crate) fn refuse_starts(&self, version: &str, refuse: bool) {
         let mut refused = self.refused.lock().unwrap();
         if refuse {
             refused.insert(version.to_owned());

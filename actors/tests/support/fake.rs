@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::{Act, Controls, Gate, Script};
 
 /// The fake unit.
-pub struct Fake {
+pub(crate) struct Fake {
     script: Arc<Script>,
     controls: Arc<Controls>,
     /// What this unit has been handed and has served, for handover tests.
@@ -17,7 +17,7 @@ pub struct Fake {
 }
 
 impl Fake {
-    pub fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &str {
         &self.script.version
     }
 

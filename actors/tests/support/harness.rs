@@ -24,7 +24,7 @@ impl ReloadObserver for Outcomes {
 }
 
 /// A Supervisor over a slot of fake units.
-pub struct Harness {
+pub(crate) struct Harness {
     pub supervisor: ActorRef<SupervisorMsg<Fake>>,
     pub exited: Option<tokio::task::JoinHandle<()>>,
     pub slot: Arc<Slot<Fake>>,
@@ -33,7 +33,7 @@ pub struct Harness {
 }
 
 /// Fresh controls and an empty slot whose callers wait at most 5 s at a closed gate.
-pub fn parts() -> (Arc<Controls>, Arc<Slot<Fake>>) {
+pub(crate) fn parts() -> (Arc<Controls>, Arc<Slot<Fake>>) {
     (
         Arc::new(Controls::default()),
         Arc::new(Slot::new(Duration::from_secs(5))),
@@ -41,12 +41,12 @@ pub fn parts() -> (Arc<Controls>, Arc<Slot<Fake>>) {
 }
 
 /// The version `slot` serves now, if any.
-pub fn served(slot: &Slot<Fake>) -> Option<String> {
+pub(crate) fn served(slot: &Slot<Fake>) -> Option<String> {
     slot.try_acquire().map(|lease| lease.version().to_owned())
 }
 
 /// Supervisor arguments for fake units: restores retried every 10 ms, outcomes forwarded.
-pub fn args(
+pub(crate) fn args(
     controls: &Arc<Controls>,
     slot: &Arc<Slot<Fake>>,
 ) -> (SupervisorArgs<Fake>, mpsc::UnboundedReceiver<ReloadRecord>) {
@@ -59,12 +59,12 @@ pub fn args(
 
 impl Harness {
     /// A Supervisor with nothing live yet.
-    pub async fn spawn() -> Self {
+    pub(crate) async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
 
     /// A Supervisor whose arguments `adjust` changes first.
-    pub async fn spawn_with(adjust: impl FnOnce(&mut SupervisorArgs<Fake>)) -> Self {
+    pub(crate) async fn spawn_with(adjust: impl FnOnce(&mut SupervisorArgs<Fake>)) -> Self {
         let (controls, slot) = parts();
         let (mut args, outcomes) = args(&controls, &slot);
         adjust(&mut args);
@@ -79,7 +79,7 @@ impl Harness {
     }
 
     /// A Supervisor serving `script` as generation 1.
-    pub async fn serving(script: Script) -> Self {
+    pub(crate) async fn serving(script: Script) -> Self {
         let mut harness = Self::spawn().await;
         let record = harness.reload(script).await;
         assert_eq!(record.outcome, ReloadOutcome::Activated { generation: 1 });
@@ -88,18 +88,18 @@ impl Harness {
     }
 
     /// Reloads to `script` from the API and waits for the record.
-    pub async fn reload(&self, script: Script) -> ReloadRecord {
+    pub(crate) async fn reload(&self, script: Script) -> ReloadRecord {
         self.request(ReloadRequest::new(script)).await
     }
 
     /// Sends `request` and waits for its record.
-    pub async fn request(&self, request: ReloadRequest<Script>) -> ReloadRecord {
+    pub(crate) async fn request(&self, request: ReloadRequest<Script>) -> ReloadRecord {
         call!(self.supervisor, SupervisorMsg::Reload, request).expect("the Supervisor answers")
     }
 
     /// Sends `script` from `origin` without waiting for the answer. Requests sent one after
     /// the other reach the mailbox in that order.
-    pub fn send(&self, script: Script, origin: Origin, expecting: Option<u64>) -> Pending {
+    pub(crate) fn send(&self, script: Script, origin: Origin, expecting: Option<u64>) -> Pending {
         let mut request = ReloadRequest::new(script).from(origin);
         request.expected_generation = expecting;
         let (reply, answer) = swapvisor_actors::ractor::concurrency::oneshot();
@@ -109,12 +109,12 @@ impl Harness {
         Pending(answer)
     }
 
-    pub async fn status(&self) -> SupervisorStatus {
+    pub(crate) async fn status(&self) -> SupervisorStatus {
         call!(self.supervisor, SupervisorMsg::Status).expect("the Supervisor answers")
     }
 
     /// The next outcome the Supervisor recorded, whoever asked (restores and reverts too).
-    pub async fn next_outcome(&mut self) -> ReloadRecord {
+    pub(crate) async fn next_outcome(&mut self) -> ReloadRecord {
         tokio::time::timeout(PATIENCE, self.outcomes.recv())
             .await
             .expect("an outcome is recorded")
@@ -123,7 +123,7 @@ impl Harness {
 
     /// Waits until the status satisfies `check`, re-reading it every 2 ms (bounded by
     /// [`PATIENCE`]): for changes no message announces, such as a replaced Active.
-    pub async fn wait_for_status(
+    pub(crate) async fn wait_for_status(
         &self,
         what: &str,
         check: impl Fn(&SupervisorStatus) -> bool,
@@ -143,18 +143,18 @@ impl Harness {
     }
 
     /// The version the slot serves now, if any.
-    pub fn served(&self) -> Option<String> {
+    pub(crate) fn served(&self) -> Option<String> {
         served(&self.slot)
     }
 
     /// Shuts the Supervisor down and waits for it to exit.
-    pub async fn shutdown(&mut self) {
+    pub(crate) async fn shutdown(&mut self) {
         call!(self.supervisor, SupervisorMsg::Shutdown).expect("the Supervisor answers");
         self.wait_exited().await;
     }
 
     /// Waits for the Supervisor to exit.
-    pub async fn wait_exited(&mut self) {
+    pub(crate) async fn wait_exited(&mut self) {
         if let Some(exited) = self.exited.take() {
             tokio::time::timeout(PATIENCE, exited)
                 .await
@@ -165,11 +165,11 @@ impl Harness {
 }
 
 /// The answer to a request sent with [`Harness::send`].
-pub struct Pending(swapvisor_actors::ractor::concurrency::OneshotReceiver<ReloadRecord>);
+pub(crate) struct Pending(swapvisor_actors::ractor::concurrency::OneshotReceiver<ReloadRecord>);
 
 impl Pending {
     /// Waits for the record.
-    pub async fn answer(self) -> ReloadRecord {
+    pub(crate) async fn answer(self) -> ReloadRecord {
         tokio::time::timeout(PATIENCE, self.0)
             .await
             .expect("the request is answered")
@@ -177,7 +177,7 @@ impl Pending {
     }
 
     /// The record, if the request has been answered already.
-    pub fn try_answer(&mut self) -> Option<ReloadRecord> {
+    pub(crate) fn try_answer(&mut self) -> Option<ReloadRecord> {
         self.0.try_recv().ok()
     }
 }

@@ -19,16 +19,16 @@ use std::time::Duration;
 
 use swapvisor_actors::{ReloadOutcome, Stage};
 
-pub use controls::{Controls, Gate};
-pub use fake::Fake;
-pub use harness::{Harness, args, parts, served};
-pub use script::{Act, Script};
+pub(crate) use controls::{Controls, Gate};
+pub(crate) use fake::Fake;
+pub(crate) use harness::{Harness, args, parts, served};
+pub(crate) use script::{Act, Script};
 
 /// How long a test waits for any one signal before it fails.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// `Rejected { stage: Build, error }` with the error, or a panic naming what came instead.
-pub fn rejected_at_build(outcome: &ReloadOutcome) -> &str {
+pub(crate) fn rejected_at_build(outcome: &ReloadOutcome) -> &str {
     match outcome {
         ReloadOutcome::Rejected {
             stage: Stage::Build,
@@ -39,7 +39,7 @@ pub fn rejected_at_build(outcome: &ReloadOutcome) -> &str {
 }
 
 /// The error of a `RolledBack`, or a panic naming what came instead.
-pub fn rolled_back(outcome: &ReloadOutcome) -> &str {
+pub(crate) fn rolled_back(outcome: &ReloadOutcome) -> &str {
     match outcome {
         ReloadOutcome::RolledBack { error } => error,
         other => panic!("expected a rollback, got {other:?}"),
@@ -47,7 +47,7 @@ pub fn rolled_back(outcome: &ReloadOutcome) -> &str {
 }
 
 /// Silences the panics the tests provoke on purpose.
-pub fn quiet_expected_panics() {
+pub(crate) fn quiet_expected_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let default = std::panic::take_hook();

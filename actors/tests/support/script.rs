@@ -6,7 +6,7 @@ use swapvisor_actors::SwapMode;
 
 /// What one step of a unit's life does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Act {
+pub(crate) enum Act {
     /// It works.
     #[default]
     Succeed,
@@ -22,7 +22,7 @@ pub enum Act {
 
 /// A unit's spec: its version and what it does.
 #[derive(Debug, Clone)]
-pub struct Script {
+pub(crate) struct Script {
     pub version: String,
     pub build: Act,
     pub start: Act,
@@ -41,7 +41,7 @@ pub struct Script {
 
 impl Script {
     /// Version `version`, doing everything right, swapped start-first.
-    pub fn new(version: &str) -> Self {
+    pub(crate) fn new(version: &str) -> Self {
         Self {
             version: version.to_owned(),
             build: Act::Succeed,
@@ -56,42 +56,42 @@ impl Script {
         }
     }
 
-    pub fn stop_first(mut self) -> Self {
+    pub(crate) fn stop_first(mut self) -> Self {
         self.mode = SwapMode::StopFirst;
         self
     }
 
-    pub fn build(mut self, act: Act) -> Self {
+    pub(crate) fn build(mut self, act: Act) -> Self {
         self.build = act;
         self
     }
 
-    pub fn start(mut self, act: Act) -> Self {
+    pub(crate) fn start(mut self, act: Act) -> Self {
         self.start = act;
         self
     }
 
-    pub fn export(mut self, act: Act) -> Self {
+    pub(crate) fn export(mut self, act: Act) -> Self {
         self.export = act;
         self
     }
 
-    pub fn import(mut self, act: Act) -> Self {
+    pub(crate) fn import(mut self, act: Act) -> Self {
         self.import = act;
         self
     }
 
-    pub fn probation(mut self, window: Duration) -> Self {
+    pub(crate) fn probation(mut self, window: Duration) -> Self {
         self.probation = Some(window);
         self
     }
 
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    pub fn handing_over(mut self) -> Self {
+    pub(crate) fn handing_over(mut self) -> Self {
         self.hands_over = true;
         self
     }

@@ -11,25 +11,25 @@ use super::*;
 /// connection the server closes fails, and a connection the server closed between requests
 /// shows up as one more connection opened.
 #[derive(Default)]
-pub struct TestClient {
+pub(crate) struct TestClient {
     connection: tokio::sync::Mutex<Option<(String, SendRequest<Full<Bytes>>)>>,
     opened: std::sync::atomic::AtomicUsize,
 }
 
 impl TestClient {
     /// How many TCP connections it has opened.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.opened.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 /// A fresh [`TestClient`].
-pub fn client() -> TestClient {
+pub(crate) fn client() -> TestClient {
     TestClient::default()
 }
 
 /// Sends one request and returns the status and the JSON body (or the text as a JSON string).
-pub async fn request(
+pub(crate) async fn request(
     client: &TestClient,
     method: &str,
     url: &str,
@@ -39,7 +39,7 @@ pub async fn request(
 }
 
 /// Sends one request with extra headers on a fresh client.
-pub async fn request_with(
+pub(crate) async fn request_with(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -62,7 +62,7 @@ async fn send(
 
 /// Sends one request on a fresh client and returns the status, the response headers and the
 /// JSON body.
-pub async fn request_full(
+pub(crate) async fn request_full(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -133,14 +133,14 @@ async fn send_full(
 }
 
 /// GET `url` on a fresh client, with the response headers.
-pub async fn get_full(url: &str) -> (u16, hyper::HeaderMap, Value) {
+pub(crate) async fn get_full(url: &str) -> (u16, hyper::HeaderMap, Value) {
     request_full("GET", url, &[], "")
         .await
         .expect("request failed")
 }
 
 /// GET `url` on a fresh client.
-pub async fn get(url: &str) -> (u16, Value) {
+pub(crate) async fn get(url: &str) -> (u16, Value) {
     request(&client(), "GET", url, "")
         .await
         .expect("request failed")

@@ -26,14 +26,14 @@ mod modules;
 mod plugins;
 mod process;
 
-pub use http::*;
-pub use modules::*;
-pub use plugins::*;
-pub use process::*;
+pub(crate) use http::*;
+pub(crate) use modules::*;
+pub(crate) use plugins::*;
+pub(crate) use process::*;
 
 /// Silences the panic messages that tests provoke on purpose (injected faults, crashing
 /// plugins), so that a real failure stands out; every other panic is reported as usual.
-pub fn quiet_expected_panics() {
+pub(crate) fn quiet_expected_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
@@ -56,7 +56,7 @@ pub fn quiet_expected_panics() {
 }
 
 /// Waits (up to 10 s) until `check` holds for the runtime's status.
-pub async fn wait_for_status(
+pub(crate) async fn wait_for_status(
     runtime: &swapvisor::Runtime,
     what: &str,
     check: impl Fn(&swapvisor::RuntimeStatus) -> bool,
@@ -77,7 +77,7 @@ pub async fn wait_for_status(
 }
 
 /// The outcome of each reload in a status answer's history, oldest first.
-pub fn outcomes(status: &Value) -> Vec<&str> {
+pub(crate) fn outcomes(status: &Value) -> Vec<&str> {
     status["history"]
         .as_array()
         .expect("a history")

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Every start and stop of `test.record` modules, in order, as "start a" / "stop a".
-pub type Journal = Arc<Mutex<Vec<String>>>;
+pub(crate) type Journal = Arc<Mutex<Vec<String>>>;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -58,7 +58,7 @@ impl Module for Recorder {
 }
 
 /// The built-in registry plus `test.record`, whose starts and stops land in the journal.
-pub fn recording_registry() -> (Registry, Journal) {
+pub(crate) fn recording_registry() -> (Registry, Journal) {
     let journal: Journal = Arc::default();
     let mut registry = Registry::with_builtins();
     let shared = journal.clone();
@@ -79,7 +79,7 @@ pub fn recording_registry() -> (Registry, Journal) {
 
 /// Switches the tests flip to steer the `test.toggle` and `test.gated` module types.
 #[derive(Clone)]
-pub struct Controls {
+pub(crate) struct Controls {
     /// While true, every `test.toggle` module fails to start.
     pub fail_starts: Arc<std::sync::atomic::AtomicBool>,
     /// How many times a `test.toggle` module was asked to start.
@@ -159,7 +159,7 @@ impl Module for Gated {
 
 /// The recording registry plus `test.toggle` and `test.gated`, steered by the returned
 /// controls.
-pub fn controlled_registry() -> (Registry, Journal, Controls) {
+pub(crate) fn controlled_registry() -> (Registry, Journal, Controls) {
     let (mut registry, journal) = recording_registry();
     let controls = Controls::default();
     let toggle = controls.clone();

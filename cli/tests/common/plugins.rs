@@ -220,7 +220,7 @@ impl swapvisor::extension::Step for PanicStep {
 /// The controlled registry plus the plugin kinds `test.journal`, `test.stateful`, `greeter`
 /// (contributes the step type `greet.hello`) and `greeter-lite` (contributes nothing), and
 /// the step type `test.panic {after}`.
-pub fn plugin_registry() -> (Registry, Journal, Controls) {
+pub(crate) fn plugin_registry() -> (Registry, Journal, Controls) {
     let (mut registry, journal, controls) = controlled_registry();
     let shared = journal.clone();
     let switch = controls.fail_starts.clone();

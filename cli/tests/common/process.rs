@@ -5,17 +5,17 @@ use super::*;
 /// The repository's root: the working folder of every `swapvisor` process a test starts, so
 /// that relative paths in args and configs (`examples/hello.yaml`) mean what they mean to a
 /// user in a checkout.
-pub fn repository() -> &'static std::path::Path {
+pub(crate) fn repository() -> &'static std::path::Path {
     std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 /// Runs `swapvisor` with `args` to its end: its exit code (-1 if killed), stdout and stderr.
-pub fn swapvisor(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn swapvisor(args: &[&str]) -> (i32, String, String) {
     swapvisor_with_env(args, &[])
 }
 
 /// The same, with extra environment variables.
-pub fn swapvisor_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+pub(crate) fn swapvisor_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_swapvisor"))
         .args(args)
         .current_dir(repository())
@@ -30,7 +30,7 @@ pub fn swapvisor_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, 
 }
 
 /// A running `swapvisor` process, killed when dropped.
-pub struct Swapvisor {
+pub(crate) struct Swapvisor {
     pub child: Child,
     /// Lines the process wrote to stderr, as they arrive.
     pub lines: std::sync::mpsc::Receiver<String>,
@@ -40,24 +40,24 @@ pub struct Swapvisor {
 
 impl Swapvisor {
     /// Starts `swapvisor` with `args`.
-    pub fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         Self::start_with_env(args, &[])
     }
 
     /// Starts `swapvisor` with `args` and extra environment variables.
-    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::start_binary_with_env(env!("CARGO_BIN_EXE_swapvisor").as_ref(), args, env)
     }
 
     /// Starts another binary built on swapvisor's command line (an example) with `args`.
-    pub fn start_binary(binary: &std::path::Path, args: &[&str]) -> Self {
+    pub(crate) fn start_binary(binary: &std::path::Path, args: &[&str]) -> Self {
         Self::start_binary_with_env(binary, args, &[])
     }
 
     /// Starts `swapvisor` with `args` under the open-file limit `ulimit` sets with `limit`
     /// (`-Sn 200`: the soft limit only; `-n 1024`: soft and hard); the shell execs, so the
     /// child is swapvisor.
-    pub fn start_under_ulimit(limit: &str, args: &[&str]) -> Self {
+    pub(crate) fn start_under_ulimit(limit: &str, args: &[&str]) -> Self {
         let mut command = Command::new("sh");
         command
             .arg("-c")
@@ -108,7 +108,7 @@ impl Swapvisor {
 
     /// Returns the first stderr line (already read, or arriving within `timeout`) containing
     /// `needle`.
-    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
         if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
             return line.clone();
         }
@@ -131,14 +131,14 @@ impl Swapvisor {
     }
 
     /// Waits for the "swapvisor is up" line and returns the URL of the server named `server`.
-    pub fn wait_until_up(&mut self, server: &str) -> String {
+    pub(crate) fn wait_until_up(&mut self, server: &str) -> String {
         let line = self.wait_for_line("swapvisor is up", Duration::from_secs(30));
         url_after(&line, &format!("{server}="))
     }
 
     /// Waits for the "swapvisor is up" line and returns the URLs of `server` and of the admin
     /// API.
-    pub fn wait_until_up_with_admin(&mut self, server: &str) -> (String, String) {
+    pub(crate) fn wait_until_up_with_admin(&mut self, server: &str) -> (String, String) {
         let line = self.wait_for_line("swapvisor is up", Duration::from_secs(30));
         (
             url_after(&line, &format!("{server}=")),
@@ -147,7 +147,7 @@ impl Swapvisor {
     }
 
     /// Sends a signal by name (TERM, HUP, INT).
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
@@ -157,7 +157,7 @@ impl Swapvisor {
     }
 
     /// Waits (up to `timeout`) for the process to exit, and returns its exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -194,14 +194,14 @@ impl Drop for Swapvisor {
 }
 
 /// A config file in its own temporary folder, deleted when dropped.
-pub struct TempConfig {
+pub(crate) struct TempConfig {
     pub dir: tempfile::TempDir,
     pub path: std::path::PathBuf,
 }
 
 impl TempConfig {
     /// Writes `text` to `config.yaml` in a fresh temporary folder.
-    pub fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, text).unwrap();
@@ -209,7 +209,7 @@ impl TempConfig {
     }
 
     /// The path as a string, for command lines.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         self.path.to_str().unwrap()
     }
 }

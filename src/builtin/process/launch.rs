@@ -29,6 +29,7 @@ impl Launch<'_> {
     /// The command that runs it, with its pipes, in a process group of its own: signals reach
     /// whatever it started, and a terminal's Ctrl-C reaches the runtime alone, which then
     /// stops its plugins in order.
+    #[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
     pub(super) fn command(&self) -> std::process::Command {
         let mut command = std::process::Command::new(self.executable);
         command
@@ -88,6 +89,7 @@ pub(super) fn spawn_child(launch: &Launch<'_>) -> std::io::Result<Child> {
 }
 
 /// Sends `signal` to the process group led by `leader`.
+#[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
 pub(super) fn signal_group(leader: u32, signal: i32) {
     let Ok(leader) = i32::try_from(leader) else {
         return;

@@ -22,6 +22,7 @@ pub(super) struct SealedExecutable {
 impl SealedExecutable {
     /// Seals a copy of `bytes`; `None` when this system cannot execute memory files.
     #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
     pub(super) fn new(bytes: &[u8]) -> Option<Self> {
         use std::io::Write;
         // MFD_EXEC (Linux 6.3) asks for an executable memfd where the sysctl

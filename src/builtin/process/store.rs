@@ -69,6 +69,7 @@ fn known() -> &'static KnownHashes {
     KNOWN.get_or_init(KnownHashes::default)
 }
 
+#[allow(unsafe_code)] // Each unsafe block here says why it is sound (SAFETY:).
 fn uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.
     unsafe { libc::getuid() }

@@ -11,7 +11,7 @@ use crate::extension::ConnectionLimits;
 
 #[derive(Debug, Args)]
 /// The flags of `swapvisor run`.
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The config file (YAML or JSON).
     #[arg(env = "SWAPVISOR_CONFIG")]
     pub(super) config: PathBuf,
@@ -162,7 +162,7 @@ impl ClusterArgs {
 
 /// `--admin`: an address, or off.
 #[derive(Debug, Clone, Copy)]
-pub enum AdminAddress {
+pub(super) enum AdminAddress {
     Off,
     At(SocketAddr),
 }

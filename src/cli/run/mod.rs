@@ -11,7 +11,7 @@ use crate::extension::DescriptorBudget;
 use crate::{Origin, Registry, Reload, Runtime};
 
 use self::args::AdminAddress;
-pub use self::args::RunArgs;
+pub(super) use self::args::RunArgs;
 pub(super) use self::args::{TokenArgs, parse_address};
 use self::signals::{Event, Signals};
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, watch};
@@ -20,7 +20,7 @@ mod args;
 mod signals;
 
 /// Runs the config of `args` with `registry`'s types until a shutdown signal; the exit code.
-pub async fn run(args: RunArgs, registry: Registry) -> u8 {
+pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
     // Listen for signals before anything else, so that a signal sent as soon as the service
     // reports itself up is never met by the default action (termination without cleanup).
     let mut signals = match Signals::install() {

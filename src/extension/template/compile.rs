@@ -9,6 +9,7 @@ use super::{Path, Root, Segment, Template};
 use crate::config::{ConfigError, place, unknown_name};
 
 /// What templates may refer to: `request` and the steps before the current one.
+#[derive(Debug)]
 pub struct TemplateScope<'a> {
     /// Names of the steps that run before the one being compiled, in order.
     pub earlier_steps: &'a [String],

@@ -37,6 +37,7 @@ pub use compile::{TemplateLog, TemplateScope};
 use budget::charged_clone;
 
 /// The values a template renders against.
+#[derive(Debug)]
 pub struct RenderScope<'a> {
     /// The pipeline's input.
     pub request: &'a Value,
