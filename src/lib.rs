@@ -92,7 +92,8 @@ pub mod config;
 #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
 pub mod engine;
 #[cfg(feature = "runtime")]
-mod metrics;
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub mod metrics;
 #[cfg(feature = "runtime")]
 #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
 pub mod net;

@@ -62,6 +62,7 @@ impl EngineContext {
     ) -> Self {
         let services = Services::new(listeners.clone(), Arc::new(plugins.clone()));
         let metrics = MetricsRegistry::new();
+        metrics.register(crate::net::ListenerCollector::default());
         plugins.set_metrics(metrics.extensions().clone());
         Self {
             registry,

@@ -144,4 +144,74 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
     }
+
+    /// The lines of the `test_` families `/metrics` would show.
+    fn shown(registry: &MetricsRegistry) -> Vec<String> {
+        registry
+            .render(Vec::new())
+            .lines()
+            .filter(|l| l.starts_with("test_"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn owners_are_told_apart_and_a_name_keeps_its_kind() {
+        let registry = MetricsRegistry::new();
+        // As an engine context has them.
+        let _requests = RequestMetrics::registered_in(&registry);
+        let store = registry.extensions();
+        let (web, hits) = (store.scope("module", "web"), store.scope("plugin", "hits"));
+        web.expose();
+        hits.expose();
+        web.handle().gauge("test_depth", "Depth.").unwrap().set(1);
+        hits.handle().gauge("test_depth", "Depth.").unwrap().set(2);
+        assert_eq!(
+            shown(&registry),
+            [
+                r#"test_depth{plugin="hits"} 2"#,
+                r#"test_depth{module="web"} 1"#
+            ]
+        );
+        assert_eq!(
+            hits.handle()
+                .histogram("test_depth", "Depth.", &[])
+                .unwrap_err(),
+            crate::metrics::MetricError::Clash {
+                name: "test_depth".into(),
+                registered: crate::metrics::MetricKind::Gauge,
+                asked: crate::metrics::MetricKind::Histogram,
+            }
+        );
+        assert_eq!(
+            web.handle()
+                .counter("swapvisor_reloads_total", "Mine.")
+                .unwrap_err(),
+            crate::metrics::MetricError::Reserved("swapvisor_reloads_total".into())
+        );
+        assert_eq!(
+            web.handle()
+                .counter("swapvisor_http_requests_total", "Mine.")
+                .unwrap_err(),
+            crate::metrics::MetricError::Reserved("swapvisor_http_requests_total".into())
+        );
+        for (bad, why) in [
+            ("", "empty"),
+            ("1st", "letters"),
+            ("a-b", "letters"),
+            ("__x", "reserved"),
+            ("test_x_total", "only a counter"),
+        ] {
+            let error = web.handle().gauge(bad, "Bad.").unwrap_err().to_string();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+        let error = web
+            .handle()
+            .histogram("test_wait", "Wait.", &[1.0, 0.5])
+            .unwrap_err();
+        assert!(
+            matches!(error, crate::metrics::MetricError::InvalidBuckets { .. }),
+            "{error}"
+        );
+    }
 }

@@ -26,7 +26,7 @@ use prometheus::core::{Collector, Desc, Metric};
 use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{HistogramOpts, IntCounter, IntGauge, Opts};
 
-use crate::extension::metrics::{MetricError, MetricKind, MetricsHandle};
+use super::handle::{MetricError, MetricKind, MetricsHandle};
 
 /// One registered series: the metric its owners hold.
 #[derive(Clone)]

@@ -1,11 +1,14 @@
-//! The metrics registry: every metric `/metrics` shows, encoded in one place.
+//! Metrics: the handle modules and plugins register their own with ([`MetricsHandle`], also at
+//! [`crate::extension::metrics`]), and the registry every metric `/metrics` shows is encoded
+//! from, in one place.
 //!
 //! A runtime has one [`MetricsRegistry`] (a [`prometheus::Registry`]), in its engine context.
 //! What counts on the request path holds its counters and histograms from the moment it is
 //! built (atomics, no lookup), and the registry reads them at scrape time:
 //!
 //! - the request metrics of every pipeline ([`crate::engine::RequestMetrics`]);
-//! - the listeners of the process and the request bodies past their deadline (`net`);
+//! - the listeners of the process and the request bodies past their deadline (`net`, whose
+//!   collector the engine context registers: this module sits below `net`);
 //! - what modules and plugins register through their
 //!   [`MetricsHandle`](crate::extension::metrics::MetricsHandle) (`extension`), shown only
 //!   while their owner is part of a started engine or a running plugin.
@@ -17,6 +20,7 @@
 
 mod extension;
 mod family;
+mod handle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use prometheus::proto::MetricFamily;
 
 pub(crate) use extension::{ExtensionStore, MetricScope, ScopeState, SeriesValue};
 pub(crate) use family::Family;
+pub use handle::{Counter, Gauge, Histogram, MetricError, MetricKind, MetricsHandle};
 
 /// The families the admin API adds per scrape (its reload metrics and the runtime's status):
 /// names no extension may register.
@@ -76,7 +81,6 @@ impl MetricsRegistry {
             registry: prometheus::Registry::new(),
             extensions: extensions.clone(),
         };
-        registry.register(crate::net::ListenerCollector::default());
         registry.register(extension::Collected(extensions));
         registry
     }

@@ -27,6 +27,7 @@ use source::Crate;
 const LAYERS: &[&str] = &[
     "secret",
     "watch",
+    "metrics",
     "net",
     "config",
     "extension",
