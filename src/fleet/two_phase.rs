@@ -30,7 +30,7 @@ use crate::runtime::{Runtime, RuntimeError};
 /// let runtime = Runtime::start(one, Registry::with_builtins()).await.unwrap();
 /// let two_phase = TwoPhase::new(&runtime);
 /// let two = one.replace("v: 1", "v: 2");
-/// let prepared = two_phase.prepare(two, Duration::from_secs(60)).await.unwrap().unwrap();
+/// let prepared = two_phase.prepare(two.as_str(), Duration::from_secs(60)).await.unwrap().unwrap();
 /// let record = two_phase.commit(CommitRequest::new(prepared.ticket)).await.unwrap();
 /// assert!(record.outcome.is_activated());
 /// runtime.shutdown().await.unwrap();
