@@ -70,6 +70,10 @@
 //! - [`admin`]: the admin HTTP API the `swapvisor` binary serves, for serving it yourself.
 //! - [`actors`]: the generic swap protocol (Supervisor, Candidate, Active, Slot), for
 //!   swapping units of your own.
+//! - [`metrics`]: the handle a module or plugin registers its own metrics with.
+//! - `fleet` (the opt-in `fleet` feature): several nodes reloaded all or nothing. It turns on
+//!   ractor's `cluster` feature for the whole build, so it stays off by default: with the
+//!   default features your own actors keep plain message types.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
