@@ -1,7 +1,7 @@
 //! A fleet: swapvisor nodes joined over ractor_cluster, reloaded all or nothing.
 //!
 //! Each node runs a ractor_cluster `NodeServer` (authenticated by a shared cookie) and one
-//! [`agent`] actor in a process group that every node sees. Any node can coordinate a fleet
+//! agent actor in a process group that every node sees. Any node can coordinate a fleet
 //! reload ([`Fleet::reload`]): it asks every agent to **prepare** the config (the node's
 //! Supervisor builds it and holds it, touching nothing; see `SupervisorMsg::Prepare`), and only
 //! if every node prepared the same fingerprint does it **commit** everywhere; otherwise it

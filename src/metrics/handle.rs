@@ -120,7 +120,7 @@ pub enum MetricError {
     },
 }
 
-/// Registers a module's or plugin's metrics with the runtime: see the [module docs](self).
+/// Registers a module's or plugin's metrics with the runtime: see the [module docs](crate::metrics).
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct MetricsHandle {

@@ -2,7 +2,7 @@
 //! [`crate::extension::metrics`]), and the registry every metric `/metrics` shows is encoded
 //! from, in one place.
 //!
-//! A runtime has one [`MetricsRegistry`] (a [`prometheus::Registry`]), in its engine context.
+//! A runtime has one `MetricsRegistry` (a [`prometheus::Registry`]), in its engine context.
 //! What counts on the request path holds its counters and histograms from the moment it is
 //! built (atomics, no lookup), and the registry reads them at scrape time:
 //!
@@ -10,12 +10,12 @@
 //! - the listeners of the process and the request bodies past their deadline (`net`, whose
 //!   collector the engine context registers: this module sits below `net`);
 //! - what modules and plugins register through their
-//!   [`MetricsHandle`](crate::extension::metrics::MetricsHandle) (`extension`), shown only
+//!   [`crate::extension::metrics::MetricsHandle`] (`extension`), shown only
 //!   while their owner is part of a started engine or a running plugin.
 //!
 //! Values that live elsewhere (the reload counters of the admin API, the status of the
-//! runtime) are added per scrape by [`MetricsRegistry::render`]. The text is the classic
-//! Prometheus format 0.0.4 ([`CONTENT_TYPE`]): families sorted by name, each with `# HELP` and
+//! runtime) are added per scrape by `MetricsRegistry::render`. The text is the classic
+//! Prometheus format 0.0.4 (`CONTENT_TYPE`): families sorted by name, each with `# HELP` and
 //! `# TYPE`, counters named with their `_total`, label order as registered.
 
 mod extension;

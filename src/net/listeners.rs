@@ -5,7 +5,7 @@
 //! again immediately), asks every open connection to finish its in-flight request and close,
 //! and aborts the stragglers at the deadline.
 //!
-//! A [`PoolHold`] keeps listeners whose last lease was released open until the hold ends. A
+//! A `PoolHold` keeps listeners whose last lease was released open until the hold ends. A
 //! stop-first swap takes one, so the old engine's stop does not close a socket that the new
 //! engine is about to take: connections wait in the kernel backlog instead of being refused.
 

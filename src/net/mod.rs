@@ -1,7 +1,7 @@
 //! Sockets that outlive the engines that use them, and the limits that keep any one of them
 //! from starving the process.
 //!
-//! The [`ListenerPool`](listeners::ListenerPool) owns every bound listener and its accept
+//! The [`ListenerPool`] owns every bound listener and its accept
 //! loop. Engines borrow listeners by address; an address kept across a reload hands the very
 //! same socket to the new engine, so no connection is refused while configs change. Each
 //! request is routed, at the moment it arrives, to whatever dispatcher the pool was given; in a
@@ -10,8 +10,8 @@
 //!
 //! Every server of the process, the pool's listeners and the admin API alike, accepts through
 //! the same gate: a connection cap drawn from the process's descriptor budget
-//! ([`DescriptorBudget`](limits::DescriptorBudget)) and header, idle and body timeouts
-//! ([`ConnectionLimits`](limits::ConnectionLimits)). What an extension author uses is public
+//! ([`DescriptorBudget`]) and header, idle and body timeouts
+//! ([`ConnectionLimits`]). What an extension author uses is public
 //! here: [`listeners`] (what a server module binds through) and [`limits`]; the serving
 //! machinery is internal:
 //!
