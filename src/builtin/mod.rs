@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | module | `http.server` | `address` |
 //! | module | `fault.inject` | `failOn`, `mode`, `message` |
+//! | module | `http.upstream` | `targets`, `balance`, `connectTimeout`, `requestTimeout`, `idleTimeout`, `maxIdlePerTarget`, `healthCheck`, `passive`, `retries` |
 //! | trigger | `http` | `server`, `method`, `path` |
 //! | trigger | `schedule` | `every` |
 //! | step | `step.set` | `values` |
@@ -12,6 +13,7 @@
 //! | step | `step.delay` | `duration` |
 //! | step | `step.fail` | `message` |
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
+//! | step | `step.proxy` | `upstream`, `path`, `headers`, `timeout` |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
@@ -24,9 +26,13 @@ mod log_text;
 #[cfg(feature = "runtime")]
 mod process;
 #[cfg(feature = "runtime")]
+mod proxy;
+#[cfg(feature = "runtime")]
 mod schedule;
 #[cfg(feature = "runtime")]
 pub(crate) mod steps;
+#[cfg(feature = "runtime")]
+mod upstream;
 
 #[cfg(feature = "cli")]
 pub(crate) use process::allow_describe;
@@ -61,6 +67,8 @@ impl Registry {
 fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_module("http.server", http_server::build_server)?;
     registry.register_module("fault.inject", fault::build)?;
+    registry.register_module(upstream::TYPE, upstream::build)?;
+    registry.register_step("step.proxy", proxy::build)?;
     registry.register_trigger("http", http_server::build_trigger)?;
     registry.register_trigger("schedule", schedule::build)?;
     registry.register_plugin(Counter::KIND, Counter::build)?;

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::StatusCode;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
@@ -19,8 +18,10 @@ use serde_json::{Map, Value, json};
 use super::pipeline::Pipeline;
 use super::requests::RequestStats;
 use crate::extension::ExecuteError;
-use crate::extension::Services;
-use crate::net::{BodyError, HttpRequest, HttpResponse, ListenerKey, linger, read_limited};
+use crate::extension::{HttpExchange, Services};
+use crate::net::{
+    BodyError, HttpRequest, HttpResponse, ListenerKey, RequestBody, linger, read_limited,
+};
 
 /// Largest request body a pipeline accepts.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -236,11 +237,17 @@ async fn run_route(
     params: Map<String, Value>,
     services: &Services,
 ) -> HttpResponse {
-    let input = match request_input(request, params).await {
+    let (exchange, body) = HttpExchange::new(request, route.pipeline.takes_body());
+    let input = match request_input(exchange.head(), body, params).await {
         Ok(input) => input,
         Err(response) => return response,
     };
-    match route.pipeline.run(&input, services).await {
+    let ran = route.pipeline.run(&input, services, Some(&exchange)).await;
+    if let Some(streamed) = exchange.take_response() {
+        // A step answered with a stream (a proxy): that is the answer, whatever came after.
+        return streamed.map(http_body_util::Either::Right);
+    }
+    match ran {
         Ok(execution) => match execution.response() {
             Some(response) => pipeline_response(response),
             None => json_response(StatusCode::OK, &execution.output()),
@@ -264,12 +271,12 @@ async fn run_route(
     }
 }
 
-/// Builds the pipeline input from a request.
+/// Builds the pipeline input from a request's head and, unless a step streams it, its body.
 async fn request_input(
-    request: HttpRequest,
+    parts: &hyper::http::request::Parts,
+    body: Option<RequestBody>,
     params: Map<String, Value>,
 ) -> Result<Value, HttpResponse> {
-    let (parts, body) = request.into_parts();
     let mut query = Map::new();
     if let Some(raw) = parts.uri.query() {
         for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
@@ -298,7 +305,11 @@ async fn request_input(
             }
         }
     }
-    let bytes = match read_limited(body, MAX_BODY_BYTES).await {
+    let bytes = match body {
+        None => Ok(Bytes::new()),
+        Some(body) => read_limited(body, MAX_BODY_BYTES).await,
+    };
+    let bytes = match bytes {
         Ok(bytes) => bytes,
         Err(error @ BodyError::TooLarge(_)) => {
             return Err(json_response(
@@ -374,7 +385,7 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
     if serde_json::to_writer(&mut bytes, body).is_err() {
         bytes.clear();
     }
-    let mut response = hyper::Response::new(Full::new(Bytes::from(bytes)));
+    let mut response = hyper::Response::new(crate::net::whole(bytes));
     *response.status_mut() = status;
     response
         .headers_mut()

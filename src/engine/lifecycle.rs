@@ -231,7 +231,12 @@ impl Engine {
         let services = self.inner.context.services().clone();
         PipelineRunner::new(pipeline.name(), move |input| {
             let (pipeline, services) = (running.clone(), services.clone());
-            Box::pin(async move { pipeline.run(&input, &services).await.map(Execution::output) })
+            Box::pin(async move {
+                pipeline
+                    .run(&input, &services, None)
+                    .await
+                    .map(Execution::output)
+            })
         })
     }
 }

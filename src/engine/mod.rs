@@ -239,7 +239,9 @@ impl Engine {
                 available: self.pipeline_names().join(", "),
             });
         };
-        pipeline.run(input, self.inner.context.services()).await
+        pipeline
+            .run(input, self.inner.context.services(), None)
+            .await
     }
 
     /// Answers an HTTP request that arrived on listener `key`.

@@ -9,7 +9,7 @@ use swapvisor_actors::guard;
 use crate::extension::ExecuteError;
 use crate::extension::Services;
 use crate::extension::template::RenderBudget;
-use crate::extension::{Step, StepContext};
+use crate::extension::{HttpExchange, Step, StepContext};
 
 /// A built pipeline.
 pub(super) struct Pipeline {
@@ -19,6 +19,8 @@ pub(super) struct Pipeline {
     timeout: Duration,
     /// How many bytes one run's templates may render.
     max_render_bytes: usize,
+    /// Whether a step streams the request body ([`Step::takes_body`]).
+    takes_body: bool,
 }
 
 pub(crate) struct PipelineStep {
@@ -58,6 +60,7 @@ impl Pipeline {
         max_render_bytes: usize,
     ) -> Self {
         Self {
+            takes_body: steps.iter().any(|s| s.step.takes_body()),
             name,
             steps,
             timeout,
@@ -70,6 +73,11 @@ impl Pipeline {
         &self.name
     }
 
+    /// Whether a step streams the request body, so that it must not be read first.
+    pub(super) fn takes_body(&self) -> bool {
+        self.takes_body
+    }
+
     /// Runs every step in order with `input` as `request`. A step that fails or panics ends
     /// the run with an error naming it; a run past the pipeline's time limit is abandoned
     /// (the step running then is dropped) with [`ExecuteError::TimedOut`].
@@ -77,8 +85,9 @@ impl Pipeline {
         &self,
         input: &Value,
         services: &Services,
+        http: Option<&HttpExchange>,
     ) -> Result<Execution, ExecuteError> {
-        match tokio::time::timeout(self.timeout, self.run_steps(input, services)).await {
+        match tokio::time::timeout(self.timeout, self.run_steps(input, services, http)).await {
             Ok(finished) => finished,
             Err(_) => Err(ExecuteError::TimedOut {
                 pipeline: self.name.clone(),
@@ -91,6 +100,7 @@ impl Pipeline {
         &self,
         input: &Value,
         services: &Services,
+        http: Option<&HttpExchange>,
     ) -> Result<Execution, ExecuteError> {
         let mut outputs = Vec::with_capacity(self.steps.len());
         let mut response = None;
@@ -104,6 +114,7 @@ impl Pipeline {
                     outputs: &outputs,
                     services,
                     budget: &budget,
+                    http,
                 };
                 guard::run(None, || step.step.run(&context)).await
             };

@@ -23,7 +23,7 @@ use crate::config::{
 };
 use crate::extension::template::{TemplateLog, TemplateScope};
 use crate::extension::{
-    ListenerKey, ModuleBuild, StepBuild, TriggerBinding, TriggerBuild, TriggerTask,
+    ListenerKey, ModuleBuild, ModuleDirectory, StepBuild, TriggerBinding, TriggerBuild, TriggerTask,
 };
 use crate::plugin::PluginPlan;
 use crate::registry::Registry;
@@ -242,6 +242,20 @@ pub(crate) fn plan(
         names
     };
 
+    let directory = ModuleDirectory::new(
+        built
+            .iter()
+            .zip(&config.modules)
+            .filter_map(|(m, spec)| {
+                let m = m.as_ref()?;
+                Some((
+                    spec.name.as_str(),
+                    spec.type_name.as_str(),
+                    &*m.shared.module,
+                ))
+            })
+            .collect(),
+    );
     let mut pipelines = Vec::with_capacity(config.pipelines.len());
     let mut tasks = Vec::new();
     let mut types = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
@@ -252,6 +266,7 @@ pub(crate) fn plan(
         let at = place::key("pipelines", &spec.name);
         let steps_at = place::field(&at, "steps");
         let names: Vec<String> = spec.steps.iter().map(|s| s.name.clone()).collect();
+        let fingerprint = fingerprint(spec);
         let mut steps = Vec::with_capacity(spec.steps.len());
         let mut references = vec![Vec::new(); spec.steps.len()];
         for (i, step) in spec.steps.iter().enumerate() {
@@ -280,6 +295,7 @@ pub(crate) fn plan(
             let build = StepBuild {
                 pipeline: &spec.name,
                 name: &step.name,
+                pipeline_fingerprint: fingerprint,
                 type_name: &step.type_name,
                 config: &step.config,
                 place: &config_at,
@@ -289,6 +305,7 @@ pub(crate) fn plan(
                     log: Some(&log),
                 },
                 plugins: &plugin_names,
+                modules: &directory,
             };
             match guarded(&config_at, || factory.build(&build)) {
                 Ok(built) => steps.push(PipelineStep {
@@ -391,6 +408,7 @@ pub(crate) fn plan(
         return Err(errors);
     }
     // With no errors every module was built, and without a cycle there is an order.
+    drop(directory);
     let order = order.unwrap_or_default();
     let modules = order.into_iter().filter_map(|i| built[i].take()).collect();
     Ok(Plan {
@@ -412,6 +430,17 @@ pub(crate) fn plan(
         },
         resolved,
     })
+}
+
+/// A digest of `spec`, as [`StepBuild::pipeline_fingerprint`] describes.
+fn fingerprint(spec: &PipelineSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same digest for the same spec in every build of a process.
+    let mut hasher = std::hash::DefaultHasher::new();
+    serde_json::to_vec(spec)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 fn list_or_none(names: &[&str]) -> String {

@@ -70,6 +70,8 @@ pub(crate) mod plugin;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
+mod exchange;
+#[cfg(feature = "runtime")]
 pub mod metrics;
 #[cfg(feature = "runtime")]
 mod module;
@@ -87,9 +89,13 @@ mod trigger;
 pub(crate) mod types;
 
 #[cfg(feature = "runtime")]
+pub use crate::net::listeners::{BoxError, StreamBody};
+#[cfg(feature = "runtime")]
 pub use error::{ExecuteError, ModuleError, StepError};
 #[cfg(feature = "runtime")]
-pub use module::{Module, ModuleBuild, ModuleContext, ModuleFactory};
+pub use exchange::HttpExchange;
+#[cfg(feature = "runtime")]
+pub use module::{Module, ModuleBuild, ModuleContext, ModuleDirectory, ModuleFactory};
 #[cfg(feature = "runtime")]
 pub use services::{PluginCalls, Services};
 #[cfg(feature = "runtime")]

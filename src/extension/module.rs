@@ -7,6 +7,7 @@
 //! [`Module::start`] and given back in [`Module::stop`].
 
 use std::any::Any;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use super::error::ModuleError;
 use super::metrics::MetricsHandle;
 use super::services::Services;
-use crate::config::ConfigErrors;
+use crate::config::{ConfigError, ConfigErrors};
 use crate::net::ListenerKey;
 
 /// A running part of an engine.
@@ -55,6 +56,83 @@ pub trait Module: Any + Send + Sync {
     /// `http` triggers that name this module to that listener.
     fn http_listener(&self) -> Option<&ListenerKey> {
         None
+    }
+
+    /// What this module lends to the steps that name it (an upstream's connection pool, a
+    /// store's connections): see [`ModuleDirectory::lend`]. A carried module lends the same
+    /// handle to the new engine's steps, so what it holds survives the reload.
+    fn lend(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+}
+
+/// The modules of the engine being built, as steps see them while they are built.
+pub struct ModuleDirectory<'a> {
+    modules: Vec<(&'a str, &'a str, &'a dyn Module)>,
+}
+
+impl std::fmt::Debug for ModuleDirectory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.modules
+                    .iter()
+                    .map(|(name, type_name, _)| (name, type_name)),
+            )
+            .finish()
+    }
+}
+
+impl<'a> ModuleDirectory<'a> {
+    /// A directory of `(name, type, module)`.
+    pub(crate) fn new(modules: Vec<(&'a str, &'a str, &'a dyn Module)>) -> Self {
+        Self { modules }
+    }
+
+    /// What the module `name`, of type `type_name`, lends to steps (see [`Module::lend`]), for
+    /// the setting at `place`. An unknown name, a module of another type or one that lends no
+    /// `T` is a config error at `place` naming the modules that would do.
+    pub fn lend<T: Any + Send + Sync>(
+        &self,
+        name: &str,
+        type_name: &str,
+        place: &str,
+    ) -> Result<Arc<T>, ConfigErrors> {
+        let of_type = || {
+            self.modules
+                .iter()
+                .filter(|(_, t, _)| *t == type_name)
+                .map(|(n, _, _)| *n)
+        };
+        let found = self.modules.iter().find(|(n, _, _)| *n == name);
+        let Some((_, found_type, module)) = found else {
+            return Err(ConfigError::new(
+                place,
+                crate::config::unknown_name(type_name, name, "modules of that type", of_type()),
+            )
+            .into());
+        };
+        if *found_type != type_name {
+            let names: Vec<&str> = of_type().collect();
+            return Err(ConfigError::new(
+                place,
+                format!(
+                    "module {name:?} is a {found_type}, not a {type_name} ({type_name} modules: {})",
+                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                ),
+            )
+            .into());
+        }
+        module
+            .lend()
+            .and_then(|lent| lent.downcast::<T>().ok())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    place,
+                    format!("module {name:?} ({type_name}) lends nothing steps can use"),
+                )
+                .into()
+            })
     }
 }
 

@@ -7,6 +7,8 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::error::StepError;
+use super::exchange::HttpExchange;
+use super::module::ModuleDirectory;
 use super::services::Services;
 use super::template::{RenderBudget, RenderScope, Template, TemplateScope};
 use crate::config::{ConfigErrors, place};
@@ -19,6 +21,13 @@ pub trait Step: Send + Sync + 'static {
     /// True for steps whose output is the pipeline's HTTP response (`step.json_response`):
     /// an output of the shape `{"status": 200, "headers": {...}, "body": ...}`.
     fn is_response(&self) -> bool {
+        false
+    }
+
+    /// True for steps that stream the request body elsewhere (`step.proxy`): a pipeline
+    /// holding one does not read the body into `request.body` (it stays null) and lends it to
+    /// the step through [`StepContext::http`] instead.
+    fn takes_body(&self) -> bool {
         false
     }
 }
@@ -37,6 +46,9 @@ pub struct StepContext<'a> {
     pub services: &'a Services,
     /// What this run of the pipeline may still render (`maxRenderBytes`).
     pub budget: &'a RenderBudget,
+    /// The HTTP exchange the run serves: none for a run that no HTTP request started
+    /// (`execute`, a schedule).
+    pub http: Option<&'a HttpExchange>,
 }
 
 impl std::fmt::Debug for StepContext<'_> {
@@ -67,12 +79,19 @@ pub struct StepBuild<'a> {
     pub pipeline: &'a str,
     /// The step's name.
     pub name: &'a str,
+    /// A digest of the whole pipeline's spec (trigger, steps, limits): equal in two builds
+    /// exactly when the pipeline is unchanged (barring a collision), so that a step can tell
+    /// a reload that kept its route from one that changed it.
+    pub pipeline_fingerprint: u64,
     /// The step's type, as registered.
     pub type_name: &'a str,
     /// What the step's templates may refer to.
     pub templates: TemplateScope<'a>,
     /// The names of the plugin instances the config declares.
     pub plugins: &'a [String],
+    /// The engine's modules, for a step that uses one (an upstream, a store): see
+    /// [`ModuleDirectory::lend`].
+    pub modules: &'a ModuleDirectory<'a>,
     /// The entry's `config:`, with `${VAR}` already expanded.
     pub config: &'a serde_json::Value,
     /// The place of `config` in the document, for errors.

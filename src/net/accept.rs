@@ -59,7 +59,7 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
         tokio::select! {
             deadline = close_asked(&mut asked_to_close) => break deadline,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let Some(admission) = gate.make_room() else {
                         gate.counters.refused.fetch_add(1, Ordering::Relaxed);
                         continue; // dropping it closes it
@@ -70,7 +70,7 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
                     let _ = stream.set_nodelay(true);
                     let tracked = gate.admit(admission);
                     let admitted = Arc::new(Admitted { gate: gate.clone(), tracked: tracked.clone() });
-                    let task = connections.spawn(serve_connection(stream, admitted, handler, closing.clone()));
+                    let task = connections.spawn(serve_connection(stream, peer, admitted, handler, closing.clone()));
                     let _ = tracked.abort.set(task);
                 }
                 Err(e) => {

@@ -26,9 +26,17 @@ use super::gate::{Admission, Admitted};
 use super::request_body::{Request, RequestBody};
 use super::stream::ClockedStream;
 
-/// Serves one connection until it ends, times out or is asked to close.
+/// The address of the client a request came from, in the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub(crate) std::net::SocketAddr);
+
+/// Serves one connection until it ends, times out or is asked to close. A request that asks to
+/// upgrade the connection (a WebSocket) may be answered `101` by its handler, which then owns
+/// the upgraded connection (`hyper::upgrade::on`): serving it ends here, the connection lives
+/// on in the handler's task.
 pub(super) async fn serve_connection<H, Fut, B>(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     admitted: Arc<Admitted>,
     handler: H,
     mut closing: watch::Receiver<Option<Instant>>,
@@ -47,7 +55,8 @@ pub(super) async fn serve_connection<H, Fut, B>(
         let gate = &in_service.gate;
         // From head, or from idle when a pipelined request was already buffered.
         let _ = clock.shift(WAITING, BUSY, gate.now_ms());
-        let request = request.map(|body| RequestBody::new(body, &body_limits));
+        let mut request = request.map(|body| RequestBody::new(body, &body_limits));
+        request.extensions_mut().insert(ClientAddr(peer));
         let response = match super::early::answer(&request, on_reserve, gate.probes) {
             Some(early) => {
                 // Read and dropped in the background, so that the client sees the answer.
@@ -76,7 +85,8 @@ pub(super) async fn serve_connection<H, Fut, B>(
     let connection = http1::Builder::new()
         .header_read_timeout(None)
         .keep_alive(!on_reserve)
-        .serve_connection(io, service);
+        .serve_connection(io, service)
+        .with_upgrades();
     tokio::pin!(connection);
     let clock = &admitted.tracked.clock;
     let origin = admitted.gate.origin;

@@ -30,7 +30,23 @@ use super::limits::{ConnectionLimits, DescriptorBudget};
 /// A request as it arrives on a pooled listener.
 pub(crate) type HttpRequest = super::request_body::Request;
 /// The response a dispatcher gives back.
-pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
+pub(crate) type HttpResponse = hyper::Response<ResponseBody>;
+
+/// A response body: whole (every answer the engine writes itself, with no allocation beyond its
+/// bytes) or streamed (a proxied backend's, see [`StreamBody`]).
+pub(crate) type ResponseBody = http_body_util::Either<Full<Bytes>, StreamBody>;
+
+/// A body streamed from elsewhere, such as a backend: what a step hands the engine to answer
+/// with (see `HttpExchange::respond` in `extension::http`).
+pub type StreamBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// The error of a streamed body: any error, as hyper takes it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A whole response body.
+pub(crate) fn whole(bytes: impl Into<Bytes>) -> ResponseBody {
+    http_body_util::Either::Left(Full::new(bytes.into()))
+}
 
 /// Routes each request that arrives on a pooled listener.
 pub(crate) trait HttpDispatch: Send + Sync + 'static {

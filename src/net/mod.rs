@@ -44,5 +44,8 @@ pub use limits::{ConnectionLimits, DescriptorBudget};
 #[cfg(feature = "admin")]
 pub(crate) use {accept::serve_listener, bind::bind, gate::Gate};
 
-pub(crate) use listeners::{HttpDispatch, HttpRequest, HttpResponse};
+pub(crate) use connection::ClientAddr;
+pub use listeners::{BoxError, StreamBody};
+pub(crate) use listeners::{HttpDispatch, HttpRequest, HttpResponse, whole};
 pub use listeners::{ListenerKey, ListenerLease, ListenerPool};
+pub(crate) use request_body::RequestBody;

@@ -21,11 +21,13 @@ use swapvisor::config::ConfigErrors;
 use swapvisor::extension::{Module, ModuleBuild, ModuleContext, ModuleError};
 use tokio::time::Instant;
 
+mod backend;
 mod http;
 mod modules;
 mod plugins;
 mod process;
 
+pub(crate) use backend::*;
 pub(crate) use http::*;
 pub(crate) use modules::*;
 pub(crate) use plugins::*;
