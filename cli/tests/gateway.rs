@@ -189,6 +189,38 @@ async fn a_killed_backend_is_retried_around_then_ejected_and_no_request_fails() 
         assert_eq!(get(&format!("{base}/api/who")).await.0, 200);
     }
     assert_eq!(a.state.requests.load(Ordering::SeqCst), after + 10);
+
+    // /metrics shows each target's health, in-flight and requests by outcome.
+    let status = runtime.status().await.unwrap();
+    let text = swapvisor::admin::Metrics::default().render(&status, &runtime);
+    let (ta, tb) = (a.target(), b.target());
+    let a_ok = a.state.requests.load(Ordering::SeqCst);
+    for line in [
+        format!(r#"swapvisor_upstream_target_healthy{{module="api",target="{ta}"}} 1"#),
+        format!(r#"swapvisor_upstream_target_healthy{{module="api",target="{tb}"}} 0"#),
+        format!(r#"swapvisor_upstream_in_flight{{module="api",target="{ta}"}} 0"#),
+        format!(
+            r#"swapvisor_upstream_requests_total{{module="api",target="{ta}",outcome="ok"}} {a_ok}"#
+        ),
+        format!(
+            r#"swapvisor_upstream_requests_total{{module="api",target="{tb}",outcome="server_error"}} 0"#
+        ),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\nnot in\n{text}");
+    }
+    let connect_failed = format!(
+        r#"swapvisor_upstream_requests_total{{module="api",target="{tb}",outcome="connect_failed"}} "#
+    );
+    let failed: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(connect_failed.as_str()))
+        .and_then(|n| n.parse().ok())
+        .expect("the killed target's connect failures are counted");
+    let retries = format!(r#"swapvisor_upstream_retries_total{{module="api"}} {failed}"#);
+    assert!(
+        text.lines().any(|l| l == retries),
+        "{retries}\nnot in\n{text}"
+    );
     runtime.shutdown().await.unwrap();
 }
 
@@ -477,4 +509,85 @@ pipelines:
         assert!(errors.contains(expected), "{expected}\nnot in\n{errors}");
     }
     drop(base);
+}
+
+#[tokio::test]
+async fn http_call_answers_later_steps_through_an_upstream_or_a_fixed_url() {
+    let backend = Backend::start("a").await;
+    let yaml = format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:0" }} }}
+  - {{ name: api, type: http.upstream, config: {{ targets: ["{target}"] }} }}
+pipelines:
+  lookup:
+    trigger: {{ type: http, config: {{ server: web, path: "/users/{{id}}" }} }}
+    steps:
+      - name: user
+        type: step.http_call
+        config:
+          method: POST
+          upstream: api
+          path: "/users/{{{{ request.params.id }}}}"
+          headers: {{ x-caller: "gateway" }}
+          body: {{ id: "{{{{ request.params.id }}}}", tags: [a, b] }}
+      - name: direct
+        type: step.http_call
+        config: {{ url: "http://{target}/direct?q={{{{ request.query.q }}}}" }}
+      - name: failing
+        type: step.http_call
+        config: {{ upstream: api, path: /fail }}
+      - name: r
+        type: step.json_response
+        config:
+          body:
+            status: "{{{{ user.status }}}}"
+            path: "{{{{ user.body.path }}}}"
+            sent: "{{{{ user.body.body }}}}"
+            caller: "{{{{ user.body.headers.x-caller }}}}"
+            type: "{{{{ user.body.headers.content-type }}}}"
+            query: "{{{{ direct.body.query }}}}"
+            failed: "{{{{ failing.status }}}}"
+"#,
+        target = backend.target()
+    );
+    let (runtime, base) = start(Config::parse(yaml.as_bytes()).unwrap()).await;
+    let (status, body) = get(&format!("{base}/users/42?q=ada")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "status": 200,
+            "path": "/users/42",
+            "sent": r#"{"id":"42","tags":["a","b"]}"#,
+            "caller": "gateway",
+            "type": "application/json",
+            "query": "q=ada",
+            "failed": 500,
+        })
+    );
+    runtime.shutdown().await.unwrap();
+
+    let registry = Registry::with_builtins();
+    let yaml = r#"
+pipelines:
+  p:
+    steps:
+      - { name: a, type: step.http_call, config: { url: "http://{{ request.query.host }}/x" } }
+      - { name: b, type: step.http_call, config: { url: "https://example.com/" } }
+      - { name: c, type: step.http_call, config: { method: "BAD METHOD", url: "http://127.0.0.1:1/" } }
+      - { name: d, type: step.http_call, config: {} }
+"#;
+    let errors = swapvisor::Engine::build(&Config::parse(yaml.as_bytes()).unwrap(), &registry)
+        .await
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        r#"pipelines.p.steps[0] (name "a").config.url: "http://{{ request.query.host }}/x" has a template in its host: the host is fixed at build"#,
+        r#"pipelines.p.steps[1] (name "b").config.url: "https://example.com/" must start with http://"#,
+        r#"pipelines.p.steps[2] (name "c").config.method: "BAD METHOD" is not an HTTP method"#,
+        r#"pipelines.p.steps[3] (name "d").config: give either upstream (an http.upstream module, with an optional path) or url"#,
+    ] {
+        assert!(errors.contains(expected), "{expected}\nnot in\n{errors}");
+    }
 }

@@ -14,11 +14,14 @@
 //! | step | `step.fail` | `message` |
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
 //! | step | `step.proxy` | `upstream`, `path`, `headers`, `timeout` |
+//! | step | `step.http_call` | `method`, `upstream` and `path` or `url`, `headers`, `body`, `timeout`, `maxResponseBytes` |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
 #[cfg(feature = "runtime")]
 mod fault;
+#[cfg(feature = "runtime")]
+mod http_call;
 #[cfg(feature = "runtime")]
 mod http_server;
 #[cfg(feature = "runtime")]
@@ -69,6 +72,7 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_module("fault.inject", fault::build)?;
     registry.register_module(upstream::TYPE, upstream::build)?;
     registry.register_step("step.proxy", proxy::build)?;
+    registry.register_step("step.http_call", http_call::build)?;
     registry.register_trigger("http", http_server::build_trigger)?;
     registry.register_trigger("schedule", schedule::build)?;
     registry.register_plugin(Counter::KIND, Counter::build)?;

@@ -154,11 +154,17 @@ struct StoredFamily {
     series: HashMap<(&'static str, String), Series>,
 }
 
+/// Families a built-in type reads at scrape time from values it keeps itself (an upstream's
+/// targets), each sample labelled with its owner first.
+pub(crate) type ScrapeFn = Arc<dyn Fn(&(&'static str, String)) -> Vec<MetricFamily> + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     /// Names the runtime itself shows.
     reserved: HashSet<String>,
     families: BTreeMap<String, StoredFamily>,
+    /// Read at scrape time, while their scope is exposed.
+    scraped: Vec<(Arc<ScopeState>, ScrapeFn)>,
 }
 
 /// Every metric the modules and plugins of one runtime registered.
@@ -263,11 +269,20 @@ impl ExtensionStore {
         Ok(value)
     }
 
+    /// Adds families that `scrape` reads for `scope`'s owner at each scrape (crate-internal:
+    /// the built-in types' labelled families).
+    pub(crate) fn scrape(&self, scope: &Arc<ScopeState>, scrape: ScrapeFn) {
+        if !scope.ended.load(Ordering::Relaxed) {
+            self.inner().scraped.push((scope.clone(), scrape));
+        }
+    }
+
     /// Lets go of everything `scope` holds; series no one holds any more are gone.
     fn end(&self, scope: &ScopeState) {
         scope.ended.store(true, Ordering::Relaxed);
         scope.exposed.store(false, Ordering::Relaxed);
         let mut inner = self.inner();
+        inner.scraped.retain(|(holder, _)| holder.id != scope.id);
         inner.families.retain(|_, family| {
             family.series.retain(|_, series| {
                 series.holders.retain(|h| h.id != scope.id);
@@ -277,9 +292,34 @@ impl ExtensionStore {
         });
     }
 
-    /// The families with at least one series an exposed scope holds.
+    /// The families with at least one series an exposed scope holds, and what the exposed
+    /// scopes' scrape functions read (families of one name merged).
     fn collect(&self) -> Vec<MetricFamily> {
-        let inner = self.inner();
+        let (mut families, scraped) = {
+            let inner = self.inner();
+            let scraped: Vec<_> = inner
+                .scraped
+                .iter()
+                .filter(|(scope, _)| scope.exposed.load(Ordering::Relaxed))
+                .map(|(scope, scrape)| (scope.clone(), scrape.clone()))
+                .collect();
+            (Self::stored(&inner), scraped)
+        };
+        // Read outside the lock: a scrape function reads its owner's own atomics.
+        for (scope, scrape) in scraped {
+            for family in scrape(&scope.owner) {
+                match families.iter_mut().find(|f| f.name() == family.name()) {
+                    Some(existing) => existing
+                        .mut_metric()
+                        .extend(family.get_metric().iter().cloned()),
+                    None => families.push(family),
+                }
+            }
+        }
+        families
+    }
+
+    fn stored(inner: &Inner) -> Vec<MetricFamily> {
         inner
             .families
             .iter()

@@ -150,6 +150,14 @@ impl MetricsHandle {
         }
     }
 
+    /// Adds families read at each scrape for this handle's owner (`owner` is its label, such as
+    /// `("module", "api")`), shown and gone with the owner's other metrics.
+    pub(crate) fn scrape(&self, scrape: super::extension::ScrapeFn) {
+        if let Some((store, scope)) = &self.scoped {
+            store.scrape(scope, scrape);
+        }
+    }
+
     /// A handle that belongs to no runtime (for tests, and an engine's modules outside one):
     /// names are checked the same, and what it returns counts without being shown anywhere.
     pub fn detached() -> Self {

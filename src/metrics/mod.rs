@@ -28,7 +28,7 @@ use std::sync::Arc;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 
-pub(crate) use extension::{ExtensionStore, MetricScope, ScopeState, SeriesValue};
+pub(crate) use extension::{ExtensionStore, MetricScope, ScopeState, ScrapeFn, SeriesValue};
 pub(crate) use family::Family;
 pub use handle::{Counter, Gauge, Histogram, MetricError, MetricKind, MetricsHandle};
 

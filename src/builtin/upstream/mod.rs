@@ -12,6 +12,7 @@
 //! `failures` connect failures or 5xx answers in a row ([`target`]). A request goes only to a
 //! target that is both healthy and not ejected; with none, it is answered 503 at once.
 
+mod metrics;
 mod pool;
 mod settings;
 mod target;
@@ -87,7 +88,8 @@ async fn check_health(pool: Arc<UpstreamPool>, check: HealthCheck) {
 }
 
 impl Module for Upstream {
-    fn start<'a>(&'a self, _context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
+    fn start<'a>(&'a self, context: &'a ModuleContext) -> BoxFuture<'a, Result<(), ModuleError>> {
+        context.metrics.scrape(metrics::scrape(&self.pool));
         if let Some(check) = self.pool.settings.health_check.clone() {
             let task = tokio::spawn(check_health(self.pool.clone(), check));
             let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());

@@ -174,6 +174,13 @@ impl UpstreamPool {
         }
     }
 
+    /// A pool of one target, `authority`, for a step that calls a fixed URL: no health checks
+    /// and no ejection (there is nowhere else to send), retries as an upstream's by default.
+    pub(crate) fn for_url(step: &str, authority: String) -> Self {
+        let settings = Settings::single(authority);
+        Self::new(step, settings)
+    }
+
     /// How long a request waits for its response head unless its step says otherwise.
     pub(crate) fn settings_request_timeout(&self) -> Duration {
         self.settings.request_timeout

@@ -132,6 +132,29 @@ fn check_target(target: &str) -> Result<(), String> {
 }
 
 impl Settings {
+    /// The settings of a pool of the one target `authority`, with every default and no
+    /// ejection.
+    pub(super) fn single(authority: String) -> Self {
+        Self {
+            targets: vec![authority],
+            balance: Balance::RoundRobin,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            max_idle_per_target: 32,
+            health_check: None,
+            passive: Passive {
+                failures: 0,
+                eject_for_ms: 0,
+            },
+            retries: Retries {
+                attempts: 2,
+                budget_percent: 20,
+                min_concurrent: 3,
+            },
+        }
+    }
+
     /// Checks `raw`, the settings at `at`.
     pub(super) fn check(raw: Raw, at: &str) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::default();
