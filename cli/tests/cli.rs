@@ -72,7 +72,7 @@ modules:
     for expected in [
         r#"modules[3] (name "web").name: duplicate module name "web" (first used at modules[0])"#,
         r#"modules[1] (name "db").dependsOn: dependency cycle: db -> cache -> db"#,
-        r#"modules[1] (name "db").type: unknown module type "bad.type" (registered: fault.inject, http.server)"#,
+        r#"modules[1] (name "db").type: unknown module type "bad.type" (registered: fault.inject, http.server, http.upstream)"#,
     ] {
         assert!(error.contains(expected), "missing {expected:?} in {error}");
     }
