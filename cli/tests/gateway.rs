@@ -591,3 +591,33 @@ pipelines:
         assert!(errors.contains(expected), "{expected}\nnot in\n{errors}");
     }
 }
+
+#[tokio::test]
+async fn a_buffered_proxy_lets_earlier_steps_read_the_body_and_forwards_it_as_it_arrived() {
+    let backend = Backend::start("a").await;
+    let yaml = format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:0" }} }}
+  - {{ name: api, type: http.upstream, config: {{ targets: ["{target}"] }} }}
+pipelines:
+  orders:
+    trigger: {{ type: http, config: {{ server: web, method: POST, path: /orders }} }}
+    steps:
+      - {{ name: check, type: step.set, config: {{ values: {{ item: "{{{{ request.body.item }}}}" }} }} }}
+      - name: forward
+        type: step.proxy
+        config: {{ upstream: api, buffer: true, headers: {{ request: {{ set: {{ x-item: "{{{{ check.item }}}}" }} }} }} }}
+"#,
+        target = backend.target()
+    );
+    let (runtime, base) = start(Config::parse(yaml.as_bytes()).unwrap()).await;
+    let sent = r#"{"item": "tea",   "count": 2}"#;
+    let (status, _, body) = request_full("POST", &format!("{base}/orders"), &[], sent)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["headers"]["x-item"], "tea");
+    assert_eq!(body["body"], sent, "the body goes on byte for byte");
+    runtime.shutdown().await.unwrap();
+}

@@ -61,6 +61,10 @@ struct ProxySettings {
     #[serde(default)]
     headers: HeadersRaw,
     timeout: Option<String>,
+    /// Read the body whole first (up to 1 MiB), so that steps before the proxy can check
+    /// `request.body`, and forward it as it arrived.
+    #[serde(default)]
+    buffer: bool,
 }
 
 /// Compiled header changes.
@@ -127,6 +131,7 @@ struct Proxy {
     request_headers: HeaderChanges,
     response_headers: HeaderChanges,
     timeout: Duration,
+    buffer: bool,
 }
 
 pub(super) fn build(
@@ -174,6 +179,7 @@ pub(super) fn build(
         request_headers,
         response_headers,
         timeout,
+        buffer: settings.buffer,
     }))
 }
 
@@ -233,7 +239,8 @@ async fn out_body(exchange: &HttpExchange, upgrade: bool) -> Result<OutBody, Str
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     let Some(body) = exchange.take_body() else {
-        return Ok(OutBody::Empty);
+        // Read whole by the pipeline (`buffer: true`), or nothing to send.
+        return Ok(exchange.read_body().map_or(OutBody::Empty, OutBody::Whole));
     };
     match (length, chunked) {
         _ if upgrade => Ok(OutBody::Empty),
@@ -299,7 +306,7 @@ impl Body for Tracked {
 
 impl Step for Proxy {
     fn takes_body(&self) -> bool {
-        true
+        !self.buffer
     }
 
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {

@@ -238,7 +238,7 @@ async fn run_route(
     services: &Services,
 ) -> HttpResponse {
     let (exchange, body) = HttpExchange::new(request, route.pipeline.takes_body());
-    let input = match request_input(exchange.head(), body, params).await {
+    let input = match request_input(&exchange, body, params).await {
         Ok(input) => input,
         Err(response) => return response,
     };
@@ -273,10 +273,11 @@ async fn run_route(
 
 /// Builds the pipeline input from a request's head and, unless a step streams it, its body.
 async fn request_input(
-    parts: &hyper::http::request::Parts,
+    exchange: &HttpExchange,
     body: Option<RequestBody>,
     params: Map<String, Value>,
 ) -> Result<Value, HttpResponse> {
+    let parts = exchange.head();
     let mut query = Map::new();
     if let Some(raw) = parts.uri.query() {
         for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
@@ -330,6 +331,9 @@ async fn request_input(
             ));
         }
     };
+    if !bytes.is_empty() {
+        exchange.set_read_body(bytes.clone());
+    }
     let body = if bytes.is_empty() {
         Value::Null
     } else {

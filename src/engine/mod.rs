@@ -51,6 +51,7 @@ mod plan;
 mod plugins;
 mod requests;
 mod status;
+mod types;
 mod unit;
 
 use std::sync::Arc;
@@ -62,10 +63,10 @@ pub use error::{BuildError, StartError, StopError};
 pub use http::MAX_BODY_BYTES;
 pub(crate) use http::json_response;
 pub use pipeline::Execution;
-pub use plan::{EngineTypes, TypeLists};
 pub use requests::{RequestMetrics, RequestStats};
 pub(crate) use status::listening;
 pub use status::{EngineState, ModuleStatus};
+pub use types::{EngineTypes, TypeLists};
 pub use unit::EngineSpec;
 
 pub(crate) use context::EngineContext;

@@ -24,6 +24,8 @@ pub struct HttpExchange {
     head: Parts,
     client: Option<SocketAddr>,
     body: Mutex<Option<StreamBody>>,
+    /// The body as the pipeline read it whole, when it did.
+    read: Mutex<Option<bytes::Bytes>>,
     upgrade: Mutex<Option<OnUpgrade>>,
     response: Mutex<Option<hyper::Response<StreamBody>>>,
 }
@@ -63,6 +65,7 @@ impl HttpExchange {
             head,
             client,
             body: Mutex::new(lent),
+            read: Mutex::new(None),
             upgrade: Mutex::new(upgrade),
             response: Mutex::new(None),
         };
@@ -83,6 +86,17 @@ impl HttpExchange {
     /// (no step of it [`takes_body`](super::Step::takes_body)) or another step took it.
     pub fn take_body(&self) -> Option<StreamBody> {
         lock(&self.body).take()
+    }
+
+    /// The body's bytes when the pipeline read it whole (no step takes it): what a step
+    /// forwards as it arrived, after other steps have checked `request.body`.
+    pub fn read_body(&self) -> Option<bytes::Bytes> {
+        lock(&self.read).clone()
+    }
+
+    /// Keeps the body the pipeline read whole.
+    pub(crate) fn set_read_body(&self, bytes: bytes::Bytes) {
+        *lock(&self.read) = Some(bytes);
     }
 
     /// Takes the upgrade of the client's connection, for a request that asked for one
