@@ -499,9 +499,6 @@ backend ws
             procs = f"(show proc failed: {e})"
         return "haproxy master CLI `show proc`:\n" + "\n".join("  " + x for x in procs.splitlines())
 
-    def stop(self):
-        return self.proc.stop(signal.SIGTERM) if self.proc else None
-
 
 class Swapvisor(Server):
     name = "swapvisor"
