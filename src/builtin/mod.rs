@@ -12,6 +12,9 @@
 //! | step | `step.delay` | `duration` |
 //! | step | `step.fail` | `message` |
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
+//! | step | `step.validate` | `schema`, `target` |
+//! | step | `step.jwt` | `algorithm`, `secretEnv`, `secretFile`, `publicKeyFile`, `jwksFile`, `issuer`, `audience`, `leeway` |
+//! | step | `step.rate_limit` | `key`, `rate`, `burst`, `maxKeys` |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
@@ -20,13 +23,19 @@ mod fault;
 #[cfg(feature = "runtime")]
 mod http_server;
 #[cfg(feature = "runtime")]
+mod jwt;
+#[cfg(feature = "runtime")]
 mod log_text;
 #[cfg(feature = "runtime")]
 mod process;
 #[cfg(feature = "runtime")]
+mod rate_limit;
+#[cfg(feature = "runtime")]
 mod schedule;
 #[cfg(feature = "runtime")]
 pub(crate) mod steps;
+#[cfg(feature = "runtime")]
+mod validate;
 
 #[cfg(feature = "cli")]
 pub(crate) use process::allow_describe;
@@ -65,5 +74,9 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_trigger("schedule", schedule::build)?;
     registry.register_plugin(Counter::KIND, Counter::build)?;
     registry.register_plugin(process::KIND, process::build)?;
+    registry.register_step("step.validate", validate::build)?;
+    registry.register_step("step.jwt", jwt::build)?;
+    // A struct, not a function: it keeps each step's buckets across reloads.
+    registry.register_step("step.rate_limit", rate_limit::RateLimitFactory::default())?;
     steps::register(registry)
 }

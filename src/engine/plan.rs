@@ -289,6 +289,7 @@ pub(crate) fn plan(
                     log: Some(&log),
                 },
                 plugins: &plugin_names,
+                env,
             };
             match guarded(&config_at, || factory.build(&build)) {
                 Ok(built) => steps.push(PipelineStep {
