@@ -26,13 +26,16 @@ pipelines:
 "#;
 
 /// The step types `Registry::with_builtins` registers, sorted.
-const BUILTIN_STEP_TYPES: [&str; 6] = [
+const BUILTIN_STEP_TYPES: [&str; 9] = [
     "step.delay",
     "step.fail",
     "step.json_response",
+    "step.jwt",
     "step.log",
     "step.plugin_call",
+    "step.rate_limit",
     "step.set",
+    "step.validate",
 ];
 
 #[tokio::test]

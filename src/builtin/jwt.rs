@@ -3,8 +3,9 @@
 //! token's claims; a request without a valid token is answered 401 with a `WWW-Authenticate`
 //! challenge (RFC 6750), and the pipeline stops there.
 //!
-//! The key is read at build, from the environment or a file: a reload reads it again, and
-//! nothing is read while requests are served. Neither the token nor the key is ever logged or
+//! The key is read at build, from the environment or a file: every engine build reads it again
+//! (a reload to an identical config builds nothing), and nothing is read while requests are
+//! served. Neither the token nor the key is ever logged or
 //! put in an error.
 
 use futures::future::BoxFuture;
@@ -125,7 +126,9 @@ fn names(at: &str, field: &str, value: Option<&Value>) -> Result<Option<Vec<Stri
     if list.is_empty() {
         return Err(ConfigError::new(
             place::field(at, field),
-            format!("expected a string or a non-empty list of strings (the accepted {field} values)"),
+            format!(
+                "expected a string or a non-empty list of strings (the accepted {field} values)"
+            ),
         ));
     }
     Ok(Some(list))
@@ -171,9 +174,15 @@ fn keys(build: &StepBuild<'_>, settings: &Settings) -> Result<Keys, ConfigError>
                 .to_owned(),
         )),
         "secretEnv" => match (build.env)(source) {
-            Some(value) if !value.is_empty() => Ok(Keys::One(DecodingKey::from_secret(value.as_bytes()))),
-            Some(_) => Err(fail(format!("environment variable {source:?} is empty; it must hold the HS256 secret"))),
-            None => Err(fail(format!("environment variable {source:?} is not set; it must hold the HS256 secret"))),
+            Some(value) if !value.is_empty() => {
+                Ok(Keys::One(DecodingKey::from_secret(value.as_bytes())))
+            }
+            Some(_) => Err(fail(format!(
+                "environment variable {source:?} is empty; it must hold the HS256 secret"
+            ))),
+            None => Err(fail(format!(
+                "environment variable {source:?} is not set; it must hold the HS256 secret"
+            ))),
         },
         "secretFile" => {
             let bytes = read(source).map_err(&fail)?;
@@ -183,7 +192,9 @@ fn keys(build: &StepBuild<'_>, settings: &Settings) -> Result<Keys, ConfigError>
                 .map(|s| s.strip_suffix(b"\r").unwrap_or(s))
                 .unwrap_or(&bytes);
             if secret.is_empty() {
-                return Err(fail(format!("{source:?} is empty; it must hold the HS256 secret")));
+                return Err(fail(format!(
+                    "{source:?} is empty; it must hold the HS256 secret"
+                )));
             }
             Ok(Keys::One(DecodingKey::from_secret(secret)))
         }
@@ -198,8 +209,11 @@ fn keys(build: &StepBuild<'_>, settings: &Settings) -> Result<Keys, ConfigError>
         }
         _ => {
             let text = read(source).map_err(&fail)?;
-            let set: JwkSet = serde_json::from_slice(&text)
-                .map_err(|e| fail(format!("{source:?} is not a JWKS document ({{\"keys\": [...]}}): {e}")))?;
+            let set: JwkSet = serde_json::from_slice(&text).map_err(|e| {
+                fail(format!(
+                    "{source:?} is not a JWKS document ({{\"keys\": [...]}}): {e}"
+                ))
+            })?;
             if set.keys.is_empty() {
                 return Err(fail(format!("{source:?} holds no keys")));
             }
@@ -207,7 +221,9 @@ fn keys(build: &StepBuild<'_>, settings: &Settings) -> Result<Keys, ConfigError>
             for (i, jwk) in set.keys.iter().enumerate() {
                 let kid = jwk.common.key_id.clone();
                 let key = DecodingKey::from_jwk(jwk).map_err(|e| {
-                    fail(format!("{source:?}: key {i} (kid {kid:?}) is not usable: {e}"))
+                    fail(format!(
+                        "{source:?}: key {i} (kid {kid:?}) is not usable: {e}"
+                    ))
                 })?;
                 keys.push((kid, key));
             }
@@ -241,7 +257,9 @@ impl Jwt {
                     None if keys.len() == 1 => keys.first(),
                     None => None,
                 };
-                &found.ok_or("no key of the key set matches the token's kid")?.1
+                &found
+                    .ok_or("no key of the key set matches the token's kid")?
+                    .1
             }
         };
         jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)

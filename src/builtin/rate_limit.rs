@@ -118,14 +118,17 @@ struct Settings {
 
 /// `N/period`: `10/s`, `100/m`, `1000/h`, `1/d`, or a duration after the slash (`5/10s`).
 fn parse_rate(text: &str) -> Result<(NonZeroU32, Duration), String> {
-    let expected = "expected a count per period such as \"10/s\", \"100/m\", \"1000/h\" or \"5/10s\"";
+    let expected =
+        "expected a count per period such as \"10/s\", \"100/m\", \"1000/h\" or \"5/10s\"";
     let Some((count, period)) = text.split_once('/') else {
         return Err(format!("invalid rate {text:?}; {expected}"));
     };
-    let count = count
-        .trim()
-        .parse::<NonZeroU32>()
-        .map_err(|_| format!("invalid count {:?} in rate {text:?}; {expected}", count.trim()))?;
+    let count = count.trim().parse::<NonZeroU32>().map_err(|_| {
+        format!(
+            "invalid count {:?} in rate {text:?}; {expected}",
+            count.trim()
+        )
+    })?;
     let period = match period.trim() {
         "s" => Duration::from_secs(1),
         "m" => Duration::from_secs(60),
@@ -190,13 +193,15 @@ impl StepFactory for RateLimitFactory {
                 "maxKeys is 0; it bounds how many keys are tracked, at least 1",
             );
         }
-        let key = build.template("key", &Value::String(settings.key.clone()));
-        let (Some((count, period)), Some(burst), Ok(key)) = (rate, burst, key) else {
+        let key = build
+            .template("key", &Value::String(settings.key.clone()))
+            .map_err(|e| errors.0.extend(e.0))
+            .ok();
+        let (Some((count, period)), Some(burst), Some(key), true) =
+            (rate, burst, key, errors.is_empty())
+        else {
             return Err(errors);
         };
-        if !errors.is_empty() {
-            return Err(errors);
-        }
         // One token every period/count, at most `burst` saved up.
         let Some(quota) = Quota::with_period(period / count.get()) else {
             return Err(ConfigError::new(
@@ -278,7 +283,10 @@ mod tests {
         assert_eq!(limiter.check("a"), Ok(()));
         assert_eq!(limiter.check("a"), Ok(()));
         let wait = limiter.check("a").unwrap_err();
-        assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
         // Another key has its own bucket.
         assert_eq!(limiter.check("b"), Ok(()));
     }
@@ -307,7 +315,15 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &changed));
         drop((first, same, changed));
         let after = factory.limiter("p", "s", "a".into(), fresh);
-        assert_eq!(Arc::strong_count(&after), 1, "a dropped limiter is not revived");
-        assert_eq!(factory.limiters.lock().unwrap().len(), 1, "dead entries are pruned");
+        assert_eq!(
+            Arc::strong_count(&after),
+            1,
+            "a dropped limiter is not revived"
+        );
+        assert_eq!(
+            factory.limiters.lock().unwrap().len(),
+            1,
+            "dead entries are pruned"
+        );
     }
 }
