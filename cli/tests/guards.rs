@@ -143,7 +143,7 @@ fn signed(alg: Algorithm, kid: Option<&str>, pem: &str, claims: &Value) -> Strin
     jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
-fn jwt_pipelines() -> String {
+fn jwt_pipelines(secret_file: &str) -> String {
     let respond = r#"{ name: r, type: step.json_response, config: { body: { sub: "{{ auth.sub }}", claims: "{{ auth }}" } } }"#;
     format!(
         r#"
@@ -161,6 +161,11 @@ fn jwt_pipelines() -> String {
     trigger: {{ type: http, config: {{ server: web, path: /rs }} }}
     steps:
       - {{ name: auth, type: step.jwt, config: {{ algorithm: RS256, jwksFile: "{jwks}" }} }}
+      - {respond}
+  file:
+    trigger: {{ type: http, config: {{ server: web, path: /file }} }}
+    steps:
+      - {{ name: auth, type: step.jwt, config: {{ algorithm: HS256, secretFile: "{secret_file}" }} }}
       - {respond}
 "#,
         es = fixture("es256-public.pem"),
@@ -188,7 +193,11 @@ fn invalid(description: &str) -> (u16, Option<String>, Value) {
 
 #[tokio::test]
 async fn jwt_accepts_a_valid_token_and_answers_401_with_the_reason() {
-    let (runtime, base) = start(&server(&jwt_pipelines())).await;
+    // A secret file as `echo` writes one: its newline is no part of the secret.
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), format!("{SECRET}\n")).unwrap();
+    let path = secret_file.path().display().to_string();
+    let (runtime, base) = start(&server(&jwt_pipelines(&path))).await;
     let iss = "https://issuer.test";
     let good = claims(iss, "api", now() + 300);
     let (status, challenge, body) = bearer(&base, "/hs", &hs256(&good, SECRET)).await;
@@ -274,6 +283,14 @@ async fn jwt_accepts_a_valid_token_and_answers_401_with_the_reason() {
     assert_eq!(
         bearer(&base, "/rs", &token).await,
         invalid("no key of the key set matches the token's kid")
+    );
+
+    let (status, _, body) = bearer(&base, "/file", &hs256(&good, SECRET)).await;
+    assert_eq!((status, &body["sub"]), (200, &json!("ada")), "{body}");
+    let token = hs256(&good, &format!("{SECRET}\n"));
+    assert_eq!(
+        bearer(&base, "/file", &token).await,
+        invalid("the token's signature is invalid")
     );
     runtime.shutdown().await.unwrap();
 }
