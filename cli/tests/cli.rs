@@ -26,13 +26,18 @@ pipelines:
 "#;
 
 /// The step types `Registry::with_builtins` registers, sorted.
-const BUILTIN_STEP_TYPES: [&str; 6] = [
+const BUILTIN_STEP_TYPES: [&str; 11] = [
     "step.delay",
     "step.fail",
+    "step.http_call",
     "step.json_response",
+    "step.jwt",
     "step.log",
     "step.plugin_call",
+    "step.proxy",
+    "step.rate_limit",
     "step.set",
+    "step.validate",
 ];
 
 #[tokio::test]
@@ -91,7 +96,7 @@ fn validate_a_good_config_prints_the_types_it_uses() {
         serde_json::from_str::<Value>(stdout.trim()).unwrap(),
         json!({
             "status": "build_ok",
-            "moduleTypes": ["fault.inject", "http.server"],
+            "moduleTypes": ["fault.inject", "http.server", "http.upstream"],
             "stepTypes": BUILTIN_STEP_TYPES,
             "triggerTypes": ["http", "schedule"],
             "usedTypes": {
@@ -165,7 +170,10 @@ fn types_lists_the_builtin_types() {
             .map(|t| t["type"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(names("moduleTypes"), ["fault.inject", "http.server"]);
+    assert_eq!(
+        names("moduleTypes"),
+        ["fault.inject", "http.server", "http.upstream"]
+    );
     assert_eq!(names("stepTypes"), BUILTIN_STEP_TYPES);
     assert_eq!(names("triggerTypes"), ["http", "schedule"]);
     assert_eq!(names("pluginKinds"), ["counter", "process"]);

@@ -200,12 +200,12 @@ impl Step for HttpCall {
                 .pool
                 .send(&request, body, self.timeout)
                 .await
-                .map_err(|e| StepError(e.to_string()))?;
+                .map_err(|e| StepError::new(e.to_string()))?;
             let (parts, body) = answer.response.into_parts();
             let bytes = read_limited(body, self.max_response_bytes)
                 .await
                 .map_err(|e| {
-                    StepError(format!("upstream {:?}: the response {e}", self.pool.name))
+                    StepError::new(format!("upstream {:?}: the response {e}", self.pool.name))
                 })?;
             drop(answer.in_flight);
             let mut headers = Map::new();

@@ -15,6 +15,9 @@
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
 //! | step | `step.proxy` | `upstream`, `path`, `headers`, `timeout` |
 //! | step | `step.http_call` | `method`, `upstream` and `path` or `url`, `headers`, `body`, `timeout`, `maxResponseBytes` |
+//! | step | `step.validate` | `schema`, `target` |
+//! | step | `step.jwt` | `algorithm`, `secretEnv`, `secretFile`, `publicKeyFile`, `jwksFile`, `issuer`, `audience`, `leeway` |
+//! | step | `step.rate_limit` | `key`, `rate`, `burst`, `maxKeys` |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
@@ -25,17 +28,23 @@ mod http_call;
 #[cfg(feature = "runtime")]
 mod http_server;
 #[cfg(feature = "runtime")]
+mod jwt;
+#[cfg(feature = "runtime")]
 mod log_text;
 #[cfg(feature = "runtime")]
 mod process;
 #[cfg(feature = "runtime")]
 mod proxy;
 #[cfg(feature = "runtime")]
+mod rate_limit;
+#[cfg(feature = "runtime")]
 mod schedule;
 #[cfg(feature = "runtime")]
 pub(crate) mod steps;
 #[cfg(feature = "runtime")]
 mod upstream;
+#[cfg(feature = "runtime")]
+mod validate;
 
 #[cfg(feature = "cli")]
 pub(crate) use process::allow_describe;
@@ -77,5 +86,9 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_trigger("schedule", schedule::build)?;
     registry.register_plugin(Counter::KIND, Counter::build)?;
     registry.register_plugin(process::KIND, process::build)?;
+    registry.register_step("step.validate", validate::build)?;
+    registry.register_step("step.jwt", jwt::build)?;
+    // A struct, not a function: it keeps each step's buckets across reloads.
+    registry.register_step("step.rate_limit", rate_limit::RateLimitFactory::default())?;
     steps::register(registry)
 }

@@ -312,7 +312,7 @@ impl Step for Proxy {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         Box::pin(async move {
             let Some(exchange) = context.http else {
-                return Err(StepError(
+                return Err(StepError::new(
                     "step.proxy answers HTTP requests only (this run has none)".to_owned(),
                 ));
             };
@@ -335,7 +335,7 @@ impl Step for Proxy {
                     path
                 }
             };
-            let body = out_body(exchange, upgrade).await.map_err(StepError)?;
+            let body = out_body(exchange, upgrade).await.map_err(StepError::new)?;
             let request = OutRequest {
                 method: head.method.clone(),
                 path_and_query,

@@ -228,7 +228,7 @@ fn build_fail(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors> {
 impl Step for Fail {
     fn run<'a>(&'a self, context: &'a StepContext<'a>) -> BoxFuture<'a, Result<Value, StepError>> {
         let message = self.message.render_string(&context.scope());
-        Box::pin(std::future::ready(Err(StepError(message))))
+        Box::pin(std::future::ready(Err(StepError::new(message))))
     }
 }
 
@@ -291,6 +291,6 @@ pub(super) fn call_plugin<'a>(
             .plugins()
             .call(plugin, op, args)
             .await
-            .map_err(|e| StepError(format!("plugin {plugin:?} {op}: {e}")))
+            .map_err(|e| StepError::new(format!("plugin {plugin:?} {op}: {e}")))
     })
 }

@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use document::{DocumentError, DocumentLimits};
-pub(crate) use document::{DuplicateKey, parse_document};
+pub(crate) use document::{DuplicateKey, kind_of, parse_document};
 pub use env::{EnvLookup, SharedEnv, process_env};
 pub use error::{ConfigError, ConfigErrors};
 pub use fields::parse_duration;

@@ -9,7 +9,7 @@ use swapvisor_actors::guard;
 use crate::extension::ExecuteError;
 use crate::extension::Services;
 use crate::extension::template::RenderBudget;
-use crate::extension::{HttpExchange, Step, StepContext};
+use crate::extension::{HttpExchange, Step, StepContext, StepError};
 
 /// A built pipeline.
 pub(super) struct Pipeline {
@@ -41,7 +41,8 @@ impl Execution {
         self.outputs.pop().unwrap_or(Value::Null)
     }
 
-    /// The output of the last response step that ran (`step.json_response`), if any.
+    /// The output of the last response step that ran (`step.json_response`), or the response
+    /// of the step that ended the run early ([`StepError::respond`]), if any.
     pub fn response(&self) -> Option<&Value> {
         self.response.and_then(|i| self.outputs.get(i))
     }
@@ -130,6 +131,13 @@ impl Pipeline {
                     Ok(()) => outputs.push(output),
                     Err(exceeded) => return Err(failed(exceeded.to_string())),
                 },
+                // A step that answers for the pipeline (a guard refusing the request) ends
+                // the run: its response is the result, and later steps do not run.
+                Ok(Err(StepError(_, Some(answer)))) => {
+                    outputs.push(*answer);
+                    let response = Some(position);
+                    return Ok(Execution { outputs, response });
+                }
                 Ok(Err(error)) => return Err(failed(error.0)),
                 Err(interrupted) => return Err(failed(format!("step {interrupted}"))),
             }

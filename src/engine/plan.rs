@@ -257,6 +257,7 @@ pub(crate) fn plan(
                 },
                 plugins: &plugin_names,
                 modules: &directory,
+                env,
             };
             match guarded(&config_at, || factory.build(&build)) {
                 Ok(built) => steps.push(PipelineStep {

@@ -32,15 +32,54 @@ impl From<std::io::Error> for ModuleError {
     }
 }
 
-/// A step failed while a pipeline ran. The message is the step's own.
+/// A step failed while a pipeline ran (the message is the step's own), or it answered for the
+/// pipeline: see [`StepError::respond`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct StepError(pub String);
+pub struct StepError(
+    pub String,
+    /// The response that ends the pipeline, for an error made by [`StepError::respond`].
+    pub(crate) Option<Box<serde_json::Value>>,
+);
 
 impl StepError {
     /// A step error with `message`.
     pub fn new(message: impl fmt::Display) -> Self {
-        Self(message.to_string())
+        Self(message.to_string(), None)
+    }
+
+    /// Ends the pipeline early with an HTTP response: the run stops at this step, later steps
+    /// do not run, and the response is the run's result as a `step.json_response` output would
+    /// be (`{"status", "headers", "body"}`; for `execute`, the run's output). This is not a
+    /// failure: a guard refusing a request (`step.validate`, `step.jwt`, `step.rate_limit`)
+    /// answers 400, 401 or 429 this way, and no error is logged.
+    pub fn respond(
+        status: u16,
+        headers: impl IntoIterator<Item = (String, String)>,
+        body: serde_json::Value,
+    ) -> Self {
+        let headers: serde_json::Map<String, serde_json::Value> = headers
+            .into_iter()
+            .map(|(name, value)| (name, serde_json::Value::String(value)))
+            .collect();
+        let response: serde_json::Map<String, serde_json::Value> = [
+            ("status", serde_json::Value::from(status)),
+            ("headers", serde_json::Value::Object(headers)),
+            ("body", body),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
+        Self(
+            format!("the step answered {status}"),
+            Some(Box::new(serde_json::Value::Object(response))),
+        )
+    }
+
+    /// The response the step ended the pipeline with, for an error made by
+    /// [`StepError::respond`].
+    pub fn response(&self) -> Option<&serde_json::Value> {
+        self.1.as_deref()
     }
 }
 

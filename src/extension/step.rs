@@ -11,7 +11,7 @@ use super::exchange::HttpExchange;
 use super::module::ModuleDirectory;
 use super::services::Services;
 use super::template::{RenderBudget, RenderScope, Template, TemplateScope};
-use crate::config::{ConfigErrors, place};
+use crate::config::{ConfigErrors, EnvLookup, place};
 
 /// One step of a pipeline.
 pub trait Step: Send + Sync + 'static {
@@ -73,7 +73,6 @@ impl StepContext<'_> {
 }
 
 /// What a factory gets to build one step.
-#[derive(Debug)]
 pub struct StepBuild<'a> {
     /// The pipeline the step belongs to.
     pub pipeline: &'a str,
@@ -96,6 +95,24 @@ pub struct StepBuild<'a> {
     pub config: &'a serde_json::Value,
     /// The place of `config` in the document, for errors.
     pub place: &'a str,
+    /// Where the engine reads `${VAR}` values (the runtime's environment), for a setting that
+    /// names a variable to read at build, such as `step.jwt`'s `secretEnv`.
+    pub env: EnvLookup<'a>,
+}
+
+impl std::fmt::Debug for StepBuild<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment is a closure: named, not shown.
+        f.debug_struct("StepBuild")
+            .field("pipeline", &self.pipeline)
+            .field("name", &self.name)
+            .field("type_name", &self.type_name)
+            .field("templates", &self.templates)
+            .field("plugins", &self.plugins)
+            .field("config", &self.config)
+            .field("place", &self.place)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds steps of one type. Closures `Fn(&StepBuild) -> Result<Box<dyn Step>, _>` are
