@@ -166,8 +166,8 @@ async fn answer(
                 chunks,
             ))));
         }
-        "/ws" => {
-            // Any upgrade: answered 101, then every byte echoed back.
+        _ if request.headers().contains_key("upgrade") => {
+            // Any upgrade, on any path: answered 101, then every byte echoed back.
             let upgrade = hyper::upgrade::on(&mut request);
             tokio::spawn(async move {
                 let Ok(upgraded) = upgrade.await else { return };
