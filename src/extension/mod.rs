@@ -70,6 +70,8 @@ pub(crate) mod plugin;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
+pub(crate) mod jq;
+#[cfg(feature = "runtime")]
 pub mod metrics;
 #[cfg(feature = "runtime")]
 mod module;
