@@ -12,6 +12,8 @@
 //! | step | `step.delay` | `duration` |
 //! | step | `step.fail` | `message` |
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
+//! | step | `step.transform` | `program`, `input`, `all` |
+//! | step | `step.switch` | `cases` (`when`, `steps`), `default`; planned by the engine |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
@@ -27,6 +29,8 @@ mod process;
 mod schedule;
 #[cfg(feature = "runtime")]
 pub(crate) mod steps;
+#[cfg(feature = "runtime")]
+mod transform;
 
 #[cfg(feature = "cli")]
 pub(crate) use process::allow_describe;
@@ -65,5 +69,6 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_trigger("schedule", schedule::build)?;
     registry.register_plugin(Counter::KIND, Counter::build)?;
     registry.register_plugin(process::KIND, process::build)?;
-    steps::register(registry)
+    steps::register(registry)?;
+    transform::register(registry)
 }

@@ -55,6 +55,7 @@ pub use model::{
     BackoffSpec, Config, ModuleSpec, PipelineSpec, PluginSpec, PluginsRuntimeSpec, ReloadSpec,
     RestartPolicy, RestartSpec, RestartStrategy, RuntimeSpec, StepSpec, TriggerSpec,
 };
+pub(crate) use decode::decode_steps;
 pub(crate) use resolved::resolve_collecting;
 pub(crate) use resolved::resolve_plugin;
 pub use resolved::{Resolved, RestartSettings, RuntimeSettings};

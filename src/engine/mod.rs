@@ -40,10 +40,12 @@
 //! ```
 
 mod amplification;
+mod branching;
 mod carry;
 mod context;
 mod diff;
 mod error;
+mod flow;
 mod http;
 mod lifecycle;
 mod pipeline;
@@ -60,6 +62,7 @@ use swapvisor_actors::{Changes, guard};
 
 pub use error::{BuildError, StartError, StopError};
 pub use http::MAX_BODY_BYTES;
+pub(crate) use branching::SWITCH;
 pub(crate) use http::json_response;
 pub use pipeline::Execution;
 pub use plan::{EngineTypes, TypeLists};
