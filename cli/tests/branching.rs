@@ -1,3 +1,4 @@
+// Longer than 450 lines on purpose: one test per behaviour of branching and errors, each with its own small config.
 //! Branching and errors in pipelines, through a real runtime and real HTTP requests: `if:`,
 //! `step.switch`, `onError:` and `step.transform`, and their config errors with exact places.
 
@@ -103,7 +104,10 @@ async fn a_skipped_response_step_leaves_the_answer_to_the_others() {
         (200, json!({"deleted": true}))
     );
     // Neither ran: the last step's output, null.
-    assert_eq!(call("GET", &format!("{base}/p"), "").await, (200, Value::Null));
+    assert_eq!(
+        call("GET", &format!("{base}/p"), "").await,
+        (200, Value::Null)
+    );
     runtime.shutdown().await.unwrap();
 }
 
@@ -442,6 +446,35 @@ async fn on_error_reads_the_failure_of_a_nested_step_by_its_own_name() {
     assert_eq!(
         call("GET", &format!("{base}/p"), "").await,
         (503, json!({"step": "inner", "message": "inner broke"}))
+    );
+    runtime.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_example_in_config_md_answers_as_documented() {
+    let doc = include_str!("../../docs/CONFIG.md");
+    let section = &doc[doc.find("### Branching and errors").expect("the section")..];
+    let start = section.find("```yaml\nmodules:").expect("its example") + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").expect("its end")];
+    let yaml = yaml.replace("127.0.0.1:8080", "127.0.0.1:0");
+    let config = Config::parse(yaml.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let runtime = Runtime::start(config, Registry::with_builtins()).await.unwrap();
+    let address = runtime.status().await.unwrap().listening()[0].1.clone();
+    let url = format!("http://{address}/orders");
+    let order = |user: &str, second: Value| {
+        json!({"user": user, "items": [{"price": 30}, {"price": second}]}).to_string()
+    };
+    assert_eq!(
+        call("POST", &url, &order("ada", json!(12.5))).await,
+        (201, json!({"accepted": "ada", "total": 42.5}))
+    );
+    assert_eq!(
+        call("POST", &url, &order("guest", json!(12.5))).await,
+        (403, json!({"error": "log in first"}))
+    );
+    assert_eq!(
+        call("POST", &url, &order("ada", json!(90))).await,
+        (422, json!({"failed": "check", "why": "the total 120 is over the limit"}))
     );
     runtime.shutdown().await.unwrap();
 }

@@ -101,7 +101,7 @@ pipelines:
         found,
         vec![
             r#"modules[0] (name "db").type: unknown module type "kv.store" (registered: fault.inject, http.server)"#,
-            r#"pipelines.p.steps[0] (name "s").type: unknown step type "step.sett" (did you mean "step.set"?; registered: step.delay, step.fail, step.json_response, step.log, step.plugin_call, step.set)"#,
+            r#"pipelines.p.steps[0] (name "s").type: unknown step type "step.sett" (did you mean "step.set"?; registered: step.delay, step.fail, step.json_response, step.log, step.plugin_call, step.set, step.switch, step.transform)"#,
             r#"pipelines.p.trigger.type: unknown trigger type "cron" (registered: http, schedule)"#,
         ]
     );

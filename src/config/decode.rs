@@ -150,7 +150,11 @@ pub(crate) fn decode_steps(
         .iter()
         .enumerate()
         .filter_map(|(i, item)| {
-            decode_step_at(item, &place::named_item(list_place, i, name_of(item)), errors)
+            decode_step_at(
+                item,
+                &place::named_item(list_place, i, name_of(item)),
+                errors,
+            )
         })
         .collect()
 }
@@ -165,7 +169,12 @@ fn decode_step_at(item: &Value, here: &str, errors: &mut ConfigErrors) -> Option
         None => None,
         Some(Value::String(code)) => Some(code.clone()),
         Some(other) => {
-            step.wrong_type("if", "a jq expression as a string, such as \".request.query.debug\"", other, errors);
+            step.wrong_type(
+                "if",
+                "a jq expression as a string, such as \".request.query.debug\"",
+                other,
+                errors,
+            );
             None
         }
     };

@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub(crate) use decode::decode_steps;
 pub use document::{DocumentError, DocumentLimits};
 pub(crate) use document::{DuplicateKey, parse_document};
 pub use env::{EnvLookup, SharedEnv, process_env};
@@ -55,7 +56,6 @@ pub use model::{
     BackoffSpec, Config, ModuleSpec, PipelineSpec, PluginSpec, PluginsRuntimeSpec, ReloadSpec,
     RestartPolicy, RestartSpec, RestartStrategy, RuntimeSpec, StepSpec, TriggerSpec,
 };
-pub(crate) use decode::decode_steps;
 pub(crate) use resolved::resolve_collecting;
 pub(crate) use resolved::resolve_plugin;
 pub use resolved::{Resolved, RestartSettings, RuntimeSettings};

@@ -60,9 +60,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use swapvisor_actors::{Changes, guard};
 
+pub(crate) use branching::SWITCH;
 pub use error::{BuildError, StartError, StopError};
 pub use http::MAX_BODY_BYTES;
-pub(crate) use branching::SWITCH;
 pub(crate) use http::json_response;
 pub use pipeline::Execution;
 pub use plan::{EngineTypes, TypeLists};

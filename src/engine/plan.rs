@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use swapvisor_actors::{Changes, guard};
 
+use super::branching::{StepsContext, plan_steps};
 use super::carry::{ModulePool, SharedModule, carried};
 use super::http::{HttpRouter, RouteError};
-use super::branching::{StepsContext, plan_steps};
 use super::pipeline::Pipeline;
 use super::plugins::{PLUGIN_CONTRIBUTOR, PluginTypeUse, plan_plugins};
 use super::requests::RequestMetrics;

@@ -147,16 +147,18 @@ impl JqProgram {
             .vars
             .iter()
             .map(|key| match object {
-                Val::Obj(map) => map.get(&Val::from(key.clone())).cloned().unwrap_or(Val::Null),
+                Val::Obj(map) => map
+                    .get(&Val::from(key.clone()))
+                    .cloned()
+                    .unwrap_or(Val::Null),
                 _ => Val::Null,
             })
             .collect();
         let filter = self.filter.clone();
         let evaluation = tokio::task::spawn_blocking(move || {
             let ctx = Ctx::<Data>::new(&filter.lut, Vars::new(values));
-            let mut outputs = filter.id.run((ctx, dot));
             let mut collected = Vec::new();
-            while let Some(next) = outputs.next() {
+            for next in filter.id.run((ctx, dot)) {
                 let value = next.map_err(|exception| match exception.get_err() {
                     // `error("text")` reads as the text; any other value as JSON.
                     Ok(error) => match from_val(&error.into_val()) {
@@ -213,7 +215,11 @@ fn load_message(code: &str, errors: jaq_core::load::Errors<&str, ()>) -> String 
             }
             Error::Lex(errors) => {
                 for (expected, found) in errors {
-                    messages.push(format!("expected {} {}", lex_expected(&expected), at(found)));
+                    messages.push(format!(
+                        "expected {} {}",
+                        lex_expected(&expected),
+                        at(found)
+                    ));
                 }
             }
             Error::Parse(errors) => {
@@ -339,14 +345,25 @@ mod tests {
     #[tokio::test]
     async fn truthiness_and_all_outputs() {
         let p = |code: &str| JqProgram::compile(code, &[], "cfg").unwrap();
-        for (code, expected) in [("null", false), ("false", false), ("0", true), ("empty", false)]
-        {
-            assert_eq!(p(code).test(&json!({}), &[]).await.unwrap(), expected, "{code}");
+        for (code, expected) in [
+            ("null", false),
+            ("false", false),
+            ("0", true),
+            ("empty", false),
+        ] {
+            assert_eq!(
+                p(code).test(&json!({}), &[]).await.unwrap(),
+                expected,
+                "{code}"
+            );
         }
         let object = Val::Null;
         let program = p(".[]");
         let all = program.run(&object, to_val(&json!([1, 2.5, "a", {"k": null}])), true);
-        assert_eq!(all.await.unwrap().0, vec![json!(1), json!(2.5), json!("a"), json!({"k": null})]);
+        assert_eq!(
+            all.await.unwrap().0,
+            vec![json!(1), json!(2.5), json!("a"), json!({"k": null})]
+        );
         let error = p("error(\"no\")").test(&json!({}), &[]).await.unwrap_err();
         assert_eq!(error, "no");
     }
@@ -363,7 +380,14 @@ mod tests {
             err.to_string(),
             r#"cfg: undefined variable $gret in jq program "$gret" (variables: $greet, $request)"#
         );
-        for denied in ["env", "halt", "debug", "$ENV", "localtime", "import \"a\" as a; 1"] {
+        for denied in [
+            "env",
+            "halt",
+            "debug",
+            "$ENV",
+            "localtime",
+            "import \"a\" as a; 1",
+        ] {
             assert!(JqProgram::compile(denied, &[], "cfg").is_err(), "{denied}");
         }
     }
