@@ -458,7 +458,9 @@ async fn the_example_in_config_md_answers_as_documented() {
     let yaml = &section[start..start + section[start..].find("```").expect("its end")];
     let yaml = yaml.replace("127.0.0.1:8080", "127.0.0.1:0");
     let config = Config::parse(yaml.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let runtime = Runtime::start(config, Registry::with_builtins()).await.unwrap();
+    let runtime = Runtime::start(config, Registry::with_builtins())
+        .await
+        .unwrap();
     let address = runtime.status().await.unwrap().listening()[0].1.clone();
     let url = format!("http://{address}/orders");
     let order = |user: &str, second: Value| {
@@ -474,7 +476,10 @@ async fn the_example_in_config_md_answers_as_documented() {
     );
     assert_eq!(
         call("POST", &url, &order("ada", json!(90))).await,
-        (422, json!({"failed": "check", "why": "the total 120 is over the limit"}))
+        (
+            422,
+            json!({"failed": "check", "why": "the total 120 is over the limit"})
+        )
     );
     runtime.shutdown().await.unwrap();
 }

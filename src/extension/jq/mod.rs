@@ -11,18 +11,24 @@
 //! `env`, `halt`, `halt_error`, `debug`, `stderr`, `localtime`, `strflocaltime` and module
 //! imports are not defined, so a program that names them does not compile.
 //!
-//! A program runs on tokio's blocking pool, so a slow one never holds an async worker and the
-//! pipeline's time limit still ends the request on time (the evaluation itself cannot be cut
-//! short: it finishes, or runs on, in the background). Its output is charged to the run's
-//! render budget; the work inside the program is not bounded (a program is config, written by
-//! the operator).
+//! A program compiles and runs on a thread with a large stack (`pool`), so a slow one never
+//! holds an async worker and the pipeline's time limit still ends the request on time (the
+//! evaluation itself cannot be cut short: it finishes, or runs on, in the background). Its
+//! output is charged to the run's render budget and may nest at most 128 levels;
+//! the work inside the program is not bounded (a program is config, written by the operator).
+
+mod convert;
+mod pool;
 
 use std::sync::Arc;
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
-use jaq_json::{Num, Val};
-use serde_json::{Map, Value};
+use jaq_json::Val;
+use serde_json::Value;
+
+pub(crate) use convert::{from_val, to_val};
+pub(crate) use pool::MAX_PROGRAM_BYTES;
 
 use crate::config::ConfigError;
 
@@ -90,35 +96,25 @@ impl JqProgram {
             ConfigError::new(
                 at,
                 format!(
-                    "{message} in jq program {code:?} (variables: {})",
+                    "{message} in jq program {:?} (variables: {})",
+                    truncate(code, 80),
                     readable.join(", ")
                 ),
             )
         };
-        let defs = jaq_core::defs()
-            .chain(jaq_std::defs())
-            .chain(jaq_json::defs())
-            .filter(|d| !DENIED_DEFS.contains(&d.name));
-        let funs = jaq_core::funs()
-            .chain(jaq_std::funs())
-            .chain(jaq_json::funs())
-            .filter(|(name, _, _)| !DENIED_FUNS.contains(name));
-        let arena = Arena::default();
-        let modules = Loader::new(defs)
-            .load(&arena, File { code, path: () })
-            .map_err(|errors| fail(load_message(code, errors)))?;
-        let filter = Compiler::default()
-            .with_funs(funs)
-            .with_global_vars(var_names.iter().map(String::as_str))
-            .compile(modules)
-            .map_err(|errors| {
-                let undefined: Vec<String> = errors
-                    .into_iter()
-                    .flat_map(|(_, errors)| errors)
-                    .map(|(name, what)| format!("undefined {} {name}", what.as_str()))
-                    .collect();
-                fail(undefined.join(", "))
-            })?;
+        if code.len() > MAX_PROGRAM_BYTES {
+            return Err(ConfigError::new(
+                at,
+                format!(
+                    "the jq program is {} bytes long; at most {MAX_PROGRAM_BYTES} are allowed (a larger transformation belongs in a plugin)",
+                    code.len()
+                ),
+            ));
+        }
+        let filter =
+            pool::run_scoped(|| compile_here(code, &var_names).map_err(fail)).map_err(|e| {
+                ConfigError::new(at, format!("the jq program could not be compiled: {e}"))
+            })??;
         Ok(Self {
             filter: Arc::new(filter),
             vars,
@@ -155,19 +151,20 @@ impl JqProgram {
             })
             .collect();
         let filter = self.filter.clone();
-        let evaluation = tokio::task::spawn_blocking(move || {
+        let evaluation = pool::run(move || {
             let ctx = Ctx::<Data>::new(&filter.lut, Vars::new(values));
             let mut collected = Vec::new();
             for next in filter.id.run((ctx, dot)) {
                 let value = next.map_err(|exception| match exception.get_err() {
                     // `error("text")` reads as the text; any other value as JSON.
                     Ok(error) => match from_val(&error.into_val()) {
-                        Value::String(text) => text,
-                        other => other.to_string(),
+                        Ok(Value::String(text)) => text,
+                        Ok(other) => other.to_string(),
+                        Err(deep) => format!("an error whose value: {deep}"),
                     },
                     Err(_) => "the program stopped without a value".to_owned(),
                 })?;
-                collected.push(from_val(&value));
+                collected.push(from_val(&value)?);
                 if !all {
                     break;
                 }
@@ -176,7 +173,7 @@ impl JqProgram {
         });
         let collected = evaluation
             .await
-            .map_err(|e| format!("the jq program panicked or was cancelled: {e}"))??;
+            .map_err(|e| format!("the jq program {e}"))??;
         Ok(Outputs(collected))
     }
 
@@ -192,6 +189,34 @@ impl JqProgram {
     }
 }
 
+/// Compiles `code` with the global variables `vars` on this thread (one with a large stack).
+fn compile_here(code: &str, vars: &[String]) -> Result<jaq_core::Filter<Data>, String> {
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs())
+        .filter(|d| !DENIED_DEFS.contains(&d.name));
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs())
+        .filter(|(name, _, _)| !DENIED_FUNS.contains(name));
+    let arena = Arena::default();
+    let modules = Loader::new(defs)
+        .load(&arena, File { code, path: () })
+        .map_err(|errors| load_message(code, errors))?;
+    Compiler::default()
+        .with_funs(funs)
+        .with_global_vars(vars.iter().map(String::as_str))
+        .compile(modules)
+        .map_err(|errors| {
+            let undefined: Vec<String> = errors
+                .into_iter()
+                .flat_map(|(_, errors)| errors)
+                .map(|(name, what)| format!("undefined {} {name}", what.as_str()))
+                .collect();
+            first_few(undefined, ", ")
+        })
+}
+
 /// What a program produced, in order.
 #[derive(Debug)]
 pub(crate) struct Outputs(pub(crate) Vec<Value>);
@@ -199,10 +224,14 @@ pub(crate) struct Outputs(pub(crate) Vec<Value>);
 fn load_message(code: &str, errors: jaq_core::load::Errors<&str, ()>) -> String {
     use jaq_core::load::Error;
     let at = |part: &str| {
-        let range = jaq_core::load::span(code, part);
-        match part.is_empty() {
-            true => format!("at the end (offset {})", range.start),
-            false => format!("at offset {}: {:?}", range.start, truncate(part)),
+        // jaq's errors point into `code`; its own `span` would underflow on one that did not.
+        let offset = (part.as_ptr() as usize)
+            .checked_sub(code.as_ptr() as usize)
+            .filter(|offset| *offset <= code.len());
+        match (offset, part.is_empty()) {
+            (Some(offset), true) => format!("at the end (offset {offset})"),
+            (Some(offset), false) => format!("at offset {offset}: {:?}", truncate(part, 20)),
+            (None, _) => format!("at {:?}", truncate(part, 20)),
         }
     };
     let mut messages = Vec::new();
@@ -229,7 +258,7 @@ fn load_message(code: &str, errors: jaq_core::load::Errors<&str, ()>) -> String 
             }
         }
     }
-    format!("syntax error: {}", messages.join("; "))
+    format!("syntax error: {}", first_few(messages, "; "))
 }
 
 /// [`jaq_core::load::lex::Expect::as_str`] panics on a delimiter it does not know.
@@ -241,78 +270,20 @@ fn lex_expected(expected: &jaq_core::load::lex::Expect<&str>) -> String {
     }
 }
 
-fn truncate(text: &str) -> String {
-    match text.char_indices().nth(20) {
+/// The first three of `messages`, and how many more there are.
+fn first_few(mut messages: Vec<String>, separator: &str) -> String {
+    let more = messages.len().saturating_sub(3);
+    messages.truncate(3);
+    if more > 0 {
+        messages.push(format!("(and {more} more)"));
+    }
+    messages.join(separator)
+}
+
+fn truncate(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
         Some((end, _)) => format!("{}...", &text[..end]),
         None => text.to_owned(),
-    }
-}
-
-/// A JSON value as a jq value.
-pub(crate) fn to_val(value: &Value) -> Val {
-    match value {
-        Value::Null => Val::Null,
-        Value::Bool(b) => Val::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Val::Num(Num::from_integral(i)),
-            (None, Some(u)) => Val::Num(Num::from_integral(u)),
-            _ => Val::from(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => Val::from(s.clone()),
-        Value::Array(items) => items.iter().map(to_val).collect(),
-        Value::Object(map) => Val::obj(
-            map.iter()
-                .map(|(k, v)| (Val::from(k.clone()), to_val(v)))
-                .collect(),
-        ),
-    }
-}
-
-/// A jq value as JSON: non-finite numbers become null (as jq writes them), byte strings and
-/// text are read as UTF-8 (lossily), and keys that are not strings are written as JSON.
-pub(crate) fn from_val(value: &Val) -> Value {
-    match value {
-        Val::Null => Value::Null,
-        Val::Bool(b) => Value::Bool(*b),
-        Val::Num(n) => number(n),
-        Val::TStr(bytes) | Val::BStr(bytes) => {
-            Value::String(String::from_utf8_lossy(bytes).into_owned())
-        }
-        Val::Arr(items) => Value::Array(items.iter().map(from_val).collect()),
-        Val::Obj(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Val::TStr(bytes) | Val::BStr(bytes) => {
-                            String::from_utf8_lossy(bytes).into_owned()
-                        }
-                        other => from_val(other).to_string(),
-                    };
-                    (key, from_val(v))
-                })
-                .collect::<Map<_, _>>(),
-        ),
-    }
-}
-
-fn number(n: &Num) -> Value {
-    let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
-    match n {
-        Num::Int(i) => Value::from(*i as i64),
-        Num::BigInt(big) => {
-            let text = big.to_string();
-            text.parse::<i64>()
-                .map(Value::from)
-                .or_else(|_| text.parse::<u64>().map(Value::from))
-                .unwrap_or_else(|_| float(text.parse::<f64>().unwrap_or(f64::NAN)))
-        }
-        Num::Float(f) => float(*f),
-        Num::Dec(text) => {
-            let text: &str = text;
-            text.parse::<serde_json::Number>()
-                .map(Value::Number)
-                .unwrap_or_else(|_| float(text.parse::<f64>().unwrap_or(f64::NAN)))
-        }
     }
 }
 
@@ -321,6 +292,32 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[tokio::test]
+    async fn deep_programs_compile_and_run_and_deep_outputs_are_refused() {
+        // Each of these overflowed a 2 MiB stack at a few hundred levels.
+        for (open, close) in [("(", ")"), ("[", "]"), (".|", ""), ("1+", ""), ("-", "")] {
+            let depth = (MAX_PROGRAM_BYTES - 3) / (open.len() + close.len());
+            let code = format!("{}1{}|1", open.repeat(depth), close.repeat(depth));
+            let program = JqProgram::compile(&code, &[], "cfg").unwrap();
+            assert!(program.test(&json!({}), &[]).await.unwrap(), "{open}");
+        }
+        let code = "(".repeat(MAX_PROGRAM_BYTES + 1);
+        let err = JqProgram::compile(&code, &[], "cfg").unwrap_err();
+        assert!(
+            err.message
+                .starts_with("the jq program is 4097 bytes long; at most 4096"),
+            "{err}"
+        );
+        // Many errors of an unbalanced program: the first few, and the program shortened.
+        let code = "(".repeat(MAX_PROGRAM_BYTES);
+        let err = JqProgram::compile(&code, &[], "cfg").unwrap_err();
+        assert!(err.message.len() < 400, "{err}");
+        assert!(err.message.ends_with("(and 4093 more) in jq program \"((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((...\" (variables: $request)"), "{err}");
+        let deep = JqProgram::compile("reduce range(200) as $i (0; [.])", &[], "cfg").unwrap();
+        let error = deep.test(&json!({}), &[]).await.unwrap_err();
+        assert_eq!(error, "its output nests deeper than 128 levels");
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
