@@ -26,13 +26,15 @@ pipelines:
 "#;
 
 /// The step types `Registry::with_builtins` registers, sorted.
-const BUILTIN_STEP_TYPES: [&str; 6] = [
+const BUILTIN_STEP_TYPES: [&str; 8] = [
     "step.delay",
     "step.fail",
     "step.json_response",
     "step.log",
     "step.plugin_call",
     "step.set",
+    "step.switch",
+    "step.transform",
 ];
 
 #[tokio::test]

@@ -80,7 +80,8 @@ impl JqProgram {
         let names: Vec<(String, usize)> = readable
             .iter()
             .enumerate()
-            .filter(|(_, name)| !name.is_empty())
+            // `request` is the pipeline's input, as in templates, whatever a step is called.
+            .filter(|(_, name)| !name.is_empty() && *name != "request")
             .map(|(k, name)| (name.clone(), k))
             .collect();
         let mut vars = vec!["request".to_owned()];
