@@ -162,9 +162,9 @@ impl Planner<'_, '_> {
             };
             self.cx.used.insert(entry.type_name.clone());
             let planned = match entry.type_name.as_str() {
-                _ if broken(j) => None,
+                SWITCH if broken(j) => None,
                 SWITCH => self.switch(entry, &step_at, readable, &after),
-                _ => self.step(entry, &step_at, readable, &after),
+                _ => self.step(entry, &step_at, readable, &after, broken(j)),
             };
             let slot = match &planned {
                 Some((_, slot)) => *slot,
@@ -207,13 +207,15 @@ impl Planner<'_, '_> {
         }
     }
 
-    /// Builds one step by its type's factory, reading `readable`; its node and slot.
+    /// Builds one step by its type's factory, reading `readable`; its node and slot. Of a
+    /// `broken` entry only the type is checked.
     fn step(
         &mut self,
         entry: &StepSpec,
         step_at: &str,
         readable: &[String],
         later: &[String],
+        broken: bool,
     ) -> Option<(NodeKind, usize)> {
         let registry = self.cx.registry;
         let Some(factory) = registry.step_factory(&entry.type_name) else {
@@ -230,6 +232,9 @@ impl Planner<'_, '_> {
             self.cx.errors.push(place::field(step_at, "type"), message);
             return None;
         };
+        if broken {
+            return None;
+        }
         (self.cx.note_use)("step", &entry.type_name, step_at.to_owned());
         let config_at = place::field(step_at, "config");
         let log = TemplateLog::default();
