@@ -26,7 +26,7 @@ pipelines:
 "#;
 
 /// The step types `Registry::with_builtins` registers, sorted.
-const BUILTIN_STEP_TYPES: [&str; 11] = [
+const BUILTIN_STEP_TYPES: [&str; 13] = [
     "step.delay",
     "step.fail",
     "step.http_call",
@@ -37,6 +37,8 @@ const BUILTIN_STEP_TYPES: [&str; 11] = [
     "step.proxy",
     "step.rate_limit",
     "step.set",
+    "step.switch",
+    "step.transform",
     "step.validate",
 ];
 

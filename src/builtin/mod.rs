@@ -18,6 +18,8 @@
 //! | step | `step.validate` | `schema`, `target` |
 //! | step | `step.jwt` | `algorithm`, `secretEnv`, `secretFile`, `publicKeyFile`, `jwksFile`, `issuer`, `audience`, `leeway` |
 //! | step | `step.rate_limit` | `key`, `rate`, `burst`, `maxKeys` |
+//! | step | `step.transform` | `program`, `input`, `all` |
+//! | step | `step.switch` | `cases` (`when`, `steps`), `default`; planned by the engine |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
@@ -41,6 +43,8 @@ mod rate_limit;
 mod schedule;
 #[cfg(feature = "runtime")]
 pub(crate) mod steps;
+#[cfg(feature = "runtime")]
+mod transform;
 #[cfg(feature = "runtime")]
 mod upstream;
 #[cfg(feature = "runtime")]
@@ -90,5 +94,6 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_step("step.jwt", jwt::build)?;
     // A struct, not a function: it keeps each step's buckets across reloads.
     registry.register_step("step.rate_limit", rate_limit::RateLimitFactory::default())?;
-    steps::register(registry)
+    steps::register(registry)?;
+    transform::register(registry)
 }

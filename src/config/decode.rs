@@ -12,9 +12,9 @@ use super::model::*;
 
 const TOP_FIELDS: &[&str] = &["modules", "pipelines", "plugins", "runtime"];
 const MODULE_FIELDS: &[&str] = &["name", "type", "config", "dependsOn"];
-const PIPELINE_FIELDS: &[&str] = &["trigger", "steps", "timeout", "maxRenderBytes"];
+const PIPELINE_FIELDS: &[&str] = &["trigger", "steps", "onError", "timeout", "maxRenderBytes"];
 const TRIGGER_FIELDS: &[&str] = &["type", "config"];
-const STEP_FIELDS: &[&str] = &["name", "type", "config"];
+const STEP_FIELDS: &[&str] = &["name", "type", "config", "if"];
 const PLUGIN_FIELDS: &[&str] = &["name", "type", "config", "restart"];
 const RESTART_FIELDS: &[&str] = &["policy", "maxRestarts", "within", "backoff"];
 const BACKOFF_FIELDS: &[&str] = &["initial", "max"];
@@ -97,26 +97,7 @@ fn decode_pipeline(
             })
         });
     let steps = match fields.list("steps", errors) {
-        Some(steps) => {
-            let steps_place = fields.at("steps");
-            steps
-                .iter()
-                .enumerate()
-                .filter_map(|(i, step)| {
-                    let here = place::named_item(&steps_place, i, name_of(step));
-                    let step = Fields::of(step, &here, STEP_FIELDS, errors)?;
-                    let name = step.name(errors);
-                    let type_name =
-                        step.required_string("type", "a step type, such as step.set", errors);
-                    let config = step.config(errors);
-                    Some(StepSpec {
-                        name: name?,
-                        type_name: type_name?,
-                        config,
-                    })
-                })
-                .collect()
-        }
+        Some(steps) => decode_steps(steps, &fields.at("steps"), errors),
         None => {
             if fields.get("steps").is_none() {
                 errors.push(
@@ -127,6 +108,10 @@ fn decode_pipeline(
             Vec::new()
         }
     };
+    let on_error = fields
+        .list("onError", errors)
+        .map(|steps| decode_steps(steps, &fields.at("onError"), errors))
+        .unwrap_or_default();
     let timeout = fields.duration("timeout", errors);
     if timeout.is_some_and(|t| t.is_zero()) {
         errors.push(
@@ -149,8 +134,55 @@ fn decode_pipeline(
         name: name.to_owned(),
         trigger,
         steps,
+        on_error,
         timeout,
         max_render_bytes,
+    })
+}
+
+/// Decodes the step entries of the list at `list_place`, leaving out those too broken to use.
+pub(crate) fn decode_steps(
+    items: &[Value],
+    list_place: &str,
+    errors: &mut ConfigErrors,
+) -> Vec<StepSpec> {
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            decode_step_at(
+                item,
+                &place::named_item(list_place, i, name_of(item)),
+                errors,
+            )
+        })
+        .collect()
+}
+
+/// Decodes one step entry found at `here`: `name`, `type`, `config` and `if`.
+fn decode_step_at(item: &Value, here: &str, errors: &mut ConfigErrors) -> Option<StepSpec> {
+    let step = Fields::of(item, here, STEP_FIELDS, errors)?;
+    let name = step.name(errors);
+    let type_name = step.required_string("type", "a step type, such as step.set", errors);
+    let config = step.config(errors);
+    let condition = match step.get("if") {
+        None => None,
+        Some(Value::String(code)) => Some(code.clone()),
+        Some(other) => {
+            step.wrong_type(
+                "if",
+                "a jq expression as a string, such as \".request.query.debug\"",
+                other,
+                errors,
+            );
+            None
+        }
+    };
+    Some(StepSpec {
+        name: name?,
+        type_name: type_name?,
+        config,
+        condition,
     })
 }
 

@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub(crate) use decode::decode_steps;
 pub use document::{DocumentError, DocumentLimits};
 pub(crate) use document::{DuplicateKey, kind_of, parse_document};
 pub use env::{EnvLookup, SharedEnv, process_env};

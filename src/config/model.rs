@@ -49,6 +49,10 @@ pub struct PipelineSpec {
     pub trigger: Option<TriggerSpec>,
     /// The steps, run in order.
     pub steps: Vec<StepSpec>,
+    /// Steps run when a step fails (`onError:`); they read the failure as `error`, and a
+    /// response among them answers instead of the default 500.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_error: Vec<StepSpec>,
     /// How long one run may take before it is abandoned (an HTTP request answers 504); unset
     /// means [`PipelineSpec::DEFAULT_TIMEOUT`].
     #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
@@ -92,6 +96,10 @@ pub struct StepSpec {
     pub type_name: String,
     /// The step type's own settings; strings in it may hold `{{ templates }}`.
     pub config: Value,
+    /// `if:`, a jq expression: the step runs only when it is truthy (its output is null
+    /// otherwise).
+    #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 /// One `plugins:` entry: a plugin instance and how it is restarted.

@@ -96,6 +96,8 @@ pub(crate) struct Unexpanded {
     pub(crate) modules: HashSet<usize>,
     /// `(pipeline, step)` positions.
     pub(crate) steps: HashSet<(usize, usize)>,
+    /// `(pipeline, step)` positions in `onError:`.
+    pub(crate) on_error: HashSet<(usize, usize)>,
     /// Pipeline positions.
     pub(crate) triggers: HashSet<usize>,
     pub(crate) plugins: HashSet<usize>,
@@ -216,21 +218,34 @@ pub(crate) fn resolve_collecting(
                 unexpanded.triggers.insert(p);
             }
         }
-        for (i, step) in pipeline.steps.iter().enumerate() {
-            if !mentions_env(&step.config) {
-                continue;
-            }
-            let step_at = place::named_item(&place::field(&at(), "steps"), i, Some(&step.name));
-            let expanded = expand_tracked(
-                &step.config,
-                &place::field(&step_at, "config"),
-                env,
-                errors,
-                &mut failed,
-            );
-            Arc::make_mut(&mut resolved).pipelines[p].steps[i].config = expanded;
-            if failed {
-                unexpanded.steps.insert((p, i));
+        for (list, on_error) in [("steps", false), ("onError", true)] {
+            let steps = match on_error {
+                false => &pipeline.steps,
+                true => &pipeline.on_error,
+            };
+            for (i, step) in steps.iter().enumerate() {
+                if !mentions_env(&step.config) {
+                    continue;
+                }
+                let step_at = place::named_item(&place::field(&at(), list), i, Some(&step.name));
+                let expanded = expand_tracked(
+                    &step.config,
+                    &place::field(&step_at, "config"),
+                    env,
+                    errors,
+                    &mut failed,
+                );
+                let pipeline = &mut Arc::make_mut(&mut resolved).pipelines[p];
+                match on_error {
+                    false => pipeline.steps[i].config = expanded,
+                    true => pipeline.on_error[i].config = expanded,
+                }
+                if failed {
+                    match on_error {
+                        false => unexpanded.steps.insert((p, i)),
+                        true => unexpanded.on_error.insert((p, i)),
+                    };
+                }
             }
         }
     }

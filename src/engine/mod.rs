@@ -40,10 +40,12 @@
 //! ```
 
 mod amplification;
+mod branching;
 mod carry;
 mod context;
 mod diff;
 mod error;
+mod flow;
 mod http;
 mod lifecycle;
 mod pipeline;
@@ -59,6 +61,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use swapvisor_actors::{Changes, guard};
 
+pub(crate) use branching::SWITCH;
 pub use error::{BuildError, StartError, StopError};
 pub use http::MAX_BODY_BYTES;
 pub(crate) use http::json_response;

@@ -1,20 +1,23 @@
 //! A pipeline: named steps run in order, each seeing the request and the earlier outputs, all
-//! rendering within one budget per run.
+//! rendering within one budget per run; `if:`, switches and `onError:` steps run through
+//! [`Run`] (`flow.rs`).
 
 use std::time::Duration;
 
-use serde_json::Value;
-use swapvisor_actors::guard;
+use serde_json::{Value, json};
 
+use super::flow::{Failure, Node, Run};
 use crate::extension::ExecuteError;
+use crate::extension::HttpExchange;
 use crate::extension::Services;
 use crate::extension::template::RenderBudget;
-use crate::extension::{HttpExchange, Step, StepContext, StepError};
 
 /// A built pipeline.
 pub(super) struct Pipeline {
     name: String,
-    steps: Vec<PipelineStep>,
+    steps: Vec<Node>,
+    on_error: Vec<Node>,
+    slots: Slots,
     /// How long one run may take.
     timeout: Duration,
     /// How many bytes one run's templates may render.
@@ -23,22 +26,35 @@ pub(super) struct Pipeline {
     takes_body: bool,
 }
 
-pub(crate) struct PipelineStep {
-    pub(crate) name: String,
-    pub(crate) step: Box<dyn Step>,
+/// Where a run's outputs go: how many slots, and which ones the answer reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Slots {
+    /// Every step's, nested and `onError:` ones included, plus `error`'s.
+    pub(crate) count: usize,
+    /// The last top-level step's: the run's output.
+    pub(crate) last: Option<usize>,
+    /// The last `onError:` step's: the output of a run whose failure they answered.
+    pub(crate) last_on_error: Option<usize>,
+    /// Where `onError:` steps read `error` (when there are any).
+    pub(crate) error: Option<usize>,
 }
 
-/// The outputs of one run, by step position.
+/// The outputs of one run, by slot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Execution {
     outputs: Vec<Value>,
     response: Option<usize>,
+    last: Option<usize>,
 }
 
 impl Execution {
-    /// The last step's output (null for a pipeline without steps).
+    /// The last top-level step's output (null for a pipeline without steps, or when an `if:`
+    /// skipped that step); after a failure `onError:` steps answered, the last of theirs.
     pub fn output(mut self) -> Value {
-        self.outputs.pop().unwrap_or(Value::Null)
+        self.last
+            .and_then(|i| self.outputs.get_mut(i))
+            .map(std::mem::take)
+            .unwrap_or(Value::Null)
     }
 
     /// The output of the last response step that ran (`step.json_response`), or the response
@@ -47,7 +63,9 @@ impl Execution {
         self.response.and_then(|i| self.outputs.get(i))
     }
 
-    /// Every step's output, in order.
+    /// Every step's output, by slot: steps in order, a `step.switch` after the steps nested
+    /// in it (which hold null once it ends: its slot holds the output it passed on), skipped
+    /// steps null.
     pub fn outputs(&self) -> &[Value] {
         &self.outputs
     }
@@ -56,14 +74,17 @@ impl Execution {
 impl Pipeline {
     pub(crate) fn new(
         name: String,
-        steps: Vec<PipelineStep>,
+        (steps, on_error): (Vec<Node>, Vec<Node>),
+        slots: Slots,
         timeout: Duration,
         max_render_bytes: usize,
     ) -> Self {
         Self {
-            takes_body: steps.iter().any(|s| s.step.takes_body()),
+            takes_body: steps.iter().chain(&on_error).any(Node::takes_body),
             name,
             steps,
+            on_error,
+            slots,
             timeout,
             max_render_bytes,
         }
@@ -80,8 +101,9 @@ impl Pipeline {
     }
 
     /// Runs every step in order with `input` as `request`. A step that fails or panics ends
-    /// the run with an error naming it; a run past the pipeline's time limit is abandoned
-    /// (the step running then is dropped) with [`ExecuteError::TimedOut`].
+    /// the run with an error naming it (unless `onError:` steps answer it); a run past the
+    /// pipeline's time limit is abandoned (the step running then is dropped) with
+    /// [`ExecuteError::TimedOut`], `onError:` steps or not.
     pub(super) async fn run(
         &self,
         input: &Value,
@@ -103,48 +125,57 @@ impl Pipeline {
         services: &Services,
         http: Option<&HttpExchange>,
     ) -> Result<Execution, ExecuteError> {
-        let mut outputs = Vec::with_capacity(self.steps.len());
-        let mut response = None;
         let budget = RenderBudget::new(self.max_render_bytes);
-        for (position, step) in self.steps.iter().enumerate() {
-            let result = {
-                let context = StepContext {
-                    pipeline: &self.name,
-                    step: &step.name,
-                    request: input,
-                    outputs: &outputs,
-                    services,
-                    budget: &budget,
-                    http,
-                };
-                guard::run(None, || step.step.run(&context)).await
-            };
-            let failed = |message: String| ExecuteError::StepFailed {
-                pipeline: self.name.clone(),
-                step: step.name.clone(),
-                message,
-            };
-            match result {
-                // A step that rendered past the budget got nulls where values were cut: its
-                // output is not trusted, whatever it did with them.
-                Ok(Ok(output)) => match budget.check() {
-                    Ok(()) => outputs.push(output),
-                    Err(exceeded) => return Err(failed(exceeded.to_string())),
-                },
-                // A step that answers for the pipeline (a guard refusing the request) ends
-                // the run: its response is the result, and later steps do not run.
-                Ok(Err(StepError(_, Some(answer)))) => {
-                    outputs.push(*answer);
-                    let response = Some(position);
-                    return Ok(Execution { outputs, response });
-                }
-                Ok(Err(error)) => return Err(failed(error.0)),
-                Err(interrupted) => return Err(failed(format!("step {interrupted}"))),
+        let mut run = Run {
+            pipeline: &self.name,
+            request: input,
+            services,
+            budget: &budget,
+            outputs: vec![Value::Null; self.slots.count],
+            response: None,
+            answered: false,
+            http,
+        };
+        let failed = |failure: Failure| ExecuteError::StepFailed {
+            pipeline: self.name.clone(),
+            step: failure.step,
+            message: failure.message,
+        };
+        let failure = match run.nodes(&self.steps).await {
+            // A step that answered for the pipeline (a guard) made its answer the output.
+            Ok(_) if run.answered => {
+                let last = run.response;
+                return Ok(finish(run, last));
             }
-            if step.step.is_response() {
-                response = Some(position);
-            }
+            Ok(_) => return Ok(finish(run, self.slots.last)),
+            Err(failure) => failure,
+        };
+        let Some(error_slot) = self.slots.error.filter(|_| !self.on_error.is_empty()) else {
+            return Err(failed(failure));
+        };
+        if let Some(slot) = run.outputs.get_mut(error_slot) {
+            *slot = json!({"step": failure.step, "message": failure.message});
         }
-        Ok(Execution { outputs, response })
+        // Only a response of the onError steps answers the failure.
+        run.response = None;
+        match run.nodes(&self.on_error).await {
+            Ok(_) if run.response.is_some() => Ok(finish(run, self.slots.last_on_error)),
+            Ok(_) => Err(failed(failure)),
+            Err(second) => Err(failed(Failure {
+                message: format!(
+                    "{}; then onError step {:?} failed too: {}",
+                    failure.message, second.step, second.message
+                ),
+                step: failure.step,
+            })),
+        }
+    }
+}
+
+fn finish(run: Run<'_>, last: Option<usize>) -> Execution {
+    Execution {
+        outputs: run.outputs,
+        response: run.response,
+        last,
     }
 }

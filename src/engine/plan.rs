@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use swapvisor_actors::guard;
 
+use super::branching::{StepsContext, plan_steps};
 use super::carry::{ModulePool, SharedModule, carried};
 use super::http::{HttpRouter, RouteError};
-use super::pipeline::{Pipeline, PipelineStep};
+use super::pipeline::Pipeline;
 use super::plugins::{PLUGIN_CONTRIBUTOR, PluginTypeUse, plan_plugins};
 use super::requests::RequestMetrics;
 use super::types::TypeLists;
@@ -20,9 +21,8 @@ use crate::config::{
     Config, ConfigErrors, EnvLookup, PipelineSpec, Resolved, module_place, place,
     resolve_collecting, start_order, unknown_name,
 };
-use crate::extension::template::{TemplateLog, TemplateScope};
 use crate::extension::{
-    ListenerKey, ModuleBuild, ModuleDirectory, StepBuild, TriggerBinding, TriggerBuild, TriggerTask,
+    ListenerKey, ModuleBuild, ModuleDirectory, TriggerBinding, TriggerBuild, TriggerTask,
 };
 use crate::plugin::PluginPlan;
 use crate::registry::Registry;
@@ -215,69 +215,29 @@ pub(crate) fn plan(
     }
     for (p, spec) in config.pipelines.iter().enumerate() {
         let at = place::key("pipelines", &spec.name);
-        let steps_at = place::field(&at, "steps");
-        let names: Vec<String> = spec.steps.iter().map(|s| s.name.clone()).collect();
-        let fingerprint = fingerprint(spec);
-        let mut steps = Vec::with_capacity(spec.steps.len());
-        let mut references = vec![Vec::new(); spec.steps.len()];
-        for (i, step) in spec.steps.iter().enumerate() {
-            types.1.insert(step.type_name.clone());
-            let step_at = place::named_item(&steps_at, i, Some(&step.name));
-            let Some(factory) = registry.step_factory(&step.type_name) else {
-                let mut message = unknown_name(
-                    "step type",
-                    &step.type_name,
-                    "registered",
-                    registry.step_types(),
-                );
-                if config.plugins.iter().any(|p| p.kind == "process") {
-                    // A build never runs a plugin to ask what it offers.
-                    message.push_str("; a step type a process plugin offers must be declared in its config (stepTypes: [...])");
-                }
-                errors.push(place::field(&step_at, "type"), message);
-                continue;
-            };
-            if broken.steps.contains(&(p, i)) {
-                continue;
-            }
-            note_use("step", &step.type_name, step_at.clone());
-            let config_at = place::field(&step_at, "config");
-            let log = TemplateLog::default();
-            let build = StepBuild {
-                pipeline: &spec.name,
-                name: &step.name,
-                pipeline_fingerprint: fingerprint,
-                type_name: &step.type_name,
-                config: &step.config,
-                place: &config_at,
-                templates: TemplateScope {
-                    earlier_steps: &names[..i],
-                    later_steps: &names[i + 1..],
-                    log: Some(&log),
-                },
-                plugins: &plugin_names,
-                modules: &directory,
-                env,
-            };
-            match guarded(&config_at, || factory.build(&build)) {
-                Ok(built) => steps.push(PipelineStep {
-                    name: step.name.clone(),
-                    step: built,
-                }),
-                Err(e) => errors.0.extend(e.0),
-            }
-            references[i] = log.references();
-        }
-        if let Some((i, why)) = super::amplification::check(&names, &references) {
-            errors.push(place::named_item(&steps_at, i, Some(&names[i])), why);
-        }
+        let mut steps_cx = StepsContext {
+            registry,
+            plugin_names: &plugin_names,
+            process_plugins: config.plugins.iter().any(|p| p.kind == "process"),
+            modules: &directory,
+            env,
+            pipeline_fingerprint: fingerprint(spec),
+            note_use: &mut note_use,
+            used: &mut types.1,
+            errors: &mut errors,
+        };
+        let planned = plan_steps(&mut steps_cx, spec, |on_error, i| match on_error {
+            false => broken.steps.contains(&(p, i)),
+            true => broken.on_error.contains(&(p, i)),
+        });
         let timeout = spec.timeout.unwrap_or(PipelineSpec::DEFAULT_TIMEOUT);
         let max_render_bytes =
             spec.max_render_bytes
                 .unwrap_or(PipelineSpec::DEFAULT_MAX_RENDER_BYTES) as usize;
         let pipeline = Arc::new(Pipeline::new(
             spec.name.clone(),
-            steps,
+            planned.steps,
+            planned.slots,
             timeout,
             max_render_bytes,
         ));

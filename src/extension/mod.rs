@@ -72,6 +72,8 @@ mod error;
 #[cfg(feature = "runtime")]
 mod exchange;
 #[cfg(feature = "runtime")]
+pub(crate) mod jq;
+#[cfg(feature = "runtime")]
 pub mod metrics;
 #[cfg(feature = "runtime")]
 mod module;

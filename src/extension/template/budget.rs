@@ -53,6 +53,15 @@ impl RenderBudget {
         }
     }
 
+    /// Charges `value`, which a step produced without rendering it (a jq program's output):
+    /// the error when it does not fit what is left.
+    pub fn charge_output(&self, value: &Value) -> Result<(), RenderBudgetExceeded> {
+        match self.charge_value(value) {
+            true => Ok(()),
+            false => Err(RenderBudgetExceeded { limit: self.limit }),
+        }
+    }
+
     /// What is left, or `None` once exceeded.
     fn remaining(&self) -> Option<usize> {
         if self.exceeded() {

@@ -11,7 +11,9 @@ use crate::config::{ConfigError, place, unknown_name};
 /// What templates may refer to: `request` and the steps before the current one.
 #[derive(Debug)]
 pub struct TemplateScope<'a> {
-    /// Names of the steps that run before the one being compiled, in order.
+    /// Names of the steps that run before the one being compiled, by their position in the
+    /// run's outputs (`RenderScope::outputs`); an empty name marks a position it may not read
+    /// (a step nested in an earlier `step.switch`).
     pub earlier_steps: &'a [String],
     /// Names of the pipeline's later steps, only to explain a reference to one of them.
     pub later_steps: &'a [String],
@@ -178,8 +180,14 @@ fn compile_path(
             ),
         ));
     } else {
-        let roots =
-            std::iter::once("request").chain(scope.earlier_steps.iter().map(String::as_str));
+        // An empty name marks an output this step may not read (a step nested in a switch).
+        let roots = std::iter::once("request").chain(
+            scope
+                .earlier_steps
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !s.is_empty()),
+        );
         return Err(ConfigError::new(
             at,
             unknown_name("template reference", &root_name, "available", roots),
