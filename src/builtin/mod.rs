@@ -15,6 +15,7 @@
 //! | step | `step.plugin_call` | `plugin`, `op`, `args` |
 //! | step | `step.proxy` | `upstream`, `path`, `headers`, `timeout` |
 //! | step | `step.http_call` | `method`, `upstream` and `path` or `url`, `headers`, `body`, `timeout`, `maxResponseBytes` |
+//! | step | `step.static` | `root`, `path`, `index`, `cacheControl` |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
@@ -32,6 +33,8 @@ mod process;
 mod proxy;
 #[cfg(feature = "runtime")]
 mod schedule;
+#[cfg(feature = "runtime")]
+mod static_files;
 #[cfg(feature = "runtime")]
 pub(crate) mod steps;
 #[cfg(feature = "runtime")]
@@ -73,6 +76,7 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_module(upstream::TYPE, upstream::build)?;
     registry.register_step("step.proxy", proxy::build)?;
     registry.register_step("step.http_call", http_call::build)?;
+    registry.register_step("step.static", static_files::build)?;
     registry.register_trigger("http", http_server::build_trigger)?;
     registry.register_trigger("schedule", schedule::build)?;
     registry.register_plugin(Counter::KIND, Counter::build)?;
