@@ -26,7 +26,7 @@ pipelines:
 "#;
 
 /// The step types `Registry::with_builtins` registers, sorted.
-const BUILTIN_STEP_TYPES: [&str; 13] = [
+const BUILTIN_STEP_TYPES: [&str; 14] = [
     "step.delay",
     "step.fail",
     "step.http_call",
@@ -37,6 +37,7 @@ const BUILTIN_STEP_TYPES: [&str; 13] = [
     "step.proxy",
     "step.rate_limit",
     "step.set",
+    "step.static",
     "step.switch",
     "step.transform",
     "step.validate",

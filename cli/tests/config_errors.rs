@@ -101,7 +101,7 @@ pipelines:
         found,
         vec![
             r#"modules[0] (name "db").type: unknown module type "kv.store" (registered: fault.inject, http.server, http.upstream)"#,
-            r#"pipelines.p.steps[0] (name "s").type: unknown step type "step.sett" (did you mean "step.set"?; registered: step.delay, step.fail, step.http_call, step.json_response, step.jwt, step.log, step.plugin_call, step.proxy, step.rate_limit, step.set, step.switch, step.transform, step.validate)"#,
+            r#"pipelines.p.steps[0] (name "s").type: unknown step type "step.sett" (did you mean "step.set"?; registered: step.delay, step.fail, step.http_call, step.json_response, step.jwt, step.log, step.plugin_call, step.proxy, step.rate_limit, step.set, step.static, step.switch, step.transform, step.validate)"#,
             r#"pipelines.p.trigger.type: unknown trigger type "cron" (registered: http, schedule)"#,
         ]
     );

@@ -20,6 +20,7 @@
 //! | step | `step.rate_limit` | `key`, `rate`, `burst`, `maxKeys` |
 //! | step | `step.transform` | `program`, `input`, `all` |
 //! | step | `step.switch` | `cases` (`when`, `steps`), `default`; planned by the engine |
+//! | step | `step.static` | `root`, `path`, `index`, `cacheControl` |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
@@ -41,6 +42,8 @@ mod proxy;
 mod rate_limit;
 #[cfg(feature = "runtime")]
 mod schedule;
+#[cfg(feature = "runtime")]
+mod static_files;
 #[cfg(feature = "runtime")]
 pub(crate) mod steps;
 #[cfg(feature = "runtime")]
@@ -86,6 +89,7 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_module(upstream::TYPE, upstream::build)?;
     registry.register_step("step.proxy", proxy::build)?;
     registry.register_step("step.http_call", http_call::build)?;
+    registry.register_step("step.static", static_files::build)?;
     registry.register_trigger("http", http_server::build_trigger)?;
     registry.register_trigger("schedule", schedule::build)?;
     registry.register_plugin(Counter::KIND, Counter::build)?;
