@@ -58,7 +58,7 @@ impl Execution {
     }
 
     /// The output of the last response step that ran (`step.json_response`), or the response
-    /// of the step that ended the run early ([`StepError::respond`]), if any.
+    /// of the step that ended the run early ([`StepError::respond`](crate::extension::StepError::respond)), if any.
     pub fn response(&self) -> Option<&Value> {
         self.response.and_then(|i| self.outputs.get(i))
     }
