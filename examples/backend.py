@@ -34,7 +34,7 @@ async def serve(reader, writer, name):
             length = int(headers.get("content-length", "0"))
             body = (await reader.readexactly(length)).decode("utf-8", "replace") if length else ""
             answer = json.dumps({"backend": name, "method": method, "path": path, "body": body,
-                                 "user": headers.get("x-user")}).encode()
+                                 "user": headers.get("x-user")}, separators=(",", ":")).encode()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                          b"Content-Length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer)
             await writer.drain()
