@@ -329,6 +329,21 @@ async fn http_requests_run_the_routed_pipelines() {
         .await
         .unwrap();
     assert_eq!((status, body["allowed"].clone()), (405, json!(["GET"])));
+    // A GET route answers HEAD: the same head (its length included), no body.
+    let mut stream = tokio::net::TcpStream::connect(address.as_str())
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"HEAD /hello?name=ada HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(head.to_lowercase().contains("content-length: "), "{answer}");
+    assert_eq!(body, "", "a HEAD answer has no body");
 
     engine.stop(soon()).await.unwrap();
     let refused = std::net::TcpStream::connect(address.as_str());

@@ -158,11 +158,17 @@ impl HttpRouter {
             return Some(RouteMatch::NotFound);
         };
         let entry = &server.entries[*found.value];
-        let Some(route) = entry
+        let exact = entry
             .routes
             .iter()
-            .find(|r| r.method == method || r.method == "*")
-        else {
+            .find(|r| r.method == method || r.method == "*");
+        // A GET route answers HEAD too (RFC 9110, 9.3.2): hyper sends the head without the body.
+        let route = exact.or_else(|| {
+            (method == "HEAD")
+                .then(|| entry.routes.iter().find(|r| r.method == "GET"))
+                .flatten()
+        });
+        let Some(route) = route else {
             let allowed = entry.routes.iter().map(|r| r.method.as_str()).collect();
             return Some(RouteMatch::WrongMethod(allowed));
         };
