@@ -14,10 +14,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use hyper::Method;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::proxy::HeaderChanges;
 use super::upstream::{self, OutBody, OutRequest, UpstreamPool};
 use crate::config::{ConfigError, ConfigErrors, parse_duration, place};
 use crate::extension::template::Template;
@@ -48,7 +49,7 @@ struct HttpCall {
     pool: Arc<UpstreamPool>,
     method: Method,
     path: Template,
-    headers: Vec<(HeaderName, Template)>,
+    headers: HeaderChanges,
     body: Option<Template>,
     timeout: Duration,
     max_response_bytes: usize,
@@ -124,23 +125,7 @@ pub(super) fn build(build: &StepBuild<'_>) -> Result<Box<dyn Step>, ConfigErrors
     };
     let mut errors = ConfigErrors::default();
     let path = build.template(path_at, &Value::String(path))?;
-    let mut headers = Vec::new();
-    for (name, value) in &settings.headers {
-        let value_at = place::key(&at("headers"), name);
-        match HeaderName::try_from(name.as_str()) {
-            Ok(header) => {
-                match Template::compile(&Value::String(value.clone()), &value_at, &build.templates)
-                {
-                    Ok(template) => headers.push((header, template)),
-                    Err(e) => errors.0.push(e),
-                }
-            }
-            Err(_) => errors.push(
-                value_at,
-                format!("{name:?} is not a valid HTTP header name"),
-            ),
-        }
-    }
+    let headers = HeaderChanges::set_only(&settings.headers, &at("headers"), build, &mut errors);
     let body = match &settings.body {
         None => None,
         Some(body) => Some(build.template("body", body)?),
@@ -168,11 +153,7 @@ impl Step for HttpCall {
         Box::pin(async move {
             let scope = context.scope();
             let mut headers = HeaderMap::new();
-            for (name, template) in &self.headers {
-                if let Ok(value) = HeaderValue::try_from(template.render_string(&scope)) {
-                    headers.insert(name.clone(), value);
-                }
-            }
+            self.headers.apply(&mut headers, &scope);
             let body = match &self.body {
                 None => OutBody::Empty,
                 Some(template) => match template.try_render(&scope)? {
@@ -213,12 +194,7 @@ impl Step for HttpCall {
                 let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
                 headers.insert(name.as_str().to_owned(), Value::String(value));
             }
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes)
-                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-            };
+            let body = crate::engine::body_value(&bytes);
             let output: Map<String, Value> = [
                 ("status", Value::from(parts.status.as_u16())),
                 ("headers", Value::Object(headers)),

@@ -81,33 +81,29 @@ impl HeaderChanges {
         build: &StepBuild<'_>,
     ) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::default();
-        let name = |text: &str, place: String, errors: &mut ConfigErrors| {
-            HeaderName::try_from(text)
-                .map_err(|_| {
-                    errors.push(place, format!("{text:?} is not a valid HTTP header name"))
-                })
-                .ok()
-        };
-        let mut set = Vec::new();
-        for (key, value) in &raw.set {
-            let Some(header) = name(key, place::key(&place::field(at, "set"), key), &mut errors)
-            else {
-                continue;
-            };
-            let value_at = place::key(&place::field(at, "set"), key);
-            match Template::compile(&Value::String(value.clone()), &value_at, &build.templates) {
-                Ok(template) => set.push((header, template)),
-                Err(e) => errors.0.push(e),
-            }
-        }
+        let set = compile_set(&raw.set, &place::field(at, "set"), build, &mut errors);
         let remove_at = place::field(at, "remove");
         let remove = raw
             .remove
             .iter()
             .enumerate()
-            .filter_map(|(i, text)| name(text, place::index(&remove_at, i), &mut errors))
+            .filter_map(|(i, text)| header_name(text, place::index(&remove_at, i), &mut errors))
             .collect();
         errors.into_result(Self { set, remove })
+    }
+
+    /// Headers to set only: the map of names to templated values at `at` (`step.http_call`'s
+    /// `headers`). Its errors go to `errors`.
+    pub(super) fn set_only(
+        set: &BTreeMap<String, String>,
+        at: &str,
+        build: &StepBuild<'_>,
+        errors: &mut ConfigErrors,
+    ) -> Self {
+        Self {
+            set: compile_set(set, at, build, errors),
+            remove: Vec::new(),
+        }
     }
 
     /// Applies the changes to `headers`.
@@ -121,6 +117,34 @@ impl HeaderChanges {
             }
         }
     }
+}
+
+/// `name` as a header name, or an error at `place`.
+fn header_name(name: &str, place: String, errors: &mut ConfigErrors) -> Option<HeaderName> {
+    HeaderName::try_from(name)
+        .map_err(|_| errors.push(place, format!("{name:?} is not a valid HTTP header name")))
+        .ok()
+}
+
+/// The names and compiled values of the map `set`, found at `at`.
+fn compile_set(
+    set: &BTreeMap<String, String>,
+    at: &str,
+    build: &StepBuild<'_>,
+    errors: &mut ConfigErrors,
+) -> Vec<(HeaderName, Template)> {
+    let mut compiled = Vec::new();
+    for (key, value) in set {
+        let value_at = place::key(at, key);
+        let Some(header) = header_name(key, value_at.clone(), errors) else {
+            continue;
+        };
+        match Template::compile(&Value::String(value.clone()), &value_at, &build.templates) {
+            Ok(template) => compiled.push((header, template)),
+            Err(e) => errors.0.push(e),
+        }
+    }
+    compiled
 }
 
 /// `step.proxy`.
@@ -253,20 +277,10 @@ async fn out_body(exchange: &HttpExchange, upgrade: bool) -> Result<OutBody, Str
     }
 }
 
-/// A JSON answer of the proxy itself (the upstream gave none).
+/// A JSON answer of the step itself (the upstream gave none), as a streamed response: the
+/// engine's own JSON answer, boxed.
 pub(super) fn json_answer(status: StatusCode, body: &Value) -> Response<StreamBody> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(
-        http_body_util::Full::new(Bytes::from(bytes))
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    crate::engine::json_response(status, body).map(BodyExt::boxed_unsync)
 }
 
 /// The status that answers a request the upstream gave no response to.

@@ -340,12 +340,7 @@ async fn request_input(
     if !bytes.is_empty() {
         exchange.set_read_body(bytes.clone());
     }
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-    };
+    let body = body_value(&bytes);
     // Not `json!`: it would copy each part through `to_value`, a deep copy per request.
     let input: Map<String, Value> = [
         ("method", Value::from(parts.method.as_str())),
@@ -359,6 +354,16 @@ async fn request_input(
     .map(|(key, value)| (key.to_owned(), value))
     .collect();
     Ok(Value::Object(input))
+}
+
+/// A body as a pipeline sees it: JSON when it parses as JSON, else text, else (empty) null.
+pub(crate) fn body_value(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    }
 }
 
 /// Turns a response step's output `{"status", "headers", "body"}` into a response.

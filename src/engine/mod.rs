@@ -64,7 +64,7 @@ use swapvisor_actors::{Changes, guard};
 pub(crate) use branching::SWITCH;
 pub use error::{BuildError, StartError, StopError};
 pub use http::MAX_BODY_BYTES;
-pub(crate) use http::json_response;
+pub(crate) use http::{body_value, json_response};
 pub use pipeline::Execution;
 pub use requests::{RequestMetrics, RequestStats};
 pub(crate) use status::listening;

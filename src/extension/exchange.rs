@@ -16,13 +16,13 @@ use std::sync::Mutex;
 use hyper::http::request::Parts;
 use hyper::upgrade::OnUpgrade;
 
-use crate::net::{HttpRequest, RequestBody, StreamBody};
+use crate::net::{HttpRequest, RequestBody, StreamBody, lock};
 
 /// The raw side of one HTTP request that a pipeline serves. Shared by the pipeline's steps;
 /// each part that can be taken is taken once.
 pub struct HttpExchange {
     head: Parts,
-    client: Option<SocketAddr>,
+    client: SocketAddr,
     body: Mutex<Option<StreamBody>>,
     /// The body as the pipeline read it whole, when it did.
     read: Mutex<Option<bytes::Bytes>>,
@@ -40,20 +40,12 @@ impl std::fmt::Debug for HttpExchange {
     }
 }
 
-/// Locks `mutex`, whose value is only ever taken or put whole, so a panic cannot leave it
-/// half-changed.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl HttpExchange {
     /// The exchange of `request`. Its body is lent to the steps when `stream_body`; otherwise it
     /// is returned, to be read whole into the pipeline's `request`.
     pub(crate) fn new(request: HttpRequest, stream_body: bool) -> (Self, Option<RequestBody>) {
         let (mut head, body) = request.into_parts();
-        let client = head.extensions.get::<crate::net::ClientAddr>().map(|c| c.0);
+        let client = body.client();
         let upgrade = head.extensions.remove::<OnUpgrade>();
         let (lent, kept) = if stream_body {
             use http_body_util::BodyExt;
@@ -79,7 +71,7 @@ impl HttpExchange {
 
     /// The address of the client the request came from, when the server knows it.
     pub fn client(&self) -> Option<SocketAddr> {
-        self.client
+        Some(self.client)
     }
 
     /// Takes the request body, to stream it elsewhere. `None` when the pipeline read it whole

@@ -26,10 +26,6 @@ use super::gate::{Admission, Admitted};
 use super::request_body::{Request, RequestBody};
 use super::stream::ClockedStream;
 
-/// The address of the client a request came from, in the request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ClientAddr(pub(crate) std::net::SocketAddr);
-
 /// Serves one connection until it ends, times out or is asked to close. A request that asks to
 /// upgrade the connection (a WebSocket) may be answered `101` by its handler, which then owns
 /// the upgraded connection (`hyper::upgrade::on`): serving it ends here, the connection lives
@@ -55,8 +51,7 @@ pub(super) async fn serve_connection<H, Fut, B>(
         let gate = &in_service.gate;
         // From head, or from idle when a pipelined request was already buffered.
         let _ = clock.shift(WAITING, BUSY, gate.now_ms());
-        let mut request = request.map(|body| RequestBody::new(body, &body_limits));
-        request.extensions_mut().insert(ClientAddr(peer));
+        let request = request.map(|body| RequestBody::new(body, &body_limits, peer));
         let response = match super::early::answer(&request, on_reserve, gate.probes) {
             Some(early) => {
                 // Read and dropped in the background, so that the client sees the answer.

@@ -97,7 +97,7 @@ pub(super) struct GateCounters {
 }
 
 /// A lock over plain data updated in short sections; a panic cannot leave it half-written.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -44,7 +44,7 @@ pub use limits::{ConnectionLimits, DescriptorBudget};
 #[cfg(feature = "admin")]
 pub(crate) use {accept::serve_listener, bind::bind, gate::Gate};
 
-pub(crate) use connection::ClientAddr;
+pub(crate) use gate::lock;
 pub use listeners::{BoxError, StreamBody};
 pub(crate) use listeners::{HttpDispatch, HttpRequest, HttpResponse, whole};
 pub use listeners::{ListenerKey, ListenerLease, ListenerPool};

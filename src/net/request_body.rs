@@ -66,10 +66,17 @@ pub(crate) struct RequestBody {
     received: u64,
     /// Armed only once the body has to be waited for: most bodies are already buffered.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The address of the client that sends it (here rather than in the request's extensions,
+    /// whose first entry would cost every request an allocation).
+    client: std::net::SocketAddr,
 }
 
 impl RequestBody {
-    pub(super) fn new(inner: Incoming, limits: &ConnectionLimits) -> Self {
+    pub(super) fn new(
+        inner: Incoming,
+        limits: &ConnectionLimits,
+        client: std::net::SocketAddr,
+    ) -> Self {
         let started = Instant::now();
         Self {
             inner,
@@ -79,7 +86,13 @@ impl RequestBody {
             min_rate: limits.min_body_rate,
             received: 0,
             timer: None,
+            client,
         }
+    }
+
+    /// The address of the client the request came from.
+    pub(crate) fn client(&self) -> std::net::SocketAddr {
+        self.client
     }
 
     /// When the body is late given what has arrived, and why it would be.

@@ -33,6 +33,7 @@ pub(crate) use tunnel::RouteClaim;
 
 use crate::config::ConfigErrors;
 use crate::extension::{Module, ModuleBuild, ModuleContext, ModuleError};
+use crate::net::lock;
 use settings::{HealthCheck, Settings};
 
 /// The module type's name.
@@ -92,7 +93,7 @@ impl Module for Upstream {
         context.metrics.scrape(metrics::scrape(&self.pool));
         if let Some(check) = self.pool.settings.health_check.clone() {
             let task = tokio::spawn(check_health(self.pool.clone(), check));
-            let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+            let mut checks = lock(&self.checks);
             if let Some(old) = checks.replace(task) {
                 old.abort();
             }
@@ -101,18 +102,22 @@ impl Module for Upstream {
     }
 
     fn stop(&self, deadline: Instant) -> BoxFuture<'_, Result<(), ModuleError>> {
-        if let Some(task) = self.checks.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(task) = lock(&self.checks).take() {
             task.abort();
         }
         Box::pin(async move {
             // Tunnels may finish on their own until the deadline; then they are closed.
             let tunnels = &self.pool.tunnels;
-            while tunnels.open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
-                tokio::time::sleep(
-                    std::time::Duration::from_millis(20)
-                        .min(deadline.saturating_duration_since(Instant::now())),
-                )
-                .await;
+            loop {
+                // Registered before looking, so that a tunnel ending in between is not missed.
+                let ended = tunnels.ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if tunnels.open.load(Ordering::Relaxed) == 0
+                    || tokio::time::timeout_at(deadline, ended).await.is_err()
+                {
+                    break;
+                }
             }
             tunnels.close_all();
             Ok(())

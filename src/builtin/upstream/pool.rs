@@ -195,21 +195,21 @@ impl UpstreamPool {
         let now = self.now_ms();
         let count = self.targets.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let usable = |i: &usize| self.targets[*i].usable(now);
-        let candidates = (0..count).map(|k| (start + k) % count).filter(usable);
-        let fresh: Vec<usize> = candidates.clone().filter(|i| !tried.contains(i)).collect();
-        let pool: Vec<usize> = if fresh.is_empty() {
-            candidates.collect()
-        } else {
-            fresh
-        };
+        let usable = (0..count)
+            .map(|k| (start + k) % count)
+            .filter(|i| self.targets[*i].usable(now));
+        let fresh = usable.clone().filter(|i| !tried.contains(i));
+        self.choose(fresh).or_else(|| self.choose(usable))
+    }
+
+    /// The target `balance` takes of `candidates`, given in round-robin order.
+    fn choose(&self, mut candidates: impl Iterator<Item = usize>) -> Option<usize> {
         match self.settings.balance {
-            Balance::RoundRobin => pool.first().copied(),
+            Balance::RoundRobin => candidates.next(),
             // Ties go to the first in round-robin order, so that an idle pool still spreads.
-            Balance::LeastRequests => pool
-                .iter()
-                .copied()
-                .min_by_key(|i| self.targets[*i].in_flight.load(Ordering::Relaxed)),
+            Balance::LeastRequests => {
+                candidates.min_by_key(|i| self.targets[*i].in_flight.load(Ordering::Relaxed))
+            }
         }
     }
 

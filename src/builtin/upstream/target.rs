@@ -28,6 +28,11 @@ impl Outcome {
         Outcome::Failed,
     ];
 
+    /// Its place in [`Outcome::ALL`] (the declaration order).
+    fn index(self) -> usize {
+        self as usize
+    }
+
     pub(super) fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -82,8 +87,7 @@ impl Target {
     /// Counts a request's outcome, and ejects the target for `eject_ms` after `after`
     /// consecutive connect failures or 5xx answers (0: never).
     pub(super) fn record(&self, outcome: Outcome, now_ms: u64, after: u32, eject_ms: u64) {
-        let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.outcomes[index].fetch_add(1, Ordering::Relaxed);
+        self.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
         match outcome {
             Outcome::ServerError | Outcome::ConnectFailed => {
                 let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -102,8 +106,7 @@ impl Target {
 
     /// Requests that ended with `outcome`.
     pub(super) fn count(&self, outcome: Outcome) -> u64 {
-        let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.outcomes[index].load(Ordering::Relaxed)
+        self.outcomes[outcome.index()].load(Ordering::Relaxed)
     }
 
     /// The target in status.

@@ -18,11 +18,15 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
+use crate::net::lock;
+
 /// The tunnels of one upstream.
 pub(crate) struct Tunnels {
     routes: Mutex<HashMap<u64, Route>>,
     /// Set when the upstream stops: every tunnel closes.
     all_closed: watch::Sender<bool>,
+    /// Told each time a tunnel ends (what the upstream's stop waits for).
+    pub(super) ended: tokio::sync::Notify,
     pub(super) open: AtomicU64,
     pub(super) opened: AtomicU64,
     /// Closed because their route changed or their upstream stopped.
@@ -34,6 +38,7 @@ impl Default for Tunnels {
         Self {
             routes: Mutex::default(),
             all_closed: watch::Sender::new(false),
+            ended: tokio::sync::Notify::new(),
             open: AtomicU64::new(0),
             opened: AtomicU64::new(0),
             closed_by_reload: AtomicU64::new(0),
@@ -58,13 +63,6 @@ impl std::fmt::Debug for RouteClaim {
             .field("fingerprint", &self.fingerprint)
             .finish()
     }
-}
-
-/// Locks the route table, whose entries are changed whole.
-fn lock(routes: &Mutex<HashMap<u64, Route>>) -> std::sync::MutexGuard<'_, HashMap<u64, Route>> {
-    routes
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl RouteClaim {
@@ -119,6 +117,7 @@ impl RouteClaim {
                 }
             }
             tunnels.open.fetch_sub(1, Ordering::Relaxed);
+            tunnels.ended.notify_waiters();
         });
     }
 }
