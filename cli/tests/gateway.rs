@@ -13,7 +13,7 @@ use swapvisor::config::Config;
 use swapvisor::{Registry, ReloadOutcome, Runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{Backend, get, request_full};
+use common::{Backend, echo, get, open_tunnel, request_full};
 
 /// A config with one upstream over `targets` (`extra` is more of its settings), a proxied
 /// `/api/{*rest}` route, a `/ws` route, and `/version` answering `version`.
@@ -302,49 +302,11 @@ async fn an_unchanged_upstream_opens_no_new_backend_connection_across_50_reloads
     runtime.shutdown().await.unwrap();
 }
 
-/// Opens a tunnel to `/ws` through the gateway at `base`.
-async fn open_tunnel(base: &str) -> tokio::net::TcpStream {
-    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        assert_eq!(
-            stream.read(&mut byte).await.unwrap(),
-            1,
-            "closed during the handshake"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: websocket"), "{head}");
-    stream
-}
-
-/// Sends `frame` through the tunnel and reads it back.
-async fn echo(stream: &mut tokio::net::TcpStream, frame: &str) {
-    stream.write_all(frame.as_bytes()).await.unwrap();
-    let mut back = vec![0u8; frame.len()];
-    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut back))
-        .await
-        .expect("the echo came back")
-        .expect("the tunnel is open");
-    assert_eq!(String::from_utf8_lossy(&back), frame);
-}
-
 #[tokio::test]
 async fn a_tunnel_through_an_unchanged_route_survives_50_reloads_and_a_changed_one_closes() {
     let backend = Backend::start("a").await;
     let (runtime, base) = start(gateway(&[&backend], "", "", "v0")).await;
-    let mut tunnel = open_tunnel(&base).await;
+    let mut tunnel = open_tunnel(&base, "/ws").await;
     echo(&mut tunnel, "frame 0").await;
     for i in 1..=50 {
         let version = format!("v{i}");

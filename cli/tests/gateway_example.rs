@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{Backend, Swapvisor, TempConfig, get, repository, request_full, swapvisor_with_env};
+use common::{
+    Backend, Swapvisor, TempConfig, echo, get, open_tunnel, repository, request_full,
+    swapvisor_with_env,
+};
 
 const SECRET: &str = "a-long-random-secret-of-32-bytes";
 
@@ -113,34 +115,8 @@ async fn the_example_gateway_serves_every_route_in_front_of_real_backends() {
     assert!(body["headers"].get("authorization").is_none(), "{body}");
 
     // The WebSocket route: upgraded, and echoed.
-    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            b"GET /live HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buffer = [0u8; 512];
-    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "closed during the handshake");
-        seen.extend_from_slice(&buffer[..n]);
-    }
-    let head = String::from_utf8_lossy(&seen).into_owned();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    stream.write_all(b"ping").await.unwrap();
-    let mut echo = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echo))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&echo, b"ping");
+    let mut tunnel = open_tunnel(&base, "/live").await;
+    echo(&mut tunnel, "ping").await;
 
     process.signal("TERM");
     assert_eq!(process.wait_exit(Duration::from_secs(30)), Some(0));

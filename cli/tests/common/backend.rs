@@ -204,3 +204,39 @@ async fn answer(
         json!({ "backend": name, "method": method, "path": path, "query": query, "headers": headers, "body": body }),
     ))
 }
+
+/// Opens a tunnel through the gateway at `base` (`http://host:port`) with an `Upgrade:
+/// websocket` request for `path`, and checks the `101` (within 10 s).
+pub(crate) async fn open_tunnel(base: &str, path: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("the handshake's answer came");
+        assert_eq!(read.unwrap(), 1, "closed during the handshake");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    stream
+}
+
+/// Sends `frame` through the tunnel and reads it back (within 10 s).
+pub(crate) async fn echo(stream: &mut tokio::net::TcpStream, frame: &str) {
+    stream.write_all(frame.as_bytes()).await.unwrap();
+    let mut back = vec![0u8; frame.len()];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut back))
+        .await
+        .expect("the echo came back")
+        .expect("the tunnel is open");
+    assert_eq!(String::from_utf8_lossy(&back), frame);
+}
