@@ -111,6 +111,9 @@ mod runtime;
 mod secret;
 #[cfg(feature = "runtime")]
 #[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
+pub mod state;
+#[cfg(feature = "runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "runtime")))]
 pub mod watch;
 
 #[cfg(feature = "runtime")]

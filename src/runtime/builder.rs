@@ -7,12 +7,14 @@ use swapvisor_actors::{
 };
 
 use super::dispatch::LiveEngineDispatch;
+use super::last_good::SaveLastGood;
 use super::{Reload, Runtime, RuntimeError};
 use crate::config::{DocumentLimits, SharedEnv, process_env};
 use crate::engine::{EngineContext, EngineSpec};
 use crate::net::ListenerPool;
 use crate::plugin::PluginHost;
 use crate::registry::Registry;
+use crate::state::StateDir;
 
 /// Options for a runtime, then [`RuntimeBuilder::start`]. Made by [`Runtime::builder`]; what
 /// is not set keeps its default: the process environment, the default [`DocumentLimits`],
@@ -43,6 +45,7 @@ pub struct RuntimeBuilder {
     history: Option<usize>,
     restore_backoff: Option<Backoff>,
     observer: Option<Arc<dyn ReloadObserver>>,
+    state: Option<StateDir>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("history", &self.history)
             .field("restore_backoff", &self.restore_backoff)
             .field("observer", &self.observer.is_some())
+            .field("state", &self.state)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +71,7 @@ impl RuntimeBuilder {
             history: None,
             restore_backoff: None,
             observer: None,
+            state: None,
         }
     }
 
@@ -100,6 +105,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keeps the runtime's state in `dir`: every config that activates is saved there
+    /// ([`LastGood`](crate::state::LastGood)) before its reload is answered, and plugin
+    /// instances keep their checkpoints there.
+    pub fn state_dir(mut self, dir: StateDir) -> Self {
+        self.state = Some(dir);
+        self
+    }
+
     /// Starts the runtime and activates `config` (a [`Config`](crate::Config), or YAML/JSON
     /// text) as generation 1. If it does not activate, everything is torn down and the
     /// outcome is returned.
@@ -117,7 +130,10 @@ impl RuntimeBuilder {
         let mut args = SupervisorArgs::new("engine", context.clone(), slot.clone());
         args.history_limit = self.history.unwrap_or(args.history_limit);
         args.restore_backoff = self.restore_backoff.unwrap_or(args.restore_backoff);
-        args.observer = self.observer;
+        args.observer = match self.state {
+            Some(dir) => Some(Arc::new(SaveLastGood::new(dir, &slot, self.observer))),
+            None => self.observer,
+        };
         let (supervisor, exit) = Supervisor::spawn_for(args)
             .await
             .map_err(|e| RuntimeError::Spawn(e.to_string()))?;

@@ -21,6 +21,7 @@
 
 mod builder;
 mod dispatch;
+mod last_good;
 mod observe;
 mod status;
 mod try_activate;

@@ -26,6 +26,7 @@ use source::Crate;
 /// The top-level modules of the `swapvisor` crate, lowest first.
 const LAYERS: &[&str] = &[
     "secret",
+    "state",
     "watch",
     "metrics",
     "net",

@@ -19,6 +19,7 @@ pub(crate) fn swapvisor_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, S
     let output = Command::new(env!("CARGO_BIN_EXE_swapvisor"))
         .args(args)
         .current_dir(repository())
+        .env("SWAPVISOR_STATE_DIR", "off")
         .envs(env.iter().copied())
         .output()
         .expect("run swapvisor");
@@ -83,6 +84,13 @@ impl Swapvisor {
     fn spawn(mut command: Command) -> Self {
         if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
             command.env("RUST_LOG", "info");
+        }
+        // A test that keeps state says where; the others keep none (not in the user's home).
+        if !command
+            .get_envs()
+            .any(|(key, _)| key == "SWAPVISOR_STATE_DIR")
+        {
+            command.env("SWAPVISOR_STATE_DIR", "off");
         }
         command
             .current_dir(repository())

@@ -38,6 +38,17 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(super) token: TokenArgs,
 
+    /// Where the process keeps what outlives it (the last good config, plugin checkpoints),
+    /// or `off` [default: $STATE_DIRECTORY (systemd's StateDirectory=), else
+    /// $XDG_STATE_HOME/swapvisor, else ~/.local/state/swapvisor].
+    #[arg(long, value_name = "DIR|off", env = "SWAPVISOR_STATE_DIR")]
+    pub(super) state_dir: Option<PathBuf>,
+
+    /// Start from the last config that activated (saved in the state folder) instead of the
+    /// config file; the file is still what SIGHUP and --watch reload.
+    #[arg(long, env = "SWAPVISOR_RESUME", value_parser = clap::builder::BoolishValueParser::new())]
+    pub(super) resume: bool,
+
     /// Largest admin request body, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024, env = "SWAPVISOR_ADMIN_MAX_BODY")]
     pub(super) admin_max_body: usize,
@@ -79,6 +90,29 @@ pub(super) struct AdminLimitArgs {
     /// second (then 408); 0 for no minimum.
     #[arg(long, value_name = "BYTES", default_value_t = ConnectionLimits::DEFAULT_MIN_BODY_RATE, env = "SWAPVISOR_ADMIN_MIN_BODY_RATE")]
     admin_min_body_rate: u64,
+}
+
+impl RunArgs {
+    /// The state folder: opened and checked, `None` when off. A folder given by flag or
+    /// variable that cannot be used is an error; the default one is only warned about.
+    pub(super) fn state(&self) -> Result<Option<crate::state::StateDir>, String> {
+        let (path, given) = match &self.state_dir {
+            Some(path) if path.as_os_str().eq_ignore_ascii_case("off") => return Ok(None),
+            Some(path) => (path.clone(), true),
+            None => match crate::state::default_path() {
+                Some(path) => (path, false),
+                None => return Ok(None),
+            },
+        };
+        match crate::state::StateDir::open(path) {
+            Ok(dir) => Ok(Some(dir)),
+            Err(error) if given => Err(error.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, "cannot use the default state folder; running without one (set --state-dir)");
+                Ok(None)
+            }
+        }
+    }
 }
 
 impl AdminLimitArgs {

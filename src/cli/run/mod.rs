@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::admin::{self, AdminState};
 use crate::config::read_file;
 use crate::extension::DescriptorBudget;
+use crate::state::LastGood;
 use crate::{Origin, Registry, Reload, Runtime};
 
 use self::args::AdminAddress;
@@ -88,17 +89,63 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
         }
     };
-    let source = match read_file(&args.config) {
-        Ok(source) => source,
+    let state = match args.state() {
+        Ok(state) => state,
         Err(error) => {
             eprintln!("swapvisor: {error}");
             stop_admin().await;
-            return EXIT_INVALID;
+            return EXIT_USAGE;
         }
     };
-    let started = Runtime::builder(registry)
-        .observer(admin_state.metrics.clone())
-        .start(source);
+    let last_good = match &state {
+        Some(dir) => match LastGood::load(dir) {
+            Ok(last_good) => last_good,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the last good config");
+                None
+            }
+        },
+        None => None,
+    };
+    let resumed = match (&last_good, args.resume) {
+        (Some(saved), true) => {
+            tracing::info!(generation = saved.generation, hash = %saved.hash, saved_at = %saved.saved_at, "--resume: starting from the last good config");
+            Some(saved.source())
+        }
+        (None, true) => {
+            tracing::info!(config = %args.config.display(), "--resume: no last good config saved yet; starting from the config file");
+            None
+        }
+        (_, false) => None,
+    };
+    // Without --resume, a config file that cannot start says that a saved one could.
+    let hint = match (&last_good, &state, args.resume) {
+        (Some(saved), Some(dir), false) => format!(
+            "\nswapvisor: the last good config (generation {}, hash {}, saved {}) is in {}; start from it with: swapvisor run --resume {}",
+            saved.generation,
+            saved.hash,
+            saved.saved_at,
+            dir.path().join(LastGood::FILE).display(),
+            args.config.display()
+        ),
+        _ => String::new(),
+    };
+    let source = match resumed {
+        Some(source) => source,
+        None => match read_file(&args.config) {
+            Ok(source) => source,
+            Err(error) => {
+                eprintln!("swapvisor: {error}{hint}");
+                stop_admin().await;
+                return EXIT_INVALID;
+            }
+        },
+    };
+    let mut builder = Runtime::builder(registry).observer(admin_state.metrics.clone());
+    if let Some(dir) = state {
+        builder = builder.state_dir(dir);
+    }
+    let started = builder.start(source);
     // A shutdown signal during a slow start ends the start instead of waiting for it.
     let started = tokio::select! {
         started = started => started,
@@ -111,7 +158,11 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
     let runtime = match started {
         Ok(runtime) => Arc::new(runtime),
         Err(error) => {
-            eprintln!("swapvisor: {}: {error}", args.config.display());
+            let from = match args.resume && last_good.is_some() {
+                true => "the last good config".to_owned(),
+                false => args.config.display().to_string(),
+            };
+            eprintln!("swapvisor: {from}: {error}{hint}");
             stop_admin().await;
             return EXIT_INVALID;
         }
