@@ -14,6 +14,8 @@
 //! | POST | `/api/v1/admin/engine/try-activate` (and `/api/workflow/try-activate`) | 200 `build_ok`, 422 `build_failed`, 400 when the body is not a document |
 //! | POST | `/api/v1/admin/engine/reload` | 200 `activated`, 400/422 `build_failed`, 500 `rolled_back`/`degraded`, 200 `unchanged`, 412 `conflict` on an `If-Match` mismatch |
 //! | POST | `/api/v1/admin/plugins/{name}/reload` | the same; 404 for an unknown plugin |
+//! | GET | `/api/v1/admin/process` | pid, version, binary, the pid it was upgraded from, the last upgrade (501 when the process cannot upgrade) |
+//! | POST | `/api/v1/admin/upgrade` | a binary upgrade: 200 `upgraded` (this process then exits), 500 `failed` (it serves on), 409 `busy` |
 //!
 //! With a token set, every `/api/` path requires `Authorization: Bearer <token>`, compared in
 //! constant time.
@@ -23,6 +25,7 @@ mod extract;
 mod fleet_routes;
 mod handlers;
 mod metrics;
+mod process;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +36,7 @@ use axum::routing::{get, post};
 use tower::ServiceExt as _;
 
 pub use metrics::Metrics;
+pub use process::ProcessControl;
 
 use crate::extension::ConnectionLimits;
 use crate::net::{Gate, serve_listener};
@@ -57,6 +61,8 @@ pub struct AdminState {
     /// The fleet this node joined, if any.
     #[cfg(feature = "fleet")]
     fleet: Arc<OnceLock<Arc<crate::fleet::Fleet>>>,
+    /// The process, when it can describe and upgrade itself.
+    process: Arc<OnceLock<Arc<dyn ProcessControl>>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -83,6 +89,7 @@ impl AdminState {
             metrics: Arc::default(),
             #[cfg(feature = "fleet")]
             fleet: Arc::default(),
+            process: Arc::default(),
         }
     }
 
@@ -154,10 +161,23 @@ pub async fn bind(
     token: Option<&str>,
 ) -> Result<tokio::net::TcpListener, AdminError> {
     check_exposure(address, token)?;
+    // A socket given to the process (systemd's, named `admin`, or an upgrade's) is used as
+    // it is, checked for exposure at the address it is actually bound to.
+    if let Some(inherited) = crate::net::handoff::take_named(ADMIN_SOCKET, address) {
+        if let Ok(local) = inherited.local_addr() {
+            check_exposure(local, token)?;
+        }
+        return tokio::net::TcpListener::from_std(inherited)
+            .map_err(|source| AdminError::Bind { address, source });
+    }
     crate::net::bind(address)
         .and_then(tokio::net::TcpListener::from_std)
         .map_err(|source| AdminError::Bind { address, source })
 }
+
+/// The name of the admin API's socket when one is given to the process (systemd's
+/// `FileDescriptorName=admin`, or an upgrade's hand-off).
+pub const ADMIN_SOCKET: &str = "admin";
 
 /// The admin API's routes.
 fn router(state: AdminState) -> Router {
@@ -176,7 +196,9 @@ fn router(state: AdminState) -> Router {
         .route(
             "/api/v1/admin/plugins/{name}/reload",
             post(handlers::reload_plugin),
-        );
+        )
+        .route("/api/v1/admin/process", get(process::describe))
+        .route("/api/v1/admin/upgrade", post(process::upgrade));
     // Without the `fleet` feature the fallback answers these paths 404.
     #[cfg(feature = "fleet")]
     let routes = routes
@@ -225,7 +247,7 @@ pub async fn serve(
             }
         })
     };
-    let serving = serve_listener(listener, gate, closed, make_handler);
+    let serving = serve_listener(std::sync::Arc::new(listener), gate, closed, make_handler);
     tokio::pin!(serving);
     tokio::select! {
         () = serving.as_mut() => return Ok(()),

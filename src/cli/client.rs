@@ -1,4 +1,4 @@
-//! `swapvisor reload`, `status` and `try-activate`: a running instance's admin API from the
+//! `swapvisor reload`, `status`, `try-activate` and `upgrade`: a running instance's admin API from the
 //! command line, like `caddy reload` and `nginx -s reload`. Each prints the answer's JSON on
 //! stdout and exits 0 on success, 1 otherwise (the answer's error, or why the instance could
 //! not be reached, goes to stderr).
@@ -138,6 +138,35 @@ pub(super) async fn reload(args: ReloadArgs) -> u8 {
     .await;
     report(answer, |_, body| {
         matches!(status_of(body), "activated" | "unchanged")
+    })
+}
+
+/// `swapvisor upgrade [--binary PATH]`.
+#[derive(Debug, Args)]
+pub(super) struct UpgradeArgs {
+    /// The new executable; without it, the instance runs its own executable's path again
+    /// (where a package update put the new build).
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
+
+    #[command(flatten)]
+    target: AdminTarget,
+}
+
+pub(super) async fn upgrade(args: UpgradeArgs) -> u8 {
+    let body = match &args.binary {
+        Some(binary) => {
+            // The instance resolves the path in its own working folder: send it absolute.
+            let binary = std::path::absolute(binary).unwrap_or_else(|_| binary.clone());
+            serde_json::json!({ "binary": binary })
+                .to_string()
+                .into_bytes()
+        }
+        None => Vec::new(),
+    };
+    let answer = call(&args.target, "POST", "/api/v1/admin/upgrade", body, None).await;
+    report(answer, |code, body| {
+        code == 200 && status_of(body) == "upgraded"
     })
 }
 

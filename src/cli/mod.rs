@@ -20,7 +20,9 @@
 mod client;
 mod logging;
 mod run;
+mod systemd;
 mod types;
+mod upgrade;
 mod validate;
 mod watch;
 
@@ -91,6 +93,10 @@ enum Command {
     /// Ask a running instance whether FILE would build, without activating it. Exits 0 on
     /// `build_ok`, else 1.
     TryActivate(client::TryActivateArgs),
+    /// Ask a running instance to upgrade its binary without dropping a connection: it starts
+    /// the new executable on its listening sockets and exits once that serves. Exits 0 when
+    /// the answer is `upgraded`, else 1 (the instance serves on).
+    Upgrade(client::UpgradeArgs),
     /// Reload a whole fleet all or nothing, or show its nodes, through any node's admin API.
     #[cfg(feature = "fleet")]
     #[command(subcommand)]
@@ -145,6 +151,7 @@ pub async fn dispatch(cli: Cli, registry: Registry) -> u8 {
         Command::Reload(args) => client::reload(args).await,
         Command::Status(args) => client::status(args).await,
         Command::TryActivate(args) => client::try_activate(args).await,
+        Command::Upgrade(args) => client::upgrade(args).await,
         #[cfg(feature = "fleet")]
         Command::Fleet(command) => client::fleet(command).await,
     }

@@ -18,7 +18,7 @@ pub(super) fn watch(path: &Path, runtime: Arc<Runtime>) -> notify::Result<FileWa
             tracing::info!("the config file changed; reloading");
             let request = Reload::new(change.content).from(Origin::Watch);
             // An error means the runtime has shut down: stop watching.
-            runtime.reload(request).await.is_ok()
+            super::systemd::reload(&runtime, request).await.is_ok()
         });
         reload
     };

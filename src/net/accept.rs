@@ -16,15 +16,18 @@ use tokio::time::Instant;
 
 use super::connection::serve_connection;
 use super::gate::{Admitted, Gate};
+use super::handoff::Accepting;
 use super::request_body::Request;
 
 /// Accepts connections on `listener` through `gate` until `closing` gives a deadline, then
-/// lets open connections finish their request until that deadline.
+/// lets open connections finish their request until that deadline. While the process's accept
+/// switch ([`super::handoff`]) is not open, it accepts nothing; while it drains, connections
+/// still idle at its deadline are asked to close.
 ///
 /// `make_handler` is asked for a handler per accepted connection (`None` drops the
 /// connection: the server is going away); the handler answers each request.
 pub(crate) async fn serve_listener<M, H, Fut, B>(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     gate: Arc<Gate>,
     closing: watch::Receiver<Option<Instant>>,
     make_handler: M,
@@ -36,9 +39,33 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut connections = JoinSet::new();
-    // Waited on here, while `closing` itself is handed to each connection.
-    let mut asked_to_close = closing.clone();
+    let mut asked_to_close = closing;
+    // What each connection is told: the listener's close, or the end of a hand-off's drain.
+    let (mut tell_connections, _) = watch::channel::<Option<Instant>>(None);
+    let mut accepting = super::handoff::accepting();
     let deadline = loop {
+        let switch = *accepting.borrow_and_update();
+        if switch != Accepting::Open {
+            let drain_until = match switch {
+                Accepting::Draining(deadline) => Some(deadline),
+                _ => None,
+            };
+            tokio::select! {
+                deadline = close_asked(&mut asked_to_close) => break deadline,
+                _ = accepting.changed() => {
+                    // Open again (a hand-off that failed): new connections get a fresh close.
+                    if *accepting.borrow() == Accepting::Open && tell_connections.borrow().is_some() {
+                        tell_connections = watch::channel(None).0;
+                    }
+                }
+                // Once: the connections still open at the drain's deadline are asked to close.
+                () = sleep_until_some(drain_until.filter(|_| tell_connections.borrow().is_none())) => {
+                    tell_connections.send_replace(Some(Instant::now()));
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+            continue;
+        }
         // Registered before looking, so that a close between the look and the wait is not
         // missed.
         let closed = gate.closed.notified();
@@ -50,6 +77,7 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
             // other listeners' connections free.
             tokio::select! {
                 deadline = close_asked(&mut asked_to_close) => break deadline,
+                _ = accepting.changed() => {}
                 () = closed => {}
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -58,6 +86,7 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
         }
         tokio::select! {
             deadline = close_asked(&mut asked_to_close) => break deadline,
+            _ = accepting.changed() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Some(admission) = gate.make_room() else {
@@ -70,7 +99,7 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
                     let _ = stream.set_nodelay(true);
                     let tracked = gate.admit(admission);
                     let admitted = Arc::new(Admitted { gate: gate.clone(), tracked: tracked.clone() });
-                    let task = connections.spawn(serve_connection(stream, peer, admitted, handler, closing.clone()));
+                    let task = connections.spawn(serve_connection(stream, peer, admitted, handler, tell_connections.subscribe()));
                     let _ = tracked.abort.set(task);
                 }
                 Err(e) => {
@@ -82,8 +111,9 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     };
-    // The port is free from here on.
+    // The port is free from here on (unless it was handed to another process).
     drop(listener);
+    tell_connections.send_replace(Some(deadline));
     let drained = tokio::time::timeout_at(deadline, async {
         while connections.join_next().await.is_some() {}
     })
@@ -91,6 +121,14 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
     if drained.is_err() {
         tracing::warn!(listener = %gate.label, open = connections.len(), "connections still open at the deadline; aborting them");
         connections.shutdown().await;
+    }
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -62,10 +62,18 @@ pub(super) async fn serve_connection<H, Fut, B>(
         };
         let done = in_service.clone();
         async move {
-            let response = match response {
+            let mut response = match response {
                 Either::Left(handled) => handled.await.map(Either::Left),
                 Either::Right(early) => early.await,
             };
+            // Handing over to a new process: this connection closes after this response,
+            // between responses, where a client expects a close.
+            if super::handoff::draining() {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
             done.tracked.clock.shift(&[BUSY], IDLE, done.gate.now_ms());
             Ok::<_, Infallible>(response)
         }

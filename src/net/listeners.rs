@@ -210,6 +210,28 @@ impl ListenerPool {
         out
     }
 
+    /// A duplicate of every listening socket, with the name a new process takes it by, for a
+    /// binary upgrade's hand-off.
+    pub(crate) fn handoff(&self) -> std::io::Result<Vec<(String, std::os::fd::OwnedFd)>> {
+        use std::os::fd::AsFd;
+        let listeners: Vec<_> = self
+            .lock()
+            .listeners
+            .values()
+            .map(|e| e.listener.clone())
+            .collect();
+        let mut out = Vec::new();
+        for listener in listeners {
+            if let Some(socket) = listener.socket.upgrade() {
+                out.push((
+                    listener.key_name.clone(),
+                    socket.as_fd().try_clone_to_owned()?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Closes every listener now, whoever holds leases on it, finishing connections until
     /// `deadline`. For shutdown.
     pub(crate) async fn close_all(&self, deadline: Instant) {
@@ -348,6 +370,11 @@ fn close_in_background(listeners: Vec<Arc<ServedListener>>) {
 
 /// One bound socket and its accept loop.
 struct ServedListener {
+    /// The name it is handed to a new process under.
+    key_name: String,
+    /// The socket, owned by the accept loop (whose end frees the port): duplicated for a
+    /// hand-off while the loop runs.
+    socket: Weak<TcpListener>,
     local_addr: SocketAddr,
     gate: Arc<Gate>,
     /// Set to `Some(deadline)` to close: stop accepting, then finish connections by then.
@@ -361,7 +388,13 @@ impl ServedListener {
         limits: ConnectionLimits,
         pool: Weak<PoolInner>,
     ) -> std::io::Result<Self> {
-        let std_listener = bind(key.address).map_err(|e| {
+        let key_for_name = key.clone();
+        let inherited = super::handoff::take(&key);
+        let std_listener = match inherited {
+            Some(listener) => Ok(listener),
+            None => bind(key.address),
+        }
+        .map_err(|e| {
             let hint = match e.kind() {
                 std::io::ErrorKind::AddrInUse => " (the address is in use by another process)",
                 std::io::ErrorKind::AddrNotAvailable => " (no local interface has this address)",
@@ -372,8 +405,9 @@ impl ServedListener {
             };
             std::io::Error::new(e.kind(), format!("cannot bind {}: {e}{hint}", key.address))
         })?;
-        let listener = TcpListener::from_std(std_listener)?;
+        let listener = Arc::new(TcpListener::from_std(std_listener)?);
         let local_addr = listener.local_addr()?;
+        let socket = Arc::downgrade(&listener);
         let gate = Gate::new(
             local_addr.to_string(),
             "http.server",
@@ -391,6 +425,8 @@ impl ServedListener {
         let accept_loop =
             tokio::spawn(serve_listener(listener, gate.clone(), closed, make_handler));
         Ok(Self {
+            key_name: super::handoff::handoff_name(&key_for_name),
+            socket,
             local_addr,
             gate,
             closing,

@@ -22,6 +22,8 @@
 //!   that enforces its head and idle timeouts;
 //! - `request_body`: the body's deadline and minimum rate;
 //! - `bind`: a deep backlog, and dual-stack for `[::]`;
+//! - `handoff`: sockets inherited at start (systemd, an upgrade), and the accept switch that
+//!   pauses and drains every accept loop while the process hands over to a new one;
 //! - `gate_metrics`: every gate of the process, read for `/metrics` by [`crate::metrics`].
 
 mod accept;
@@ -33,6 +35,7 @@ mod descriptors;
 mod early;
 mod gate;
 mod gate_metrics;
+pub(crate) mod handoff;
 pub mod limits;
 pub mod listeners;
 mod request_body;

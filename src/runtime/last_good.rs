@@ -48,13 +48,7 @@ impl SaveLastGood {
         if *saved == Some(generation) {
             return;
         }
-        let config = match serde_json::to_value(&**engine.config()) {
-            Ok(config) => config,
-            Err(error) => {
-                tracing::error!(%error, generation, "cannot encode the live config; the last good config on disk is older");
-                return;
-            }
-        };
+        let config = engine.config().to_document();
         let last_good = LastGood {
             generation,
             hash: engine.config_hash().to_owned(),

@@ -21,6 +21,7 @@
 
 mod builder;
 mod dispatch;
+mod handover;
 mod last_good;
 mod observe;
 mod status;

@@ -44,6 +44,15 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DIR|off", env = "SWAPVISOR_STATE_DIR")]
     pub(super) state_dir: Option<PathBuf>,
 
+    /// How long the new process of a binary upgrade may take to build and start the config.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_timeout, env = "SWAPVISOR_UPGRADE_TIMEOUT")]
+    pub(super) upgrade_timeout: Duration,
+
+    /// How long open connections get to finish their request during a binary upgrade's
+    /// hand-off (each is answered once more, then closed; idle ones are closed at the end).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout, env = "SWAPVISOR_UPGRADE_DRAIN")]
+    pub(super) upgrade_drain: Duration,
+
     /// Start from the last config that activated (saved in the state folder) instead of the
     /// config file; the file is still what SIGHUP and --watch reload.
     #[arg(long, env = "SWAPVISOR_RESUME", value_parser = clap::builder::BoolishValueParser::new())]

@@ -1,26 +1,31 @@
 //! `swapvisor run CONFIG`: serve until asked to stop, reloading on file changes, SIGHUP or the
 //! admin API, then stop gracefully.
 //!
-//! Its flags are in `args`, the signals it listens for in `signals`.
+//! Its flags are in `args`, the signals it listens for in `signals`, and the choice of the first
+//! config (an upgrade's, the last good one, or the file's) in `source`.
 
 use std::sync::Arc;
 
-use crate::admin::{self, AdminState};
+use std::os::fd::AsFd;
+
+use crate::admin::{self, AdminState, ProcessControl};
 use crate::config::read_file;
 use crate::extension::DescriptorBudget;
-use crate::state::LastGood;
 use crate::{Origin, Registry, Reload, Runtime};
 
 use self::args::AdminAddress;
 pub(super) use self::args::RunArgs;
 pub(super) use self::args::{TokenArgs, parse_address};
 use self::signals::{Event, Signals};
-use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, watch};
+use super::upgrade::{Successor, Upgrader};
+use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, systemd, watch};
 
 mod args;
 mod signals;
+mod source;
 
-/// Runs the config of `args` with `registry`'s types until a shutdown signal; the exit code.
+/// Runs the config of `args` with `registry`'s types until a shutdown signal (or until a new
+/// process took over in an upgrade); the exit code.
 pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
     // Listen for signals before anything else, so that a signal sent as soon as the service
     // reports itself up is never met by the default action (termination without cleanup).
@@ -51,6 +56,25 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // Started by an upgrade: the old process's sockets and config, before anything binds.
+    // Otherwise the sockets systemd may have passed.
+    let successor = match Successor::join().await {
+        Some(Ok(successor)) => Some(successor),
+        Some(Err(error)) => {
+            eprintln!("swapvisor: {error}");
+            return EXIT_USAGE;
+        }
+        None => {
+            let offered = systemd::offer_listen_fds();
+            if offered > 0 {
+                tracing::info!(
+                    sockets = offered,
+                    "socket activation: sockets passed by systemd"
+                );
+            }
+            None
+        }
+    };
     // The admin API serves before the engine starts, so probes are answered during a slow
     // start (`/readyz` says `starting`), and a refused admin setup starts nothing.
     let admin_state = AdminState::new(
@@ -60,6 +84,7 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
     );
     let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut admin_address = "off".to_owned();
+    let mut admin_socket = None;
     let admin_task = match args.admin {
         AdminAddress::Off => None,
         AdminAddress::At(address) => match admin::bind(address, token.as_deref()).await {
@@ -67,6 +92,8 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
                 if let Ok(local) = listener.local_addr() {
                     admin_address = format!("http://{local}");
                 }
+                // Kept for an upgrade's hand-off.
+                admin_socket = listener.as_fd().try_clone_to_owned().ok();
                 tracing::info!(admin = %admin_address, "the admin API is up");
                 Some(tokio::spawn(admin::serve(
                     listener,
@@ -97,60 +124,30 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let last_good = match &state {
-        Some(dir) => match LastGood::load(dir) {
-            Ok(last_good) => last_good,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the last good config");
-                None
+    let first = match source::choose(&args, state.as_ref(), successor.as_ref()) {
+        Ok(first) => first,
+        Err(error) => {
+            eprintln!("swapvisor: {error}");
+            if let Some(successor) = successor {
+                successor.failed(&error).await;
             }
-        },
-        None => None,
-    };
-    let resumed = match (&last_good, args.resume) {
-        (Some(saved), true) => {
-            tracing::info!(generation = saved.generation, hash = %saved.hash, saved_at = %saved.saved_at, "--resume: starting from the last good config");
-            Some(saved.source())
+            stop_admin().await;
+            return EXIT_INVALID;
         }
-        (None, true) => {
-            tracing::info!(config = %args.config.display(), "--resume: no last good config saved yet; starting from the config file");
-            None
-        }
-        (_, false) => None,
-    };
-    // Without --resume, a config file that cannot start says that a saved one could.
-    let hint = match (&last_good, &state, args.resume) {
-        (Some(saved), Some(dir), false) => format!(
-            "\nswapvisor: the last good config (generation {}, hash {}, saved {}) is in {}; start from it with: swapvisor run --resume {}",
-            saved.generation,
-            saved.hash,
-            saved.saved_at,
-            dir.path().join(LastGood::FILE).display(),
-            args.config.display()
-        ),
-        _ => String::new(),
-    };
-    let source = match resumed {
-        Some(source) => source,
-        None => match read_file(&args.config) {
-            Ok(source) => source,
-            Err(error) => {
-                eprintln!("swapvisor: {error}{hint}");
-                stop_admin().await;
-                return EXIT_INVALID;
-            }
-        },
     };
     let mut builder = Runtime::builder(registry).observer(admin_state.metrics.clone());
     if let Some(dir) = state {
         builder = builder.state_dir(dir);
     }
-    let started = builder.start(source);
+    let started = builder.start(first.source);
     // A shutdown signal during a slow start ends the start instead of waiting for it.
     let started = tokio::select! {
         started = started => started,
         event = signals.shutdown() => {
             tracing::info!(signal = event, "shutting down before the first engine started");
+            if let Some(successor) = successor {
+                successor.failed("stopped by a signal before it started").await;
+            }
             stop_admin().await;
             return EXIT_OK;
         }
@@ -158,11 +155,10 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
     let runtime = match started {
         Ok(runtime) => Arc::new(runtime),
         Err(error) => {
-            let from = match args.resume && last_good.is_some() {
-                true => "the last good config".to_owned(),
-                false => args.config.display().to_string(),
-            };
-            eprintln!("swapvisor: {from}: {error}{hint}");
+            eprintln!("swapvisor: {}: {error}{}", first.from, first.hint);
+            if let Some(successor) = successor {
+                successor.failed(&error.to_string()).await;
+            }
             stop_admin().await;
             return EXIT_INVALID;
         }
@@ -204,6 +200,41 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
         None
     };
 
+    // An upgrade's new process takes over here: the old one drains and hands over its plugins'
+    // state, which is imported before the first connection is accepted.
+    let upgraded_from = match successor {
+        Some(successor) => {
+            let old_pid = successor.old_pid;
+            let (states, takeover) = successor.started(args.upgrade_drain).await;
+            let imported = runtime.import_plugins(states, args.upgrade_drain).await;
+            takeover.go().await;
+            tracing::info!(
+                old_pid,
+                new_pid = std::process::id(),
+                plugins = imported,
+                "upgrade: took over from the old process"
+            );
+            systemd::took_over(&format!("serving; upgraded from pid {old_pid}"));
+            Some(old_pid)
+        }
+        None => {
+            systemd::ready("serving generation 1");
+            None
+        }
+    };
+    let untaken = crate::net::handoff::untaken();
+    if !untaken.is_empty() {
+        tracing::warn!(sockets = ?untaken, "inherited sockets no listener uses (kept for a reload that does)");
+    }
+    let upgrader = Arc::new(Upgrader::new(
+        runtime.clone(),
+        admin_socket,
+        (args.upgrade_timeout, args.upgrade_drain),
+        upgraded_from,
+    ));
+    admin_state.attach_process(Arc::new(UpgradeControl(upgrader.clone())));
+    let mut handed_over = upgrader.handed_over.subscribe();
+
     let serving: Vec<String> = runtime
         .status()
         .await
@@ -216,11 +247,16 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
         config = %args.config.display(),
         serving = %serving.join(" "),
         admin = %admin_address,
+        pid = std::process::id(),
         "swapvisor is up"
     );
 
     loop {
-        match signals.next().await {
+        let event = tokio::select! {
+            event = signals.next() => event,
+            _ = handed_over.wait_for(|done| *done) => break,
+        };
+        match event {
             Event::Reload => {
                 tracing::info!("SIGHUP: reloading the config file");
                 match read_file(&args.config) {
@@ -229,7 +265,7 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
                         // Not awaited here, so that a slow reload never delays a shutdown signal.
                         tokio::spawn(async move {
                             let request = Reload::new(source).from(Origin::Signal);
-                            let _ = runtime.reload(request).await;
+                            let _ = systemd::reload(&runtime, request).await;
                         });
                     }
                     Err(error) => {
@@ -237,19 +273,49 @@ pub(super) async fn run(args: RunArgs, registry: Registry) -> u8 {
                     }
                 }
             }
+            Event::Upgrade => {
+                tracing::info!("SIGUSR2: upgrading the binary");
+                let upgrader = upgrader.clone();
+                tokio::spawn(async move { upgrader.upgrade(None).await });
+            }
             Event::Shutdown(name) => {
                 tracing::info!(signal = name, "shutting down");
                 break;
             }
         }
     }
+    // After a hand-off the new process is what systemd watches: it is not told this one stops.
+    if !*handed_over.borrow() {
+        systemd::stopping();
+    }
     drop(watcher);
     if let Err(error) = runtime.shutdown().await {
         tracing::warn!(%error, "shutdown was not clean");
     }
     stop_admin().await;
-    tracing::info!("stopped");
+    tracing::info!(pid = std::process::id(), "stopped");
     EXIT_OK
+}
+
+/// The admin API's view of the upgrader.
+struct UpgradeControl(Arc<Upgrader>);
+
+impl ProcessControl for UpgradeControl {
+    fn describe(&self) -> serde_json::Value {
+        self.0.describe()
+    }
+
+    fn upgrade(
+        &self,
+        binary: Option<std::path::PathBuf>,
+    ) -> futures::future::BoxFuture<'static, (bool, serde_json::Value)> {
+        let upgrader = self.0.clone();
+        Box::pin(async move {
+            let report = upgrader.upgrade(binary).await;
+            let upgraded = report.status == "upgraded";
+            (upgraded, serde_json::to_value(report).unwrap_or_default())
+        })
+    }
 }
 
 /// A node that (re)joins a fleet which moved on while it was away reloads to the fleet's
