@@ -121,6 +121,14 @@ async fn send_full(
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
     let response_headers = response.headers().clone();
+    // The server said this connection ends with this response: the next request opens a new
+    // one, as any HTTP client does (it is counted).
+    if response_headers
+        .get(hyper::header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+    {
+        *connection = None;
+    }
     let bytes = response
         .into_body()
         .collect()

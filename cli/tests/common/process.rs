@@ -68,6 +68,23 @@ impl Swapvisor {
         Self::spawn(command)
     }
 
+    /// Starts `swapvisor` through `bash -c script` (which should end in `exec "$0" "$@"`),
+    /// with `args` and extra environment variables: for descriptors set up by the shell (bash:
+    /// dash takes only one-digit descriptor numbers), and variables that need the pid
+    /// (`LISTEN_PID=$$`).
+    pub(crate) fn start_via_shell(script: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_swapvisor"))
+            .args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self::spawn(command)
+    }
+
     fn start_binary_with_env(
         binary: &std::path::Path,
         args: &[&str],
