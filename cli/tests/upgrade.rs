@@ -69,11 +69,12 @@ impl Orphans {
         let Some(pid) = Pid::from_raw(pid as i32) else {
             return true;
         };
-        // Reaped here, as their subreaper; an error means it is not ours (any more).
-        !matches!(
-            rustix::process::waitpid(Some(pid), WaitOptions::NOHANG),
-            Ok(None)
-        )
+        // Reaped here when it is ours (re-parented to this test, its subreaper); a process
+        // that is not ours (the old process reaped it) is gone when /proc no longer has it.
+        match rustix::process::waitpid(Some(pid), WaitOptions::NOHANG) {
+            Ok(reaped) => reaped.is_some(),
+            Err(_) => !Path::new(&format!("/proc/{}", pid.as_raw_nonzero())).exists(),
+        }
     }
 
     /// Waits (up to 10 s) for `pid` to exit, and reaps it.
@@ -170,7 +171,14 @@ async fn ten_upgrades_under_load_lose_no_request_and_no_plugin_state() {
     let config = TempConfig::new(&config());
     let mut first = Swapvisor::start_binary(
         &builds[0],
-        &["run", config.as_str(), "--admin", "127.0.0.1:0"],
+        &[
+            "run",
+            config.as_str(),
+            "--admin",
+            "127.0.0.1:0",
+            "--upgrade-timeout",
+            "5s",
+        ],
     );
     let (web, admin) = first.wait_until_up_with_admin("web");
     let hello = format!("{web}/hello");
@@ -252,6 +260,20 @@ async fn ten_upgrades_under_load_lose_no_request_and_no_plugin_state() {
         ),
         (Some(old_pid as u64), Some("failed"))
     );
+
+    // One that never reports is stopped at the deadline.
+    let stuck = build(dir.path(), "stuck", "exec sleep 60");
+    let (status, report) = upgrade(&admin, &stuck).await;
+    assert_eq!(status, 500, "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not connect within 5s"),
+        "{report}"
+    );
+    Orphans::wait_gone(report["newPid"].as_u64().unwrap() as u32);
+    assert_eq!(common::get(&hello).await.1["build"], "a");
 
     // One that others could have written is not run at all.
     std::fs::set_permissions(&builds[1], std::fs::Permissions::from_mode(0o777)).unwrap();

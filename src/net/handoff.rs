@@ -164,6 +164,16 @@ pub(crate) fn take_named(name: &str, address: SocketAddr) -> Option<TcpListener>
     Some(socket.listener)
 }
 
+/// A duplicate of each inherited socket no listener took, by name: handed on in an upgrade,
+/// so that a later reload in the new process can still use it.
+pub(crate) fn untaken_duplicates() -> std::io::Result<Vec<(String, std::os::fd::OwnedFd)>> {
+    use std::os::fd::AsFd;
+    lock(inherited())
+        .iter()
+        .map(|s| Ok((s.name.clone(), s.listener.as_fd().try_clone_to_owned()?)))
+        .collect()
+}
+
 /// The inherited sockets no listener took, by name and address.
 pub(crate) fn untaken() -> Vec<(String, SocketAddr)> {
     lock(inherited())

@@ -227,6 +227,10 @@ impl Upgrader {
             .listeners()
             .handoff()
             .map_err(|e| format!("cannot duplicate the listening sockets: {e}"))?;
+        sockets.extend(
+            handoff::untaken_duplicates()
+                .map_err(|e| format!("cannot duplicate the inherited sockets: {e}"))?,
+        );
         if let Some(admin) = &self.admin {
             let admin = admin
                 .try_clone()
