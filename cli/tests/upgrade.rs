@@ -169,7 +169,13 @@ async fn ten_upgrades_under_load_lose_no_request_and_no_plugin_state() {
     let dir = tempfile::tempdir().unwrap();
     let builds = [launcher(dir.path(), "a"), launcher(dir.path(), "b")];
     let config = TempConfig::new(&config());
-    let mut first = Swapvisor::start_binary(
+    // systemd's view: each new process names itself the main one once it serves.
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut first = Swapvisor::start_binary_with_env(
         &builds[0],
         &[
             "run",
@@ -179,6 +185,7 @@ async fn ten_upgrades_under_load_lose_no_request_and_no_plugin_state() {
             "--upgrade-timeout",
             "5s",
         ],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
     );
     let (web, admin) = first.wait_until_up_with_admin("web");
     let hello = format!("{web}/hello");
@@ -203,6 +210,16 @@ async fn ten_upgrades_under_load_lose_no_request_and_no_plugin_state() {
         assert_eq!(report["oldPid"], old_pid);
         let new_pid = report["newPid"].as_u64().unwrap() as u32;
         orphans.0.push(new_pid);
+        let took_over = format!("MAINPID={new_pid}");
+        loop {
+            let mut datagram = [0u8; 4096];
+            let read = notify.recv(&mut datagram).expect("MAINPID= within 10 s");
+            let text = String::from_utf8_lossy(&datagram[..read]).into_owned();
+            if text.lines().any(|l| l == took_over) {
+                assert!(text.lines().any(|l| l == "READY=1"), "{text}");
+                break;
+            }
+        }
         // The old process is gone, and from now on the new build answers.
         if round == 1 {
             assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));

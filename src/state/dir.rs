@@ -264,4 +264,22 @@ mod tests {
         let error = StateDir::open(&file).unwrap_err().to_string();
         assert!(error.contains("is not a folder"), "{error}");
     }
+
+    #[test]
+    fn refuses_a_folder_of_another_user() {
+        let root = tempfile::tempdir().unwrap();
+        let theirs = root.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Only root can give a folder away; as anyone else, a folder of root's is "another
+        // user's" already.
+        let other = if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            theirs
+        } else {
+            PathBuf::from("/")
+        };
+        let error = StateDir::open(&other).unwrap_err().to_string();
+        assert!(error.contains("belongs to user"), "{error}");
+    }
 }

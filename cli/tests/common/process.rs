@@ -85,7 +85,7 @@ impl Swapvisor {
         Self::spawn(command)
     }
 
-    fn start_binary_with_env(
+    pub(crate) fn start_binary_with_env(
         binary: &std::path::Path,
         args: &[&str],
         env: &[(&str, &str)],
