@@ -291,14 +291,12 @@ impl PluginHost {
     pub(crate) async fn shutdown(&self, deadline: Instant) {
         let _serial = self.shared.attach_lock.lock().await;
         self.shared.groups.clear();
-        let stores: Vec<Arc<CheckpointStore>> = (self.slots_in_order().iter())
-            .map(|slot| slot.checkpoints().clone())
-            .collect();
+        let slots = self.slots_in_order();
         for name in self.start_order().into_iter().rev() {
             self.remove(&name, deadline).await;
         }
-        for store in stores {
-            store.flush(deadline).await;
+        for slot in slots {
+            slot.checkpoints().flush(deadline).await;
         }
         if let Some(restarter) = self.shared.restarter.get() {
             restarter.stop(None);

@@ -118,3 +118,151 @@ impl PluginHost {
         futures::future::join_all(imports).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::{PluginSpec, resolve_plugin};
+    use crate::plugin::{Attachment, Counter, PluginPlan, PluginUnitSpec};
+    use crate::registry::Registry;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn registry() -> Arc<Registry> {
+        let mut registry = Registry::new();
+        registry
+            .register_plugin(Counter::KIND, Counter::build)
+            .unwrap();
+        Arc::new(registry)
+    }
+
+    /// A host running a counter for each `(name, config)`, as a process would after its start.
+    async fn host(entries: &[(&str, &str)]) -> (PluginHost, Attachment) {
+        let instances = entries
+            .iter()
+            .map(|(name, config)| {
+                let yaml = format!("{{ name: {name}, type: counter, config: {config} }}");
+                let parsed = PluginSpec::parse(yaml.as_bytes()).unwrap();
+                let (spec, restart) = resolve_plugin(&parsed, &|_: &str| None).unwrap();
+                Arc::new(PluginUnitSpec::new(spec, restart))
+            })
+            .collect();
+        let plan = PluginPlan {
+            instances,
+            ..PluginPlan::default()
+        };
+        let host = PluginHost::new(Arc::new(|_: &str| None));
+        let mut attachment = Attachment::default();
+        host.attach(&plan, &registry(), &mut attachment)
+            .await
+            .unwrap();
+        (host, attachment)
+    }
+
+    async fn call(host: &PluginHost, name: &str, op: &str) -> Value {
+        host.get(name).unwrap().call(op, Value::Null).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn export_all_takes_every_running_instance_state_even_without_checkpoints() {
+        let (old, _attached) = host(&[("hits", "{}"), ("kept", "{ checkpoint: true }")]).await;
+        for _ in 0..3 {
+            call(&old, "hits", "increment").await;
+        }
+        call(&old, "kept", "increment").await;
+        let exported = old.export_all(WAIT).await;
+        let names: Vec<&str> = exported.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["hits", "kept"], "every instance, in start order");
+        let (_, hits) = &exported[0];
+        assert_eq!(hits.state, json!({"count": 3}));
+        assert_eq!(
+            (
+                hits.kind.as_str(),
+                hits.version.as_str(),
+                hits.code.as_deref()
+            ),
+            ("counter", env!("CARGO_PKG_VERSION"), None)
+        );
+        assert!(
+            !hits.exported,
+            "offered to the new process, not insisted on"
+        );
+        // The checkpointing counter's export comes after its one checkpoint.
+        let (_, kept) = &exported[1];
+        assert_eq!(
+            (kept.state.clone(), kept.sequence),
+            (json!({"count": 1}), 2)
+        );
+        // It crosses to the new process as JSON.
+        let text = serde_json::to_string(&exported).unwrap();
+        let back: Vec<(String, Checkpoint)> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, exported);
+        // Once stopped, nothing runs to export from.
+        old.shutdown(Instant::now() + WAIT).await;
+        assert!(old.export_all(WAIT).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn import_all_hands_each_state_to_the_instance_of_its_name_through_migrate() {
+        let (old, _old_attached) = host(&[("hits", "{}")]).await;
+        call(&old, "hits", "increment").await;
+        call(&old, "hits", "increment").await;
+        let mut exported = old.export_all(WAIT).await;
+        old.shutdown(Instant::now() + WAIT).await;
+
+        let (new, _new_attached) = host(&[("hits", "{}"), ("other", "{}")]).await;
+        let (_, hits) = exported.remove(0);
+        let wrong_kind = Checkpoint {
+            kind: "process".into(),
+            ..hits.clone()
+        };
+        let unreadable = Checkpoint {
+            state: json!({"total": 9}),
+            ..hits.clone()
+        };
+        let reports = new
+            .import_all(
+                vec![
+                    ("hits".into(), hits.clone()),
+                    ("other".into(), wrong_kind),
+                    ("ghost".into(), hits.clone()),
+                    ("other".into(), unreadable),
+                ],
+                WAIT,
+            )
+            .await;
+        let outcomes: Vec<(&str, bool)> = reports
+            .iter()
+            .map(|r| (r.instance.as_str(), r.outcome.is_ok()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("hits", true),
+                ("other", false),
+                ("ghost", false),
+                ("other", false)
+            ]
+        );
+        let why = |at: usize| reports[at].outcome.clone().unwrap_err();
+        assert!(why(1).contains("kind \"process\""), "{}", why(1));
+        assert!(why(2).contains("no instance named \"ghost\""), "{}", why(2));
+        assert!(why(3).contains("expected {\"count\": n}"), "{}", why(3));
+        // The imported count carries on; a refusal left the other instance as it was.
+        assert_eq!(call(&new, "hits", "increment").await, json!({"count": 3}));
+        assert_eq!(call(&new, "other", "get").await, json!({"count": 0}));
+        let status = new.get("hits").unwrap().status().checkpoint.unwrap();
+        let imported = status.imported.unwrap();
+        assert_eq!(
+            (imported.cause, imported.checkpoint.sequence),
+            (ImportCause::Upgrade, hits.sequence)
+        );
+        let refused = new.get("other").unwrap().status().checkpoint.unwrap();
+        assert_eq!(refused.refused, 2);
+        new.shutdown(Instant::now() + WAIT).await;
+    }
+}
