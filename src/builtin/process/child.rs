@@ -75,6 +75,7 @@ impl PluginProcess {
             stopping: std::sync::atomic::AtomicBool::new(false),
             waiting: Mutex::default(),
             closed: watch::channel(None).0,
+            stdout_read: watch::channel(false).0,
             signals,
             context,
         });

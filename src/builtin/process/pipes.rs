@@ -37,6 +37,8 @@ pub(super) struct Shared {
     pub(super) stopping: std::sync::atomic::AtomicBool,
     pub(super) waiting: Mutex<Waiting>,
     pub(super) closed: watch::Sender<Option<String>>,
+    /// Set once the reader has read stdout to its end (or stopped reading it).
+    pub(super) stdout_read: watch::Sender<bool>,
     /// To the reaper: kill the process group.
     pub(super) signals: mpsc::UnboundedSender<Signal>,
     /// Where its `state/checkpoint` notifications go.
@@ -129,13 +131,18 @@ pub(super) async fn write(
 
 /// The reader: matches each answer line to the call waiting for it; anything else closes.
 pub(super) async fn read(stdout: ChildStdout, max_line_bytes: usize, shared: Arc<Shared>) {
+    read_lines(stdout, max_line_bytes, &shared).await;
+    shared.stdout_read.send_replace(true);
+}
+
+async fn read_lines(stdout: ChildStdout, max_line_bytes: usize, shared: &Shared) {
     let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
     let mut line = Vec::new();
     loop {
         let why = match protocol::read_line(&mut stdout, &mut line, max_line_bytes).await {
             Ok(Line::Complete) => match protocol::parse_incoming(&line) {
                 Ok(Incoming::Notification { method, params }) => {
-                    notified(&shared, &method, params);
+                    notified(shared, &method, params);
                     continue;
                 }
                 Ok(Incoming::Response(response)) => {
@@ -244,6 +251,11 @@ pub(super) async fn reap(
             },
         }
     };
+    // What it wrote before it exited is still in the pipe: answers (and the checkpoints before
+    // them) are delivered before the calls still waiting fail. Bounded, since something it
+    // started may hold its stdout open.
+    let mut read = shared.stdout_read.subscribe();
+    let _ = tokio::time::timeout(EXIT_GRACE, read.wait_for(|done| *done)).await;
     let reason = match status {
         Ok(status) => format!("the plugin process exited ({status})"),
         Err(error) => format!("the plugin process could not be waited for ({error})"),
