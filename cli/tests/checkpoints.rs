@@ -177,6 +177,17 @@ async fn an_in_process_counter_that_checkpoints_keeps_its_count_across_crashes_a
         (status["generation"].clone(), status["restarts"].clone()),
         (json!(1), json!(0))
     );
+    let (_, metrics) = get(&format!("{admin}/metrics")).await;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        "swapvisor_plugin_checkpoints_total{plugin=\"hits\"} 1",
+        "swapvisor_plugin_checkpoints_refused_total{plugin=\"hits\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
     swapvisor.signal("TERM");
     assert_eq!(swapvisor.wait_exit(Duration::from_secs(20)), Some(0));
 }
