@@ -1,7 +1,8 @@
 //! Plugin checkpoints, end to end: the `swapvisor` binary with a state folder, an in-process
 //! counter and a Python process plugin that checkpoint after every change, crashed, reverted on
 //! probation, and the whole process killed and started again; and a plugin that never
-//! checkpoints, which behaves as it always has. The measurement (crashes and reverts under
+//! checkpoints, which behaves as it always has; and the Rust counter served as a process, whose
+//! checkpoints `serve` sends. The measurement (crashes and reverts under
 //! load) is in `checkpoints_load.rs`.
 
 mod common;
@@ -271,4 +272,45 @@ async fn a_plugin_that_never_checkpoints_begins_afresh_after_a_crash_and_a_resta
     );
     swapvisor.signal("TERM");
     assert_eq!(swapvisor.wait_exit(Duration::from_secs(20)), Some(0));
+}
+
+#[tokio::test]
+async fn a_rust_plugin_served_as_a_process_checkpoints_through_serve() {
+    let command = env!("CARGO_BIN_EXE_swapvisor-counter-plugin");
+    let yaml = format!(
+        "plugins:\n  - {{ name: hits, type: process, config: {{ command: [{command:?}], settings: {{ checkpoint: true }} }}, restart: {{ backoff: {{ initial: 10ms, max: 20ms }} }} }}\npipelines: {{}}\n"
+    );
+    let runtime = swapvisor::Runtime::start(
+        swapvisor::Config::parse(yaml.as_bytes()).unwrap(),
+        swapvisor::Registry::with_builtins(),
+    )
+    .await
+    .unwrap();
+    let hits = runtime.plugin("hits").unwrap();
+    for _ in 0..3 {
+        hits.call("increment", Value::Null).await.unwrap();
+    }
+    let before = hits.status();
+    let latest = before.checkpoint.as_ref().unwrap().latest.clone().unwrap();
+    assert_eq!((latest.sequence, latest.code), (3, before.code.clone()));
+    // The served counter panics: `serve` answers with an error and exits, and the restarted
+    // process is given the count in state/import.
+    assert!(hits.call("crash", Value::Null).await.is_err());
+    let restarted = common::wait_for_status(&runtime, "the restart", |status| {
+        let hits = &status.plugins[0];
+        hits.restarts == 1 && hits.state == swapvisor::plugin::PluginState::Running
+    })
+    .await;
+    let imported = restarted.plugins[0]
+        .checkpoint
+        .clone()
+        .unwrap()
+        .imported
+        .unwrap();
+    assert_eq!(imported.checkpoint.sequence, 3);
+    assert_eq!(
+        hits.call("increment", Value::Null).await.unwrap(),
+        json!({"count": 4})
+    );
+    runtime.shutdown().await.unwrap();
 }

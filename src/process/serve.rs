@@ -331,3 +331,40 @@ fn checkpoint_sink(
 fn failed(message: String) -> Result<Value, RpcError> {
     Err(RpcError::new(error_code::FAILED, message))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_waits_for_the_next_answer_within_both_bounds() {
+        let pending = Arc::new(Mutex::new(None));
+        let params = InitializeParams {
+            protocol_version: PROTOCOL_VERSION,
+            name: "hits".into(),
+            config: Value::Null,
+            max_line_bytes: 100,
+            max_checkpoint_bytes: 1000,
+        };
+        let sink = checkpoint_sink(&pending, &params);
+        sink(json!({"count": 1})).unwrap();
+        sink(json!({"count": 2})).unwrap();
+        assert_eq!(
+            *pending.lock().unwrap(),
+            Some(json!({"count": 2})),
+            "the latest wins"
+        );
+        // The line limit is the tighter bound here: the whole notification must fit a line.
+        let refused = sink(json!("x".repeat(60))).unwrap_err();
+        let CheckpointError::TooLarge { limit } = refused else {
+            panic!("{refused:?}")
+        };
+        let line = protocol::notification_line(method::CHECKPOINT, &json!({ "state": "x" }));
+        assert_eq!(limit, 100 - (line.len() - 3));
+        assert_eq!(
+            *pending.lock().unwrap(),
+            Some(json!({"count": 2})),
+            "unchanged"
+        );
+    }
+}
