@@ -2,8 +2,8 @@
 //! counter and a Python process plugin that checkpoint after every change, crashed, reverted on
 //! probation, and the whole process killed and started again; and a plugin that never
 //! checkpoints, which behaves as it always has; and the Rust counter served as a process, whose
-//! checkpoints `serve` sends. The measurement (crashes and reverts under
-//! load) is in `checkpoints_load.rs`.
+//! checkpoints `serve` sends. The measurement (crashes and reverts under load) is in
+//! `checkpoints_load.rs`.
 
 mod common;
 
