@@ -9,7 +9,9 @@ the runtime logs line by line under the plugin's name. The protocol: docs/PLUGIN
                  get        args ignored                         -> {"count": n}
     step type    counter.add  args {"config": {"by": n}, "input": ...}, adds `by` (default 1)
     settings     {"start": n}  the count of a fresh instance (default 0)
-    state        {"count": n}  exported by the old process, imported by the new on a reload
+                 {"checkpoint": true}  send the count as a state/checkpoint after every change
+    state        {"count": n}  exported by the old process, imported by the new on a reload;
+                 with checkpoints, also imported after a crash, a revert or a restart
 
 Python 3 standard library only. COUNTER_VERSION overrides the version reported in status.
 """
@@ -68,7 +70,10 @@ class Counter:
     def __init__(self):
         self.initialized = False
         self.max_line_bytes = DEFAULT_MAX_LINE_BYTES
+        self.max_checkpoint_bytes = DEFAULT_MAX_LINE_BYTES
         self.count = 0
+        self.checkpointing = False
+        self.checkpoint_due = False  # the count changed since the last state/checkpoint
 
     # -- the methods: each takes `params` and returns a result or raises Failure --
 
@@ -85,10 +90,12 @@ class Counter:
             )
         # `config` is the entry's `config.settings` from the runtime's YAML ({} when absent).
         settings = params.get("config") or {}
-        if not isinstance(settings, dict) or set(settings) - {"start"}:
-            expected = f'settings: expected {{"start": n}}, got {json.dumps(settings)}'
+        if not isinstance(settings, dict) or set(settings) - {"start", "checkpoint"}:
+            expected = f'settings: expected {{"start": n, "checkpoint": bool}}, got {json.dumps(settings)}'
             raise Failure(INVALID_PARAMS, expected)
         self.count = integer(settings.get("start", 0), "settings.start", INVALID_PARAMS)
+        self.checkpointing = settings.get("checkpoint") is True
+        self.max_checkpoint_bytes = params.get("maxCheckpointBytes", DEFAULT_MAX_LINE_BYTES)
         max_line_bytes = params.get("maxLineBytes", DEFAULT_MAX_LINE_BYTES)
         if integer(max_line_bytes, "maxLineBytes", INVALID_PARAMS) < 1:
             raise Failure(INVALID_PARAMS, "maxLineBytes must be positive")
@@ -120,6 +127,7 @@ class Counter:
         else:
             known = ", ".join(OPS)
             raise Failure(OP_FAILED, f"unknown operation {json.dumps(op)} (operations: {known})")
+        self.checkpoint_due = self.checkpointing and op != "get"
         return {"count": self.count}
 
     def state_export(self, params):
@@ -160,7 +168,7 @@ class Counter:
         if request.get("jsonrpc") != "2.0" or not isinstance(method, str):
             return error_response(rid, INVALID_REQUEST, "not a JSON-RPC 2.0 request"), False
         if "id" not in request:
-            # A notification: JSON-RPC never answers one. Version 1 sends none; ignore them.
+            # A notification: JSON-RPC never answers one. The runtime sends none; ignore them.
             return None, False
         if method != "initialize" and not self.initialized:
             return error_response(rid, INVALID_REQUEST, "initialize must come first"), False
@@ -176,6 +184,24 @@ class Counter:
         # After answering shutdown the plugin exits (the runtime closes stdin next).
         return {"jsonrpc": "2.0", "id": rid, "result": result}, method == "shutdown"
 
+    def checkpoint_line(self):
+        """The state/checkpoint notification of the count, if one is due (else None).
+
+        A notification has no "id" and gets no answer. It goes out just before the response to
+        the call that changed the count, so the runtime holds the count before the caller hears
+        of it: a crash restart, a revert or a restart of the runtime continues from there.
+        """
+        if not self.checkpoint_due:
+            return None
+        self.checkpoint_due = False
+        notification = {"jsonrpc": "2.0", "method": "state/checkpoint",
+                        "params": {"state": {"count": self.count}}}
+        line = json.dumps(notification, separators=(",", ":"))
+        if len(line) > min(self.max_line_bytes, self.max_checkpoint_bytes):
+            log("the checkpoint is too large to send; the runtime keeps the previous one")
+            return None
+        return line
+
     def send(self, response):
         """Writes one response line and flushes it (the runtime waits for it)."""
         # ensure_ascii (the default) escapes non-ASCII, so len(line) is its length in bytes.
@@ -184,6 +210,9 @@ class Counter:
             message = "the answer is longer than maxLineBytes"
             too_long = error_response(response["id"], INTERNAL_ERROR, message)
             line = json.dumps(too_long, separators=(",", ":"))
+        checkpoint = self.checkpoint_line()
+        if checkpoint is not None:
+            sys.stdout.write(checkpoint + "\n")
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 

@@ -12,6 +12,8 @@
 //! | `swapvisor_config_last_reload_successful` | gauge | 1 if the last reload attempt activated, else 0 |
 //! | `swapvisor_reload_duration_seconds` | histogram | request-to-outcome time of reloads that ran |
 //! | `swapvisor_plugin_restarts_total{plugin}` | counter | crash restarts of each plugin instance |
+//! | `swapvisor_plugin_checkpoints_total{plugin}` | counter | checkpoints each plugin instance took that were kept (since the process started) |
+//! | `swapvisor_plugin_checkpoints_refused_total{plugin}` | counter | checkpoints refused (too large, from a replaced instance, not written to disk) and imports its `migrate` refused |
 //! | `swapvisor_plugin_code_refused_total` | counter | starts refused because a stored plugin executable failed its check (hash, owner, mode, link) |
 //! | `swapvisor_inflight_requests` | gauge | requests running on the live engine |
 //! | `swapvisor_engines_retired_total` | counter | replaced engines that finished retiring |
@@ -161,6 +163,20 @@ fn status_families(
     for plugin in plugins {
         restarts.push(&[("plugin", &plugin.name)], plugin.restarts as f64);
     }
+    let mut checkpoints = Family::counter(
+        "swapvisor_plugin_checkpoints_total",
+        "Checkpoints each plugin instance took that were kept.",
+    );
+    let mut refused = Family::counter(
+        "swapvisor_plugin_checkpoints_refused_total",
+        "Checkpoints refused (too large, stale or not written) and checkpoint imports refused.",
+    );
+    for plugin in plugins {
+        if let Some(checkpoint) = &plugin.checkpoint {
+            checkpoints.push(&[("plugin", &plugin.name)], checkpoint.taken as f64);
+            refused.push(&[("plugin", &plugin.name)], checkpoint.refused as f64);
+        }
+    }
     let mut failures = Family::counter(
         "swapvisor_retire_failures_total",
         "Retirements of replaced engines that failed, by stage.",
@@ -182,6 +198,8 @@ fn status_families(
             .sample(&[], generation as f64)
             .build(),
         restarts.build(),
+        checkpoints.build(),
+        refused.build(),
         Family::counter(
             "swapvisor_plugin_code_refused_total",
             "Plugin starts refused because a stored executable failed its check.",

@@ -72,8 +72,8 @@ impl PluginError {
     }
 }
 
-/// What a plugin gets when it starts.
-#[derive(Debug, Clone)]
+/// What a plugin gets when it starts. Cheap to clone: a plugin that checkpoints keeps a clone.
+#[derive(Clone)]
 pub struct PluginContext {
     /// The instance's name in the config.
     pub name: String,
@@ -82,6 +82,99 @@ pub struct PluginContext {
     /// metrics are not shown).
     #[cfg(feature = "runtime")]
     pub metrics: crate::extension::metrics::MetricsHandle,
+    /// Where [`PluginContext::checkpoint`] hands states: the runtime's checkpoint store, or
+    /// (served as a process) the line protocol. `None`: they are not kept.
+    pub(crate) checkpoints: Option<CheckpointSink>,
+}
+
+/// Takes one checkpoint: the runtime's store, or `serve`'s pending notification.
+pub(crate) type CheckpointSink = Arc<dyn Fn(Value) -> Result<(), CheckpointError> + Send + Sync>;
+
+/// The default bound on one checkpoint's state, as compact JSON: 1 MiB.
+pub const DEFAULT_CHECKPOINT_LIMIT: usize = 1 << 20;
+
+/// Why [`PluginContext::checkpoint`] did not keep a state. Nothing else happens: the plugin
+/// serves on, and the latest checkpoint kept stays what it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The state is larger than the bound (as compact JSON).
+    #[error("the checkpoint is larger than {limit} bytes as JSON; not kept")]
+    TooLarge {
+        /// The bound, in bytes.
+        limit: usize,
+    },
+    /// Nothing keeps checkpoints for this instance: it has been replaced by another one, or it
+    /// runs outside a runtime.
+    #[error("the checkpoint was not kept: {0}")]
+    NotKept(String),
+}
+
+impl PluginContext {
+    /// A context outside any runtime, for a plugin's own tests: its metrics are shown nowhere
+    /// and its checkpoints are not kept.
+    pub fn detached(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            #[cfg(feature = "runtime")]
+            metrics: crate::extension::metrics::MetricsHandle::detached(),
+            checkpoints: None,
+        }
+    }
+
+    /// Records `state` as this instance's latest checkpoint: the state a crash restart, a
+    /// probation revert or a restart of the whole process hands to the next instance's
+    /// [`Plugin::migrate`] (see docs/PLUGINS.md). Cheap and non-blocking: the runtime keeps the
+    /// latest in memory at once, and writes it to its state folder (if it has one) in the
+    /// background; a later checkpoint replaces an earlier one. Taken before a call's answer
+    /// returns, it covers that call. A state larger than the bound (1 MiB of JSON by default)
+    /// is refused, logged and counted.
+    pub fn checkpoint(&self, state: Value) -> Result<(), CheckpointError> {
+        match &self.checkpoints {
+            Some(sink) => sink(state),
+            None => Err(CheckpointError::NotKept(format!(
+                "plugin {:?} runs where no checkpoints are kept",
+                self.name
+            ))),
+        }
+    }
+}
+
+impl fmt::Debug for PluginContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("PluginContext");
+        debug.field("name", &self.name);
+        #[cfg(feature = "runtime")]
+        debug.field("metrics", &self.metrics);
+        debug
+            .field("checkpoints", &self.checkpoints.is_some())
+            .finish()
+    }
+}
+
+/// The size of `state` as compact JSON, or `None` when it is larger than `limit`: counting
+/// stops there, so a huge state costs no more than `limit` bytes of encoding to refuse.
+#[cfg(any(feature = "runtime", feature = "serve"))]
+pub(crate) fn json_size(state: &Value, limit: usize) -> Option<usize> {
+    struct Count {
+        bytes: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.bytes += buf.len();
+            if self.bytes > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count { bytes: 0, limit };
+    serde_json::to_writer(&mut count, state)
+        .ok()
+        .map(|()| count.bytes)
 }
 
 /// A plugin instance: its identity, the types it contributes, and its behaviour as an actor.

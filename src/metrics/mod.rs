@@ -34,12 +34,14 @@ pub use handle::{Counter, Gauge, Histogram, MetricError, MetricKind, MetricsHand
 
 /// The families the admin API adds per scrape (its reload metrics and the runtime's status):
 /// names no extension may register.
-pub(crate) const SCRAPED: [&str; 10] = [
+pub(crate) const SCRAPED: [&str; 12] = [
     "swapvisor_build_info",
     "swapvisor_config_last_reload_successful",
     "swapvisor_engines_retired_total",
     "swapvisor_generation",
     "swapvisor_inflight_requests",
+    "swapvisor_plugin_checkpoints_refused_total",
+    "swapvisor_plugin_checkpoints_total",
     "swapvisor_plugin_code_refused_total",
     "swapvisor_plugin_restarts_total",
     "swapvisor_reload_duration_seconds",

@@ -8,18 +8,28 @@
 //!
 //! A plugin that answers calls itself ([`Plugin::direct_calls`], a process plugin) is called
 //! around the actor, concurrently; the actor keeps its start, state, stop and failure.
+//!
+//! An actor spawned to replace a crashed one (or for a process's first instance of a name,
+//! when the state folder holds a checkpoint) offers the slot's checkpoints to the plugin's
+//! `migrate` after its start and before it is published, so the first call already finds the
+//! state of the last checkpoint.
 
 use std::sync::{Arc, OnceLock, Weak};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::Value;
 use swapvisor_actors::guard;
+use tokio::time::Instant;
 
+use super::checkpoint::{Checkpoint, Identity, ImportCause};
+use super::checkpoints::CheckpointStore;
 use super::core::{InstanceCore, Phase, Serving};
 use super::link::{RestartLink, RestartMsg};
 use super::messages::PluginMsg;
 use crate::extension::metrics::MetricsHandle;
-use crate::extension::plugin::{DirectCall, Plugin, PluginContext, PluginError};
+use crate::extension::plugin::{
+    CheckpointError, CheckpointSink, DirectCall, Plugin, PluginContext, PluginError,
+};
 
 pub(crate) struct PluginActor;
 
@@ -32,14 +42,20 @@ pub(crate) struct PluginActorArgs {
     pub(super) restarter: ActorRef<RestartMsg>,
     /// Where the start leaves what it learned.
     pub(super) started: Arc<OnceLock<Started>>,
+    /// Who the plugin's checkpoints say took them, once its start tells its version.
+    pub(super) identity: Arc<OnceLock<Identity>>,
+    /// Offer the slot's checkpoints after the start, by the deadline, and why.
+    pub(super) import: Option<(ImportCause, Instant)>,
 }
 
 /// Spawns an actor running `plugin` for the instance whose core is `core`, linked to the
-/// restarter of `link`, and publishes it in the core's phase.
+/// restarter of `link`, and publishes it in the core's phase. With `import`, the slot's
+/// checkpoints are offered to the plugin before it is published.
 pub(super) async fn spawn(
     core: &Arc<InstanceCore>,
     plugin: Box<dyn Plugin>,
     link: &RestartLink,
+    import: Option<ImportCause>,
 ) -> Result<(), String> {
     // Only an idle or crashed instance may get a new actor; one stopped (or swapped out and
     // stopped) meanwhile must not come back to life.
@@ -62,16 +78,20 @@ pub(super) async fn spawn(
     let handle = metrics
         .as_ref()
         .map_or_else(MetricsHandle::detached, |m| m.handle());
+    let identity = Arc::new(OnceLock::new());
     let args = PluginActorArgs {
         plugin,
         context: PluginContext {
             name: core.name().to_owned(),
             metrics: handle.clone(),
+            checkpoints: Some(checkpoint_sink(core, &identity)),
         },
         metrics,
         instance: Arc::downgrade(core),
         restarter: restarter.clone(),
         started: started.clone(),
+        identity,
+        import: import.map(|cause| (cause, Instant::now() + core.spec.swap.start_timeout)),
     };
     let spawned = Actor::spawn_linked(None, PluginActor, args, restarter.get_cell()).await;
     let actor = match spawned {
@@ -111,6 +131,59 @@ pub(super) async fn spawn(
     Ok(())
 }
 
+/// Where the plugin's [`PluginContext::checkpoint`] goes: the slot's store, unless another
+/// instance has replaced this one (a stale state must not become the latest).
+fn checkpoint_sink(core: &Arc<InstanceCore>, identity: &Arc<OnceLock<Identity>>) -> CheckpointSink {
+    let (instance, identity) = (Arc::downgrade(core), identity.clone());
+    let store = core.checkpoints().clone();
+    let built = core.identity(&core.version);
+    Arc::new(move |state: Value| {
+        let live = instance.upgrade().filter(|core| !core.superseded());
+        if live.is_none() {
+            let why = "a checkpoint from an instance that was replaced was refused";
+            store.refuse(why.to_owned());
+            return Err(CheckpointError::NotKept(why.to_owned()));
+        }
+        store.take(identity.get().unwrap_or(&built), state)
+    })
+}
+
+/// Offers `candidates` to the plugin's `migrate`, best first, until one is taken (by
+/// `deadline`): its sequence number, recorded in the store; each refusal is logged and
+/// counted, and the plugin serves on as it was, afresh if it took none. A `migrate` that
+/// refuses a state must leave the plugin as it found it.
+async fn offer(
+    plugin: &mut Box<dyn Plugin>,
+    store: &CheckpointStore,
+    candidates: Vec<Checkpoint>,
+    cause: ImportCause,
+    deadline: Instant,
+) -> Result<u64, String> {
+    let mut refusals = Vec::new();
+    for candidate in candidates {
+        let migrated = guard::run(Some(deadline), || plugin.migrate(candidate.state.clone()))
+            .await
+            .unwrap_or_else(|interrupted| {
+                Err(PluginError::Failed(format!("migrate {interrupted}")))
+            });
+        match migrated {
+            Ok(()) => {
+                store.imported(&candidate, cause);
+                return Ok(candidate.sequence);
+            }
+            Err(error) => {
+                let why = format!(
+                    "the plugin refused checkpoint {} (taken by {}@{}): {error}",
+                    candidate.sequence, candidate.kind, candidate.version
+                );
+                store.refuse(why.clone());
+                refusals.push(why);
+            }
+        }
+    }
+    Err(refusals.join("; "))
+}
+
 /// What a plugin's start tells the instance: how to call it, and what runs.
 pub(crate) struct Started {
     pub(crate) direct: Option<DirectCall>,
@@ -121,6 +194,7 @@ pub(crate) struct Started {
 
 pub(crate) struct PluginActorState {
     plugin: Box<dyn Plugin>,
+    checkpoints: Arc<CheckpointStore>,
     instance: Weak<InstanceCore>,
     restarter: ActorRef<RestartMsg>,
     /// Turns the closing of the plugin's direct calls into a [`PluginMsg::Closed`].
@@ -158,6 +232,23 @@ impl Actor for PluginActor {
         let started = guard::run(None, || args.plugin.start(&args.context)).await;
         match started {
             Ok(Ok(())) => {
+                let Some(core) = args.instance.upgrade() else {
+                    return Err("the plugin instance is gone".into());
+                };
+                let checkpoints = core.checkpoints().clone();
+                let identity = core.identity(args.plugin.version());
+                if let Some((cause, deadline)) = args.import {
+                    let candidates = checkpoints.candidates(&identity, None);
+                    if !candidates.is_empty() {
+                        let offered =
+                            offer(&mut args.plugin, &checkpoints, candidates, cause, deadline);
+                        if let Err(why) = offered.await {
+                            tracing::warn!(plugin = %core.name(), "starting afresh: {why}");
+                        }
+                    }
+                }
+                let _ = args.identity.set(identity);
+                drop(core);
                 let mut started = Started {
                     direct: None,
                     pid: None,
@@ -175,6 +266,7 @@ impl Actor for PluginActor {
                 let _ = args.started.set(started);
                 Ok(PluginActorState {
                     plugin: args.plugin,
+                    checkpoints,
                     instance: args.instance,
                     restarter: args.restarter,
                     closed_watch,
@@ -232,6 +324,21 @@ impl Actor for PluginActor {
                         Err(PluginError::Failed(format!("migrate {interrupted}")))
                     });
                 let _ = reply.send(migrated);
+            }
+            PluginMsg::Offer {
+                candidates,
+                cause,
+                deadline,
+                reply,
+            } => {
+                let offered = offer(
+                    &mut state.plugin,
+                    &state.checkpoints,
+                    candidates,
+                    cause,
+                    deadline,
+                );
+                let _ = reply.send(offered.await);
             }
             PluginMsg::Stop(reply) => {
                 let stopped = guard::run(None, || state.plugin.stop()).await;

@@ -25,6 +25,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::checkpoint::Identity;
+use super::checkpoints::CheckpointStore;
 use super::messages::PluginMsg;
 use super::spec::PluginUnitSpec;
 use crate::extension::plugin::{DirectCall, Plugin, PluginCall, PluginError};
@@ -77,6 +79,10 @@ pub(crate) trait InstanceSlot: Send + Sync {
     fn record(&self) -> &CrashRecord;
     /// True while the slot publishes the instance whose core is `core`.
     fn publishes(&self, core: &Arc<InstanceCore>) -> bool;
+    /// True while the slot publishes an instance other than the one whose core is `core`.
+    fn publishes_other(&self, core: &Arc<InstanceCore>) -> bool;
+    /// The slot's checkpoints, shared by its instances.
+    fn checkpoints(&self) -> &Arc<CheckpointStore>;
     /// Passes a crash loop to the slot's own Supervisor; true when a probation window there
     /// takes it.
     fn escalate(&self, reason: String) -> BoxFuture<'_, bool>;
@@ -128,12 +134,32 @@ impl InstanceCore {
         self.context.registry()
     }
 
-    /// How often the slot's instances were restarted, and the latest error.
+    /// The slot's checkpoints.
+    pub(crate) fn checkpoints(&self) -> &Arc<CheckpointStore> {
+        self.context.checkpoints()
+    }
+
+    /// True once another instance has replaced this one: its checkpoints are stale then.
+    /// (While nothing is published, during a swap's drain, the drained instance still counts.)
+    pub(crate) fn superseded(self: &Arc<Self>) -> bool {
+        self.context.publishes_other(self)
+    }
+
+    /// Who this instance's checkpoints say took them, given the version its code reports.
+    pub(crate) fn identity(&self, version: &str) -> Identity {
+        Identity {
+            kind: self.spec.spec.kind.clone(),
+            version: version.to_owned(),
+            code: self.spec.code.clone(),
+        }
+    }
+
     /// Where this instance's actor registers its metrics, if anywhere.
     pub(super) fn slot_metrics(&self) -> Option<&Arc<crate::metrics::ExtensionStore>> {
         self.context.metrics()
     }
 
+    /// How often the slot's instances were restarted, and the latest error.
     pub(super) fn record(&self) -> &CrashRecord {
         self.context.record()
     }

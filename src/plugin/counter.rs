@@ -6,8 +6,11 @@
 //!
 //! Operations: `increment {by}` (default 1) and `get` answer `{"count": n}`; `crash` panics (to
 //! exercise restarts); `exit` ends the instance normally (to exercise restart types). Settings:
-//! `{start}` (default 0), the count of a fresh instance. A reload hands the count to the new
-//! instance; a crash restart begins again from `start`, as an OTP process re-initialises.
+//! `{start}` (default 0), the count of a fresh instance, and `{checkpoint}` (default false). A
+//! reload hands the count to the new instance. A crash restart begins again from `start`, as
+//! an OTP process re-initialises, unless `checkpoint: true`: then the counter checkpoints its
+//! count after every change (before answering), and a crash restart, a probation revert or a
+//! restart of the process (with a state folder) continues from the last count it answered.
 //!
 //! Run in process, each instance counts the increments it answered in
 //! `swapvisor_plugin_increments_total{plugin="<name>"}` (through its
@@ -22,13 +25,16 @@ use serde_json::{Value, json};
 use crate::config::ConfigErrors;
 #[cfg(feature = "runtime")]
 use crate::extension::plugin::PluginBuild;
-use crate::extension::plugin::{Plugin, PluginCall, PluginError};
+use crate::extension::plugin::{Plugin, PluginCall, PluginContext, PluginError};
 
 /// The built-in `counter` plugin kind: a count that survives reloads (see the module docs of
 /// [`crate::plugin`]). `swapvisor-counter-plugin` serves it as a process plugin.
 #[derive(Debug, Default)]
 pub struct Counter {
     count: i64,
+    /// Checkpoints the count after every change, once started.
+    checkpoint: bool,
+    context: Option<PluginContext>,
     /// Increments answered, once started in a runtime.
     #[cfg(feature = "runtime")]
     increments: Option<crate::extension::metrics::Counter>,
@@ -39,6 +45,8 @@ pub struct Counter {
 struct Settings {
     #[serde(default)]
     start: i64,
+    #[serde(default)]
+    checkpoint: bool,
 }
 
 #[derive(Deserialize)]
@@ -61,7 +69,7 @@ impl Counter {
     #[cfg(feature = "runtime")]
     pub(crate) fn build(build: &PluginBuild<'_>) -> Result<Box<dyn Plugin>, ConfigErrors> {
         let settings: Settings = build.settings()?;
-        Ok(Box::new(Counter::starting_at(settings.start)))
+        Ok(Box::new(Counter::with(&settings)))
     }
 
     /// A counter built from its settings (`{"start": n}`), or why they are wrong.
@@ -71,13 +79,15 @@ impl Counter {
             other => serde_json::from_value(other.clone())
                 .map_err(|e| format!("counter settings: {e}"))?,
         };
-        Ok(Counter::starting_at(settings.start))
+        Ok(Counter::with(&settings))
     }
 
-    /// A fresh counter at `count`, its metric not registered yet.
-    fn starting_at(count: i64) -> Self {
+    /// A fresh counter as `settings` ask, not started yet.
+    fn with(settings: &Settings) -> Self {
         Counter {
-            count,
+            count: settings.start,
+            checkpoint: settings.checkpoint,
+            context: None,
             #[cfg(feature = "runtime")]
             increments: None,
         }
@@ -85,6 +95,16 @@ impl Counter {
 
     fn answer(&self) -> Value {
         json!({ "count": self.count })
+    }
+
+    /// Checkpoints the count, when its settings ask for that: before the answer, so that the
+    /// count a caller was told is the one a restarted counter continues from.
+    fn checkpoint(&self) {
+        if let Some(context) = &self.context
+            && let Err(error) = context.checkpoint(self.answer())
+        {
+            tracing::debug!(plugin = %context.name, %error, "the counter's checkpoint was not kept");
+        }
     }
 }
 
@@ -97,23 +117,26 @@ impl Plugin for Counter {
         env!("CARGO_PKG_VERSION")
     }
 
-    #[cfg(feature = "runtime")]
-    fn start(
-        &mut self,
-        context: &crate::extension::plugin::PluginContext,
-    ) -> BoxFuture<'_, Result<(), PluginError>> {
-        let registered = context.metrics.counter(
-            "swapvisor_plugin_increments_total",
-            "Increments each `counter` plugin instance answered.",
-        );
-        let started = match registered {
-            Ok(increments) => {
-                self.increments = Some(increments);
-                Ok(())
+    fn start(&mut self, context: &PluginContext) -> BoxFuture<'_, Result<(), PluginError>> {
+        if self.checkpoint {
+            self.context = Some(context.clone());
+        }
+        #[cfg(feature = "runtime")]
+        {
+            let registered = context.metrics.counter(
+                "swapvisor_plugin_increments_total",
+                "Increments each `counter` plugin instance answered.",
+            );
+            match registered {
+                Ok(increments) => self.increments = Some(increments),
+                Err(error) => {
+                    return Box::pin(std::future::ready(Err(PluginError::Failed(
+                        error.to_string(),
+                    ))));
+                }
             }
-            Err(error) => Err(PluginError::Failed(error.to_string())),
-        };
-        Box::pin(std::future::ready(started))
+        }
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn handle(&mut self, call: PluginCall) -> BoxFuture<'_, Result<Value, PluginError>> {
@@ -132,6 +155,7 @@ impl Plugin for Counter {
                 if let Some(increments) = &self.increments {
                     increments.inc();
                 }
+                self.checkpoint();
                 Ok(self.answer())
             }
             "get" => Ok(self.answer()),

@@ -24,6 +24,7 @@ use swapvisor_actors::{HibernatingSupervisor, Origin, Slot, SupervisorArgs};
 use tokio::time::Instant;
 
 use super::changes::{PluginChange, PluginChanges, Running};
+use super::checkpoints::CheckpointStore;
 use super::core::CrashRecord;
 use super::groups::{GroupId, RestartGroups};
 use super::instance::{PluginUnitContext, TypeGuard};
@@ -35,8 +36,9 @@ use super::spec::{PluginPlan, PluginUnitSpec};
 use super::status::PluginStatus;
 use crate::config::SharedEnv;
 use crate::extension::PluginCalls;
-use crate::extension::plugin::PluginError;
+use crate::extension::plugin::{DEFAULT_CHECKPOINT_LIMIT, PluginError};
 use crate::registry::{Registry, Types};
+use crate::state::StateDir;
 
 /// Every plugin instance of a runtime. Cheap to clone.
 #[derive(Clone)]
@@ -63,6 +65,8 @@ struct HostShared {
     type_guard: OnceLock<TypeGuard>,
     /// Where plugins register their metrics (the runtime's); set once by the engine context.
     metrics: OnceLock<Arc<crate::metrics::ExtensionStore>>,
+    /// Where instances keep their checkpoints on disk; set once by the runtime, if it has one.
+    state: OnceLock<StateDir>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -132,6 +136,7 @@ impl PluginHost {
                 escalation: OnceLock::new(),
                 type_guard: OnceLock::new(),
                 metrics: OnceLock::new(),
+                state: OnceLock::new(),
             }),
         }
     }
@@ -139,6 +144,12 @@ impl PluginHost {
     /// Lets plugin instances register metrics in `store`. Later calls are ignored.
     pub(crate) fn set_metrics(&self, store: Arc<crate::metrics::ExtensionStore>) {
         let _ = self.shared.metrics.set(store);
+    }
+
+    /// Keeps the instances' checkpoints in `dir` too (`checkpoints/<name>.json`), and starts
+    /// each instance from the checkpoint found there. Set once, before the first instance.
+    pub(crate) fn set_state_dir(&self, dir: StateDir) {
+        let _ = self.shared.state.set(dir);
     }
 
     /// A stable reference to the instance named `name`, if one runs.
@@ -275,12 +286,17 @@ impl PluginHost {
         }
     }
 
-    /// Stops every instance, newest first, then the restarter. For shutdown.
+    /// Stops every instance, newest first, then the restarter, and waits (until `deadline`)
+    /// for their last checkpoints to reach the disk. For shutdown.
     pub(crate) async fn shutdown(&self, deadline: Instant) {
         let _serial = self.shared.attach_lock.lock().await;
         self.shared.groups.clear();
+        let slots = self.slots_in_order();
         for name in self.start_order().into_iter().rev() {
             self.remove(&name, deadline).await;
+        }
+        for slot in slots {
+            slot.checkpoints().flush(deadline).await;
         }
         if let Some(restarter) = self.shared.restarter.get() {
             restarter.stop(None);
@@ -296,7 +312,7 @@ impl PluginHost {
             .clone()
     }
 
-    fn slots_in_order(&self) -> Vec<Arc<PluginSlot>> {
+    pub(super) fn slots_in_order(&self) -> Vec<Arc<PluginSlot>> {
         self.start_order()
             .iter()
             .filter_map(|name| self.shared.slots.get(name).map(|s| s.clone()))
@@ -357,6 +373,8 @@ impl PluginHost {
         let name = spec.name().to_owned();
         let slot = Arc::new(Slot::new(spec.swap.drain_timeout + spec.swap.start_timeout));
         let record = Arc::new(CrashRecord::default());
+        let state = self.shared.state.get().cloned();
+        let checkpoints = CheckpointStore::open(&name, state, DEFAULT_CHECKPOINT_LIMIT);
         let context = Arc::new(PluginUnitContext {
             registry: registry.clone(),
             link: self.restart_link().await?,
@@ -365,6 +383,7 @@ impl PluginHost {
             type_guard: self.shared.type_guard.get().cloned(),
             swap: std::sync::OnceLock::new(),
             metrics: self.shared.metrics.get().cloned(),
+            checkpoints: checkpoints.clone(),
         });
         let mut args =
             SupervisorArgs::new(format!("plugin {name:?}"), context.clone(), slot.clone());
@@ -372,7 +391,13 @@ impl PluginHost {
         let swap = HibernatingSupervisor::new(args);
         let _ = context.swap.set(swap.clone());
         let env = self.shared.env.clone();
-        let plugin = Arc::new(PluginSlot::new(spec.clone(), swap, record, env));
+        let plugin = Arc::new(PluginSlot::new(
+            spec.clone(),
+            swap,
+            record,
+            checkpoints,
+            env,
+        ));
         // Registered before it starts, so that a reload waiting for the lock finds it.
         self.shared.slots.insert(name.clone(), plugin.clone());
         self.shared

@@ -4,18 +4,24 @@
 //! (no outside effects); starting it spawns the plugin's actor ([`super::core`]); a per-plugin
 //! reload swaps in a whole new instance through the generic swap protocol, draining the old one
 //! and handing its exported state to the new one before it is published.
+//!
+//! What is handed over is a [`Checkpoint`]: the old instance's export, or, when it has none
+//! (it crashed, failed, or exports nothing), the slot's latest checkpoint. An export the new
+//! instance refuses rolls the reload back, as it always has; a checkpoint it refuses is logged
+//! and counted, and it starts afresh: the old instance had nothing better to give.
 
 use std::sync::{Arc, Weak};
 
 use serde::Serialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use swapvisor_actors::guard;
 use swapvisor_actors::{BuildFailure, Slot, Stage, SwapSettings, Unit, UnitError};
 use tokio::time::Instant;
 
 use super::actor;
-use super::core::{CrashRecord, InstanceCore, InstanceSlot, Phase};
+use super::checkpoint::{Checkpoint, Identity, ImportCause};
+use super::checkpoints::CheckpointStore;
+use super::core::{CrashRecord, InstanceCore, InstanceSlot, Phase, Serving};
 use super::link::RestartLink;
 use super::messages::PluginMsg;
 use super::spec::PluginUnitSpec;
@@ -39,6 +45,8 @@ pub struct PluginUnitContext {
     pub(super) swap: std::sync::OnceLock<swapvisor_actors::HibernatingSupervisor<PluginInstance>>,
     /// Where its instances register their metrics.
     pub(super) metrics: Option<Arc<crate::metrics::ExtensionStore>>,
+    /// The slot's checkpoints, shared by its instances.
+    pub(super) checkpoints: Arc<CheckpointStore>,
 }
 
 impl std::fmt::Debug for PluginUnitContext {
@@ -64,6 +72,17 @@ impl InstanceSlot for PluginUnitContext {
             .upgrade()
             .and_then(|slot| slot.current())
             .is_some_and(|live| Arc::ptr_eq(live.core(), core))
+    }
+
+    fn publishes_other(&self, core: &Arc<InstanceCore>) -> bool {
+        self.slot
+            .upgrade()
+            .and_then(|slot| slot.current())
+            .is_some_and(|live| !Arc::ptr_eq(live.core(), core))
+    }
+
+    fn checkpoints(&self) -> &Arc<CheckpointStore> {
+        &self.checkpoints
     }
 
     fn metrics(&self) -> Option<&Arc<crate::metrics::ExtensionStore>> {
@@ -156,19 +175,57 @@ impl PluginInstance {
     }
 
     /// The running actor, if it is serving now.
-    fn running(&self) -> Option<ractor::ActorRef<PluginMsg>> {
+    fn running(&self) -> Option<Serving> {
         match self.core.phase() {
-            Phase::Running(serving) => Some(serving.actor),
+            Phase::Running(serving) => Some(serving),
             _ => None,
         }
     }
+
+    /// Who its checkpoints say took them, as it runs now.
+    pub(crate) fn identity(&self) -> Identity {
+        let started = self.running().and_then(|serving| serving.version);
+        self.core
+            .identity(started.as_deref().unwrap_or(&self.core.version))
+    }
+
+    /// Offers `candidates` to the running plugin (see [`PluginMsg::Offer`]): the sequence
+    /// number of the one it took, or why none.
+    pub(crate) async fn offer(
+        &self,
+        candidates: Vec<Checkpoint>,
+        cause: ImportCause,
+        deadline: Instant,
+    ) -> Result<u64, String> {
+        let name = self.core.name();
+        let Some(serving) = self.running() else {
+            return Err(format!("plugin {name:?} is not running"));
+        };
+        let wait = deadline.saturating_duration_since(Instant::now()) + GRACE;
+        let offer = |reply| PluginMsg::Offer {
+            candidates,
+            cause,
+            deadline,
+            reply,
+        };
+        match serving.actor.call(offer, Some(wait)).await {
+            Ok(ractor::rpc::CallResult::Success(offered)) => offered,
+            Ok(ractor::rpc::CallResult::Timeout) => Err(format!(
+                "plugin {name:?} did not take a checkpoint within {wait:?}"
+            )),
+            _ => Err(format!("plugin {name:?} exited before taking a checkpoint")),
+        }
+    }
 }
+
+/// How much longer than its own deadline a plugin actor's answer is waited for.
+const GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Unit for PluginInstance {
     type Spec = PluginUnitSpec;
     type Context = PluginUnitContext;
     type Summary = PluginSummary;
-    type State = Value;
+    type State = Checkpoint;
 
     async fn build(
         spec: Arc<PluginUnitSpec>,
@@ -198,12 +255,20 @@ impl Unit for PluginInstance {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        let plugin = match prototype {
-            Some(plugin) => plugin,
-            // Started again after a stop (a stop-first restore): begin afresh.
-            None => build_plugin(self.core.registry(), self.unit_spec()).map_err(UnitError::new)?,
+        let checkpoints = &self.context.checkpoints;
+        let (plugin, import) = match prototype {
+            Some(plugin) => {
+                let first = checkpoints.take_import_at_start();
+                (plugin, first.then_some(ImportCause::Start))
+            }
+            // Started again after a stop (a stop-first restore): afresh, or from the latest
+            // checkpoint.
+            None => (
+                build_plugin(self.core.registry(), self.unit_spec()).map_err(UnitError::new)?,
+                (!checkpoints.is_empty()).then_some(ImportCause::Restart),
+            ),
         };
-        let spawned = actor::spawn(&self.core, plugin, &self.context.link).await;
+        let spawned = actor::spawn(&self.core, plugin, &self.context.link, import).await;
         spawned.map_err(|e| {
             UnitError::new(format!(
                 "plugin {:?} failed to start: {e}",
@@ -253,11 +318,14 @@ impl Unit for PluginInstance {
         true
     }
 
-    async fn export_state(&self, deadline: Instant) -> Result<Option<Value>, UnitError> {
-        // Crashed or stopped: its state went with the crash (a restart begins afresh too).
-        let Some(actor) = self.running() else {
-            return Ok(None);
+    async fn export_state(&self, deadline: Instant) -> Result<Option<Checkpoint>, UnitError> {
+        let checkpoints = &self.context.checkpoints;
+        let kind = &self.unit_spec().spec.kind;
+        // Crashed or stopped: its state went with the crash, all but its latest checkpoint.
+        let Some(serving) = self.running() else {
+            return Ok(checkpoints.latest_of(kind));
         };
+        let actor = serving.actor;
         let name = self.core.name();
         // The actor gives up on the export itself at the swap's deadline, so that it is free to
         // serve when a rolled-back swap publishes it again; this call waits a moment longer for
@@ -269,7 +337,10 @@ impl Unit for PluginInstance {
             .call(|reply| PluginMsg::Export(deadline, reply), Some(wait))
             .await
         {
-            Ok(ractor::rpc::CallResult::Success(Ok(state))) => Ok(state),
+            Ok(ractor::rpc::CallResult::Success(Ok(Some(state)))) => {
+                Ok(Some(checkpoints.exported(&self.identity(), state)))
+            }
+            Ok(ractor::rpc::CallResult::Success(Ok(None))) => Ok(checkpoints.latest_of(kind)),
             Ok(ractor::rpc::CallResult::Success(Err(error))) => Err(UnitError::new(format!(
                 "plugin {name:?} could not hand over its state: {error}"
             ))),
@@ -282,15 +353,28 @@ impl Unit for PluginInstance {
         }
     }
 
-    async fn import_state(&self, state: Value) -> Result<(), UnitError> {
+    async fn import_state(&self, state: Checkpoint) -> Result<(), UnitError> {
         let name = self.core.name();
-        let Some(actor) = self.running() else {
+        let start_timeout = self.unit_spec().swap.start_timeout;
+        if !state.exported {
+            // Offered, not insisted on: the predecessor had nothing better to give.
+            let candidates = self
+                .context
+                .checkpoints
+                .candidates(&self.identity(), Some(state));
+            let deadline = Instant::now() + start_timeout;
+            if let Err(why) = self.offer(candidates, ImportCause::Reload, deadline).await {
+                tracing::warn!(plugin = %name, "starting afresh: {why}");
+            }
+            return Ok(());
+        }
+        let Some(serving) = self.running() else {
             return Err(UnitError::new(format!("plugin {name:?} is not running")));
         };
-        let start_timeout = self.unit_spec().swap.start_timeout;
-        match actor
+        match serving
+            .actor
             .call(
-                |reply| PluginMsg::Migrate(state, reply),
+                |reply| PluginMsg::Migrate(state.state, reply),
                 Some(start_timeout),
             )
             .await

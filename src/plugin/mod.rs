@@ -55,16 +55,28 @@
 //!
 //! How it is put together, lowest first, one concept a file, each file using only those before
 //! it (tests/layering/ checks that, and that this list names every file in order): the
-//! example plugin `counter`; the `spec` an instance is built from; the `messages` its actor is
+//! example plugin `counter`; the `spec` an instance is built from; a `checkpoint` of its state
+//! and the `checkpoints` its slot keeps (in memory and on disk); the `messages` its actor is
 //! sent; the instance's `core` (its actor's phase); its `status`; the `link` between actors and
 //! the restarter (the restarter's messages); the `actor` itself; the `instance` as a unit of
 //! the swap protocol; its `slot`; the `reference` callers hold; the restart `groups`; the
-//! `restart`er; the `changes` an engine's start makes; and the `host` that holds them all.
+//! `restart`er; the `changes` an engine's start makes; the `host` that holds them all; and the
+//! state every instance hands to a new process in an `upgrade`.
+//!
+//! A plugin that wants its state to survive crashes, reverts and restarts of the process
+//! checkpoints it: [`PluginContext::checkpoint`] (a process plugin sends `state/checkpoint`).
+//! The next instance after a crash, a revert or a process restart is offered the latest
+//! checkpoint through [`Plugin::migrate`] before its first call; see docs/PLUGINS.md for what
+//! is kept, and what is lost, in each case.
 
 #[cfg(feature = "runtime")]
 mod actor;
 #[cfg(feature = "runtime")]
 mod changes;
+#[cfg(feature = "runtime")]
+mod checkpoint;
+#[cfg(feature = "runtime")]
+mod checkpoints;
 #[cfg(feature = "runtime")]
 mod core;
 mod counter;
@@ -88,7 +100,13 @@ mod slot;
 mod spec;
 #[cfg(feature = "runtime")]
 mod status;
+#[cfg(feature = "runtime")]
+mod upgrade;
 
+#[cfg(feature = "runtime")]
+pub use checkpoint::{
+    Checkpoint, CheckpointStatus, CheckpointSummary, ImportCause, ImportedCheckpoint,
+};
 #[cfg(feature = "runtime")]
 pub use instance::{PluginInstance, PluginSummary};
 #[cfg(feature = "runtime")]
@@ -107,7 +125,8 @@ pub(crate) use spec::PluginPlan;
 pub use crate::extension::plugin::{PluginBuild, PluginFactory};
 
 pub use crate::extension::plugin::{
-    DirectCall, DirectCalls, Plugin, PluginCall, PluginContext, PluginError,
+    CheckpointError, DEFAULT_CHECKPOINT_LIMIT, DirectCall, DirectCalls, Plugin, PluginCall,
+    PluginContext, PluginError,
 };
 #[cfg(feature = "serve")]
 pub use crate::process::{serve, serve_with};

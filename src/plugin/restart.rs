@@ -18,6 +18,9 @@
 //!   then all restart in config order;
 //! - **backoff**: the restart waits `initial * 2^(n-1)` (capped at `max`, ±20% jitter) where
 //!   `n` counts this instance's restarts within the intensity window.
+//!
+//! A restarted instance begins from its factory, as an OTP process re-initialises, unless the
+//! plugin takes checkpoints: then its latest checkpoint is offered to `migrate` first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
@@ -26,6 +29,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::time::Instant;
 
 use super::actor;
+use super::checkpoint::ImportCause;
 use super::core::{InstanceCore, Phase};
 use super::groups::{RestartGroups, RestartSet};
 use super::instance::build_plugin;
@@ -105,9 +109,11 @@ impl Actor for Restarter {
                     // Bounded, so that one plugin hanging in start cannot hold up every other
                     // plugin's restart behind it in this mailbox.
                     let timeout = core.unit_spec().swap.start_timeout;
+                    // From its latest checkpoint, if it takes them; afresh otherwise.
+                    let import = (!core.checkpoints().is_empty()).then_some(ImportCause::Restart);
                     let restarted = match build_plugin(core.registry(), core.unit_spec()) {
                         Ok(plugin) => {
-                            let spawned = actor::spawn(&core, plugin, &state.link);
+                            let spawned = actor::spawn(&core, plugin, &state.link, import);
                             match tokio::time::timeout(timeout, spawned).await {
                                 Ok(result) => result,
                                 Err(_) => {

@@ -7,6 +7,7 @@ use swapvisor_actors::{
     HibernatingSupervisor, Origin, ReloadOutcome, ReloadRecord, ReloadRequest, Slot, Stage,
 };
 
+use super::checkpoints::CheckpointStore;
 use super::core::{CrashRecord, InstanceCore, Phase};
 use super::instance::PluginInstance;
 use super::spec::PluginUnitSpec;
@@ -25,6 +26,8 @@ pub(crate) struct PluginSlot {
     /// The spec the engine config last asked for (a per-plugin reload may run another).
     configured: Mutex<Arc<PluginUnitSpec>>,
     record: Arc<CrashRecord>,
+    /// Its checkpoints, shared by its instances.
+    checkpoints: Arc<CheckpointStore>,
     /// Where `${VAR}` values of per-plugin reloads come from.
     pub(super) env: SharedEnv,
     /// Follows the live instance's code file, when its config asks for that.
@@ -36,6 +39,7 @@ impl PluginSlot {
         spec: Arc<PluginUnitSpec>,
         swap: HibernatingSupervisor<PluginInstance>,
         record: Arc<CrashRecord>,
+        checkpoints: Arc<CheckpointStore>,
         env: SharedEnv,
     ) -> Self {
         Self {
@@ -43,6 +47,7 @@ impl PluginSlot {
             swap,
             configured: Mutex::new(spec),
             record,
+            checkpoints,
             env,
             code_watch: Mutex::default(),
         }
@@ -82,6 +87,11 @@ impl PluginSlot {
     /// The instance's name.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its checkpoints.
+    pub(super) fn checkpoints(&self) -> &Arc<CheckpointStore> {
+        &self.checkpoints
     }
 
     /// The slot callers take leases from.
@@ -242,6 +252,7 @@ impl PluginSlot {
             generation: self.slot().generation().unwrap_or(0),
             restarts,
             last_error,
+            checkpoint: self.checkpoints.status(),
         }
     }
 }

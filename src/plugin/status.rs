@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::checkpoint::CheckpointStatus;
 use super::core::Phase;
 
 /// Where a plugin instance is, as shown in status.
@@ -56,4 +57,8 @@ pub struct PluginStatus {
     /// The operating-system process serving it (a process plugin), while it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Its checkpoints: the latest kept, the latest on disk, what the running instance
+    /// imported. Absent for a plugin that never took one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointStatus>,
 }

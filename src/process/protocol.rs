@@ -27,6 +27,8 @@ pub mod method {
     pub const IMPORT: &str = "state/import";
     /// Finish; stdin closes after the answer.
     pub const SHUTDOWN: &str = "shutdown";
+    /// A notification from the plugin: its latest state, to keep as a checkpoint.
+    pub const CHECKPOINT: &str = "state/checkpoint";
 }
 
 /// Error codes: JSON-RPC's own, and [`error_code::FAILED`] for an operation that failed.
@@ -57,6 +59,14 @@ pub struct InitializeParams {
     pub config: Value,
     /// The longest line either side may send.
     pub max_line_bytes: usize,
+    /// The largest state a `state/checkpoint` may carry, as compact JSON (a runtime that does
+    /// not say: [`DEFAULT_CHECKPOINT_LIMIT`](crate::plugin::DEFAULT_CHECKPOINT_LIMIT)).
+    #[serde(default = "default_checkpoint_bytes")]
+    pub max_checkpoint_bytes: usize,
+}
+
+fn default_checkpoint_bytes() -> usize {
+    crate::extension::plugin::DEFAULT_CHECKPOINT_LIMIT
 }
 
 /// `initialize`'s answer: what the plugin is and offers.
@@ -90,6 +100,13 @@ pub struct CallParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportParams {
     /// What the predecessor's `state/export` answered.
+    pub state: Value,
+}
+
+/// `state/checkpoint`'s params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointParams {
+    /// The plugin's state, any JSON value: what a successor's `state/import` gets.
     pub state: Value,
 }
 
@@ -132,6 +149,23 @@ pub fn request_line(id: u64, method: &str, params: &Value) -> Vec<u8> {
     serde_json::to_vec(&request).unwrap_or_default()
 }
 
+/// One notification line (a request without an id, never answered), without its newline.
+pub fn notification_line(method: &str, params: &Value) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Notification<'a> {
+        jsonrpc: &'static str,
+        method: &'a str,
+        params: &'a Value,
+    }
+    let notification = Notification {
+        jsonrpc: "2.0",
+        method,
+        params,
+    };
+    // A Value and plain fields always serialize.
+    serde_json::to_vec(&notification).unwrap_or_default()
+}
+
 /// One response line, without its newline. `id` is null when the request's id was unreadable.
 pub fn response_line(id: Value, result: Result<Value, RpcError>) -> Vec<u8> {
     let mut response = Map::new();
@@ -159,9 +193,13 @@ pub struct Response {
 /// Reads one response line; `Err` says why the line is not one.
 pub fn parse_response(line: &[u8]) -> Result<Response, String> {
     let value: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON ({e})"))?;
-    let Value::Object(mut object) = value else {
+    let Value::Object(object) = value else {
         return Err("not a JSON object".into());
     };
+    response_of(object)
+}
+
+fn response_of(mut object: Map<String, Value>) -> Result<Response, String> {
     let id = object
         .get("id")
         .and_then(Value::as_u64)
@@ -173,6 +211,36 @@ pub fn parse_response(line: &[u8]) -> Result<Response, String> {
         _ => return Err("a response needs exactly one of \"result\" and \"error\"".into()),
     };
     Ok(Response { id, result })
+}
+
+/// A line from a plugin, as the runtime reads it: an answer, or a notification of its own.
+#[derive(Debug, PartialEq)]
+pub enum Incoming {
+    /// The answer to a request.
+    Response(Response),
+    /// A notification (`method` and no `id`), such as `state/checkpoint`.
+    Notification {
+        /// Which notification.
+        method: String,
+        /// Its params (null when absent).
+        params: Value,
+    },
+}
+
+/// Reads one line from a plugin: a response, or (a `method` and no `id`) a notification; `Err`
+/// says why the line is neither.
+pub fn parse_incoming(line: &[u8]) -> Result<Incoming, String> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON ({e})"))?;
+    let Value::Object(mut object) = value else {
+        return Err("not a JSON object".into());
+    };
+    if !object.contains_key("id")
+        && let Some(Value::String(method)) = object.remove("method")
+    {
+        let params = object.remove("params").unwrap_or(Value::Null);
+        return Ok(Incoming::Notification { method, params });
+    }
+    response_of(object).map(Incoming::Response)
 }
 
 /// A request as a plugin reads it.
@@ -313,6 +381,30 @@ mod tests {
                 .unwrap_err()
                 .contains("\"id\"")
         );
+    }
+
+    #[test]
+    fn a_checkpoint_notification_reads_back_and_a_line_without_an_id_or_method_is_refused() {
+        let line = notification_line(method::CHECKPOINT, &json!({"state": {"count": 17}}));
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            r#"{"jsonrpc":"2.0","method":"state/checkpoint","params":{"state":{"count":17}}}"#
+        );
+        let Incoming::Notification { method, params } = parse_incoming(&line).unwrap() else {
+            panic!("not a notification")
+        };
+        assert_eq!(method, "state/checkpoint");
+        let params: CheckpointParams = serde_json::from_value(params).unwrap();
+        assert_eq!(params.state, json!({"count": 17}));
+        let answer = parse_incoming(br#"{"jsonrpc":"2.0","id":3,"result":null}"#).unwrap();
+        assert!(matches!(answer, Incoming::Response(Response { id: 3, .. })));
+        assert!(parse_incoming(br#"{"jsonrpc":"2.0"}"#).is_err());
+        // An older runtime's initialize says nothing of checkpoints: the default bound.
+        let params: InitializeParams = serde_json::from_value(
+            json!({"protocolVersion": 1, "name": "a", "config": {}, "maxLineBytes": 1024}),
+        )
+        .unwrap();
+        assert_eq!(params.max_checkpoint_bytes, 1 << 20);
     }
 
     #[test]

@@ -9,10 +9,16 @@
 //!
 //! stdout belongs to the protocol: a plugin served this way logs to stderr, which the runtime
 //! logs under the instance's name.
+//!
+//! [`PluginContext::checkpoint`] works here too: the latest state it was given is sent as a
+//! `state/checkpoint` notification just before the next answer, so the runtime holds it before
+//! the caller hears of the call that changed it. Several checkpoints during one request send
+//! only the last.
 
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -20,7 +26,9 @@ use super::protocol::{
     self, CallParams, ImportParams, InitializeParams, Line, PROTOCOL_VERSION, Request, RpcError,
     error_code, method,
 };
-use crate::extension::plugin::{Plugin, PluginCall, PluginContext, PluginError};
+use crate::extension::plugin::{
+    CheckpointError, CheckpointSink, Plugin, PluginCall, PluginContext, PluginError, json_size,
+};
 
 /// Serves `plugin` over stdin and stdout until `shutdown` or the end of stdin; returns the exit
 /// code for `main`. The entry's `config.settings` are ignored; use [`serve_with`] to build the
@@ -69,6 +77,7 @@ pub fn serve_with<P: Plugin>(
         build: Some(build),
         plugin: None,
         max_line_bytes: protocol::DEFAULT_MAX_LINE_BYTES,
+        checkpoint: Arc::default(),
     };
     let stdin = std::io::stdin();
     let mut input = std::io::BufReader::with_capacity(64 * 1024, stdin.lock());
@@ -104,8 +113,14 @@ pub fn serve_with<P: Plugin>(
                 return ExitCode::SUCCESS;
             }
         };
-        let written = output
-            .write_all(&protocol::response_line(id, result))
+        // Before the answer: the runtime then holds the state the answered call left.
+        let checkpoint = session.take_checkpoint().map_or(Ok(()), |line| {
+            output
+                .write_all(&line)
+                .and_then(|()| output.write_all(b"\n"))
+        });
+        let written = checkpoint
+            .and_then(|()| output.write_all(&protocol::response_line(id, result)))
             .and_then(|()| output.write_all(b"\n"));
         if written.is_err() {
             return ExitCode::FAILURE;
@@ -130,6 +145,8 @@ struct Session<P, B> {
     build: Option<B>,
     plugin: Option<P>,
     max_line_bytes: usize,
+    /// The latest state given to [`PluginContext::checkpoint`], not sent yet.
+    checkpoint: Arc<Mutex<Option<Value>>>,
 }
 
 impl<P: Plugin, B: FnOnce(&InitializeParams) -> Result<P, String>> Session<P, B> {
@@ -243,10 +260,12 @@ impl<P: Plugin, B: FnOnce(&InitializeParams) -> Result<P, String>> Session<P, B>
         };
         let mut plugin =
             build(&params).map_err(|e| RpcError::new(error_code::INVALID_PARAMS, e))?;
+        let sink = checkpoint_sink(&self.checkpoint, &params);
         let context = PluginContext {
             name: params.name,
             #[cfg(feature = "runtime")]
             metrics: crate::extension::metrics::MetricsHandle::detached(),
+            checkpoints: Some(sink),
         };
         self.runtime
             .block_on(plugin.start(&context))
@@ -263,6 +282,17 @@ impl<P: Plugin, B: FnOnce(&InitializeParams) -> Result<P, String>> Session<P, B>
         Ok(manifest)
     }
 
+    /// The `state/checkpoint` line of the latest checkpoint not sent yet, if any.
+    fn take_checkpoint(&self) -> Option<Vec<u8>> {
+        let state = self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let params = json!({ "state": state });
+        Some(protocol::notification_line(method::CHECKPOINT, &params))
+    }
+
     /// The end of stdin: stop as `shutdown` would.
     fn stop(&mut self) {
         if let Some(mut plugin) = self.plugin.take() {
@@ -271,6 +301,70 @@ impl<P: Plugin, B: FnOnce(&InitializeParams) -> Result<P, String>> Session<P, B>
     }
 }
 
+/// Where the plugin's checkpoints wait for the next answer: refused when the state is over the
+/// runtime's bound or its line would be over the line limit (the runtime would take that line
+/// for a protocol violation).
+fn checkpoint_sink(
+    pending: &Arc<Mutex<Option<Value>>>,
+    params: &InitializeParams,
+) -> CheckpointSink {
+    let pending = pending.clone();
+    let empty = protocol::notification_line(method::CHECKPOINT, &json!({ "state": null }));
+    // The line without its `null`.
+    let overhead = empty.len().saturating_sub(4);
+    let limit = params
+        .max_checkpoint_bytes
+        .min(params.max_line_bytes.saturating_sub(overhead));
+    Arc::new(move |state: Value| {
+        if json_size(&state, limit).is_none() {
+            let _ = writeln!(
+                std::io::stderr(),
+                "a checkpoint larger than {limit} bytes was not sent"
+            );
+            return Err(CheckpointError::TooLarge { limit });
+        }
+        *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+        Ok(())
+    })
+}
+
 fn failed(message: String) -> Result<Value, RpcError> {
     Err(RpcError::new(error_code::FAILED, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_waits_for_the_next_answer_within_both_bounds() {
+        let pending = Arc::new(Mutex::new(None));
+        let params = InitializeParams {
+            protocol_version: PROTOCOL_VERSION,
+            name: "hits".into(),
+            config: Value::Null,
+            max_line_bytes: 100,
+            max_checkpoint_bytes: 1000,
+        };
+        let sink = checkpoint_sink(&pending, &params);
+        sink(json!({"count": 1})).unwrap();
+        sink(json!({"count": 2})).unwrap();
+        assert_eq!(
+            *pending.lock().unwrap(),
+            Some(json!({"count": 2})),
+            "the latest wins"
+        );
+        // The line limit is the tighter bound here: the whole notification must fit a line.
+        let refused = sink(json!("x".repeat(60))).unwrap_err();
+        let CheckpointError::TooLarge { limit } = refused else {
+            panic!("{refused:?}")
+        };
+        let line = protocol::notification_line(method::CHECKPOINT, &json!({ "state": "x" }));
+        assert_eq!(limit, 100 - (line.len() - 3));
+        assert_eq!(
+            *pending.lock().unwrap(),
+            Some(json!({"count": 2})),
+            "unchanged"
+        );
+    }
 }

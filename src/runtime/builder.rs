@@ -120,6 +120,9 @@ impl RuntimeBuilder {
         let slot = Arc::new(Slot::default());
         let listeners = ListenerPool::new(Arc::new(LiveEngineDispatch::new(&slot)));
         let plugins = PluginHost::new(self.env.clone());
+        if let Some(dir) = &self.state {
+            plugins.set_state_dir(dir.clone());
+        }
         let context = Arc::new(EngineContext::new(
             Arc::new(self.registry),
             self.limits,

@@ -50,6 +50,8 @@ const ORDERED_FOLDERS: &[(&str, &[&str])] = &[(
     &[
         "counter",
         "spec",
+        "checkpoint",
+        "checkpoints",
         "messages",
         "core",
         "status",
@@ -62,6 +64,7 @@ const ORDERED_FOLDERS: &[(&str, &[&str])] = &[(
         "restart",
         "changes",
         "host",
+        "upgrade",
     ],
 )];
 

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::launch::{Launch, spawn_child};
 use super::pipes::{Outgoing, Shared, Signal, log_stderr, read, reap, write};
+use crate::extension::plugin::PluginContext;
 use crate::process::protocol::{self, RpcError, method};
 
 /// How long a process gets between SIGTERM and SIGKILL.
@@ -54,8 +55,12 @@ pub(super) struct PluginProcess {
 }
 
 impl PluginProcess {
-    /// Spawns the process in a process group of its own, with its pipes served.
-    pub(super) async fn spawn(launch: &Launch<'_>) -> std::io::Result<Self> {
+    /// Spawns the process in a process group of its own, with its pipes served; its
+    /// `state/checkpoint` notifications go to `context`'s checkpoints.
+    pub(super) async fn spawn(
+        launch: &Launch<'_>,
+        context: PluginContext,
+    ) -> std::io::Result<Self> {
         let mut child = spawn_child(launch)?;
         let pid = child.id().unwrap_or_default();
         let (stdin, stdout, stderr) =
@@ -70,7 +75,9 @@ impl PluginProcess {
             stopping: std::sync::atomic::AtomicBool::new(false),
             waiting: Mutex::default(),
             closed: watch::channel(None).0,
+            stdout_read: watch::channel(false).0,
             signals,
+            context,
         });
         let (outgoing, lines) = mpsc::unbounded_channel();
         let (exited_tx, exited) = watch::channel(false);

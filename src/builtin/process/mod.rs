@@ -14,7 +14,8 @@
 //! - **calls** bypass the actor ([`Plugin::direct_calls`]): each is a request line with an id,
 //!   any number in flight, bounded by `callTimeout` (past it the process is killed, so the
 //!   instance restarts);
-//! - **state** moves with `state/export` and `state/import` requests;
+//! - **state** moves with `state/export` and `state/import` requests, and the process's
+//!   `state/checkpoint` notifications go to the instance's checkpoints;
 //! - **stop** sends `shutdown`, then SIGTERM, then SIGKILL, and always reaps the process.
 
 mod build;
@@ -113,6 +114,7 @@ impl ProcessPlugin {
             name: name.to_owned(),
             config: self.settings.settings.clone(),
             max_line_bytes: self.settings.max_line_bytes,
+            max_checkpoint_bytes: crate::extension::plugin::DEFAULT_CHECKPOINT_LIMIT,
         };
         // Plain strings, numbers and a Value always serialize.
         serde_json::to_value(params).unwrap_or_default()
@@ -148,12 +150,14 @@ impl ProcessPlugin {
                 self.launch_as(&stored, None, &context.name)
             }
         };
-        let process = PluginProcess::spawn(&launch).await.map_err(|e| {
-            PluginError::Failed(format!(
-                "cannot start {} (code sha256:{}): {e}",
-                self.arg0, self.hash
-            ))
-        })?;
+        let process = PluginProcess::spawn(&launch, context.clone())
+            .await
+            .map_err(|e| {
+                PluginError::Failed(format!(
+                    "cannot start {} (code sha256:{}): {e}",
+                    self.arg0, self.hash
+                ))
+            })?;
         drop(sealed);
         let params = self.initialize_params(&context.name);
         let answer = process

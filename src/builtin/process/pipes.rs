@@ -11,7 +11,8 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::launch::signal_group;
-use crate::process::protocol::{self, Line, RpcError};
+use crate::extension::plugin::PluginContext;
+use crate::process::protocol::{self, CheckpointParams, Incoming, Line, RpcError, method};
 
 /// How long a process that closed its stdout gets to exit on its own, so that the reason
 /// reported is its exit status rather than the closed pipe.
@@ -36,8 +37,12 @@ pub(super) struct Shared {
     pub(super) stopping: std::sync::atomic::AtomicBool,
     pub(super) waiting: Mutex<Waiting>,
     pub(super) closed: watch::Sender<Option<String>>,
+    /// Set once the reader has read stdout to its end (or stopped reading it).
+    pub(super) stdout_read: watch::Sender<bool>,
     /// To the reaper: kill the process group.
     pub(super) signals: mpsc::UnboundedSender<Signal>,
+    /// Where its `state/checkpoint` notifications go.
+    pub(super) context: PluginContext,
 }
 
 impl Shared {
@@ -126,12 +131,21 @@ pub(super) async fn write(
 
 /// The reader: matches each answer line to the call waiting for it; anything else closes.
 pub(super) async fn read(stdout: ChildStdout, max_line_bytes: usize, shared: Arc<Shared>) {
+    read_lines(stdout, max_line_bytes, &shared).await;
+    shared.stdout_read.send_replace(true);
+}
+
+async fn read_lines(stdout: ChildStdout, max_line_bytes: usize, shared: &Shared) {
     let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
     let mut line = Vec::new();
     loop {
         let why = match protocol::read_line(&mut stdout, &mut line, max_line_bytes).await {
-            Ok(Line::Complete) => match protocol::parse_response(&line) {
-                Ok(response) => {
+            Ok(Line::Complete) => match protocol::parse_incoming(&line) {
+                Ok(Incoming::Notification { method, params }) => {
+                    notified(shared, &method, params);
+                    continue;
+                }
+                Ok(Incoming::Response(response)) => {
                     let waiting = {
                         let mut waiting = shared.waiting();
                         if waiting.abandoned.remove(&response.id) {
@@ -164,6 +178,25 @@ pub(super) async fn read(stdout: ChildStdout, max_line_bytes: usize, shared: Arc
         };
         shared.close(format!("protocol violation: {why}"), true);
         return;
+    }
+}
+
+/// A notification from the plugin: a `state/checkpoint` is kept (or refused, which the
+/// checkpoints log and count); anything else is logged and ignored, so that a plugin written
+/// for a later protocol still serves here. A notification is never answered.
+fn notified(shared: &Shared, method: &str, params: Value) {
+    if method != method::CHECKPOINT {
+        tracing::debug!(plugin = %shared.name, %method, "ignoring an unknown notification from the plugin");
+        return;
+    }
+    match serde_json::from_value::<CheckpointParams>(params) {
+        Ok(params) => {
+            // Refusals are logged and counted by the checkpoints themselves.
+            let _ = shared.context.checkpoint(params.state);
+        }
+        Err(error) => {
+            tracing::warn!(plugin = %shared.name, %error, "ignoring a state/checkpoint without params.state")
+        }
     }
 }
 
@@ -218,6 +251,11 @@ pub(super) async fn reap(
             },
         }
     };
+    // What it wrote before it exited is still in the pipe: answers (and the checkpoints before
+    // them) are delivered before the calls still waiting fail. Bounded, since something it
+    // started may hold its stdout open.
+    let mut read = shared.stdout_read.subscribe();
+    let _ = tokio::time::timeout(EXIT_GRACE, read.wait_for(|done| *done)).await;
     let reason = match status {
         Ok(status) => format!("the plugin process exited ({status})"),
         Err(error) => format!("the plugin process could not be waited for ({error})"),
