@@ -99,11 +99,14 @@ impl Drop for Orphans {
     }
 }
 
+/// What the clients saw: the build of each answer, each failure, and the connections opened.
+type Seen = (Vec<String>, Vec<String>, usize);
+
 /// Clients that never retry, each on its keep-alive connection, until told to stop: how many
 /// answers each build gave, the errors, and the connections they opened.
 struct Load {
     stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<(Vec<String>, Vec<String>, usize)>>,
+    tasks: Vec<tokio::task::JoinHandle<Seen>>,
 }
 
 impl Load {
@@ -131,7 +134,7 @@ impl Load {
         Self { stop, tasks }
     }
 
-    async fn finish(self) -> (Vec<String>, Vec<String>, usize) {
+    async fn finish(self) -> Seen {
         self.stop.store(true, Ordering::Relaxed);
         let (mut builds, mut errors, mut connections) = (Vec::new(), Vec::new(), 0);
         for task in self.tasks {
