@@ -220,16 +220,13 @@ impl ListenerPool {
             .values()
             .map(|e| e.listener.clone())
             .collect();
-        let mut out = Vec::new();
-        for listener in listeners {
-            if let Some(socket) = listener.socket.upgrade() {
-                out.push((
-                    listener.key_name.clone(),
-                    socket.as_fd().try_clone_to_owned()?,
-                ));
-            }
-        }
-        Ok(out)
+        // Only a listener whose accept loop still runs has a socket to hand over.
+        let sockets = listeners
+            .iter()
+            .filter_map(|l| Some((&l.key_name, l.socket.upgrade()?)));
+        sockets
+            .map(|(name, socket)| Ok((name.clone(), socket.as_fd().try_clone_to_owned()?)))
+            .collect()
     }
 
     /// Closes every listener now, whoever holds leases on it, finishing connections until
@@ -388,7 +385,7 @@ impl ServedListener {
         limits: ConnectionLimits,
         pool: Weak<PoolInner>,
     ) -> std::io::Result<Self> {
-        let key_for_name = key.clone();
+        let key_name = super::handoff::handoff_name(&key);
         let inherited = super::handoff::take(&key);
         let std_listener = match inherited {
             Some(listener) => Ok(listener),
@@ -425,7 +422,7 @@ impl ServedListener {
         let accept_loop =
             tokio::spawn(serve_listener(listener, gate.clone(), closed, make_handler));
         Ok(Self {
-            key_name: super::handoff::handoff_name(&key_for_name),
+            key_name,
             socket,
             local_addr,
             gate,
