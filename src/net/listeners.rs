@@ -210,8 +210,8 @@ impl ListenerPool {
         out
     }
 
-    /// A duplicate of every listening socket, with the name a new process takes it by, for a
-    /// binary upgrade's hand-off.
+    /// A duplicate of every listening socket, by the name an upgrade's new process takes it by.
+    #[cfg(feature = "cli")]
     pub(crate) fn handoff(&self) -> std::io::Result<Vec<(String, std::os::fd::OwnedFd)>> {
         use std::os::fd::AsFd;
         let listeners: Vec<_> = self
@@ -366,6 +366,7 @@ fn close_in_background(listeners: Vec<Arc<ServedListener>>) {
 }
 
 /// One bound socket and its accept loop.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))] // The hand-off fields are the binary's.
 struct ServedListener {
     /// The name it is handed to a new process under.
     key_name: String,

@@ -35,6 +35,9 @@ mod descriptors;
 mod early;
 mod gate;
 mod gate_metrics;
+// Inherited sockets and the accept switch's settings are the binary's (`cli`): systemd and
+// upgrades. The accept loops follow the switch in every build.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 pub(crate) mod handoff;
 pub mod limits;
 pub mod listeners;

@@ -100,7 +100,8 @@ mod slot;
 mod spec;
 #[cfg(feature = "runtime")]
 mod status;
-#[cfg(feature = "runtime")]
+// Only the binary's upgrade takes plugin state to another process.
+#[cfg(feature = "cli")]
 mod upgrade;
 
 #[cfg(feature = "runtime")]

@@ -21,6 +21,8 @@
 
 mod builder;
 mod dispatch;
+// What the binary's upgrade takes from a runtime.
+#[cfg(feature = "cli")]
 mod handover;
 mod last_good;
 mod observe;

@@ -220,8 +220,12 @@ impl Upgrader {
             return Err("a process other than the new one connected to the hand-off socket".into());
         }
         let mut channel = Channel::new(stream, self.start_timeout);
-        let hello = channel.recv().await.map_err(|e| e.to_string())?;
-        tracing::info!(?hello, "upgrade: the new process connected");
+        match channel.recv().await.map_err(|e| e.to_string())? {
+            Message::Hello { version, .. } => {
+                tracing::info!(new_pid = pid, %version, "upgrade: the new process connected")
+            }
+            other => return Err(format!("unexpected hand-off message {other:?}")),
+        }
         let mut sockets = self
             .runtime
             .listeners()
