@@ -204,6 +204,31 @@ async fn reload_answer_for_unread(runtime: &Runtime, error: LoadError) -> Respon
 }
 
 /// `POST /api/v1/admin/plugins/{name}/reload`: the body is one `plugins:` entry.
+/// `GET /api/v1/admin/plugins`: every plugin instance's status, each with its last reload and
+/// its count of each outcome.
+pub(super) async fn plugins(Attached(runtime): Attached) -> Response {
+    match runtime.status().await {
+        Ok(status) => json(StatusCode::OK, json!({ "plugins": status.plugins })),
+        Err(_) => stopped(),
+    }
+}
+
+/// `GET /api/v1/admin/plugins/{name}`: one plugin instance's status and its reload history
+/// (the latest 20, oldest first); 404 for an unknown plugin.
+pub(super) async fn plugin(Attached(runtime): Attached, Path(name): Path<String>) -> Response {
+    match runtime.plugin(&name) {
+        Ok(plugin) => {
+            let mut body = serde_json::to_value(plugin.status()).unwrap_or_default();
+            body["history"] = serde_json::to_value(plugin.history()).unwrap_or_default();
+            json(StatusCode::OK, body)
+        }
+        Err(_) => json(
+            StatusCode::NOT_FOUND,
+            json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
+        ),
+    }
+}
+
 pub(super) async fn reload_plugin(
     Attached(runtime): Attached,
     Path(name): Path<String>,
@@ -222,10 +247,10 @@ pub(super) async fn reload_plugin(
                 LoadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            let generation = plugin.status().generation;
+            let record = plugin.refused(Origin::Admin, error.to_string());
             return json(
                 code,
-                json!({"status": "build_failed", "error": error.to_string(), "generation": generation}),
+                json!({"status": "build_failed", "error": error.to_string(), "generation": record.generation}),
             );
         }
     };

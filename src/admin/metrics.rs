@@ -12,6 +12,7 @@
 //! | `swapvisor_config_last_reload_successful` | gauge | 1 if the last reload attempt activated, else 0 |
 //! | `swapvisor_reload_duration_seconds` | histogram | request-to-outcome time of reloads that ran |
 //! | `swapvisor_plugin_restarts_total{plugin}` | counter | crash restarts of each plugin instance |
+//! | `swapvisor_plugin_reloads_total{plugin,outcome}` | counter | reloads of each plugin instance by outcome, its first activation included |
 //! | `swapvisor_plugin_checkpoints_total{plugin}` | counter | checkpoints each plugin instance took that were kept (since the process started) |
 //! | `swapvisor_plugin_checkpoints_refused_total{plugin}` | counter | checkpoints refused (too large, from a replaced instance, not written to disk) and imports its `migrate` refused |
 //! | `swapvisor_plugin_code_refused_total` | counter | starts refused because a stored plugin executable failed its check (hash, owner, mode, link) |
@@ -163,6 +164,18 @@ fn status_families(
     for plugin in plugins {
         restarts.push(&[("plugin", &plugin.name)], plugin.restarts as f64);
     }
+    let mut reloads = Family::counter(
+        "swapvisor_plugin_reloads_total",
+        "Reloads of each plugin instance, by outcome (its first activation included).",
+    );
+    for plugin in plugins {
+        for (outcome, count) in &plugin.reloads {
+            reloads.push(
+                &[("plugin", &plugin.name), ("outcome", outcome)],
+                *count as f64,
+            );
+        }
+    }
     let mut checkpoints = Family::counter(
         "swapvisor_plugin_checkpoints_total",
         "Checkpoints each plugin instance took that were kept.",
@@ -198,6 +211,7 @@ fn status_families(
             .sample(&[], generation as f64)
             .build(),
         restarts.build(),
+        reloads.build(),
         checkpoints.build(),
         refused.build(),
         Family::counter(

@@ -13,7 +13,9 @@
 //! | GET | `/api/v1/admin/engine/config` | the live config as JSON, `${VAR}` unexpanded |
 //! | POST | `/api/v1/admin/engine/try-activate` (and `/api/workflow/try-activate`) | 200 `build_ok`, 422 `build_failed`, 400 when the body is not a document |
 //! | POST | `/api/v1/admin/engine/reload` | 200 `activated`, 400/422 `build_failed`, 500 `rolled_back`/`degraded`, 200 `unchanged`, 412 `conflict` on an `If-Match` mismatch |
-//! | POST | `/api/v1/admin/plugins/{name}/reload` | the same; 404 for an unknown plugin |
+//! | GET | `/api/v1/admin/plugins` | every plugin instance's status, with its last reload and the count of each outcome |
+//! | GET | `/api/v1/admin/plugins/{name}` | one instance's status and its reload history; 404 for an unknown plugin |
+//! | POST | `/api/v1/admin/plugins/{name}/reload` | the codes of an engine reload; 404 for an unknown plugin |
 //! | GET | `/api/v1/admin/process` | pid, version, binary, the pid it was upgraded from, the last upgrade (501 when the process cannot upgrade) |
 //! | POST | `/api/v1/admin/upgrade` | a binary upgrade: 200 `upgraded` (this process then exits), 500 `failed` (it serves on), 409 `busy` |
 //!
@@ -193,6 +195,8 @@ fn router(state: AdminState) -> Router {
         )
         .route("/api/workflow/try-activate", post(handlers::try_activate))
         .route("/api/v1/admin/engine/reload", post(handlers::reload))
+        .route("/api/v1/admin/plugins", get(handlers::plugins))
+        .route("/api/v1/admin/plugins/{name}", get(handlers::plugin))
         .route(
             "/api/v1/admin/plugins/{name}/reload",
             post(handlers::reload_plugin),

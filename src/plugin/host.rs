@@ -27,6 +27,7 @@ use super::changes::{PluginChange, PluginChanges, Running};
 use super::checkpoints::CheckpointStore;
 use super::core::CrashRecord;
 use super::groups::{GroupId, RestartGroups};
+use super::history::PluginHistory;
 use super::instance::{PluginUnitContext, TypeGuard};
 use super::link::{ActorIndex, RestartLink, RestartMsg};
 use super::reference::PluginRef;
@@ -388,16 +389,11 @@ impl PluginHost {
         let mut args =
             SupervisorArgs::new(format!("plugin {name:?}"), context.clone(), slot.clone());
         args.build_timeout = spec.swap.build_timeout;
+        let history = PluginHistory::observe(&mut args);
         let swap = HibernatingSupervisor::new(args);
         let _ = context.swap.set(swap.clone());
-        let env = self.shared.env.clone();
-        let plugin = Arc::new(PluginSlot::new(
-            spec.clone(),
-            swap,
-            record,
-            checkpoints,
-            env,
-        ));
+        let (env, kept) = (self.shared.env.clone(), (checkpoints, history));
+        let plugin = Arc::new(PluginSlot::new(spec.clone(), swap, record, kept, env));
         // Registered before it starts, so that a reload waiting for the lock finds it.
         self.shared.slots.insert(name.clone(), plugin.clone());
         self.shared

@@ -56,12 +56,13 @@
 //! How it is put together, lowest first, one concept a file, each file using only those before
 //! it (tests/layering/ checks that, and that this list names every file in order): the
 //! example plugin `counter`; the `spec` an instance is built from; a `checkpoint` of its state
-//! and the `checkpoints` its slot keeps (in memory and on disk); the `messages` its actor is
-//! sent; the instance's `core` (its actor's phase); its `status`; the `link` between actors and
-//! the restarter (the restarter's messages); the `actor` itself; the `instance` as a unit of
-//! the swap protocol; its `slot`; the `reference` callers hold; the restart `groups`; the
-//! `restart`er; the `changes` an engine's start makes; the `host` that holds them all; and the
-//! state every instance hands to a new process in an `upgrade`.
+//! and the `checkpoints` its slot keeps (in memory and on disk); the `history` of its
+//! reloads; the `messages` its actor is sent; the instance's `core` (its actor's phase); its
+//! `status`; the `link` between actors and the restarter (the restarter's messages); the
+//! `actor` itself; the `instance` as a unit of the swap protocol; its `slot`; the `reference`
+//! callers hold; the restart `groups`; the `restart`er; the `changes` an engine's start
+//! makes; the `host` that holds them all; and the state every instance hands to a new process
+//! in an `upgrade`.
 //!
 //! A plugin that wants its state to survive crashes, reverts and restarts of the process
 //! checkpoints it: [`PluginContext::checkpoint`] (a process plugin sends `state/checkpoint`).
@@ -82,6 +83,8 @@ mod core;
 mod counter;
 #[cfg(feature = "runtime")]
 mod groups;
+#[cfg(feature = "runtime")]
+mod history;
 #[cfg(feature = "runtime")]
 mod host;
 #[cfg(feature = "runtime")]
@@ -108,6 +111,8 @@ mod upgrade;
 pub use checkpoint::{
     Checkpoint, CheckpointStatus, CheckpointSummary, ImportCause, ImportedCheckpoint,
 };
+#[cfg(feature = "runtime")]
+pub use history::PluginReload;
 #[cfg(feature = "runtime")]
 pub use instance::{PluginInstance, PluginSummary};
 #[cfg(feature = "runtime")]

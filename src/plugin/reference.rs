@@ -7,6 +7,7 @@ use ractor::ActorRef;
 use serde_json::Value;
 use swapvisor_actors::{ReloadRecord, ReloadRequest, SupervisorMsg};
 
+use super::history::PluginReload;
 use super::instance::PluginInstance;
 use super::slot::PluginSlot;
 use super::status::PluginStatus;
@@ -62,6 +63,18 @@ impl PluginRef {
     /// The instance as shown in status.
     pub fn status(&self) -> PluginStatus {
         self.slot.status()
+    }
+
+    /// Records a reload refused before it could be asked for (its entry did not parse), so
+    /// that the history shows every outcome; the record answered.
+    pub(crate) fn refused(&self, origin: swapvisor_actors::Origin, error: String) -> ReloadRecord {
+        self.slot.refused(origin, error)
+    }
+
+    /// Its latest reloads (up to 20), oldest first, each with its outcome: the first
+    /// activation, per-plugin reloads, engine reloads that changed its entry, reverts.
+    pub fn history(&self) -> Vec<PluginReload> {
+        self.slot.history()
     }
 
     /// Reloads this instance alone to `request`'s spec (one `plugins:` entry), through its

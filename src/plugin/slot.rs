@@ -9,6 +9,7 @@ use swapvisor_actors::{
 
 use super::checkpoints::CheckpointStore;
 use super::core::{CrashRecord, InstanceCore, Phase};
+use super::history::{PluginHistory, PluginReload};
 use super::instance::PluginInstance;
 use super::spec::PluginUnitSpec;
 use super::status::{PluginState, PluginStatus};
@@ -28,6 +29,8 @@ pub(crate) struct PluginSlot {
     record: Arc<CrashRecord>,
     /// Its checkpoints, shared by its instances.
     checkpoints: Arc<CheckpointStore>,
+    /// Its reloads, as its Supervisor reports them.
+    history: Arc<PluginHistory>,
     /// Where `${VAR}` values of per-plugin reloads come from.
     pub(super) env: SharedEnv,
     /// Follows the live instance's code file, when its config asks for that.
@@ -39,7 +42,7 @@ impl PluginSlot {
         spec: Arc<PluginUnitSpec>,
         swap: HibernatingSupervisor<PluginInstance>,
         record: Arc<CrashRecord>,
-        checkpoints: Arc<CheckpointStore>,
+        (checkpoints, history): (Arc<CheckpointStore>, Arc<PluginHistory>),
         env: SharedEnv,
     ) -> Self {
         Self {
@@ -48,6 +51,7 @@ impl PluginSlot {
             configured: Mutex::new(spec),
             record,
             checkpoints,
+            history,
             env,
             code_watch: Mutex::default(),
         }
@@ -169,14 +173,7 @@ impl PluginSlot {
         request: ReloadRequest<PluginSpec>,
     ) -> Result<ReloadRecord, PluginError> {
         let (name, origin) = (self.name(), request.origin);
-        let rejected = |error: String| {
-            let outcome = ReloadOutcome::Rejected {
-                stage: Stage::Validate,
-                error,
-            };
-            let generation = self.slot().generation().unwrap_or(0);
-            Ok(ReloadRecord::new(0, origin, outcome, generation))
-        };
+        let rejected = |error: String| Ok(self.refused(origin, error));
         if request.spec.name != name {
             let named = &request.spec.name;
             return rejected(format!("the spec names plugin {named:?}, not {name:?}"));
@@ -238,6 +235,7 @@ impl PluginSlot {
                 _ => None,
             });
         let pid = serving.as_ref().and_then(|s| s.pid);
+        let (last_reload, reloads) = self.history.summary();
         let version = match serving.and_then(|s| s.version) {
             Some(started) => started.to_string(),
             None => version,
@@ -253,7 +251,27 @@ impl PluginSlot {
             restarts,
             last_error,
             checkpoint: self.checkpoints.status(),
+            last_reload,
+            reloads,
         }
+    }
+
+    /// A reload refused before its Supervisor saw it (its spec does not validate): recorded
+    /// in the history, as `rejected` at the validate stage.
+    pub(super) fn refused(&self, origin: Origin, error: String) -> ReloadRecord {
+        let outcome = ReloadOutcome::Rejected {
+            stage: Stage::Validate,
+            error,
+        };
+        let generation = self.slot().generation().unwrap_or(0);
+        let record = ReloadRecord::new(0, origin, outcome, generation);
+        self.history.record(&record);
+        record
+    }
+
+    /// Its reloads, oldest first (the latest 20).
+    pub(super) fn history(&self) -> Vec<PluginReload> {
+        self.history.reloads()
     }
 }
 

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::checkpoint::CheckpointStatus;
 use super::core::Phase;
+use super::history::PluginReload;
 
 /// Where a plugin instance is, as shown in status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,4 +62,8 @@ pub struct PluginStatus {
     /// imported. Absent for a plugin that never took one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointStatus>,
+    /// Its latest reload (the first activation, until another), with its outcome.
+    pub last_reload: Option<PluginReload>,
+    /// How many of its reloads ended in each outcome (`activated`, `rejected`, ...).
+    pub reloads: std::collections::BTreeMap<&'static str, u64>,
 }

@@ -52,6 +52,7 @@ const ORDERED_FOLDERS: &[(&str, &[&str])] = &[(
         "spec",
         "checkpoint",
         "checkpoints",
+        "history",
         "messages",
         "core",
         "status",

@@ -1,0 +1,122 @@
+//! Plugin outcomes where an engine's are: each plugin's own reload history, shown by
+//! `GET /api/v1/admin/plugins` and `/plugins/{name}`, counted in `/metrics` by plugin and
+//! outcome, and in `swapvisor status`.
+
+mod common;
+
+use serde_json::Value;
+
+use common::{Swapvisor, TempConfig, client, get, request, swapvisor};
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_swapvisor-counter-plugin");
+
+fn entry(command: &str, extra: &str) -> String {
+    format!("{{ name: hits, type: process, config: {{ command: [{command:?}]{extra} }} }}")
+}
+
+async fn reload(admin: &str, body: &str) -> (u16, String) {
+    let (code, answer) = request(
+        &client(),
+        "POST",
+        &format!("{admin}/api/v1/admin/plugins/hits/reload"),
+        body,
+    )
+    .await
+    .unwrap();
+    (
+        code,
+        answer["status"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_plugin_outcome_is_in_its_history_its_status_and_metrics() {
+    let config = TempConfig::new(&format!(
+        "modules:\n  - {{ name: web, type: http.server, config: {{ address: \"127.0.0.1:0\" }} }}\nplugins:\n  - {}\n",
+        entry(PLUGIN, "")
+    ));
+    let mut process = Swapvisor::start(&["run", config.as_str(), "--admin", "127.0.0.1:0"]);
+    let (_, admin) = process.wait_until_up_with_admin("web");
+
+    // Activated: a changed entry.
+    assert_eq!(
+        reload(&admin, &entry(PLUGIN, ", callTimeout: 3s")).await,
+        (200, "activated".into())
+    );
+    // Rolled back: an executable that exits instead of answering `initialize`.
+    let (code, status) = reload(&admin, &entry("/bin/false", "")).await;
+    assert_eq!((code, status.as_str()), (500, "rolled_back"));
+    // Rejected: an entry that does not validate, and a body that is not an entry.
+    let (code, status) = reload(&admin, "{ name: hits, type: no.such.kind }").await;
+    assert_eq!((code, status.as_str()), (422, "build_failed"));
+    let (code, status) = reload(&admin, "{{{").await;
+    assert_eq!((code, status.as_str()), (400, "build_failed"));
+
+    let (code, hits) = get(&format!("{admin}/api/v1/admin/plugins/hits")).await;
+    assert_eq!(code, 200, "{hits}");
+    let outcomes: Vec<&str> = hits["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "activated",
+            "activated",
+            "rolled_back",
+            "rejected",
+            "rejected"
+        ]
+    );
+    let origins: Vec<&str> = hits["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(origins, ["initial", "admin", "admin", "admin", "admin"]);
+    assert!(
+        hits["history"][2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("hits"),
+        "{hits}"
+    );
+    assert_eq!(hits["lastReload"]["outcome"], "rejected");
+    assert_eq!(
+        hits["generation"], 2,
+        "the rolled-back and rejected ones changed nothing"
+    );
+    assert_eq!(
+        hits["reloads"],
+        serde_json::json!({"activated": 2, "rejected": 2, "rolled_back": 1})
+    );
+
+    let (code, all) = get(&format!("{admin}/api/v1/admin/plugins")).await;
+    assert_eq!(code, 200);
+    assert_eq!(all["plugins"][0]["name"], "hits");
+    assert_eq!(all["plugins"][0]["lastReload"], hits["lastReload"]);
+    let (code, missing) = get(&format!("{admin}/api/v1/admin/plugins/nope")).await;
+    assert_eq!((code, missing["status"].as_str()), (404, Some("not_found")));
+
+    let (_, metrics) = get(&format!("{admin}/metrics")).await;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"activated\"} 2",
+        "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"rejected\"} 2",
+        "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"rolled_back\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+
+    let port = admin.rsplit(':').next().unwrap();
+    let (code, out, err) = swapvisor(&["status", "--admin", &format!("127.0.0.1:{port}")]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["plugins"][0]["lastReload"]["outcome"], "rejected");
+}
