@@ -67,6 +67,7 @@ impl PluginRef {
 
     /// Records a reload refused before it could be asked for (its entry did not parse), so
     /// that the history shows every outcome; the record answered.
+    #[cfg(feature = "admin")]
     pub(crate) fn refused(&self, origin: swapvisor_actors::Origin, error: String) -> ReloadRecord {
         self.slot.refused(origin, error)
     }
