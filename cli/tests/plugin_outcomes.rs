@@ -117,3 +117,74 @@ async fn every_plugin_outcome_is_in_its_history_its_status_and_metrics() {
     let status: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["plugins"][0]["lastReload"]["outcome"], "rejected");
 }
+
+/// Polls (up to 10 s) the plugin's admin view until `done` holds for it.
+async fn wait_for_plugin(admin: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, hits) = get(&format!("{admin}/api/v1/admin/plugins/hits")).await;
+        if done(&hits) {
+            return hits;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {what}: {hits}");
+        // The admin API has no change feed to wait on; a status read is cheap.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loop_on_probation_is_counted_as_an_escalation_and_reverted() {
+    let counter = |start: u32| {
+        format!(
+            "{{ name: hits, type: counter, config: {{ start: {start} }}, restart: {{ maxRestarts: 0 }} }}"
+        )
+    };
+    let config = TempConfig::new(&format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:0" }} }}
+plugins:
+  - {}
+pipelines:
+  crash:
+    trigger: {{ type: http, config: {{ server: web, method: POST, path: /crash }} }}
+    steps:
+      - {{ name: c, type: step.plugin_call, config: {{ plugin: hits, op: crash }} }}
+runtime: {{ reload: {{ probation: 60s }} }}
+"#,
+        counter(0)
+    ));
+    let mut process = Swapvisor::start(&["run", config.as_str(), "--admin", "127.0.0.1:0"]);
+    let (web, admin) = process.wait_until_up_with_admin("web");
+    // A per-plugin reload: on probation for a minute.
+    assert_eq!(
+        reload(&admin, &counter(100)).await,
+        (200, "activated".into())
+    );
+    // Its crash is past the intensity at once: escalated to its own Supervisor, which reverts.
+    let _ = request(&client(), "POST", &format!("{web}/crash"), "").await;
+    let hits = wait_for_plugin(&admin, "revert", |h| {
+        h["lastReload"]["outcome"] == "reverted" && h["state"] == "running"
+    })
+    .await;
+    assert_eq!(hits["escalations"], 1, "{hits}");
+    assert!(
+        hits["lastEscalation"]
+            .as_str()
+            .unwrap()
+            .starts_with("plugin \"hits\" exceeded its restart intensity"),
+        "{hits}"
+    );
+    assert_eq!(hits["history"][2]["origin"], "revert");
+    let (_, metrics) = get(&format!("{admin}/metrics")).await;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        "swapvisor_plugin_escalations_total{plugin=\"hits\"} 1",
+        "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"reverted\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+}

@@ -12,6 +12,7 @@
 //! | `swapvisor_config_last_reload_successful` | gauge | 1 if the last reload attempt activated, else 0 |
 //! | `swapvisor_reload_duration_seconds` | histogram | request-to-outcome time of reloads that ran |
 //! | `swapvisor_plugin_restarts_total{plugin}` | counter | crash restarts of each plugin instance |
+//! | `swapvisor_plugin_escalations_total{plugin}` | counter | crash loops of each plugin instance past its restart intensity, on probation or not |
 //! | `swapvisor_plugin_reloads_total{plugin,outcome}` | counter | reloads of each plugin instance by outcome, its first activation included |
 //! | `swapvisor_plugin_checkpoints_total{plugin}` | counter | checkpoints each plugin instance took that were kept (since the process started) |
 //! | `swapvisor_plugin_checkpoints_refused_total{plugin}` | counter | checkpoints refused (too large, from a replaced instance, not written to disk) and imports its `migrate` refused |
@@ -164,6 +165,13 @@ fn status_families(
     for plugin in plugins {
         restarts.push(&[("plugin", &plugin.name)], plugin.restarts as f64);
     }
+    let mut escalations = Family::counter(
+        "swapvisor_plugin_escalations_total",
+        "Crash loops of each plugin instance past its restart intensity (escalated).",
+    );
+    for plugin in plugins {
+        escalations.push(&[("plugin", &plugin.name)], plugin.escalations as f64);
+    }
     let mut reloads = Family::counter(
         "swapvisor_plugin_reloads_total",
         "Reloads of each plugin instance, by outcome (its first activation included).",
@@ -211,6 +219,7 @@ fn status_families(
             .sample(&[], generation as f64)
             .build(),
         restarts.build(),
+        escalations.build(),
         reloads.build(),
         checkpoints.build(),
         refused.build(),

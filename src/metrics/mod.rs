@@ -34,7 +34,7 @@ pub use handle::{Counter, Gauge, Histogram, MetricError, MetricKind, MetricsHand
 
 /// The families the admin API adds per scrape (its reload metrics and the runtime's status):
 /// names no extension may register.
-pub(crate) const SCRAPED: [&str; 13] = [
+pub(crate) const SCRAPED: [&str; 14] = [
     "swapvisor_build_info",
     "swapvisor_config_last_reload_successful",
     "swapvisor_engines_retired_total",
@@ -43,6 +43,7 @@ pub(crate) const SCRAPED: [&str; 13] = [
     "swapvisor_plugin_checkpoints_refused_total",
     "swapvisor_plugin_checkpoints_total",
     "swapvisor_plugin_code_refused_total",
+    "swapvisor_plugin_escalations_total",
     "swapvisor_plugin_reloads_total",
     "swapvisor_plugin_restarts_total",
     "swapvisor_reload_duration_seconds",

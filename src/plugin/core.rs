@@ -67,6 +67,10 @@ pub(crate) struct Serving {
 pub(crate) struct CrashRecord {
     pub(crate) restarts: AtomicU32,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// Crash loops past the restart intensity, whoever took them (the slot's Supervisor on
+    /// probation, or the engine's), and the latest one's reason.
+    pub(crate) escalations: AtomicU32,
+    pub(crate) last_escalation: Mutex<Option<String>>,
 }
 
 /// What the core of an instance needs of the slot the instance belongs to. The slot's own
@@ -205,9 +209,18 @@ impl InstanceCore {
         })
     }
 
-    /// Passes a crash loop to the slot's own Supervisor; true when a probation window there
-    /// takes it (a per-plugin reload is reverted).
+    /// Passes a crash loop to the slot's own Supervisor, counted in the slot's record whoever
+    /// takes it; true when a probation window there takes it (a per-plugin reload is
+    /// reverted).
     pub(crate) async fn escalate_to_slot(&self, reason: String) -> bool {
+        let record = self.record();
+        record
+            .escalations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *record
+            .last_escalation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
         self.context.escalate(reason).await
     }
 

@@ -15,6 +15,7 @@ use super::spec::PluginUnitSpec;
 use super::status::{PluginState, PluginStatus};
 use crate::config::{PluginSpec, SharedEnv, resolve_plugin};
 use crate::extension::plugin::PluginError;
+use crate::net::lock;
 use crate::watch::{DEBOUNCE, FileChange, FileWatch};
 
 /// The slot of one plugin instance, by name: it outlives the instance's crashes, restarts and
@@ -215,19 +216,16 @@ impl PluginSlot {
                 self.configured().spec.kind.clone(),
             ),
         };
+        let record = &self.record;
         let (restarts, last_error) = match &live {
             Some(_) => (
-                self.record
-                    .restarts
-                    .load(std::sync::atomic::Ordering::SeqCst),
-                self.record
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
+                record.restarts.load(std::sync::atomic::Ordering::SeqCst),
+                lock(&record.last_error).clone(),
             ),
             None => (0, None),
         };
+        let escalations = record.escalations.load(std::sync::atomic::Ordering::SeqCst);
+        let last_escalation = lock(&record.last_escalation).clone();
         let serving = live
             .as_ref()
             .and_then(|instance| match instance.core().phase() {
@@ -250,6 +248,8 @@ impl PluginSlot {
             generation: self.slot().generation().unwrap_or(0),
             restarts,
             last_error,
+            escalations,
+            last_escalation,
             checkpoint: self.checkpoints.status(),
             last_reload,
             reloads,

@@ -52,6 +52,11 @@ pub struct PluginStatus {
     pub restarts: u32,
     /// Its most recent error.
     pub last_error: Option<String>,
+    /// How many times its crashes went past its restart intensity (escalated to its own
+    /// Supervisor on probation, or to the engine's), counted in every case.
+    pub escalations: u32,
+    /// The latest escalation's reason.
+    pub last_escalation: Option<String>,
     /// The identity of the code it runs: a process plugin's executable SHA-256.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
