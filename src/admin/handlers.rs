@@ -203,7 +203,14 @@ async fn reload_answer_for_unread(runtime: &Runtime, error: LoadError) -> Respon
     )
 }
 
-/// `POST /api/v1/admin/plugins/{name}/reload`: the body is one `plugins:` entry.
+/// 404 for a plugin name no instance has.
+fn no_such_plugin(name: &str) -> Response {
+    json(
+        StatusCode::NOT_FOUND,
+        json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
+    )
+}
+
 /// `GET /api/v1/admin/plugins`: every plugin instance's status, each with its last reload and
 /// its count of each outcome.
 pub(super) async fn plugins(Attached(runtime): Attached) -> Response {
@@ -222,23 +229,18 @@ pub(super) async fn plugin(Attached(runtime): Attached, Path(name): Path<String>
             body["history"] = serde_json::to_value(plugin.history()).unwrap_or_default();
             json(StatusCode::OK, body)
         }
-        Err(_) => json(
-            StatusCode::NOT_FOUND,
-            json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
-        ),
+        Err(_) => no_such_plugin(&name),
     }
 }
 
+/// `POST /api/v1/admin/plugins/{name}/reload`: the body is one `plugins:` entry.
 pub(super) async fn reload_plugin(
     Attached(runtime): Attached,
     Path(name): Path<String>,
     Body(body): Body,
 ) -> Response {
     let Ok(plugin) = runtime.plugin(&name) else {
-        return json(
-            StatusCode::NOT_FOUND,
-            json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
-        );
+        return no_such_plugin(&name);
     };
     let spec = match PluginSpec::parse(&body) {
         Ok(spec) => spec,
@@ -257,10 +259,7 @@ pub(super) async fn reload_plugin(
     let request = ReloadRequest::<PluginSpec>::new(spec).from(Origin::Admin);
     match plugin.reload(request).await {
         Ok(record) => reload_answer(&record),
-        Err(_) => json(
-            StatusCode::NOT_FOUND,
-            json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
-        ),
+        Err(_) => no_such_plugin(&name),
     }
 }
 

@@ -130,37 +130,30 @@ pub(crate) fn handoff_name(key: &ListenerKey) -> String {
     }
 }
 
-/// Takes the inherited socket for `key`, if one was given: the one handed over under the
-/// key's own name, else (for a fixed port) one bound to the configured address; `[::]` and
-/// `0.0.0.0` on the same port count as the same address, as systemd's `ListenStream=PORT`
-/// binds `[::]` dual-stack.
+/// Takes the inherited socket for `key`, if one was given: see [`take_named`], under the
+/// key's hand-off name.
 pub(crate) fn take(key: &ListenerKey) -> Option<TcpListener> {
-    let name = handoff_name(key);
-    let mut sockets = lock(inherited());
-    let position = sockets.iter().position(|s| s.name == name).or_else(|| {
-        (key.address.port() != 0)
-            .then(|| {
-                sockets
-                    .iter()
-                    .position(|s| same_address(s.local, key.address))
-            })
-            .flatten()
-    })?;
-    let socket = sockets.swap_remove(position);
-    tracing::info!(address = %key, local = %socket.local, name = %socket.name, "serving on an inherited socket");
-    Some(socket.listener)
+    take_named(&handoff_name(key), key.address)
 }
 
-/// Takes the inherited socket named `name` (the admin API's is `admin`), or else one bound
-/// to `address`.
+/// Takes the inherited socket named `name` (the admin API's is `admin`; a listener's is its
+/// [`handoff_name`]), else, for a fixed port, one bound to `address`: `[::]` and `0.0.0.0` on
+/// the same port count as the same address, as systemd's `ListenStream=PORT` binds `[::]`
+/// dual-stack.
 pub(crate) fn take_named(name: &str, address: SocketAddr) -> Option<TcpListener> {
     let mut sockets = lock(inherited());
+    let by_address = |sockets: &[Inherited]| {
+        let fixed = address.port() != 0;
+        fixed
+            .then(|| sockets.iter().position(|s| same_address(s.local, address)))
+            .flatten()
+    };
     let position = sockets
         .iter()
         .position(|s| s.name == name)
-        .or_else(|| sockets.iter().position(|s| same_address(s.local, address)))?;
+        .or_else(|| by_address(&sockets))?;
     let socket = sockets.swap_remove(position);
-    tracing::info!(%name, local = %socket.local, "serving on an inherited socket");
+    tracing::info!(%name, %address, local = %socket.local, given_as = %socket.name, "serving on an inherited socket");
     Some(socket.listener)
 }
 

@@ -3,8 +3,8 @@
 //!
 //! It is an observer of the engine's Supervisor, which calls it once per outcome, in order,
 //! after the swap it reports: so "activated" is never answered for a config a crash could
-//! then forget. The write is small and synchronous; a failing one is logged and counted, and
-//! never fails the reload it follows (the engine serves either way).
+//! then forget. The write is small and synchronous; a failing one is logged, and never fails
+//! the reload it follows (the engine serves either way).
 
 use std::sync::{Arc, Mutex, Weak};
 

@@ -55,13 +55,7 @@ impl StateDir {
     /// or others.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, StateError> {
         let path = path.into();
-        if !path.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&path)
-                .map_err(StateError::io("create", &path))?;
-        }
+        create_private(&path)?;
         let metadata = std::fs::metadata(&path).map_err(StateError::io("inspect", &path))?;
         let refuse = |message: String| StateError::Refused {
             path: path.clone(),
@@ -97,13 +91,7 @@ impl StateDir {
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
         let target = self.file(name)?;
         let parent = target.parent().unwrap_or(&self.path).to_owned();
-        if !parent.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&parent)
-                .map_err(StateError::io("create", &parent))?;
-        }
+        create_private(&parent)?;
         let file_name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -182,6 +170,18 @@ impl StateDir {
         }
         Ok(self.path.join(relative))
     }
+}
+
+/// Creates `path` (and what leads to it) with mode 0700 when it does not exist.
+fn create_private(path: &Path) -> Result<(), StateError> {
+    if path.exists() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(StateError::io("create", path))
 }
 
 /// Where the state folder is when `--state-dir` and `SWAPVISOR_STATE_DIR` say nothing: the

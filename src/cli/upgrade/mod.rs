@@ -31,7 +31,7 @@ use tokio::net::UnixListener;
 use tokio::time::Instant;
 
 pub(super) use self::successor::Successor;
-use self::wire::{Channel, MAX_SOCKETS, Message};
+use self::wire::{Channel, MAX_SOCKETS, Message, exited, peer_pid};
 use crate::Runtime;
 use crate::net::handoff::{self, Accepting};
 
@@ -203,10 +203,6 @@ impl Upgrader {
         child: &mut tokio::process::Child,
         pid: u32,
     ) -> Result<usize, String> {
-        let exited = |status: std::io::Result<std::process::ExitStatus>| match status {
-            Ok(status) => format!("the new process exited ({status}) before it was ready"),
-            Err(error) => format!("the new process is gone: {error}"),
-        };
         let stream = tokio::select! {
             accepted = tokio::time::timeout(self.start_timeout, listener.accept()) => match accepted {
                 Ok(Ok((stream, _))) => stream,
@@ -215,8 +211,7 @@ impl Upgrader {
             },
             status = child.wait() => return Err(exited(status)),
         };
-        let peer = rustix::net::sockopt::socket_peercred(&stream).map_err(|e| e.to_string())?;
-        if peer.pid.as_raw_nonzero().get() as u32 != pid {
+        if peer_pid(&stream).map_err(|e| e.to_string())? != pid {
             return Err("a process other than the new one connected to the hand-off socket".into());
         }
         let mut channel = Channel::new(stream, self.start_timeout);
@@ -295,10 +290,7 @@ async fn expect(
 ) -> Result<(), String> {
     let message = tokio::select! {
         message = channel.recv() => message.map_err(|e| e.to_string())?,
-        status = child.wait() => return Err(match status {
-            Ok(status) => format!("the new process exited ({status}) before it was ready"),
-            Err(error) => format!("the new process is gone: {error}"),
-        }),
+        status = child.wait() => return Err(exited(status)),
     };
     match message {
         message if wanted(&message) => Ok(()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::net::UnixStream;
 
-use super::wire::{Channel, Message, WireError};
+use super::wire::{Channel, Message, WireError, peer_pid};
 use super::{SOCKET_VAR, TRUST_VAR};
 use crate::net::handoff::{self, Accepting};
 
@@ -38,11 +38,10 @@ impl Successor {
     async fn take_over_from(path: std::path::PathBuf, old_pid: u32) -> Result<Self, WireError> {
         let stream = UnixStream::connect(&path).await?;
         // The socket must be the old process's own, not one another user put in its place.
-        let peer = rustix::net::sockopt::socket_peercred(&stream).map_err(std::io::Error::from)?;
-        if peer.pid.as_raw_nonzero().get() as u32 != old_pid {
+        let peer = peer_pid(&stream)?;
+        if peer != old_pid {
             return Err(WireError::Unexpected(format!(
-                "the hand-off socket belongs to pid {}, not to the old process",
-                peer.pid.as_raw_nonzero()
+                "the hand-off socket belongs to pid {peer}, not to the old process"
             )));
         }
         let mut channel = Channel::new(stream, Duration::from_secs(30));

@@ -68,6 +68,21 @@ pub(super) enum Message {
     },
 }
 
+/// The pid of the process at the other end of `stream` (its credentials, from the kernel),
+/// which each side checks: the other end must be the very process it expects.
+pub(super) fn peer_pid(stream: &UnixStream) -> std::io::Result<u32> {
+    let peer = rustix::net::sockopt::socket_peercred(stream)?;
+    Ok(peer.pid.as_raw_nonzero().get() as u32)
+}
+
+/// The end of the conversation: `status` is how the new process ended before it was ready.
+pub(super) fn exited(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(status) => format!("the new process exited ({status}) before it was ready"),
+        Err(error) => format!("the new process is gone: {error}"),
+    }
+}
+
 /// One end of the hand-off socket.
 pub(super) struct Channel {
     stream: UnixStream,
@@ -159,6 +174,7 @@ impl Channel {
     ) -> Result<Message, WireError> {
         let timeout = self.timeout;
         tokio::time::timeout(timeout, async {
+            let mut chunk = vec![0u8; 64 * 1024];
             loop {
                 if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = self.buffer.drain(..=end).collect();
@@ -172,7 +188,6 @@ impl Channel {
                 if self.buffer.len() > MAX_MESSAGE {
                     return Err(WireError::Unexpected("a message over 128 MiB".into()));
                 }
-                let mut chunk = vec![0u8; 64 * 1024];
                 let read = match fds.as_deref_mut() {
                     Some(fds) => self.read_with_fds(&mut chunk, fds).await?,
                     None => {
