@@ -106,24 +106,22 @@ async fn health_readiness_status_metrics_and_unknown_paths() {
     let (code, text) = get(&format!("{admin}/metrics")).await;
     assert_eq!(code, 200);
     let text = text.as_str().unwrap();
-    for line in [
-        "swapvisor_reloads_total{outcome=\"activated\"} 1",
-        "swapvisor_reloads_total{outcome=\"rejected\"} 0",
-        "swapvisor_generation 1",
-        "swapvisor_config_last_reload_successful 1",
-        "swapvisor_reload_duration_seconds_count 1",
-        "swapvisor_plugin_restarts_total{plugin=\"hits\"} 0",
-        "swapvisor_inflight_requests 0",
-        "swapvisor_engines_retired_total 0",
-        "swapvisor_retire_failures_total{stage=\"drain\"} 0",
-        "swapvisor_retire_failures_total{stage=\"stop\"} 0",
-        "# TYPE swapvisor_reload_duration_seconds histogram",
-    ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing {line:?} in\n{text}"
-        );
-    }
+    common::assert_has_lines(
+        text,
+        [
+            "swapvisor_reloads_total{outcome=\"activated\"} 1",
+            "swapvisor_reloads_total{outcome=\"rejected\"} 0",
+            "swapvisor_generation 1",
+            "swapvisor_config_last_reload_successful 1",
+            "swapvisor_reload_duration_seconds_count 1",
+            "swapvisor_plugin_restarts_total{plugin=\"hits\"} 0",
+            "swapvisor_inflight_requests 0",
+            "swapvisor_engines_retired_total 0",
+            "swapvisor_retire_failures_total{stage=\"drain\"} 0",
+            "swapvisor_retire_failures_total{stage=\"stop\"} 0",
+            "# TYPE swapvisor_reload_duration_seconds histogram",
+        ],
+    );
 
     let (code, body) = get(&format!("{admin}/no/such/path")).await;
     assert_eq!((code, body["status"].clone()), (404, json!("not_found")));

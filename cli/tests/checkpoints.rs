@@ -72,19 +72,8 @@ async fn hits(admin: &str) -> Value {
 
 /// Waits (up to 20 s) until `check` holds for `hits`'s status, and returns it.
 async fn wait_for_hits(admin: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = hits(admin).await;
-        if check(&status) {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; last status: {status:#}"
-        );
-        // The status is read over HTTP; ask again shortly.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let url = format!("{admin}/api/v1/admin/plugins/hits");
+    common::wait_for_json(&url, what, Duration::from_secs(20), check).await
 }
 
 /// Reloads `hits` alone to `entry` through the admin API, and checks that it activated.
@@ -180,15 +169,13 @@ async fn an_in_process_counter_that_checkpoints_keeps_its_count_across_crashes_a
     );
     let (_, metrics) = get(&format!("{admin}/metrics")).await;
     let metrics = metrics.as_str().unwrap();
-    for line in [
-        "swapvisor_plugin_checkpoints_total{plugin=\"hits\"} 1",
-        "swapvisor_plugin_checkpoints_refused_total{plugin=\"hits\"} 0",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in\n{metrics}"
-        );
-    }
+    common::assert_has_lines(
+        metrics,
+        [
+            "swapvisor_plugin_checkpoints_total{plugin=\"hits\"} 1",
+            "swapvisor_plugin_checkpoints_refused_total{plugin=\"hits\"} 0",
+        ],
+    );
     swapvisor.signal("TERM");
     assert_eq!(swapvisor.wait_exit(Duration::from_secs(20)), Some(0));
 }

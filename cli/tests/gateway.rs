@@ -195,19 +195,20 @@ async fn a_killed_backend_is_retried_around_then_ejected_and_no_request_fails() 
     let text = swapvisor::admin::Metrics::default().render(&status, &runtime);
     let (ta, tb) = (a.target(), b.target());
     let a_ok = a.state.requests.load(Ordering::SeqCst);
-    for line in [
-        format!(r#"swapvisor_upstream_target_healthy{{module="api",target="{ta}"}} 1"#),
-        format!(r#"swapvisor_upstream_target_healthy{{module="api",target="{tb}"}} 0"#),
-        format!(r#"swapvisor_upstream_in_flight{{module="api",target="{ta}"}} 0"#),
-        format!(
-            r#"swapvisor_upstream_requests_total{{module="api",target="{ta}",outcome="ok"}} {a_ok}"#
-        ),
-        format!(
-            r#"swapvisor_upstream_requests_total{{module="api",target="{tb}",outcome="server_error"}} 0"#
-        ),
-    ] {
-        assert!(text.lines().any(|l| l == line), "{line}\nnot in\n{text}");
-    }
+    common::assert_has_lines(
+        &text,
+        [
+            format!(r#"swapvisor_upstream_target_healthy{{module="api",target="{ta}"}} 1"#),
+            format!(r#"swapvisor_upstream_target_healthy{{module="api",target="{tb}"}} 0"#),
+            format!(r#"swapvisor_upstream_in_flight{{module="api",target="{ta}"}} 0"#),
+            format!(
+                r#"swapvisor_upstream_requests_total{{module="api",target="{ta}",outcome="ok"}} {a_ok}"#
+            ),
+            format!(
+                r#"swapvisor_upstream_requests_total{{module="api",target="{tb}",outcome="server_error"}} 0"#
+            ),
+        ],
+    );
     let connect_failed = format!(
         r#"swapvisor_upstream_requests_total{{module="api",target="{tb}",outcome="connect_failed"}} "#
     );

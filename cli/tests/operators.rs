@@ -526,19 +526,20 @@ async fn metrics_count_requests_by_pipeline_and_status_class_and_show_build_info
     let (code, text) = get(&format!("{}/metrics", running.admin)).await;
     assert_eq!(code, 200);
     let text = text.as_str().unwrap().to_owned();
-    for line in [
-        format!(
-            r#"swapvisor_build_info{{version="{}"}} 1"#,
-            env!("CARGO_PKG_VERSION")
-        ),
-        r#"swapvisor_http_requests_total{pipeline="hello",status_class="2xx"} 3"#.to_owned(),
-        r#"swapvisor_http_requests_total{pipeline="hello",status_class="4xx"} 1"#.to_owned(),
-        r#"swapvisor_http_request_duration_seconds_count{pipeline="hello"} 4"#.to_owned(),
-        r#"swapvisor_http_request_duration_seconds_bucket{pipeline="hello",le="+Inf"} 4"#
-            .to_owned(),
-    ] {
-        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
-    }
+    common::assert_has_lines(
+        &text,
+        [
+            format!(
+                r#"swapvisor_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+            r#"swapvisor_http_requests_total{pipeline="hello",status_class="2xx"} 3"#.to_owned(),
+            r#"swapvisor_http_requests_total{pipeline="hello",status_class="4xx"} 1"#.to_owned(),
+            r#"swapvisor_http_request_duration_seconds_count{pipeline="hello"} 4"#.to_owned(),
+            r#"swapvisor_http_request_duration_seconds_bucket{pipeline="hello",le="+Inf"} 4"#
+                .to_owned(),
+        ],
+    );
     assert_exposition_is_well_formed(&text);
     promtool_check(&text);
 }

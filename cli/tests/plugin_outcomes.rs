@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use common::{Swapvisor, TempConfig, client, get, request, swapvisor};
@@ -100,36 +102,20 @@ async fn every_plugin_outcome_is_in_its_history_its_status_and_metrics() {
 
     let (_, metrics) = get(&format!("{admin}/metrics")).await;
     let metrics = metrics.as_str().unwrap();
-    for line in [
-        "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"activated\"} 2",
-        "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"rejected\"} 2",
-        "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"rolled_back\"} 1",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in\n{metrics}"
-        );
-    }
+    common::assert_has_lines(
+        metrics,
+        [
+            "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"activated\"} 2",
+            "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"rejected\"} 2",
+            "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"rolled_back\"} 1",
+        ],
+    );
 
     let port = admin.rsplit(':').next().unwrap();
     let (code, out, err) = swapvisor(&["status", "--admin", &format!("127.0.0.1:{port}")]);
     assert_eq!(code, 0, "{err}");
     let status: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["plugins"][0]["lastReload"]["outcome"], "rejected");
-}
-
-/// Polls (up to 10 s) the plugin's admin view until `done` holds for it.
-async fn wait_for_plugin(admin: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (_, hits) = get(&format!("{admin}/api/v1/admin/plugins/hits")).await;
-        if done(&hits) {
-            return hits;
-        }
-        assert!(std::time::Instant::now() < deadline, "no {what}: {hits}");
-        // The admin API has no change feed to wait on; a status read is cheap.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,7 +149,8 @@ runtime: {{ reload: {{ probation: 60s }} }}
     );
     // Its crash is past the intensity at once: escalated to its own Supervisor, which reverts.
     let _ = request(&client(), "POST", &format!("{web}/crash"), "").await;
-    let hits = wait_for_plugin(&admin, "revert", |h| {
+    let url = format!("{admin}/api/v1/admin/plugins/hits");
+    let hits = common::wait_for_json(&url, "the revert", Duration::from_secs(10), |h| {
         h["lastReload"]["outcome"] == "reverted" && h["state"] == "running"
     })
     .await;
@@ -178,13 +165,11 @@ runtime: {{ reload: {{ probation: 60s }} }}
     assert_eq!(hits["history"][2]["origin"], "revert");
     let (_, metrics) = get(&format!("{admin}/metrics")).await;
     let metrics = metrics.as_str().unwrap();
-    for line in [
-        "swapvisor_plugin_escalations_total{plugin=\"hits\"} 1",
-        "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"reverted\"} 1",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in\n{metrics}"
-        );
-    }
+    common::assert_has_lines(
+        metrics,
+        [
+            "swapvisor_plugin_escalations_total{plugin=\"hits\"} 1",
+            "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"reverted\"} 1",
+        ],
+    );
 }

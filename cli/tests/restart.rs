@@ -9,17 +9,7 @@ use std::time::Duration;
 use common::{Swapvisor, TempConfig, client, get, request, swapvisor_with_env};
 
 fn hello(version: &str) -> String {
-    format!(
-        r#"
-modules:
-  - {{ name: web, type: http.server, config: {{ address: "127.0.0.1:0" }} }}
-pipelines:
-  hello:
-    trigger: {{ type: http, config: {{ server: web, method: GET, path: /hello }} }}
-    steps:
-      - {{ name: r, type: step.json_response, config: {{ body: {{ version: "{version}" }} }} }}
-"#
-    )
+    common::hello_config("127.0.0.1:0", version)
 }
 
 /// A config that parses but does not build: the watcher or a reload rejects it.

@@ -11,17 +11,7 @@ use std::time::Duration;
 use common::{Swapvisor, TempConfig};
 
 fn hello(address: &str, version: &str) -> String {
-    format!(
-        r#"
-modules:
-  - {{ name: web, type: http.server, config: {{ address: "{address}" }} }}
-pipelines:
-  hello:
-    trigger: {{ type: http, config: {{ server: web, method: GET, path: /hello }} }}
-    steps:
-      - {{ name: r, type: step.json_response, config: {{ body: {{ version: "{version}" }} }} }}
-"#
-    )
+    common::hello_config(address, version)
 }
 
 /// The next notification, as its lines.

@@ -57,6 +57,57 @@ pub(crate) fn quiet_expected_panics() {
     });
 }
 
+/// A config with one `http.server` (`web`) on `address` and one route, `GET /hello`, that
+/// answers `{"version": version}`.
+pub(crate) fn hello_config(address: &str, version: &str) -> String {
+    format!(
+        r#"
+modules:
+  - {{ name: web, type: http.server, config: {{ address: "{address}" }} }}
+pipelines:
+  hello:
+    trigger: {{ type: http, config: {{ server: web, method: GET, path: /hello }} }}
+    steps:
+      - {{ name: r, type: step.json_response, config: {{ body: {{ version: "{version}" }} }} }}
+"#
+    )
+}
+
+/// Asserts that `text` (a `/metrics` exposition, say) has each of `lines` as a whole line.
+pub(crate) fn assert_has_lines<L: AsRef<str>>(text: &str, lines: impl IntoIterator<Item = L>) {
+    for line in lines {
+        let line = line.as_ref();
+        assert!(
+            text.lines().any(|l| l == line),
+            "no {line:?} in
+{text}"
+        );
+    }
+}
+
+/// GETs `url` (on a fresh connection each time) until `check` holds for its JSON answer,
+/// for up to `within`, and returns that answer.
+pub(crate) async fn wait_for_json(
+    url: &str,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (_, answer) = get(url).await;
+        if check(&answer) {
+            return answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last answer: {answer:#}"
+        );
+        // The answer is read over HTTP, where nothing announces a change; ask again shortly.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits (up to 10 s) until `check` holds for the runtime's status.
 pub(crate) async fn wait_for_status(
     runtime: &swapvisor::Runtime,
