@@ -138,6 +138,29 @@ fn validate_describe_runs_the_plugin_on_request() {
     };
     assert_eq!(run(false), "build_failed");
     assert_eq!(run(true), "build_ok");
+
+    // A describe that fails is remembered for that code: two entries running it are described
+    // once, not once each.
+    let log = dir.path().join("runs.log");
+    let failing = dir.path().join("failing.sh");
+    std::fs::write(
+        &failing,
+        format!("#!/bin/sh\necho run >> '{}'\nexit 1\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let entry = |name: &str| {
+        format!("  - {{ name: {name}, type: process, config: {{ command: [{failing:?}] }} }}\n")
+    };
+    let twice = TempConfig::new(&format!(
+        "plugins:\n{}{}pipelines:\n  p:\n    steps:\n      - {{ name: add, type: counter.add }}\n",
+        entry("a"),
+        entry("b")
+    ));
+    let (_, stdout, _) = swapvisor(&["validate", twice.as_str(), "--describe"]);
+    let verdict: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verdict["status"], "build_failed", "{verdict}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "run\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,6 +85,10 @@ pub struct PluginContext {
     /// Where [`PluginContext::checkpoint`] hands states: the runtime's checkpoint store, or
     /// (served as a process) the line protocol. `None`: they are not kept.
     pub(crate) checkpoints: Option<CheckpointSink>,
+    /// What the instance's slot keeps of the code its instances ran. `None`: nothing is kept
+    /// (a context outside a runtime).
+    #[cfg(feature = "runtime")]
+    pub(crate) code: Option<Arc<CodeHold>>,
 }
 
 /// Takes one checkpoint: the runtime's store, or `serve`'s pending notification.
@@ -118,6 +122,8 @@ impl PluginContext {
             #[cfg(feature = "runtime")]
             metrics: crate::extension::metrics::MetricsHandle::detached(),
             checkpoints: None,
+            #[cfg(feature = "runtime")]
+            code: None,
         }
     }
 
@@ -199,6 +205,16 @@ pub trait Plugin: Send + 'static {
     fn register(&self, types: &mut Types) -> Result<(), RegistryError> {
         let _ = types;
         Ok(())
+    }
+
+    #[cfg(feature = "runtime")]
+    /// Whether [`register`](Plugin::register) already contributes every type this plugin will
+    /// offer. A plugin that learns its types only when it starts (a process plugin that
+    /// declares no `stepTypes` and whose code has not started in this process) answers
+    /// `false`: a per-plugin reload of it is then checked against the live config once it has
+    /// started, so that a start that fails is reported as that failure, not as types missing.
+    fn types_known(&self) -> bool {
+        true
     }
 
     /// Takes resources before the first call.
@@ -334,6 +350,46 @@ impl fmt::Debug for dyn Plugin {
         f.debug_struct("Plugin")
             .field("kind", &self.kind())
             .field("version", &self.version())
+            .finish()
+    }
+}
+
+/// What a plugin slot keeps of the code its instances ran: the live code and the one before it
+/// (a probation revert runs that again), each held by a value whose drop lets it go (for a
+/// process plugin, a shared lock on its copy in the code store, which the store's pruning
+/// respects). Older code is let go as newer code starts.
+#[cfg(feature = "runtime")]
+#[derive(Default)]
+pub(crate) struct CodeHold {
+    kept: std::sync::Mutex<
+        std::collections::VecDeque<(String, Box<dyn std::any::Any + Send + Sync>)>,
+    >,
+}
+
+#[cfg(feature = "runtime")]
+impl CodeHold {
+    /// How many codes a slot keeps: the live one and the previous one.
+    const KEPT: usize = 2;
+
+    /// Keeps `held` for the code `hash`, which now runs: the code before it stays kept, any
+    /// older is let go.
+    pub(crate) fn keep(&self, hash: &str, held: Box<dyn std::any::Any + Send + Sync>) {
+        // Plain data replaced whole: a poisoned lock still holds it.
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|(kept, _)| kept != hash);
+        kept.push_back((hash.to_owned(), held));
+        while kept.len() > Self::KEPT {
+            kept.pop_front();
+        }
+    }
+}
+
+#[cfg(feature = "runtime")]
+impl fmt::Debug for CodeHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_list()
+            .entries(kept.iter().map(|(hash, _)| hash))
             .finish()
     }
 }

@@ -85,6 +85,7 @@ pub(super) async fn spawn(
             name: core.name().to_owned(),
             metrics: handle.clone(),
             checkpoints: Some(checkpoint_sink(core, &identity)),
+            code: Some(core.code_hold()),
         },
         metrics,
         instance: Arc::downgrade(core),
@@ -117,6 +118,7 @@ pub(super) async fn spawn(
     };
     let published = core.transition(|p| matches!(p, Phase::Starting), Phase::Running(serving));
     if published {
+        core.serving_again();
         handle.expose();
     } else {
         // Stopped while it started: stop what was just made, gracefully, then for sure.

@@ -61,16 +61,32 @@ pub(crate) struct Serving {
     pub(crate) version: Option<Arc<str>>,
 }
 
+/// A plugin slot's latest error: what, when, and whether an instance has served since.
+#[derive(Debug, Clone)]
+pub(crate) struct LastError {
+    pub(crate) message: String,
+    pub(crate) at: std::time::SystemTime,
+    /// An instance started and served after it: the error is history, not the present.
+    pub(crate) past: bool,
+}
+
 /// How often a plugin slot's instances were restarted after a crash, and the latest error.
 /// Shared by all the instances of one slot, so that a reload does not reset it.
 #[derive(Debug, Default)]
 pub(crate) struct CrashRecord {
     pub(crate) restarts: AtomicU32,
-    pub(crate) last_error: Mutex<Option<String>>,
+    pub(crate) last_error: Mutex<Option<LastError>>,
     /// Crash loops past the restart intensity, whoever took them (the slot's Supervisor on
     /// probation, or the engine's), and the latest one's reason.
     pub(crate) escalations: AtomicU32,
     pub(crate) last_escalation: Mutex<Option<String>>,
+}
+
+impl CrashRecord {
+    /// The latest error, locked. Plain data replaced whole: a poisoned lock still holds it.
+    pub(crate) fn last_error_mut(&self) -> std::sync::MutexGuard<'_, Option<LastError>> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// What the core of an instance needs of the slot the instance belongs to. The slot's own
@@ -87,6 +103,8 @@ pub(crate) trait InstanceSlot: Send + Sync {
     fn publishes_other(&self, core: &Arc<InstanceCore>) -> bool;
     /// The slot's checkpoints, shared by its instances.
     fn checkpoints(&self) -> &Arc<CheckpointStore>;
+    /// What the slot keeps of the code its instances ran.
+    fn code(&self) -> &Arc<crate::extension::plugin::CodeHold>;
     /// Passes a crash loop to the slot's own Supervisor; true when a probation window there
     /// takes it.
     fn escalate(&self, reason: String) -> BoxFuture<'_, bool>;
@@ -141,6 +159,11 @@ impl InstanceCore {
     /// The slot's checkpoints.
     pub(crate) fn checkpoints(&self) -> &Arc<CheckpointStore> {
         self.context.checkpoints()
+    }
+
+    /// What the slot keeps of its instances' code, for the next instance's context.
+    pub(super) fn code_hold(&self) -> Arc<crate::extension::plugin::CodeHold> {
+        self.context.code().clone()
     }
 
     /// True once another instance has replaced this one: its checkpoints are stale then.
@@ -225,11 +248,18 @@ impl InstanceCore {
     }
 
     pub(crate) fn record_error(&self, error: &str) {
-        *self
-            .record()
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
+        *self.record().last_error_mut() = Some(LastError {
+            message: error.to_owned(),
+            at: std::time::SystemTime::now(),
+            past: false,
+        });
+    }
+
+    /// An instance of the slot serves: its latest error, if any, is past.
+    pub(crate) fn serving_again(&self) {
+        if let Some(error) = self.record().last_error_mut().as_mut() {
+            error.past = true;
+        }
     }
 
     /// The running actor, waiting (up to `wait`) while a restart is under way.

@@ -385,6 +385,7 @@ impl PluginHost {
             swap: std::sync::OnceLock::new(),
             metrics: self.shared.metrics.get().cloned(),
             checkpoints: checkpoints.clone(),
+            code: Arc::default(),
         });
         let mut args =
             SupervisorArgs::new(format!("plugin {name:?}"), context.clone(), slot.clone());

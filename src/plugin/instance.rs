@@ -47,6 +47,8 @@ pub struct PluginUnitContext {
     pub(super) metrics: Option<Arc<crate::metrics::ExtensionStore>>,
     /// The slot's checkpoints, shared by its instances.
     pub(super) checkpoints: Arc<CheckpointStore>,
+    /// The code the slot keeps: its live and previous copies.
+    pub(super) code: Arc<crate::extension::plugin::CodeHold>,
 }
 
 impl std::fmt::Debug for PluginUnitContext {
@@ -85,6 +87,10 @@ impl InstanceSlot for PluginUnitContext {
         &self.checkpoints
     }
 
+    fn code(&self) -> &Arc<crate::extension::plugin::CodeHold> {
+        &self.code
+    }
+
     fn metrics(&self) -> Option<&Arc<crate::metrics::ExtensionStore>> {
         self.metrics.as_ref()
     }
@@ -104,6 +110,9 @@ pub struct PluginInstance {
     core: Arc<InstanceCore>,
     /// Its slot's context: how its actor is linked to the restarter.
     context: Arc<PluginUnitContext>,
+    /// Its types are checked against the live config once it has started: at build they were
+    /// not known yet ([`Plugin::types_known`]).
+    check_types_at_start: bool,
 }
 
 impl std::fmt::Debug for PluginInstance {
@@ -218,6 +227,17 @@ impl PluginInstance {
     }
 }
 
+/// Checks the types `plugin` contributes against what the live engine uses, when the slot
+/// has a guard.
+fn check_types(context: &PluginUnitContext, name: &str, plugin: &dyn Plugin) -> Result<(), String> {
+    let Some(guard) = &context.type_guard else {
+        return Ok(());
+    };
+    let mut provided = Types::new(&format!("plugin {}", plugin.kind()));
+    plugin.register(&mut provided).map_err(|e| e.to_string())?;
+    guard(name, &provided)
+}
+
 /// How much longer than its own deadline a plugin actor's answer is waited for.
 const GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -232,19 +252,16 @@ impl Unit for PluginInstance {
         context: Arc<PluginUnitContext>,
     ) -> Result<Self, BuildFailure> {
         let plugin = build_plugin(&context.registry, &spec)?;
-        if spec.guard_types
-            && let Some(guard) = &context.type_guard
-        {
-            let mut provided = Types::new(&format!("plugin {}", plugin.kind()));
-            plugin
-                .register(&mut provided)
-                .map_err(|e| BuildFailure::new(Stage::Validate, e.to_string()))?;
-            guard(spec.name(), &provided)
+        let guarded = spec.guard_types && context.type_guard.is_some();
+        let check_types_at_start = guarded && !plugin.types_known();
+        if guarded && !check_types_at_start {
+            check_types(&context, spec.name(), &*plugin)
                 .map_err(|message| BuildFailure::new(Stage::Validate, message))?;
         }
         Ok(PluginInstance {
             core: Arc::new(InstanceCore::new(spec, plugin, context.clone())),
             context,
+            check_types_at_start,
         })
     }
 
@@ -274,7 +291,15 @@ impl Unit for PluginInstance {
                 "plugin {:?} failed to start: {e}",
                 self.core.name()
             ))
-        })
+        })?;
+        if self.check_types_at_start {
+            // Its start told what it offers (remembered per code): built again, it knows, and
+            // the swap discards this instance when the live config needs more.
+            let known =
+                build_plugin(self.core.registry(), self.unit_spec()).map_err(UnitError::new)?;
+            check_types(&self.context, self.core.name(), &*known).map_err(UnitError::new)?;
+        }
+        Ok(())
     }
 
     async fn stop(&self, deadline: Instant) -> Result<(), UnitError> {

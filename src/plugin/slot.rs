@@ -220,7 +220,7 @@ impl PluginSlot {
         let (restarts, last_error) = match &live {
             Some(_) => (
                 record.restarts.load(std::sync::atomic::Ordering::SeqCst),
-                lock(&record.last_error).clone(),
+                record.last_error_mut().clone(),
             ),
             None => (0, None),
         };
@@ -247,7 +247,11 @@ impl PluginSlot {
             state,
             generation: self.slot().generation().unwrap_or(0),
             restarts,
-            last_error,
+            last_error_at: last_error
+                .as_ref()
+                .map(|e| humantime::format_rfc3339_millis(e.at).to_string()),
+            last_error_past: last_error.as_ref().is_some_and(|e| e.past),
+            last_error: last_error.map(|e| e.message),
             escalations,
             last_escalation,
             checkpoint: self.checkpoints.status(),

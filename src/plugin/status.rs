@@ -50,8 +50,13 @@ pub struct PluginStatus {
     pub generation: u64,
     /// How many times it was restarted after a crash (its own or a sibling's, per strategy).
     pub restarts: u32,
-    /// Its most recent error.
+    /// Its most recent error (a crash, a failed start or restart), kept once it is past.
     pub last_error: Option<String>,
+    /// When that error happened, RFC 3339.
+    pub last_error_at: Option<String>,
+    /// Whether an instance has started and served since that error: `true` once the plugin
+    /// recovered (a restart or a reload that serves), so an old crash does not read as now.
+    pub last_error_past: bool,
     /// How many times its crashes went past its restart intensity (escalated to its own
     /// Supervisor on probation, or to the engine's), counted in every case.
     pub escalations: u32,

@@ -266,6 +266,8 @@ impl<P: Plugin, B: FnOnce(&InitializeParams) -> Result<P, String>> Session<P, B>
             #[cfg(feature = "runtime")]
             metrics: crate::extension::metrics::MetricsHandle::detached(),
             checkpoints: Some(sink),
+            #[cfg(feature = "runtime")]
+            code: None,
         };
         self.runtime
             .block_on(plugin.start(&context))

@@ -120,13 +120,29 @@ pub(super) fn learned(plugin: &ProcessPlugin) -> Option<(Vec<String>, TypesFrom)
         return None;
     }
     let source = plugin.source.as_deref()?;
+    if let Some(error) = failed().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        tracing::debug!(plugin = %plugin.name, %error, "not describing the plugin again: the same code failed before");
+        return None;
+    }
     match crate::engine::off_request_threads(|| describe(plugin, source)) {
         Ok(manifest) => Some((offered(&manifest), TypesFrom::Described)),
         Err(error) => {
             tracing::warn!(plugin = %plugin.name, %error, "cannot learn the plugin's step types");
+            // The same code, arguments and settings would fail the same way: not run again
+            // until the file changes (a new hash, a new key).
+            failed()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, error);
             None
         }
     }
+}
+
+/// Describes that failed, by the same key as [`known`]: the error.
+fn failed() -> &'static Mutex<HashMap<String, String>> {
+    static FAILED: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    FAILED.get_or_init(Default::default)
 }
 
 /// Runs the plugin's executable once for its `initialize` answer, and reaps it.

@@ -130,10 +130,32 @@ impl ProcessPlugin {
     /// handshake.
     async fn launch(&mut self, context: &PluginContext) -> Result<(), PluginError> {
         let (hash, source) = (self.hash.clone(), self.source.clone());
-        let bytes = tokio::task::spawn_blocking(move || store::verified(&hash, source.as_deref()))
-            .await
-            .map_err(|e| PluginError::Failed(format!("verifying the plugin's code failed: {e}")))?
-            .map_err(PluginError::Failed)?;
+        let verified =
+            tokio::task::spawn_blocking(move || store::verified(&hash, source.as_deref()))
+                .await
+                .map_err(|e| {
+                    PluginError::Failed(format!("verifying the plugin's code failed: {e}"))
+                })?;
+        let launched = match verified {
+            Ok((bytes, copy)) => self.launch_verified(context, bytes).await.map(|()| copy),
+            Err(error) => Err(PluginError::Failed(error)),
+        };
+        // Code replaced twice over, or this start's copy when it failed, is let go.
+        let kept = launched.map(|copy| {
+            if let Some(hold) = &context.code {
+                hold.keep(&self.hash, Box::new(copy));
+            }
+        });
+        tokio::task::spawn_blocking(store::prune);
+        kept
+    }
+
+    /// Runs exactly `bytes`, the verified code, and completes the handshake.
+    async fn launch_verified(
+        &mut self,
+        context: &PluginContext,
+        bytes: Vec<u8>,
+    ) -> Result<(), PluginError> {
         let sealed = SealedExecutable::new(&bytes);
         drop(bytes);
         let stored;
@@ -232,6 +254,10 @@ impl Plugin for ProcessPlugin {
 
     fn register(&self, types: &mut Types) -> Result<(), RegistryError> {
         manifest::register(self, types)
+    }
+
+    fn types_known(&self) -> bool {
+        self.step_types.is_some()
     }
 
     fn start(&mut self, context: &PluginContext) -> BoxFuture<'_, Result<(), PluginError>> {

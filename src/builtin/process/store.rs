@@ -139,28 +139,48 @@ pub(super) fn folder() -> Result<PathBuf, String> {
     Ok(folder)
 }
 
-/// The verified content of the stored copy of `hash`, copying `source` into the store first
-/// when the copy is not there yet (a first start). `source` must still hash to `hash`.
-pub(super) fn verified(hash: &str, source: Option<&Path>) -> Result<Vec<u8>, String> {
+/// The verified content of the stored copy of `hash`, and that copy opened under a shared
+/// lock, copying `source` into the store first when the copy is not there yet (a first start).
+/// `source` must still hash to `hash`. Kept in the slot's [`CodeHold`] while the code is live
+/// or previous, the lock keeps [`prune`] (of any process) from deleting the copy.
+///
+/// [`CodeHold`]: crate::extension::plugin::CodeHold
+pub(super) fn verified(
+    hash: &str,
+    source: Option<&Path>,
+) -> Result<(Vec<u8>, std::fs::File), String> {
     check_hash(hash)?;
     let path = folder()?.join(hash);
-    match open_checked(&path) {
-        Ok(file) => return read_checked(file, &path, hash),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            refuse();
+    // Twice at most: a copy another process pruned between our open and our lock is copied
+    // again.
+    for _ in 0..2 {
+        match open_locked(&path) {
+            Ok(Some(file)) => return read_checked(&file, &path, hash).map(|bytes| (bytes, file)),
+            Ok(None) => {}
+            Err(e) => {
+                refuse();
+                return Err(format!(
+                    "refusing to run the stored copy {} of code {hash}: {e}",
+                    path.display()
+                ));
+            }
+        }
+        let Some(source) = source else {
             return Err(format!(
-                "refusing to run the stored copy {} of code {hash}: {e}",
+                "the code {hash} is no longer in the plugin code store {}",
                 path.display()
             ));
-        }
+        };
+        store_copy(source, hash, &path)?;
     }
-    let Some(source) = source else {
-        return Err(format!(
-            "the code {hash} is no longer in the plugin code store {}",
-            path.display()
-        ));
-    };
+    Err(format!(
+        "the copy of code {hash} in the plugin code store {} was deleted as it was stored, twice",
+        path.display()
+    ))
+}
+
+/// Copies `source`, which must hash to `hash`, to `path` in the store (unless a copy is there).
+fn store_copy(source: &Path, hash: &str, path: &Path) -> Result<(), String> {
     let shown = source.display();
     let file = std::fs::File::open(source)
         .map_err(|e| format!("cannot read the executable {shown}: {e}"))?;
@@ -172,14 +192,60 @@ pub(super) fn verified(hash: &str, source: Option<&Path>) -> Result<Vec<u8>, Str
             "the executable {shown} changed since the config was built (built with sha256:{hash}, now sha256:{found}); reload again to run the new code"
         ));
     }
-    write_atomically(&path, &bytes).map_err(|e| {
-        format!("cannot copy the executable {shown} into the plugin code store: {e}")
-    })?;
-    let file = open_checked(&path).map_err(|e| {
-        refuse();
-        format!("refusing to run the stored copy {}: {e}", path.display())
-    })?;
-    read_checked(file, &path, hash)
+    write_atomically(path, &bytes)
+        .map_err(|e| format!("cannot copy the executable {shown} into the plugin code store: {e}"))
+}
+
+/// Opens a stored copy as [`open_checked`] does and takes a shared lock on it; `None` when
+/// there is no copy, or it was deleted before the lock was taken.
+fn open_locked(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = match open_checked(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)?;
+    Ok(still_at(&file, path).then_some(file))
+}
+
+/// Whether `path` still names the file `file` has open.
+fn still_at(file: &std::fs::File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(open), Ok(named)) => (open.dev(), open.ino()) == (named.dev(), named.ino()),
+        _ => false,
+    }
+}
+
+/// Deletes every stored copy that no process holds: one whose exclusive lock can be taken at
+/// once. A running plugin's slot holds a shared lock on its live and previous copies (see
+/// [`verified`]), so those stay, whichever process (of this user) runs them; everything else
+/// (code replaced twice over, a failed start's copy) goes. Called after each start.
+pub(super) fn prune() {
+    let Ok(folder) = folder() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_copy = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| check_hash(n).is_ok());
+        let Ok(file) = open_checked(&path)
+            .map_err(drop)
+            .and_then(|f| is_copy.then_some(f).ok_or(()))
+        else {
+            continue;
+        };
+        let free =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+        // Unlinked under the lock: an opener that locks after us sees it gone and copies again.
+        if free && still_at(&file, &path) && std::fs::remove_file(&path).is_ok() {
+            tracing::debug!(copy = %path.display(), "deleted a plugin code copy no one holds");
+        }
+    }
 }
 
 fn refuse() {
@@ -219,7 +285,7 @@ fn open_checked(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Reads an opened copy whole and checks its hash.
-fn read_checked(file: std::fs::File, path: &Path, hash: &str) -> Result<Vec<u8>, String> {
+fn read_checked(file: &std::fs::File, path: &Path, hash: &str) -> Result<Vec<u8>, String> {
     let bytes = read_bounded(file)
         .map_err(|e| format!("cannot read the stored copy {}: {e}", path.display()))?;
     let found = content_hash(&bytes);
@@ -233,7 +299,7 @@ fn read_checked(file: std::fs::File, path: &Path, hash: &str) -> Result<Vec<u8>,
     Ok(bytes)
 }
 
-fn read_bounded(file: std::fs::File) -> std::io::Result<Vec<u8>> {
+fn read_bounded(file: impl Read) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(MAX_EXECUTABLE_BYTES + 1)
         .read_to_end(&mut bytes)?;
@@ -247,7 +313,8 @@ fn read_bounded(file: std::fs::File) -> std::io::Result<Vec<u8>> {
 }
 
 /// Writes a copy under a fresh temporary name (never following or reusing a file that is
-/// there), then renames it into place.
+/// there), then links it into place unless a copy is there already: a copy another process
+/// holds is never replaced under its lock.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temporary =
         path.with_extension(format!("tmp-{}-{}", std::process::id(), fastrand::u64(..)));
@@ -261,10 +328,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
-        std::fs::rename(&temporary, path)
+        match std::fs::hard_link(&temporary, path) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            linked => linked,
+        }
     })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
+    let _ = std::fs::remove_file(&temporary);
     written
 }
