@@ -13,6 +13,7 @@ use serde::Serialize;
 /// The parts of one kind (say, modules) that a reload adds, changes, removes and keeps, each
 /// list sorted by name.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartChanges {
     /// Parts the live unit does not have.
     pub added: Vec<String>,

@@ -129,6 +129,8 @@ mod changes;
 pub mod guard;
 mod hibernating;
 mod mode;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod outcome;
 mod retirement;
 mod slot;

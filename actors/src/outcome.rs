@@ -121,6 +121,7 @@ impl ReloadOutcome {
 /// are applied in order of arrival.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Origin {
     /// The first activation, when the runtime starts.
     Initial,

@@ -15,6 +15,7 @@ use serde::Serialize;
 /// The part of a retirement that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RetireStage {
     /// Work was still in flight at the drain deadline (and was left to finish on its own).
     Drain,
@@ -25,6 +26,7 @@ pub enum RetireStage {
 /// One failed retirement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetireFailure {
     /// The generation of the unit that retired.
     pub generation: u64,
@@ -39,6 +41,7 @@ pub struct RetireFailure {
 /// Retirements so far, as status shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetirementStatus {
     /// Replaced units that finished retiring, cleanly or not.
     pub retired: u64,

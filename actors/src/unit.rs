@@ -147,6 +147,7 @@ impl Default for SwapSettings {
 /// The stage at which a spec was refused before anything was touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Stage {
     /// The input is not a document at all.
     Parse,

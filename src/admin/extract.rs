@@ -5,11 +5,12 @@ use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::AdminState;
+use super::answer::Answer;
 use super::handlers::json;
 use crate::net::{BodyError, read_limited};
 
@@ -64,23 +65,20 @@ impl FromRequest<AdminState> for Body {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &AdminState) -> Result<Self, Response> {
-        let too_large = || {
-            json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"status": "payload_too_large", "error": format!("the body is over the limit of {} bytes", state.max_body)}),
-            )
-        };
         match read_limited(request.into_body(), state.max_body).await {
             Ok(bytes) => Ok(Body(bytes)),
-            Err(BodyError::TooLarge(_)) => Err(too_large()),
-            Err(error @ BodyError::TimedOut(_)) => Err(json(
-                StatusCode::REQUEST_TIMEOUT,
-                json!({"status": "request_timeout", "error": error.to_string()}),
-            )),
-            Err(error) => Err(json(
-                StatusCode::BAD_REQUEST,
-                json!({"status": "bad_request", "error": error.to_string()}),
-            )),
+            Err(BodyError::TooLarge(_)) => Err(Answer::failed(
+                "payload_too_large",
+                format!("the body is over the limit of {} bytes", state.max_body),
+            )
+            .with(StatusCode::PAYLOAD_TOO_LARGE)),
+            Err(error @ BodyError::TimedOut(_)) => {
+                Err(Answer::failed("request_timeout", error.to_string())
+                    .with(StatusCode::REQUEST_TIMEOUT))
+            }
+            Err(error) => {
+                Err(Answer::failed("bad_request", error.to_string()).with(StatusCode::BAD_REQUEST))
+            }
         }
     }
 }
@@ -97,13 +95,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         };
         let text = value.to_str().unwrap_or("").trim();
         let unquoted = text.trim_start_matches("W/").trim_matches('"');
-        unquoted.parse::<u64>().map(|g| IfMatch(Some(g))).map_err(|_| {
-            json(
-                StatusCode::BAD_REQUEST,
-                json!({"status": "bad_request", "error": format!("If-Match must be a generation number, got {text:?}")}),
-            )
-            .into_response()
-        })
+        unquoted
+            .parse::<u64>()
+            .map(|g| IfMatch(Some(g)))
+            .map_err(|_| {
+                Answer::failed(
+                    "bad_request",
+                    format!("If-Match must be a generation number, got {text:?}"),
+                )
+                .with(StatusCode::BAD_REQUEST)
+            })
     }
 }
 
@@ -115,10 +116,9 @@ impl FromRequestParts<AdminState> for Attached {
 
     async fn from_request_parts(_parts: &mut Parts, state: &AdminState) -> Result<Self, Response> {
         state.runtime().cloned().map(Attached).ok_or_else(|| {
-            json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "unavailable", "state": "starting", "error": "the first engine has not started yet"}),
-            )
+            Answer::failed("unavailable", "the first engine has not started yet")
+                .state(swapvisor_actors::RunState::Starting)
+                .with(StatusCode::SERVICE_UNAVAILABLE)
         })
     }
 }

@@ -1,16 +1,18 @@
-//! The admin API's handlers: one small function per endpoint.
+//! The admin API's handlers for health, metrics and the engine: one small function per
+//! endpoint, each with the `#[utoipa::path]` the OpenAPI document is made of.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-use swapvisor_actors::{Origin, ReloadOutcome, ReloadRecord, ReloadRequest, RunState, Stage};
+use serde_json::Value;
+use swapvisor_actors::{Origin, ReloadOutcome, ReloadRecord, RunState, Stage};
 
 use super::AdminState;
+use super::answer::Answer;
 use super::extract::{Attached, Body, IfMatch};
-use crate::config::{LoadError, PluginSpec, read_file};
+use crate::config::{LoadError, read_file};
 use crate::engine::EngineSpec;
-use crate::runtime::{Reload, Runtime, TryActivateResult};
+use crate::runtime::{Reload, Runtime, RuntimeStatus, TryActivateResult};
 
 /// A JSON response.
 pub(super) fn json(status: StatusCode, body: Value) -> Response {
@@ -22,45 +24,45 @@ pub(super) fn json(status: StatusCode, body: Value) -> Response {
     response
 }
 
-fn stopped() -> Response {
-    json(
-        StatusCode::SERVICE_UNAVAILABLE,
-        json!({"status": "unavailable", "error": "the runtime is shutting down"}),
-    )
+/// 503: the runtime is shutting down.
+pub(super) fn stopped() -> Response {
+    Answer::failed("unavailable", "the runtime is shutting down")
+        .with(StatusCode::SERVICE_UNAVAILABLE)
 }
 
-/// `GET /healthz`: the process is alive.
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive: `{\"status\": \"ok\"}`", body = Answer)))]
 pub(super) async fn healthz() -> Response {
-    json(StatusCode::OK, json!({"status": "ok"}))
+    Answer::new("ok").with(StatusCode::OK)
 }
 
-/// `GET /readyz`: 200 while requests are served, 503 while nothing serves (starting, a
-/// stop-first gap, degraded, stopping). A start-first reload keeps it 200 throughout.
+/// 200 while requests are served, 503 while nothing serves (starting, a stop-first gap,
+/// degraded, stopping). A start-first reload keeps it 200 throughout.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Requests are served: `ready`, with the state", body = Answer),
+    (status = 503, description = "Nothing serves now: `not_ready`, with the state", body = Answer)))]
 pub(super) async fn readyz(State(state): State<AdminState>) -> Response {
     let Some(runtime) = state.runtime() else {
-        return json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "not_ready", "state": "starting"}),
-        );
+        return Answer::new("not_ready")
+            .state(RunState::Starting)
+            .with(StatusCode::SERVICE_UNAVAILABLE);
     };
     match runtime.status().await {
         Ok(status)
             if status.serving
                 && matches!(status.state, RunState::Running | RunState::Reloading) =>
         {
-            json(
-                StatusCode::OK,
-                json!({"status": "ready", "state": status.state}),
-            )
+            Answer::new("ready")
+                .state(status.state)
+                .with(StatusCode::OK)
         }
-        Ok(status) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "not_ready", "state": status.state}),
-        ),
-        Err(_) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "not_ready", "state": "stopping"}),
-        ),
+        Ok(status) => Answer::new("not_ready")
+            .state(status.state)
+            .with(StatusCode::SERVICE_UNAVAILABLE),
+        Err(_) => Answer::new("not_ready")
+            .state(RunState::Stopping)
+            .with(StatusCode::SERVICE_UNAVAILABLE),
     }
 }
 
@@ -72,7 +74,10 @@ fn with_etag(mut response: Response, generation: u64) -> Response {
     response
 }
 
-/// `GET /api/v1/admin/engine/status`, with the generation as `ETag`.
+/// The runtime's status, with the generation as `ETag` (for `If-Match` on a reload).
+#[utoipa::path(get, path = "/api/v1/admin/engine/status", tag = "engine", responses(
+    (status = 200, description = "The status; a node in a fleet adds `fleet`", body = RuntimeStatus,
+     headers(("ETag" = String, description = "The live generation, quoted")))))]
 pub(super) async fn status(
     State(state): State<AdminState>,
     Attached(runtime): Attached,
@@ -91,22 +96,25 @@ pub(super) async fn status(
     }
 }
 
-/// `GET /api/v1/admin/engine/config`: the config the live generation runs, as written (so
-/// `${VAR}` references stay unexpanded and no secret they hold leaks), with the generation as
-/// `ETag`. Posting it back to `reload` answers `unchanged`.
+/// The config the live generation runs, as written (so `${VAR}` references stay unexpanded
+/// and no secret they hold leaks), with the generation as `ETag`. Posting it back to
+/// `reload` answers `unchanged`.
+#[utoipa::path(get, path = "/api/v1/admin/engine/config", tag = "engine", responses(
+    (status = 200, description = "The live config as a JSON document", body = Object,
+     headers(("ETag" = String, description = "The live generation, quoted")))))]
 pub(super) async fn live_config(Attached(runtime): Attached) -> Response {
     match runtime.observe().live_config() {
         Some((generation, config)) => {
             with_etag(json(StatusCode::OK, config.to_document()), generation)
         }
-        None => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "unavailable", "error": "no engine is serving now"}),
-        ),
+        None => Answer::failed("unavailable", "no engine is serving now")
+            .with(StatusCode::SERVICE_UNAVAILABLE),
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus text format (0.0.4): every family `/metrics` shows.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
 pub(super) async fn metrics(
     State(state): State<AdminState>,
     Attached(runtime): Attached,
@@ -120,7 +128,13 @@ pub(super) async fn metrics(
     }
 }
 
-/// `POST /api/v1/admin/engine/try-activate`: build the body's config and tear it down.
+/// Builds the body's config (YAML or JSON) and tears it down: nothing starts, nothing runs.
+#[utoipa::path(post, path = "/api/v1/admin/engine/try-activate", tag = "engine",
+    request_body(content = String, description = "A config, YAML or JSON", content_type = "application/yaml"),
+    responses(
+        (status = 200, description = "`build_ok`: it builds", body = TryActivateResult),
+        (status = 400, description = "`build_failed`: not a document", body = TryActivateResult),
+        (status = 422, description = "`build_failed`: it does not build", body = TryActivateResult)))]
 pub(super) async fn try_activate(Attached(runtime): Attached, Body(body): Body) -> Response {
     let verdict = runtime
         .try_activate(EngineSpec::Source(body.to_vec().into()))
@@ -138,7 +152,7 @@ pub(super) async fn try_activate(Attached(runtime): Attached, Body(body): Body) 
 }
 
 /// 400 for input that is not a document at all, 422 for a document that does not build.
-fn failed_build(stage: Stage) -> StatusCode {
+pub(super) fn failed_build(stage: Stage) -> StatusCode {
     if stage == Stage::Parse {
         StatusCode::BAD_REQUEST
     } else {
@@ -146,8 +160,16 @@ fn failed_build(stage: Stage) -> StatusCode {
     }
 }
 
-/// `POST /api/v1/admin/engine/reload`: the body's config, or the config file when the body is
-/// empty.
+/// Reloads to the body's config, or to the config file when the body is empty.
+#[utoipa::path(post, path = "/api/v1/admin/engine/reload", tag = "engine",
+    request_body(content = String, description = "A config, YAML or JSON; empty: the config file", content_type = "application/yaml"),
+    params(("If-Match" = Option<String>, Header, description = "Reload only if this is the live generation (`3`, `\"3\"` or `W/\"3\"`)")),
+    responses(
+        (status = 200, description = "`activated`, or `unchanged`", body = Answer),
+        (status = 400, description = "`build_failed`: not a document, no file to reload from; `bad_request`: a bad `If-Match`", body = Answer),
+        (status = 412, description = "`conflict`: `If-Match` names another generation", body = Answer),
+        (status = 422, description = "`build_failed`: it does not build", body = Answer),
+        (status = 500, description = "`rolled_back` (the previous config serves on) or `degraded`", body = Answer)))]
 pub(super) async fn reload(
     State(state): State<AdminState>,
     Attached(runtime): Attached,
@@ -189,130 +211,60 @@ pub(super) fn config_source(
 
 /// 400 for an empty reload body with no config file to reload from.
 pub(super) fn no_config_file() -> Response {
-    json(
-        StatusCode::BAD_REQUEST,
-        json!({"status": "build_failed", "error": "the body is empty and there is no config file to reload from"}),
+    Answer::failed(
+        "build_failed",
+        "the body is empty and there is no config file to reload from",
     )
+    .with(StatusCode::BAD_REQUEST)
 }
 
 async fn reload_answer_for_unread(runtime: &Runtime, error: LoadError) -> Response {
     let generation = runtime.status().await.map(|s| s.generation).unwrap_or(0);
-    json(
-        StatusCode::BAD_REQUEST,
-        json!({"status": "build_failed", "error": error.to_string(), "generation": generation}),
-    )
+    Answer::failed("build_failed", error.to_string())
+        .generation(generation)
+        .with(StatusCode::BAD_REQUEST)
 }
 
-/// 404 for a plugin name no instance has.
-fn no_such_plugin(name: &str) -> Response {
-    json(
-        StatusCode::NOT_FOUND,
-        json!({"status": "not_found", "error": format!("no plugin named {name:?} is running")}),
-    )
-}
-
-/// `GET /api/v1/admin/plugins`: every plugin instance's status, each with its last reload and
-/// its count of each outcome.
-pub(super) async fn plugins(Attached(runtime): Attached) -> Response {
-    match runtime.status().await {
-        Ok(status) => json(StatusCode::OK, json!({ "plugins": status.plugins })),
-        Err(_) => stopped(),
-    }
-}
-
-/// `GET /api/v1/admin/plugins/{name}`: one plugin instance's status and its reload history
-/// (the latest 20, oldest first); 404 for an unknown plugin.
-pub(super) async fn plugin(Attached(runtime): Attached, Path(name): Path<String>) -> Response {
-    match runtime.plugin(&name) {
-        Ok(plugin) => {
-            let mut body = serde_json::to_value(plugin.status()).unwrap_or_default();
-            body["history"] = serde_json::to_value(plugin.history()).unwrap_or_default();
-            json(StatusCode::OK, body)
-        }
-        Err(_) => no_such_plugin(&name),
-    }
-}
-
-/// `POST /api/v1/admin/plugins/{name}/reload`: the body is one `plugins:` entry.
-pub(super) async fn reload_plugin(
-    Attached(runtime): Attached,
-    Path(name): Path<String>,
-    Body(body): Body,
-) -> Response {
-    let Ok(plugin) = runtime.plugin(&name) else {
-        return no_such_plugin(&name);
-    };
-    let spec = match PluginSpec::parse(&body) {
-        Ok(spec) => spec,
-        Err(error) => {
-            let code = match error {
-                LoadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            let record = plugin.refused(Origin::Admin, error.to_string());
-            return json(
-                code,
-                json!({"status": "build_failed", "error": error.to_string(), "generation": record.generation}),
-            );
-        }
-    };
-    let request = ReloadRequest::<PluginSpec>::new(spec).from(Origin::Admin);
-    match plugin.reload(request).await {
-        Ok(record) => reload_answer(&record),
-        Err(_) => no_such_plugin(&name),
-    }
-}
-
-/// The status code and body for a reload's outcome.
-fn reload_answer(record: &ReloadRecord) -> Response {
-    let generation = record.generation;
+/// The status code and answer for a reload's outcome.
+pub(super) fn reload_answer(record: &ReloadRecord) -> Response {
+    let answer = |status: &'static str| Answer::new(status).generation(record.generation);
     match &record.outcome {
-        ReloadOutcome::Activated { generation } => json(
-            StatusCode::OK,
-            json!({"status": "activated", "generation": generation}),
-        ),
-        ReloadOutcome::Rejected { stage, error } => json(
-            failed_build(*stage),
-            json!({"status": "build_failed", "error": error, "generation": generation}),
-        ),
-        ReloadOutcome::RolledBack { error } => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"status": "rolled_back", "error": error, "generation": generation}),
-        ),
+        ReloadOutcome::Activated { .. } => answer("activated").with(StatusCode::OK),
+        ReloadOutcome::Rejected { stage, error } => Answer::failed("build_failed", error)
+            .generation(record.generation)
+            .with(failed_build(*stage)),
+        ReloadOutcome::RolledBack { error } => Answer::failed("rolled_back", error)
+            .generation(record.generation)
+            .with(StatusCode::INTERNAL_SERVER_ERROR),
         ReloadOutcome::Degraded {
             error,
             restore_error,
-        } => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"status": "degraded", "error": error, "restoreError": restore_error, "generation": generation}),
-        ),
-        ReloadOutcome::Conflict { .. } => json(
-            StatusCode::PRECONDITION_FAILED,
-            json!({"status": "conflict", "generation": generation}),
-        ),
-        ReloadOutcome::Superseded => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "superseded", "generation": generation}),
-        ),
-        other => json(
-            StatusCode::OK,
-            json!({"status": other.name(), "generation": generation}),
-        ),
+        } => Answer::failed("degraded", error)
+            .restore_error(Some(restore_error.clone()))
+            .generation(record.generation)
+            .with(StatusCode::INTERNAL_SERVER_ERROR),
+        ReloadOutcome::Conflict { .. } => answer("conflict").with(StatusCode::PRECONDITION_FAILED),
+        ReloadOutcome::Superseded => answer("superseded").with(StatusCode::SERVICE_UNAVAILABLE),
+        other => answer(other.name()).with(StatusCode::OK),
     }
 }
 
 /// Any path the API does not have.
 pub(super) async fn not_found(request: axum::extract::Request) -> Response {
-    json(
-        StatusCode::NOT_FOUND,
-        json!({"status": "not_found", "error": format!("no such endpoint: {} {}", request.method(), request.uri().path())}),
-    )
+    let error = format!(
+        "no such endpoint: {} {}",
+        request.method(),
+        request.uri().path()
+    );
+    Answer::failed("not_found", error).with(StatusCode::NOT_FOUND)
 }
 
 /// A path the API has, with another method.
 pub(super) async fn method_not_allowed(request: axum::extract::Request) -> Response {
-    json(
-        StatusCode::METHOD_NOT_ALLOWED,
-        json!({"status": "method_not_allowed", "error": format!("{} is not allowed on {}", request.method(), request.uri().path())}),
-    )
+    let error = format!(
+        "{} is not allowed on {}",
+        request.method(),
+        request.uri().path()
+    );
+    Answer::failed("method_not_allowed", error).with(StatusCode::METHOD_NOT_ALLOWED)
 }

@@ -18,15 +18,19 @@
 //! | POST | `/api/v1/admin/plugins/{name}/reload` | the codes of an engine reload; 404 for an unknown plugin |
 //! | GET | `/api/v1/admin/process` | pid, version, binary, the pid it was upgraded from, the last upgrade (501 when the process cannot upgrade) |
 //! | POST | `/api/v1/admin/upgrade` | a binary upgrade: 200 `upgraded` (this process then exits), 500 `failed` (it serves on), 409 `busy` |
+//! | GET | `/api/v1/admin/openapi.json` | the OpenAPI 3.1 document of all of these, derived from the handlers' types |
 //!
 //! With a token set, every `/api/` path requires `Authorization: Bearer <token>`, compared in
 //! constant time.
 
+mod answer;
 mod extract;
 #[cfg(feature = "fleet")]
 mod fleet_routes;
 mod handlers;
 mod metrics;
+mod openapi;
+mod plugin_routes;
 mod process;
 
 use std::net::SocketAddr;
@@ -195,12 +199,13 @@ fn router(state: AdminState) -> Router {
         )
         .route("/api/workflow/try-activate", post(handlers::try_activate))
         .route("/api/v1/admin/engine/reload", post(handlers::reload))
-        .route("/api/v1/admin/plugins", get(handlers::plugins))
-        .route("/api/v1/admin/plugins/{name}", get(handlers::plugin))
+        .route("/api/v1/admin/plugins", get(plugin_routes::plugins))
+        .route("/api/v1/admin/plugins/{name}", get(plugin_routes::plugin))
         .route(
             "/api/v1/admin/plugins/{name}/reload",
-            post(handlers::reload_plugin),
+            post(plugin_routes::reload_plugin),
         )
+        .route("/api/v1/admin/openapi.json", get(openapi::openapi_json))
         .route("/api/v1/admin/process", get(process::describe))
         .route("/api/v1/admin/upgrade", post(process::upgrade));
     // Without the `fleet` feature the fallback answers these paths 404.

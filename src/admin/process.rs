@@ -10,9 +10,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AdminState;
+use super::answer::Answer;
 use super::extract::Body;
 use super::handlers::json;
 
@@ -28,20 +29,24 @@ pub trait ProcessControl: Send + Sync + 'static {
 }
 
 /// The body of `POST /api/v1/admin/upgrade`; empty for the process's own executable.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpgradeBody {
+pub(super) struct UpgradeBody {
+    /// The executable to upgrade to; the process's own when absent.
+    #[schema(value_type = Option<String>)]
     binary: Option<PathBuf>,
 }
 
 fn unavailable() -> Response {
-    json(
-        StatusCode::NOT_IMPLEMENTED,
-        json!({"status": "unavailable", "error": "this process cannot upgrade itself"}),
-    )
+    Answer::failed("unavailable", "this process cannot upgrade itself")
+        .with(StatusCode::NOT_IMPLEMENTED)
 }
 
-/// `GET /api/v1/admin/process`.
+/// The process: pid, version, binary, when it started, the pid it was upgraded from, and its
+/// last upgrade.
+#[utoipa::path(get, path = "/api/v1/admin/process", tag = "process", responses(
+    (status = 200, description = "`{\"pid\", \"version\", \"binary\", \"startedAt\", \"upgradedFrom\", \"lastUpgrade\"}`", body = Object),
+    (status = 501, description = "`unavailable`: this process cannot upgrade itself", body = Answer)))]
 pub(super) async fn describe(State(state): State<AdminState>) -> Response {
     match state.process.get() {
         Some(process) => json(StatusCode::OK, process.describe()),
@@ -49,8 +54,16 @@ pub(super) async fn describe(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// `POST /api/v1/admin/upgrade`: 200 with the report once the new process serves (this one
-/// then exits), 500 with it when the old process serves on.
+/// A binary upgrade: 200 with the report once the new process serves (this one then exits),
+/// 500 with it when the old process serves on, 409 while another upgrade runs.
+#[utoipa::path(post, path = "/api/v1/admin/upgrade", tag = "process",
+    request_body(content = UpgradeBody, description = "Empty for the process's own executable"),
+    responses(
+        (status = 200, description = "`upgraded`: the report", body = Object),
+        (status = 400, description = "`invalid`: the body is not `{\"binary\": \"/path\"}`", body = Answer),
+        (status = 409, description = "`busy`: another upgrade runs", body = Object),
+        (status = 500, description = "`failed`: the report; this process serves on", body = Object),
+        (status = 501, description = "`unavailable`: this process cannot upgrade itself", body = Answer)))]
 pub(super) async fn upgrade(State(state): State<AdminState>, Body(body): Body) -> Response {
     let Some(process) = state.process.get().cloned() else {
         return unavailable();
@@ -61,10 +74,11 @@ pub(super) async fn upgrade(State(state): State<AdminState>, Body(body): Body) -
         match serde_json::from_slice(&body) {
             Ok(request) => request,
             Err(error) => {
-                return json(
-                    StatusCode::BAD_REQUEST,
-                    json!({"status": "invalid", "error": format!("the body must be {{\"binary\": \"/path\"}} or empty: {error}")}),
-                );
+                return Answer::failed(
+                    "invalid",
+                    format!("the body must be {{\"binary\": \"/path\"}} or empty: {error}"),
+                )
+                .with(StatusCode::BAD_REQUEST);
             }
         }
     };

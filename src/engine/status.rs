@@ -24,6 +24,7 @@ pub enum EngineState {
 /// One module as shown in status.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct ModuleStatus {
     /// The module's name.
     pub name: String,

@@ -9,6 +9,7 @@ use crate::registry::Registry;
 /// Module, step and trigger type names, each list sorted; empty lists are left out of JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct TypeLists {
     /// Module types.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -42,6 +43,7 @@ impl TypeLists {
 /// whether the candidate offers `step.foo`), and the types its config uses (`usedTypes`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct EngineTypes {
     /// Every type the engine registers: the registry's own and its plugins' contributions.
     #[serde(flatten)]

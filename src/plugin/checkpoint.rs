@@ -90,6 +90,7 @@ impl Checkpoint {
 /// A checkpoint as status shows it: everything but the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct CheckpointSummary {
     /// Its sequence number.
     pub sequence: u64,
@@ -107,6 +108,7 @@ pub struct CheckpointSummary {
 /// Why an instance was offered a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub enum ImportCause {
     /// It was restarted after a crash (its own, or a sibling's under its strategy).
     Restart,
@@ -123,6 +125,7 @@ pub enum ImportCause {
 /// The checkpoint an instance imported, as status shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct ImportedCheckpoint {
     /// Which checkpoint.
     #[serde(flatten)]
@@ -136,6 +139,7 @@ pub struct ImportedCheckpoint {
 /// An instance's checkpoints as status shows them; absent for an instance that has none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct CheckpointStatus {
     /// The latest checkpoint kept, if any.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -18,6 +18,7 @@ const LIMIT: usize = 20;
 /// One reload of a plugin instance, as status and the admin API show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct PluginReload {
     /// Who asked (`initial`, `api`, `admin`, `watch`, `revert`, ...).
     pub origin: Origin,

@@ -9,6 +9,7 @@ use super::history::PluginReload;
 /// Where a plugin instance is, as shown in status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub enum PluginState {
     /// Being started or swapped.
     Starting,
@@ -37,6 +38,7 @@ impl PluginState {
 /// One plugin instance as shown in status.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct PluginStatus {
     /// The instance's name.
     pub name: String,

@@ -9,6 +9,7 @@ use crate::plugin::PluginStatus;
 /// The runtime as shown in status (and by the admin API).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub struct RuntimeStatus {
     /// `starting`, `running`, `reloading`, `degraded` or `stopping`.
     pub state: RunState,

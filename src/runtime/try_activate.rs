@@ -25,6 +25,7 @@ use crate::engine::{BuildError, Engine, EngineTypes};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 pub enum TryActivateResult {
     /// The config built; the candidate was torn down without starting.
     BuildOk {

@@ -11,6 +11,7 @@ use crate::unit::Unit;
 /// Where a slot is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunState {
     /// Nothing has been activated yet.
     Starting,
