@@ -18,9 +18,14 @@
 //! | POST | `/api/v1/admin/plugins/{name}/reload` | the codes of an engine reload; 404 for an unknown plugin |
 //! | GET | `/api/v1/admin/process` | pid, version, binary, the pid it was upgraded from, the last upgrade (501 when the process cannot upgrade) |
 //! | POST | `/api/v1/admin/upgrade` | a binary upgrade: 200 `upgraded` (this process then exits), 500 `failed` (it serves on), 409 `busy` |
+//! | GET | `/` | 303 to `/ui` |
+//! | GET | `/ui` (`/ui/app.js`, `/ui/style.css`) | the admin page, embedded in the binary; public, it holds no data |
+//! | POST | `/api/v1/admin/login` | the token in the body (`{"token": ...}` or a form): 200 and a `swapvisor_session` cookie, or 401 and none |
+//! | POST | `/api/v1/admin/logout` | ends the session and clears its cookie |
 //!
-//! With a token set, every `/api/` path requires `Authorization: Bearer <token>`, compared in
-//! constant time.
+//! With a token set, every `/api/` path but the login requires `Authorization: Bearer <token>`
+//! (compared in constant time) or a session cookie from the login; a cookie-authenticated
+//! request other than `GET`/`HEAD` must also carry `X-Swapvisor-Csrf` (else 403).
 
 mod extract;
 #[cfg(feature = "fleet")]
@@ -28,6 +33,7 @@ mod fleet_routes;
 mod handlers;
 mod metrics;
 mod process;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +71,8 @@ pub struct AdminState {
     fleet: Arc<OnceLock<Arc<crate::fleet::Fleet>>>,
     /// The process, when it can describe and upgrade itself.
     process: Arc<OnceLock<Arc<dyn ProcessControl>>>,
+    /// The admin page's sessions, opened by its login.
+    sessions: Arc<ui::Sessions>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -92,6 +100,7 @@ impl AdminState {
             #[cfg(feature = "fleet")]
             fleet: Arc::default(),
             process: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 
@@ -202,7 +211,13 @@ fn router(state: AdminState) -> Router {
             post(handlers::reload_plugin),
         )
         .route("/api/v1/admin/process", get(process::describe))
-        .route("/api/v1/admin/upgrade", post(process::upgrade));
+        .route("/api/v1/admin/upgrade", post(process::upgrade))
+        .route("/", get(ui::root))
+        .route("/ui", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/style.css", get(ui::style))
+        .route("/api/v1/admin/login", post(ui::login))
+        .route("/api/v1/admin/logout", post(ui::logout));
     // Without the `fleet` feature the fallback answers these paths 404.
     #[cfg(feature = "fleet")]
     let routes = routes
