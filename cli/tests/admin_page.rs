@@ -25,16 +25,16 @@ fn config(version: &str) -> String {
     )
 }
 
-/// The binary with the token, and the admin API's URL.
-fn start(token: Option<&str>) -> (Swapvisor, TempConfig, String) {
+/// The binary with the token, and the URLs of its server and its admin API.
+fn start(token: Option<&str>) -> (Swapvisor, TempConfig, String, String) {
     let file = TempConfig::new(&config("v1"));
     let mut args = vec!["run", file.as_str(), "--admin", "127.0.0.1:0"];
     if let Some(token) = token {
         args.extend(["--admin-token", token]);
     }
     let mut process = Swapvisor::start(&args);
-    let (_, admin) = process.wait_until_up_with_admin("web");
-    (process, file, admin)
+    let (web, admin) = process.wait_until_up_with_admin("web");
+    (process, file, web, admin)
 }
 
 fn bearer() -> String {
@@ -53,7 +53,7 @@ fn session_cookie(headers: &hyper::HeaderMap) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_login_sets_a_cookie_for_the_right_token_only_and_writes_need_the_csrf_header() {
-    let (_process, _file, admin) = start(Some(TOKEN));
+    let (_process, _file, _, admin) = start(Some(TOKEN));
     let login = format!("{admin}/api/v1/admin/login");
     let status = format!("{admin}/api/v1/admin/engine/status");
     let reload = format!("{admin}/api/v1/admin/engine/reload");
@@ -137,7 +137,7 @@ async fn the_login_sets_a_cookie_for_the_right_token_only_and_writes_need_the_cs
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_is_public_embedded_and_fetches_nothing_from_elsewhere() {
-    let (_process, _file, admin) = start(Some(TOKEN));
+    let (_process, _file, _, admin) = start(Some(TOKEN));
     let (code, headers, _) = get_full(&format!("{admin}/")).await;
     assert_eq!(
         (code, headers[hyper::header::LOCATION].to_str().ok()),
@@ -165,7 +165,7 @@ async fn the_page_is_public_embedded_and_fetches_nothing_from_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_token_the_api_needs_no_login() {
-    let (_process, _file, admin) = start(None);
+    let (_process, _file, _, admin) = start(None);
     let (code, headers, answer) =
         request_full("POST", &format!("{admin}/api/v1/admin/login"), &[], "{}")
             .await
@@ -187,7 +187,7 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
         return;
     }
     let began = Instant::now();
-    let (_process, _file, admin) = start(Some(TOKEN));
+    let (_process, _file, web, admin) = start(Some(TOKEN));
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
     let browser = Browser::open(&driver, profile.path()).await;
@@ -222,13 +222,7 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
     let input = browser.element("#token").await;
     let at = format!("{}/element/{input}", browser.session);
     webdriver("POST", &format!("{at}/value"), json!({ "text": TOKEN })).await;
-    let submit = browser.element("#login-submit").await;
-    webdriver(
-        "POST",
-        &format!("{}/element/{submit}/click", browser.session),
-        json!({}),
-    )
-    .await;
+    browser.click("#login-submit").await;
     browser
         .wait_for(
             "the tree with the engine and two plugins",
@@ -238,6 +232,22 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
                 && document.querySelectorAll('#tree [data-plugin]').length === 2
                 && !!document.querySelector('[data-plugin=hits][data-state=running]')
                 && !!document.querySelector('[data-plugin=proc][data-state=running][data-restarts=\"0\"]')",
+        )
+        .await;
+
+    // Requests show as a rate and a p99 (between two scrapes), listeners with their caps.
+    for _ in 0..20 {
+        assert_eq!(common::get(&format!("{web}/hello")).await.0, 200);
+    }
+    browser
+        .wait_for(
+            "the pipeline's rate and p99",
+            Duration::from_secs(5),
+            "const row = document.querySelector('#pipelines [data-pipeline=hello]');
+             const cell = (name) => row && row.querySelector(`[data-field=${name}]`).textContent;
+             return Number(cell('total')) >= 20 && Number(cell('rate')) > 0
+                 && cell('errors') === '0.0 %' && cell('p99').endsWith(' ms')
+                 && !!document.querySelector('#listeners [data-kind=\"http.server\"] [data-field=max]')",
         )
         .await;
 
@@ -268,6 +278,21 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
         .await;
     let took = answered.elapsed();
     assert!(took <= Duration::from_secs(2), "{took:?}");
+
+    // The config's diff against the generation before.
+    browser
+        .wait_for(
+            "the config's diff",
+            Duration::from_secs(5),
+            &format!(
+                "const diff = document.getElementById('config-diff');
+                 return diff.dataset.previousGeneration === '{}'
+                     && [...diff.querySelectorAll('.diff-del')].some(l => l.textContent.includes('v1'))
+                     && [...diff.querySelectorAll('.diff-add')].some(l => l.textContent.includes('v2'))",
+                generation - 1
+            ),
+        )
+        .await;
 
     // A crash of the process plugin shows as a restart.
     let (_, status) = request_with(
@@ -302,6 +327,31 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
         "the restarted process has another pid"
     );
 
+    // The buttons go through the endpoints, with the CSRF header the cookie needs.
+    browser.click("[data-reload-plugin=hits]").await;
+    browser
+        .wait_for(
+            "the per-plugin reload's answer",
+            Duration::from_secs(10),
+            "const s = document.getElementById('action-result').dataset.status;
+             return s === 'unchanged' || s === 'activated'",
+        )
+        .await;
+    browser
+        .run(&format!(
+            "document.getElementById('yaml').value = {}",
+            json!(config("v3"))
+        ))
+        .await;
+    browser.click("#try-activate").await;
+    browser
+        .wait_for(
+            "the try-activate's answer",
+            Duration::from_secs(10),
+            "return document.getElementById('action-result').dataset.status === 'build_ok'",
+        )
+        .await;
+
     // The token was in no URL the page loaded.
     let urls = browser
         .run("return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)]")
@@ -327,6 +377,17 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
     if let Ok(keep) = std::env::var("SWAPVISOR_KEEP_SCREENSHOT") {
         std::fs::copy(&path, keep).unwrap();
     }
+
+    // Logging out leaves only the login, and the session is gone.
+    browser.click("#logout").await;
+    browser
+        .wait_for(
+            "the login after logout",
+            Duration::from_secs(5),
+            "return document.body.dataset.view === 'login'
+                && document.querySelectorAll('[data-plugin],[data-node],#timeline tr').length === 0",
+        )
+        .await;
 
     browser.close().await;
     eprintln!("the browser test took {:?}", began.elapsed());

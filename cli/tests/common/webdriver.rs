@@ -144,6 +144,13 @@ impl Browser {
             .to_owned()
     }
 
+    /// Clicks the element `css` selects.
+    pub(crate) async fn click(&self, css: &str) {
+        let element = self.element(css).await;
+        let url = format!("{}/element/{element}/click", self.session);
+        webdriver("POST", &url, json!({})).await;
+    }
+
     pub(crate) async fn close(self) {
         webdriver("DELETE", &self.session, Value::Null).await;
     }

@@ -406,14 +406,41 @@ function renderConfig(config) {
   }
   $("diff-generations").textContent = seen[0] + " → " + generation;
   diff.setAttribute("data-previous-generation", seen[0]);
-  diff.replaceChildren(...diffLines(state.configs.get(seen[0]), text).map(([op, line]) =>
-    el("div", { class: op === "+" ? "diff-add" : op === "-" ? "diff-del" : "" }, op + " " + line)));
+  const lines = withContext(diffLines(state.configs.get(seen[0]), text), 3);
+  diff.replaceChildren(...lines.map(([op, line]) =>
+    el("div", { class: op === "+" ? "diff-add" : op === "-" ? "diff-del" : op === "…" ? "muted" : "" },
+      op === "…" ? line : op + " " + line)));
+}
+
+// The changed lines with `context` unchanged ones around them; longer unchanged runs are
+// folded into one "…" line.
+function withContext(lines, context) {
+  const near = lines.map(() => false);
+  lines.forEach(([op], i) => {
+    if (op === " ") return;
+    for (let j = Math.max(0, i - context); j <= Math.min(lines.length - 1, i + context); j++) near[j] = true;
+  });
+  const out = [];
+  let folded = 0;
+  lines.forEach((line, i) => {
+    if (near[i]) {
+      if (folded) out.push(["…", "… " + folded + " unchanged lines"]);
+      folded = 0;
+      out.push(line);
+    } else {
+      folded++;
+    }
+  });
+  if (folded) out.push(["…", "… " + folded + " unchanged lines"]);
+  if (!lines.some(([op]) => op !== " ")) return [["…", "no change"]];
+  return out;
 }
 
 // ---- actions -------------------------------------------------------------------------------
 
 async function act(method, path, body) {
   const result = $("action-result");
+  result.removeAttribute("data-status");
   result.textContent = method + " " + path + " …";
   try {
     const answer = await api(method, path, body);
