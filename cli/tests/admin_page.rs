@@ -181,6 +181,33 @@ async fn without_a_token_the_api_needs_no_login() {
 
 // ---- the page in a browser -------------------------------------------------------------------
 
+/// Waits until the page shows its login, then asserts that it shows nothing else.
+async fn only_the_login(browser: &Browser, what: &str) {
+    let script = "return document.body.dataset.view === 'login'";
+    browser
+        .wait_for(what, Duration::from_secs(10), script)
+        .await;
+    let shown = browser
+        .run(
+            "return {login: !document.getElementById('login').hidden,
+                     app: !document.getElementById('app').hidden,
+                     data: document.querySelectorAll('[data-plugin],[data-node],#timeline tr,#pipelines tr').length,
+                     text: document.body.innerText}",
+        )
+        .await;
+    assert_eq!(
+        (&shown["login"], &shown["app"], &shown["data"]),
+        (&json!(true), &json!(false), &json!(0)),
+        "{what}: {shown}"
+    );
+    for data in ["Supervisor", "hits", "proc", "generation"] {
+        assert!(
+            !shown["text"].as_str().unwrap().contains(data),
+            "{what}: {shown}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
     if !chromium_present() {
@@ -194,29 +221,7 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
 
     // Without a session: the login form and nothing else.
     browser.go(&format!("{admin}/")).await;
-    browser
-        .wait_for(
-            "login view",
-            Duration::from_secs(10),
-            "return document.body.dataset.view === 'login'",
-        )
-        .await;
-    let shown = browser
-        .run(
-            "return {login: !document.getElementById('login').hidden,
-                     app: !document.getElementById('app').hidden,
-                     data: document.querySelectorAll('[data-plugin],[data-node],#timeline tr,#pipelines tr').length,
-                     text: document.body.innerText}",
-        )
-        .await;
-    assert_eq!(
-        (&shown["login"], &shown["app"], &shown["data"]),
-        (&json!(true), &json!(false), &json!(0)),
-        "{shown}"
-    );
-    for data in ["Supervisor", "hits", "proc", "generation"] {
-        assert!(!shown["text"].as_str().unwrap().contains(data), "{shown}");
-    }
+    only_the_login(&browser, "the login").await;
 
     // Log in through the form.
     let input = browser.element("#token").await;
@@ -380,14 +385,7 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
 
     // Logging out leaves only the login, and the session is gone.
     browser.click("#logout").await;
-    browser
-        .wait_for(
-            "the login after logout",
-            Duration::from_secs(5),
-            "return document.body.dataset.view === 'login'
-                && document.querySelectorAll('[data-plugin],[data-node],#timeline tr').length === 0",
-        )
-        .await;
+    only_the_login(&browser, "the login after logout").await;
 
     browser.close().await;
     eprintln!("the browser test took {:?}", began.elapsed());
