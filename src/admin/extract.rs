@@ -6,15 +6,14 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::AdminState;
 use super::answer::Answer;
-use super::handlers::json;
+use super::{AdminState, ui};
 use crate::net::{BodyError, read_limited};
 
-/// Requires `Authorization: Bearer <token>` on every `/api/` path when a token is set.
+/// Requires `Authorization: Bearer <token>`, or a session cookie from the login, on every
+/// `/api/` path but the login itself when a token is set.
 pub(super) async fn require_token(
     State(state): State<AdminState>,
     request: Request,
@@ -23,7 +22,8 @@ pub(super) async fn require_token(
     let Some(token) = &state.token else {
         return next.run(request).await;
     };
-    if !request.uri().path().starts_with("/api/") {
+    let path = request.uri().path();
+    if !path.starts_with("/api/") || path == "/api/v1/admin/login" {
         return next.run(request).await;
     }
     let presented = request
@@ -32,21 +32,39 @@ pub(super) async fn require_token(
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_credentials)
         .unwrap_or("");
-    // Compare in constant time so the token cannot be guessed byte by byte from timings.
-    let matches: bool = presented.as_bytes().ct_eq(token.as_bytes()).into();
-    if matches {
+    if token_matches(token, presented) {
+        return next.run(request).await;
+    }
+    // The page's session, in place of the header; with a header a cross-site form cannot send
+    // on anything but a read (see `ui`).
+    let session =
+        ui::session_cookie(request.headers()).is_some_and(|id| state.sessions.is_valid(id));
+    if session && ui::needs_csrf_header(&request) {
+        Answer::failed(
+            "forbidden",
+            "a request authenticated by the session cookie must carry X-Swapvisor-Csrf",
+        )
+        .with(StatusCode::FORBIDDEN)
+    } else if session {
         next.run(request).await
     } else {
-        let mut response = json(
-            StatusCode::UNAUTHORIZED,
-            json!({"status": "unauthorized", "error": "this endpoint requires Authorization: Bearer <token>"}),
-        );
+        let mut response = Answer::failed(
+            "unauthorized",
+            "this endpoint requires Authorization: Bearer <token>",
+        )
+        .with(StatusCode::UNAUTHORIZED);
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
         );
         response
     }
+}
+
+/// True when `presented` is `token`, compared in constant time so that the token cannot be
+/// guessed byte by byte from timings.
+pub(super) fn token_matches(token: &str, presented: &str) -> bool {
+    presented.as_bytes().ct_eq(token.as_bytes()).into()
 }
 
 /// The credentials of an `Authorization: Bearer <token>` value. The scheme is matched without

@@ -19,9 +19,14 @@
 //! | GET | `/api/v1/admin/process` | pid, version, binary, the pid it was upgraded from, the last upgrade (501 when the process cannot upgrade) |
 //! | POST | `/api/v1/admin/upgrade` | a binary upgrade: 200 `upgraded` (this process then exits), 500 `failed` (it serves on), 409 `busy` |
 //! | GET | `/api/v1/admin/openapi.json` | the OpenAPI 3.1 document of all of these, derived from the handlers' types |
+//! | GET | `/` | 303 to `/ui` |
+//! | GET | `/ui` (`/ui/app.js`, `/ui/style.css`) | the admin page, embedded in the binary; public, it holds no data |
+//! | POST | `/api/v1/admin/login` | the token in the body (`{"token": ...}` or a form): 200 and a `swapvisor_session` cookie, or 401 and none |
+//! | POST | `/api/v1/admin/logout` | ends the session and clears its cookie |
 //!
-//! With a token set, every `/api/` path requires `Authorization: Bearer <token>`, compared in
-//! constant time.
+//! With a token set, every `/api/` path but the login requires `Authorization: Bearer <token>`
+//! (compared in constant time) or a session cookie from the login; a cookie-authenticated
+//! request other than `GET`/`HEAD` must also carry `X-Swapvisor-Csrf` (else 403).
 
 mod answer;
 mod extract;
@@ -32,6 +37,7 @@ mod metrics;
 mod openapi;
 mod plugin_routes;
 mod process;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +75,8 @@ pub struct AdminState {
     fleet: Arc<OnceLock<Arc<crate::fleet::Fleet>>>,
     /// The process, when it can describe and upgrade itself.
     process: Arc<OnceLock<Arc<dyn ProcessControl>>>,
+    /// The admin page's sessions, opened by its login.
+    sessions: Arc<ui::Sessions>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -96,6 +104,7 @@ impl AdminState {
             #[cfg(feature = "fleet")]
             fleet: Arc::default(),
             process: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 
@@ -207,7 +216,13 @@ fn router(state: AdminState) -> Router {
         )
         .route("/api/v1/admin/openapi.json", get(openapi::openapi_json))
         .route("/api/v1/admin/process", get(process::describe))
-        .route("/api/v1/admin/upgrade", post(process::upgrade));
+        .route("/api/v1/admin/upgrade", post(process::upgrade))
+        .route("/", get(ui::root))
+        .route("/ui", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/style.css", get(ui::style))
+        .route("/api/v1/admin/login", post(ui::login))
+        .route("/api/v1/admin/logout", post(ui::logout));
     // Without the `fleet` feature the fallback answers these paths 404.
     #[cfg(feature = "fleet")]
     let routes = routes

@@ -4,7 +4,8 @@
 //! body, answers), and every body it names is the type the handler serializes (the runtime's
 //! status types, `Answer` for short answers), so the document cannot say one thing while
 //! the code sends another. What every endpoint shares is added here once, by [`Shared`]:
-//! the bearer token and its `401` on `/api/` paths, `503` while the runtime is not attached
+//! the bearer token and its `401` on `/api/` paths (but the login), the `403` of a cookie
+//! without its CSRF header, `503` while the runtime is not attached
 //! (or is shutting down), and the `413`/`408`/`400` of reading a body.
 
 use axum::http::StatusCode;
@@ -14,7 +15,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::handlers::json;
-use super::{handlers, plugin_routes, process};
+use super::{handlers, plugin_routes, process, ui};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +34,10 @@ use super::{handlers, plugin_routes, process};
         process::describe,
         process::upgrade,
         openapi_json,
+        ui::root,
+        ui::index,
+        ui::login,
+        ui::logout,
     ),
     modifiers(&Shared)
 )]
@@ -90,7 +95,8 @@ impl Modify for Shared {
                         .entry(code.as_u16().to_string())
                         .or_insert_with(|| answer(why));
                 };
-                if api {
+                let public = path == "/api/v1/admin/login";
+                if api && !public {
                     add(
                         StatusCode::UNAUTHORIZED,
                         "`unauthorized`: a token is set and the request does not carry it",
@@ -98,7 +104,18 @@ impl Modify for Shared {
                     operation.security =
                         Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
                 }
-                if attached && path != "/api/v1/admin/openapi.json" {
+                if api && !public && post {
+                    add(
+                        StatusCode::FORBIDDEN,
+                        "`forbidden`: authenticated by the session cookie without `X-Swapvisor-Csrf`",
+                    );
+                }
+                let unattached = [
+                    "/api/v1/admin/openapi.json",
+                    "/api/v1/admin/login",
+                    "/api/v1/admin/logout",
+                ];
+                if attached && !unattached.contains(&path.as_str()) {
                     add(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "`unavailable`: the first engine has not started yet, or the runtime is shutting down",

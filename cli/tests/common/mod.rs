@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests, one concern per file: recording module types
-//! (`modules`), plugin kinds (`plugins`), an HTTP client (`http`), and running the built binary
-//! (`process`).
+//! (`modules`), plugin kinds (`plugins`), an HTTP client (`http`), running the built binary
+//! (`process`), and headless Chromium (`webdriver`).
 // Each test binary uses a part of these helpers.
 #![allow(dead_code, unused_imports)]
 
@@ -26,12 +26,14 @@ mod http;
 mod modules;
 mod plugins;
 mod process;
+mod webdriver;
 
 pub(crate) use backend::*;
 pub(crate) use http::*;
 pub(crate) use modules::*;
 pub(crate) use plugins::*;
 pub(crate) use process::*;
+pub(crate) use webdriver::*;
 
 /// Silences the panic messages that tests provoke on purpose (injected faults, crashing
 /// plugins), so that a real failure stands out; every other panic is reported as usual.
