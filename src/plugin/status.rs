@@ -24,6 +24,7 @@ pub enum PluginState {
 
 impl PluginState {
     /// Every state, in the order declared.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) const ALL: [PluginState; 5] = [
         PluginState::Starting,
         PluginState::Running,
@@ -32,7 +33,8 @@ impl PluginState {
         PluginState::Stopped,
     ];
 
-    /// Its name, as status shows it (`running`, ...).
+    /// Its name, as status shows it (`running`, ...): the `state` label of `/metrics`.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
     pub(crate) fn name(self) -> &'static str {
         match self {
             PluginState::Starting => "starting",
