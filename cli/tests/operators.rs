@@ -580,16 +580,16 @@ fn assert_exposition_is_well_formed(text: &str) {
 
 /// `promtool check metrics`, where promtool is installed (docs/DEPLOYMENT.md says how).
 fn promtool_check(text: &str) {
-    let Ok(mut child) = std::process::Command::new("promtool")
+    let Some(promtool) = common::promtool("`promtool check metrics`") else {
+        return;
+    };
+    let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-    else {
-        eprintln!("promtool is not installed; skipping `promtool check metrics`");
-        return;
-    };
+        .expect("run promtool");
     child
         .stdin
         .take()

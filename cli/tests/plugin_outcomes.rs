@@ -120,6 +120,12 @@ async fn every_plugin_outcome_is_in_its_history_its_status_and_metrics() {
             "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"activated\"} 2",
             "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"rejected\"} 2",
             "swapvisor_plugin_reloads_total{plugin=\"hits\",outcome=\"rolled_back\"} 1",
+            "swapvisor_plugin_up{plugin=\"hits\"} 1",
+            "swapvisor_plugin_state{plugin=\"hits\",state=\"failed\"} 0",
+            "swapvisor_plugin_state{plugin=\"hits\",state=\"restarting\"} 0",
+            "swapvisor_plugin_state{plugin=\"hits\",state=\"running\"} 1",
+            "swapvisor_plugin_state{plugin=\"hits\",state=\"starting\"} 0",
+            "swapvisor_plugin_state{plugin=\"hits\",state=\"stopped\"} 0",
         ],
     );
 
@@ -355,4 +361,39 @@ async fn one_process_plugin_through_every_outcome_keeps_two_copies_of_its_code()
     // The reverted code serves the live config's step.
     let (code, body) = get(&format!("{web}/add")).await;
     assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_plugin_its_policy_does_not_restart_is_down_in_metrics() {
+    let config = TempConfig::new(
+        r#"
+modules:
+  - { name: web, type: http.server, config: { address: "127.0.0.1:0" } }
+plugins:
+  - { name: hits, type: counter, config: { start: 0 }, restart: { policy: temporary } }
+pipelines:
+  crash:
+    trigger: { type: http, config: { server: web, method: POST, path: /crash } }
+    steps:
+      - { name: c, type: step.plugin_call, config: { plugin: hits, op: crash } }
+"#,
+    );
+    let mut process = Swapvisor::start(&["run", config.as_str(), "--admin", "127.0.0.1:0"]);
+    let (web, admin) = process.wait_until_up_with_admin("web");
+    let _ = request(&client(), "POST", &format!("{web}/crash"), "").await;
+    let url = format!("{admin}/api/v1/admin/plugins/hits");
+    common::wait_for_json(&url, "the crash", Duration::from_secs(10), |h| {
+        h["state"] == "failed"
+    })
+    .await;
+    let (_, metrics) = get(&format!("{admin}/metrics")).await;
+    common::assert_has_lines(
+        metrics.as_str().unwrap(),
+        [
+            "swapvisor_plugin_up{plugin=\"hits\"} 0",
+            "swapvisor_plugin_state{plugin=\"hits\",state=\"failed\"} 1",
+            "swapvisor_plugin_state{plugin=\"hits\",state=\"running\"} 0",
+            "swapvisor_plugin_escalations_total{plugin=\"hits\"} 0",
+        ],
+    );
 }

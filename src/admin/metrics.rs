@@ -13,6 +13,8 @@
 //! | `swapvisor_reload_duration_seconds` | histogram | request-to-outcome time of reloads that ran |
 //! | `swapvisor_plugin_restarts_total{plugin}` | counter | crash restarts of each plugin instance |
 //! | `swapvisor_plugin_escalations_total{plugin}` | counter | crash loops of each plugin instance past its restart intensity, on probation or not |
+//! | `swapvisor_plugin_up{plugin}` | gauge | 1 while the plugin instance serves calls (`running`), 0 while it is starting, restarting, failed or stopped |
+//! | `swapvisor_plugin_state{plugin,state}` | gauge | 1 for the instance's current state, 0 for the others (every state listed: `starting`, `running`, `restarting`, `failed`, `stopped`) |
 //! | `swapvisor_plugin_reloads_total{plugin,outcome}` | counter | reloads of each plugin instance by outcome, its first activation included |
 //! | `swapvisor_plugin_checkpoints_total{plugin}` | counter | checkpoints each plugin instance took that were kept (since the process started) |
 //! | `swapvisor_plugin_checkpoints_refused_total{plugin}` | counter | checkpoints refused (too large, from a replaced instance, not written to disk) and imports its `migrate` refused |
@@ -44,7 +46,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 use swapvisor_actors::{ReloadObserver, ReloadOutcome, ReloadRecord, RetirementStatus};
 
 use crate::metrics::Family;
-use crate::plugin::PluginStatus;
+use crate::plugin::{PluginState, PluginStatus};
 use crate::runtime::{Runtime, RuntimeStatus};
 
 /// Upper bounds of the reload duration histogram, in seconds.
@@ -172,6 +174,27 @@ fn status_families(
     for plugin in plugins {
         escalations.push(&[("plugin", &plugin.name)], plugin.escalations as f64);
     }
+    let mut up = Family::gauge(
+        "swapvisor_plugin_up",
+        "Whether each plugin instance serves calls (1) or is starting, restarting, failed or stopped (0).",
+    );
+    let mut states = Family::gauge(
+        "swapvisor_plugin_state",
+        "Each plugin instance's state: 1 for the current one, 0 for the others.",
+    );
+    let flag = |yes: bool| if yes { 1.0 } else { 0.0 };
+    for plugin in plugins {
+        up.push(
+            &[("plugin", &plugin.name)],
+            flag(plugin.state == PluginState::Running),
+        );
+        for state in PluginState::ALL {
+            states.push(
+                &[("plugin", &plugin.name), ("state", state.name())],
+                flag(plugin.state == state),
+            );
+        }
+    }
     let mut reloads = Family::counter(
         "swapvisor_plugin_reloads_total",
         "Reloads of each plugin instance, by outcome (its first activation included).",
@@ -220,6 +243,8 @@ fn status_families(
             .build(),
         restarts.build(),
         escalations.build(),
+        up.build(),
+        states.build(),
         reloads.build(),
         checkpoints.build(),
         refused.build(),

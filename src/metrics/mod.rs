@@ -34,7 +34,7 @@ pub use handle::{Counter, Gauge, Histogram, MetricError, MetricKind, MetricsHand
 
 /// The families the admin API adds per scrape (its reload metrics and the runtime's status):
 /// names no extension may register.
-pub(crate) const SCRAPED: [&str; 14] = [
+pub(crate) const SCRAPED: [&str; 16] = [
     "swapvisor_build_info",
     "swapvisor_config_last_reload_successful",
     "swapvisor_engines_retired_total",
@@ -46,6 +46,8 @@ pub(crate) const SCRAPED: [&str; 14] = [
     "swapvisor_plugin_escalations_total",
     "swapvisor_plugin_reloads_total",
     "swapvisor_plugin_restarts_total",
+    "swapvisor_plugin_state",
+    "swapvisor_plugin_up",
     "swapvisor_reload_duration_seconds",
     "swapvisor_reloads_total",
     "swapvisor_retire_failures_total",

@@ -24,6 +24,28 @@ pub enum PluginState {
 }
 
 impl PluginState {
+    /// Every state, in the order declared.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) const ALL: [PluginState; 5] = [
+        PluginState::Starting,
+        PluginState::Running,
+        PluginState::Restarting,
+        PluginState::Failed,
+        PluginState::Stopped,
+    ];
+
+    /// Its name, as status shows it (`running`, ...): the `state` label of `/metrics`.
+    #[cfg_attr(not(feature = "admin"), allow(dead_code))]
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            PluginState::Starting => "starting",
+            PluginState::Running => "running",
+            PluginState::Restarting => "restarting",
+            PluginState::Failed => "failed",
+            PluginState::Stopped => "stopped",
+        }
+    }
+
     pub(super) fn of(phase: &Phase) -> Self {
         match phase {
             Phase::Idle | Phase::Starting => PluginState::Starting,
@@ -78,4 +100,19 @@ pub struct PluginStatus {
     pub last_reload: Option<PluginReload>,
     /// How many of its reloads ended in each outcome (`activated`, `rejected`, ...).
     pub reloads: std::collections::BTreeMap<&'static str, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PluginState;
+
+    #[test]
+    fn each_state_is_named_as_status_shows_it() {
+        for state in PluginState::ALL {
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::Value::from(state.name())
+            );
+        }
+    }
 }

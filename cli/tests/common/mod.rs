@@ -140,3 +140,24 @@ pub(crate) fn outcomes(status: &Value) -> Vec<&str> {
         .map(|r| r["outcome"].as_str().expect("an outcome"))
         .collect()
 }
+
+/// `promtool` (`/usr/bin/promtool`, or on the `PATH`), if it is installed. If it is not, the
+/// caller skips `what` (said on stderr), unless `SWAPVISOR_REQUIRE_PROMTOOL=1` (as in CI): then
+/// this fails the test.
+pub(crate) fn promtool(what: &str) -> Option<std::path::PathBuf> {
+    let found = std::iter::once(std::path::PathBuf::from("/usr/bin/promtool"))
+        .chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|dir| dir.join("promtool")),
+        )
+        .find(|path| path.is_file());
+    if found.is_none() {
+        assert_ne!(
+            std::env::var("SWAPVISOR_REQUIRE_PROMTOOL").as_deref(),
+            Ok("1"),
+            "SWAPVISOR_REQUIRE_PROMTOOL=1 and promtool is not installed (docs/DEPLOYMENT.md)"
+        );
+        eprintln!("promtool is not installed; skipping {what}");
+    }
+    found
+}
