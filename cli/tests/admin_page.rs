@@ -99,11 +99,23 @@ async fn the_login_sets_a_cookie_for_the_right_token_only_and_writes_need_the_cs
         .await
         .unwrap();
     assert_eq!((code, answer["status"].as_str()), (403, Some("forbidden")));
+    // The previous generation's config, which the page diffs against: none before a reload.
+    let previous = format!("{admin}/api/v1/admin/engine/config/previous");
+    let (code, _, _) = request_full("GET", &previous, &with_cookie, "")
+        .await
+        .unwrap();
+    assert_eq!(code, 404);
     let with_csrf = [("Cookie", cookie.as_str()), ("X-Swapvisor-Csrf", "1")];
     let (code, _, answer) = request_full("POST", &reload, &with_csrf, config("v2"))
         .await
         .unwrap();
     assert_eq!((code, answer["status"].as_str()), (200, Some("activated")));
+    let (code, headers, before) = request_full("GET", &previous, &with_cookie, "")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(headers[hyper::header::ETAG], "\"1\"");
+    assert!(before.to_string().contains("v1"), "{before}");
     // The bearer header needs no CSRF header: nothing sends it on its own.
     let (code, _) = request_with("POST", &reload, &[("Authorization", &bearer())], "")
         .await
@@ -236,7 +248,8 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
                 && !!document.querySelector('#tree [data-node=supervisor] [data-node=active][data-generation=\"1\"] [data-node=slot]')
                 && document.querySelectorAll('#tree [data-plugin]').length === 2
                 && !!document.querySelector('[data-plugin=hits][data-state=running]')
-                && !!document.querySelector('[data-plugin=proc][data-state=running][data-restarts=\"0\"]')",
+                && !!document.querySelector('[data-plugin=proc][data-state=running][data-restarts=\"0\"]')
+                && document.querySelector('[data-plugin=hits] [data-field=group] b').textContent === 'one_for_one: hits, proc'",
         )
         .await;
 
@@ -285,17 +298,25 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
     assert!(took <= Duration::from_secs(2), "{took:?}");
 
     // The config's diff against the generation before.
+    let diff_from_v1 = format!(
+        "const diff = document.getElementById('config-diff');
+         return diff.dataset.previousGeneration === '{}'
+             && [...diff.querySelectorAll('.diff-del')].some(l => l.textContent.includes('v1'))
+             && [...diff.querySelectorAll('.diff-add')].some(l => l.textContent.includes('v2'))",
+        generation - 1
+    );
+    browser
+        .wait_for("the config's diff", Duration::from_secs(5), &diff_from_v1)
+        .await;
+
+    // A page opened after the reload saw no earlier generation itself: its diff is against
+    // the previous config the runtime keeps.
+    browser.go(&format!("{admin}/ui")).await;
     browser
         .wait_for(
-            "the config's diff",
+            "the diff on a fresh page",
             Duration::from_secs(5),
-            &format!(
-                "const diff = document.getElementById('config-diff');
-                 return diff.dataset.previousGeneration === '{}'
-                     && [...diff.querySelectorAll('.diff-del')].some(l => l.textContent.includes('v1'))
-                     && [...diff.querySelectorAll('.diff-add')].some(l => l.textContent.includes('v2'))",
-                generation - 1
-            ),
+            &diff_from_v1,
         )
         .await;
 

@@ -103,13 +103,38 @@ pub(super) async fn status(
     (status = 200, description = "The live config as a JSON document", body = Object,
      headers(("ETag" = String, description = "The live generation, quoted")))))]
 pub(super) async fn live_config(Attached(runtime): Attached) -> Response {
-    match runtime.observe().live_config() {
+    let missing = Answer::failed("unavailable", "no engine is serving now");
+    config_answer(
+        runtime.observe().live_config(),
+        missing.with(StatusCode::SERVICE_UNAVAILABLE),
+    )
+}
+
+/// A config as written with its generation as `ETag`, or `missing`.
+fn config_answer(
+    found: Option<(u64, std::sync::Arc<crate::config::Config>)>,
+    missing: Response,
+) -> Response {
+    match found {
         Some((generation, config)) => {
             with_etag(json(StatusCode::OK, config.to_document()), generation)
         }
-        None => Answer::failed("unavailable", "no engine is serving now")
-            .with(StatusCode::SERVICE_UNAVAILABLE),
+        None => missing,
     }
+}
+
+/// The config the generation before the live one ran, as written, with that generation as
+/// `ETag`: what the admin page diffs the live config against.
+#[utoipa::path(get, path = "/api/v1/admin/engine/config/previous", tag = "engine", responses(
+    (status = 200, description = "The previous generation's config as a JSON document", body = Object,
+     headers(("ETag" = String, description = "That generation, quoted"))),
+    (status = 404, description = "`not_found`: no reload has activated yet", body = Answer)))]
+pub(super) async fn previous_config(Attached(runtime): Attached) -> Response {
+    let missing = Answer::failed("not_found", "no generation before the live one");
+    config_answer(
+        runtime.observe().previous_config(),
+        missing.with(StatusCode::NOT_FOUND),
+    )
 }
 
 /// Prometheus text format (0.0.4): every family `/metrics` shows.

@@ -11,6 +11,7 @@
 //! | GET | `/metrics` | Prometheus text |
 //! | GET | `/api/v1/admin/engine/status` | the status object, with the generation as `ETag` |
 //! | GET | `/api/v1/admin/engine/config` | the live config as JSON, `${VAR}` unexpanded |
+//! | GET | `/api/v1/admin/engine/config/previous` | the previous generation's config, as the live one; 404 before the first reload |
 //! | POST | `/api/v1/admin/engine/try-activate` (and `/api/workflow/try-activate`) | 200 `build_ok`, 422 `build_failed`, 400 when the body is not a document |
 //! | POST | `/api/v1/admin/engine/reload` | 200 `activated`, 400/422 `build_failed`, 500 `rolled_back`/`degraded`, 200 `unchanged`, 412 `conflict` on an `If-Match` mismatch |
 //! | GET | `/api/v1/admin/plugins` | every plugin instance's status, with its last reload and the count of each outcome |
@@ -202,6 +203,10 @@ fn router(state: AdminState) -> Router {
         .route("/metrics", get(handlers::metrics))
         .route("/api/v1/admin/engine/status", get(handlers::status))
         .route("/api/v1/admin/engine/config", get(handlers::live_config))
+        .route(
+            "/api/v1/admin/engine/config/previous",
+            get(handlers::previous_config),
+        )
         .route(
             "/api/v1/admin/engine/try-activate",
             post(handlers::try_activate),

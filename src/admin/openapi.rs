@@ -26,6 +26,7 @@ use super::{handlers, plugin_routes, process, ui};
         handlers::metrics,
         handlers::status,
         handlers::live_config,
+        handlers::previous_config,
         handlers::try_activate,
         handlers::reload,
         plugin_routes::plugins,

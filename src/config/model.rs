@@ -158,6 +158,7 @@ pub enum RestartPolicy {
 }
 
 /// Which siblings restart with a failed plugin (Erlang/OTP strategies).
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartStrategy {

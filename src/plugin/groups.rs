@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::slot::PluginSlot;
+use super::status::RestartGroupStatus;
 use crate::config::RestartStrategy;
 
 /// Which group, for unregistering it.
@@ -51,14 +52,24 @@ impl RestartGroups {
 
     /// Adds `member` to the group `id`, after the members that joined before it.
     pub(crate) fn join(&self, id: GroupId, member: Arc<PluginSlot>) {
-        if let Some(group) = self.lock().iter_mut().find(|group| group.id == id) {
+        let mut groups = self.lock();
+        if let Some(group) = groups.iter_mut().find(|group| group.id == id) {
             group.members.push(member);
         }
+        tell_members(&groups);
     }
 
     /// Forgets a detached engine's group.
     pub(crate) fn unregister(&self, id: GroupId) {
-        self.lock().retain(|group| group.id != id);
+        let mut groups = self.lock();
+        let (gone, kept) = std::mem::take(&mut *groups)
+            .into_iter()
+            .partition::<Vec<_>, _>(|group| group.id == id);
+        *groups = kept;
+        for member in gone.iter().flat_map(|group| &group.members) {
+            member.set_restart_group(None);
+        }
+        tell_members(&groups);
     }
 
     /// Forgets every group (shutdown).
@@ -90,6 +101,22 @@ impl RestartGroups {
             RestartStrategy::RestForOne => {
                 let from = members.iter().position(|m| m.name() == name).unwrap_or(0);
                 RestartSet::These(members[from..].to_vec())
+            }
+        }
+    }
+}
+
+/// Tells each member of `groups` which group governs it (the oldest holding it), for status.
+fn tell_members(groups: &[Group]) {
+    let mut told = std::collections::HashSet::new();
+    for group in groups {
+        let status = RestartGroupStatus {
+            strategy: group.strategy,
+            members: group.members.iter().map(|m| m.name().to_owned()).collect(),
+        };
+        for member in &group.members {
+            if told.insert(member.name().to_owned()) {
+                member.set_restart_group(Some(status.clone()));
             }
         }
     }

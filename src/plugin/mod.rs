@@ -120,7 +120,7 @@ pub use reference::PluginRef;
 #[cfg(feature = "runtime")]
 pub use spec::PluginUnitSpec;
 #[cfg(feature = "runtime")]
-pub use status::{PluginState, PluginStatus};
+pub use status::{PluginState, PluginStatus, RestartGroupStatus};
 
 #[cfg(feature = "runtime")]
 pub(crate) use host::{Attachment, PluginHost};

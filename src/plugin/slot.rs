@@ -12,7 +12,7 @@ use super::core::{CrashRecord, InstanceCore, Phase};
 use super::history::{PluginHistory, PluginReload};
 use super::instance::PluginInstance;
 use super::spec::PluginUnitSpec;
-use super::status::{PluginState, PluginStatus};
+use super::status::{PluginState, PluginStatus, RestartGroupStatus};
 use crate::config::{PluginSpec, SharedEnv, resolve_plugin};
 use crate::extension::plugin::PluginError;
 use crate::net::lock;
@@ -36,6 +36,8 @@ pub(crate) struct PluginSlot {
     pub(super) env: SharedEnv,
     /// Follows the live instance's code file, when its config asks for that.
     code_watch: Mutex<Option<FileWatch>>,
+    /// The restart group that governs it, as the groups last told it.
+    restart_group: Mutex<Option<RestartGroupStatus>>,
 }
 
 impl PluginSlot {
@@ -55,7 +57,13 @@ impl PluginSlot {
             history,
             env,
             code_watch: Mutex::default(),
+            restart_group: Mutex::default(),
         }
+    }
+
+    /// The restart group that governs it now (the restart groups keep this current).
+    pub(super) fn set_restart_group(&self, group: Option<RestartGroupStatus>) {
+        *lock(&self.restart_group) = group;
     }
 
     /// Watches the file the live instance's code comes from (see
@@ -255,6 +263,7 @@ impl PluginSlot {
             escalations,
             last_escalation,
             checkpoint: self.checkpoints.status(),
+            restart_group: lock(&self.restart_group).clone(),
             last_reload,
             reloads,
         }

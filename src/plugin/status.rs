@@ -96,6 +96,11 @@ pub struct PluginStatus {
     /// imported. Absent for a plugin that never took one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointStatus>,
+    /// The restart group that governs its crashes: the live engine's (the oldest attached
+    /// config holding it), with its strategy and members in config order. Absent while no
+    /// engine holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_group: Option<RestartGroupStatus>,
     /// Its latest reload (the first activation, until another), with its outcome.
     pub last_reload: Option<PluginReload>,
     /// How many of its reloads ended in each outcome (`activated`, `rejected`, ...).
@@ -115,4 +120,15 @@ mod tests {
             );
         }
     }
+}
+
+/// A restart group as a plugin's status shows it.
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestartGroupStatus {
+    /// Which siblings restart with a crashed instance: `one_for_one`, `one_for_all` or
+    /// `rest_for_one` (the engine config's `runtime.plugins.strategy`).
+    pub strategy: crate::config::RestartStrategy,
+    /// The group's instances, in config order.
+    pub members: Vec<String>,
 }

@@ -6,6 +6,7 @@ use swapvisor_actors::{
     Backoff, Origin, ReloadObserver, Slot, Supervisor, SupervisorArgs, SupervisorMsg,
 };
 
+use super::configs::ConfigHistory;
 use super::dispatch::LiveEngineDispatch;
 use super::last_good::SaveLastGood;
 use super::{Reload, Runtime, RuntimeError};
@@ -133,10 +134,12 @@ impl RuntimeBuilder {
         let mut args = SupervisorArgs::new("engine", context.clone(), slot.clone());
         args.history_limit = self.history.unwrap_or(args.history_limit);
         args.restore_backoff = self.restore_backoff.unwrap_or(args.restore_backoff);
-        args.observer = match self.state {
-            Some(dir) => Some(Arc::new(SaveLastGood::new(dir, &slot, self.observer))),
+        let then = match self.state {
+            Some(dir) => Some(Arc::new(SaveLastGood::new(dir, &slot, self.observer)) as _),
             None => self.observer,
         };
+        let configs = Arc::new(ConfigHistory::new(&slot, then));
+        args.observer = Some(configs.clone());
         let (supervisor, exit) = Supervisor::spawn_for(args)
             .await
             .map_err(|e| RuntimeError::Spawn(e.to_string()))?;
@@ -157,6 +160,7 @@ impl RuntimeBuilder {
             supervisor,
             slot,
             context,
+            configs,
             supervisor_exit: Mutex::new(Some(exit)),
         };
         let first = Reload::new(config).from(Origin::Initial);

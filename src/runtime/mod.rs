@@ -20,6 +20,7 @@
 //! runtime is used.
 
 mod builder;
+mod configs;
 mod dispatch;
 // What the binary's upgrade takes from a runtime.
 #[cfg(feature = "cli")]
@@ -85,6 +86,8 @@ pub struct Runtime {
     supervisor: ActorRef<SupervisorMsg<Engine>>,
     slot: Arc<Slot<Engine>>,
     context: Arc<EngineContext>,
+    /// The live config and the previous one.
+    configs: Arc<configs::ConfigHistory>,
     supervisor_exit: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -147,7 +150,7 @@ impl Runtime {
     /// The cheap getters (the live config, retirements, request counts), read without asking
     /// the Supervisor: what a metrics scrape or a poll reads.
     pub fn observe(&self) -> Observer<'_> {
-        Observer::new(&self.slot, &self.context)
+        Observer::new(&self.slot, &self.context, &self.configs)
     }
 
     /// Every metric of this runtime, for the admin API's `/metrics`.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use swapvisor_actors::{RetirementStatus, Slot};
 
+use super::configs::ConfigHistory;
 use crate::config::Config;
 use crate::engine::{Engine, EngineContext, RequestMetrics};
 
@@ -18,6 +19,7 @@ use crate::engine::{Engine, EngineContext, RequestMetrics};
 pub struct Observer<'a> {
     slot: &'a Slot<Engine>,
     context: &'a EngineContext,
+    configs: &'a ConfigHistory,
 }
 
 impl std::fmt::Debug for Observer<'_> {
@@ -29,8 +31,16 @@ impl std::fmt::Debug for Observer<'_> {
 }
 
 impl<'a> Observer<'a> {
-    pub(super) fn new(slot: &'a Slot<Engine>, context: &'a EngineContext) -> Self {
-        Self { slot, context }
+    pub(super) fn new(
+        slot: &'a Slot<Engine>,
+        context: &'a EngineContext,
+        configs: &'a ConfigHistory,
+    ) -> Self {
+        Self {
+            slot,
+            context,
+            configs,
+        }
     }
 
     /// How the replaced engines retired so far (drained and stopped): cheap enough to poll
@@ -45,6 +55,12 @@ impl<'a> Observer<'a> {
         let engine = self.slot.current()?;
         let generation = self.slot.generation()?;
         Some((generation, engine.config().clone()))
+    }
+
+    /// The config the generation before the live one ran, as written, with that generation;
+    /// `None` before the first reload that activated.
+    pub fn previous_config(&self) -> Option<(u64, Arc<Config>)> {
+        self.configs.previous()
     }
 
     /// What each pipeline served, counted across reloads.

@@ -130,9 +130,10 @@ function stopPolling() {
 async function poll() {
   clearTimeout(state.timer);
   try {
-    const [status, config, metrics] = await Promise.all([
+    const [status, config, previous, metrics] = await Promise.all([
       api("GET", API + "/engine/status"),
       api("GET", API + "/engine/config"),
+      api("GET", API + "/engine/config/previous"),
       fetch("/metrics", { cache: "no-store" }).then((r) => r.text()),
     ]);
     if (!state.polling) return;
@@ -146,7 +147,7 @@ async function poll() {
     renderTree(status.data);
     renderTimeline(status.data, details.filter((d) => d.status === 200).map((d) => d.data));
     renderMetrics(metrics);
-    renderConfig(config);
+    renderConfig(config, previous);
     $("poll-state").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (error) {
     if (error instanceof Unauthorized) {
@@ -177,11 +178,14 @@ function pluginEntry(name) {
   return plugins.find((p) => p && p.name === name);
 }
 
+// The restart group that governs a plugin's crashes, as its status reports it.
+function groupOf(plugin) {
+  const group = plugin.restartGroup;
+  return group ? group.strategy + ": " + group.members.join(", ") : "none";
+}
+
 function renderTree(status) {
-  const strategy =
-    (state.liveConfig && state.liveConfig.runtime && state.liveConfig.runtime.plugins &&
-      state.liveConfig.runtime.plugins.strategy) || "one_for_one";
-  if (!changed("tree", [status, strategy, state.liveConfig && state.liveConfig.plugins])) return;
+  if (!changed("tree", [status, state.liveConfig && state.liveConfig.plugins])) return;
   const modules = (status.modules || []).map((m) =>
     el("li", { "data-module": m.name },
       el("span", { class: "node" }, "module " + m.name), " ",
@@ -208,7 +212,7 @@ function renderTree(status) {
       el("span", { class: "node" }, "plugin " + p.name), " ",
       field("kind", p.kind), el("span", { class: "state-" + p.state }, field("state", p.state)),
       field("restarts", p.restarts), field("generation", p.generation),
-      field("group", "engine " + status.generation + " (" + strategy + ")"),
+      field("group", groupOf(p)),
       restart && restart.policy ? field("policy", restart.policy) : null,
       field("version", p.version), p.code ? field("code", p.code.slice(0, 12)) : null,
       p.pid ? field("pid", p.pid) : null,
@@ -385,23 +389,27 @@ function diffLines(before, after) {
   return out;
 }
 
-function renderConfig(config) {
+function renderConfig(config, previous) {
   if (config.status !== 200) {
     $("config").textContent = "no engine is serving";
     return;
   }
-  const generation = Number(String(config.etag || "").replace(/\D/g, ""));
+  const generationOf = (answer) => Number(String(answer.etag || "").replace(/\D/g, ""));
+  const generation = generationOf(config);
   const text = JSON.stringify(config.data, null, 2);
   state.configs.set(generation, text);
-  if (!changed("config", [generation, text])) return;
+  // The runtime keeps the previous generation's config too.
+  if (previous.status === 200) {
+    state.configs.set(generationOf(previous), JSON.stringify(previous.data, null, 2));
+  }
+  if (!changed("config", [generation, text, previous.etag])) return;
   $("config-generation").textContent = "generation " + generation;
   $("config").textContent = text;
-  // The previous generation this page saw (the runtime keeps only the live config).
   const seen = [...state.configs.keys()].filter((g) => g < generation).sort((a, b) => b - a);
   const diff = $("config-diff");
   if (seen.length === 0) {
     $("diff-generations").textContent = "";
-    diff.replaceChildren("no earlier generation seen since this page opened");
+    diff.replaceChildren("no earlier generation: none has activated since the first");
     return;
   }
   $("diff-generations").textContent = seen[0] + " → " + generation;
