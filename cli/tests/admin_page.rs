@@ -341,7 +341,8 @@ async fn the_page_logs_in_and_shows_the_tree_a_reload_and_a_crash_restart() {
         .wait_for(
             "the crash as a restart",
             Duration::from_secs(10),
-            "return !!document.querySelector('[data-plugin=proc][data-restarts=\"1\"][data-state=running]')",
+            "return !!document.querySelector('[data-plugin=proc][data-restarts=\"1\"][data-state=running]')
+                 && !!document.querySelector('[data-plugin=proc] [data-field=lastError][data-past=true]')",
         )
         .await;
     let pid_shown = browser

@@ -216,7 +216,10 @@ function renderTree(status) {
       restart && restart.policy ? field("policy", restart.policy) : null,
       field("version", p.version), p.code ? field("code", p.code.slice(0, 12)) : null,
       p.pid ? field("pid", p.pid) : null,
-      p.lastError ? el("span", { class: "error", "data-field": "lastError" }, p.lastError, " ") : null,
+      // An error it has recovered from is shown as history, dated, not as the present.
+      p.lastError ? el("span", { class: p.lastErrorPast ? "muted" : "error", "data-field": "lastError",
+        "data-past": String(!!p.lastErrorPast) },
+        (p.lastErrorPast ? "last error (recovered, " + (p.lastErrorAt || "") + "): " : "error: ") + p.lastError, " ") : null,
       reload);
   });
   const supervisor = el("li", { "data-node": "supervisor", "data-state": status.state },
