@@ -67,9 +67,18 @@ pub(super) async fn readyz(State(state): State<AdminState>) -> Response {
 }
 
 /// `response` with the generation as its entity tag, for `If-Match` on the next reload.
-fn with_etag(mut response: Response, generation: u64) -> Response {
-    if let Ok(value) = header::HeaderValue::from_str(&format!("\"{generation}\"")) {
-        response.headers_mut().insert(header::ETAG, value);
+fn with_etag(response: Response, generation: u64) -> Response {
+    with_header(response, header::ETAG, &format!("\"{generation}\""))
+}
+
+/// `response` with `name: value` (left out if `value` cannot be a header value).
+pub(super) fn with_header(
+    mut response: Response,
+    name: header::HeaderName,
+    value: &str,
+) -> Response {
+    if let Ok(value) = header::HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
     }
     response
 }

@@ -18,13 +18,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use sha2::{Digest, Sha256};
 
 use super::AdminState;
 use super::answer::Answer;
 use super::extract::{Body, token_matches};
+use super::handlers::with_header;
 
 /// The session cookie's name.
 pub(super) const COOKIE: &str = "swapvisor_session";
@@ -113,14 +114,6 @@ pub(super) fn needs_csrf_header(request: &Request) -> bool {
     !(reads.contains(request.method()) || request.headers().contains_key(CSRF_HEADER))
 }
 
-/// `response` with `name: value`.
-fn with_header(mut response: Response, name: header::HeaderName, value: &str) -> Response {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        response.headers_mut().insert(name, value);
-    }
-    response
-}
-
 /// One embedded file, never cached stale (the binary may be upgraded under the same URL).
 fn asset(content_type: &'static str, text: &'static str) -> Response {
     let response = ([(header::CONTENT_TYPE, content_type)], text).into_response();
@@ -161,13 +154,17 @@ pub(super) struct LoginBody {
     token: String,
 }
 
+/// Whether a request's body is a form's (the page's login without its script).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .starts_with(b"application/x-www-form-urlencoded")
+    })
+}
+
 /// The token a login body presents: JSON `{"token": ...}` or a form's `token` field.
 fn presented_token(headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if form {
+    if is_form(headers) {
         form_urlencoded::parse(body)
             .find(|(key, _)| key == "token")
             .map(|(_, value)| value.into_owned())
@@ -209,11 +206,7 @@ pub(super) async fn login(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         SESSION_LIFETIME.as_secs()
     );
-    let from_form = headers.get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes()
-            .starts_with(b"application/x-www-form-urlencoded")
-    });
-    let response = if from_form {
+    let response = if is_form(&headers) {
         Redirect::to("/ui").into_response()
     } else {
         Answer::new("logged_in").with(StatusCode::OK)
@@ -239,6 +232,8 @@ pub(super) async fn logout(State(state): State<AdminState>, headers: HeaderMap) 
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]

@@ -62,12 +62,11 @@ impl RestartGroups {
     /// Forgets a detached engine's group.
     pub(crate) fn unregister(&self, id: GroupId) {
         let mut groups = self.lock();
-        let (gone, kept) = std::mem::take(&mut *groups)
-            .into_iter()
-            .partition::<Vec<_>, _>(|group| group.id == id);
-        *groups = kept;
-        for member in gone.iter().flat_map(|group| &group.members) {
-            member.set_restart_group(None);
+        if let Some(at) = groups.iter().position(|group| group.id == id) {
+            // Its members are told again below when another group still holds them.
+            for member in &groups.remove(at).members {
+                member.set_restart_group(None);
+            }
         }
         tell_members(&groups);
     }

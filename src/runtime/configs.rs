@@ -50,10 +50,7 @@ impl ConfigHistory {
     }
 
     fn follow(&self) {
-        let Some(slot) = self.slot.upgrade() else {
-            return;
-        };
-        let (Some(engine), Some(generation)) = (slot.current(), slot.generation()) else {
+        let Some((generation, engine)) = live(&self.slot) else {
             return;
         };
         let mut kept = self.lock();
@@ -69,6 +66,13 @@ impl ConfigHistory {
             kept.previous = live;
         }
     }
+}
+
+/// The live engine and its generation, while the runtime has one: what the observers of the
+/// engine's Supervisor (this one, `last_good`'s) look at after each outcome.
+pub(super) fn live(slot: &Weak<Slot<Engine>>) -> Option<(u64, Arc<Engine>)> {
+    let slot = slot.upgrade()?;
+    Some((slot.generation()?, slot.current()?))
 }
 
 impl ReloadObserver for ConfigHistory {

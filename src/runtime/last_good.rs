@@ -37,10 +37,7 @@ impl SaveLastGood {
     }
 
     fn save(&self, record: &ReloadRecord) {
-        let Some(slot) = self.slot.upgrade() else {
-            return;
-        };
-        let (Some(engine), Some(generation)) = (slot.current(), slot.generation()) else {
+        let Some((generation, engine)) = super::configs::live(&self.slot) else {
             return;
         };
         // Only this observer writes `saved`; a poisoned lock still holds a generation.

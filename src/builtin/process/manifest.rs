@@ -69,12 +69,17 @@ pub(super) fn check_manifest(answer: Value) -> Result<Manifest, String> {
         .map_err(|e| format!("a malformed initialize answer ({e}): {expected}; got {answer}"))
 }
 
-/// Manifests by (code hash, arguments, settings).
-type Known = Mutex<HashMap<String, Manifest>>;
+/// By (code hash, arguments, settings): what a handshake answered, or why describing that
+/// code failed (so it is not run again until the file changes: a new hash, a new key).
+type Known = Mutex<HashMap<String, Result<Manifest, String>>>;
 
-fn known() -> &'static Known {
+fn known() -> std::sync::MutexGuard<'static, HashMap<String, Result<Manifest, String>>> {
     static KNOWN: OnceLock<Known> = OnceLock::new();
-    KNOWN.get_or_init(Known::default)
+    // Entries replaced whole: a poisoned lock still holds them.
+    KNOWN
+        .get_or_init(Known::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 /// Whether builds in this process may run executables to learn undeclared step types.
@@ -103,46 +108,33 @@ pub(super) fn offered(manifest: &Manifest) -> Vec<String> {
 
 /// Remembers what `plugin`'s handshake answered.
 pub(super) fn remember(plugin: &ProcessPlugin, manifest: &Manifest) {
-    known()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key(plugin), manifest.clone());
+    known().insert(key(plugin), Ok(manifest.clone()));
 }
 
 /// The step types of an undeclared plugin: remembered, or (when allowed) learned by running
 /// it once; sorted.
 pub(super) fn learned(plugin: &ProcessPlugin) -> Option<(Vec<String>, TypesFrom)> {
     let key = key(plugin);
-    if let Some(manifest) = known().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Some((offered(manifest), TypesFrom::Remembered));
+    match known().get(&key) {
+        Some(Ok(manifest)) => return Some((offered(manifest), TypesFrom::Remembered)),
+        Some(Err(error)) => {
+            tracing::debug!(plugin = %plugin.name, %error, "not describing the plugin again: the same code failed before");
+            return None;
+        }
+        None => {}
     }
     if !DESCRIBE.load(Ordering::Relaxed) {
         return None;
     }
     let source = plugin.source.as_deref()?;
-    if let Some(error) = failed().lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        tracing::debug!(plugin = %plugin.name, %error, "not describing the plugin again: the same code failed before");
-        return None;
-    }
     match crate::engine::off_request_threads(|| describe(plugin, source)) {
         Ok(manifest) => Some((offered(&manifest), TypesFrom::Described)),
         Err(error) => {
             tracing::warn!(plugin = %plugin.name, %error, "cannot learn the plugin's step types");
-            // The same code, arguments and settings would fail the same way: not run again
-            // until the file changes (a new hash, a new key).
-            failed()
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(key, error);
+            known().insert(key, Err(error));
             None
         }
     }
-}
-
-/// Describes that failed, by the same key as [`known`]: the error.
-fn failed() -> &'static Mutex<HashMap<String, String>> {
-    static FAILED: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
-    FAILED.get_or_init(Default::default)
 }
 
 /// Runs the plugin's executable once for its `initialize` answer, and reaps it.

@@ -228,15 +228,12 @@ pub(super) fn prune() {
         return;
     };
     for entry in entries.flatten() {
-        let path = entry.path();
         let is_copy = entry
             .file_name()
             .to_str()
             .is_some_and(|n| check_hash(n).is_ok());
-        let Ok(file) = open_checked(&path)
-            .map_err(drop)
-            .and_then(|f| is_copy.then_some(f).ok_or(()))
-        else {
+        let path = entry.path();
+        let Some(file) = is_copy.then(|| open_checked(&path).ok()).flatten() else {
             continue;
         };
         let free =
