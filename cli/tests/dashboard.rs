@@ -229,18 +229,11 @@ fn the_dashboard_has_its_panels_and_variables() {
 
 /// Runs `promtool args` in the repository and asserts that it succeeds; returns its output.
 fn run_promtool(promtool: &Path, args: &[&str]) -> String {
-    let output = Command::new(promtool)
-        .args(args)
-        .current_dir(common::repository())
-        .output()
-        .expect("run promtool");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "promtool {args:?}:\n{text}");
-    text
+    common::succeeds(
+        Command::new(promtool)
+            .args(args)
+            .current_dir(common::repository()),
+    )
 }
 
 #[test]

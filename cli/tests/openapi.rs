@@ -16,48 +16,23 @@ use common::{Swapvisor, TempConfig, request_with};
 
 const TOKEN: &str = "openapi-test-token-0123456789";
 
-/// Whether `tool` runs; fails when the tools are required and it does not.
+/// Whether `tool` runs; see [`common::tool_present`] (`SWAPVISOR_REQUIRE_SCHEMATHESIS`).
 fn available(tool: &str) -> bool {
     let found = Command::new(tool)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("SWAPVISOR_REQUIRE_SCHEMATHESIS").is_none(),
-            "{tool} is required (SWAPVISOR_REQUIRE_SCHEMATHESIS is set) but does not run: pip install schemathesis openapi-spec-validator"
-        );
-        eprintln!("note: {tool} is not installed; skipping that part (pip install {tool})");
-    }
-    found
-}
-
-/// Runs `command`, and asserts it succeeded, showing what it printed when not.
-fn assert_succeeds(command: &mut Command) {
-    let output = command.output().expect("the tool runs");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let install = "pip install schemathesis openapi-spec-validator";
+    common::tool_present(found, tool, "SWAPVISOR_REQUIRE_SCHEMATHESIS", install)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_validates_and_the_api_keeps_to_it() {
-    let config = TempConfig::new(
-        r#"
-modules:
-  - { name: web, type: http.server, config: { address: "127.0.0.1:0" } }
-plugins:
-  - { name: hits, type: counter }
-pipelines:
-  hello:
-    trigger: { type: http, config: { server: web, path: /hello } }
-    steps:
-      - { name: r, type: step.json_response, config: { body: { hello: world } } }
-"#,
-    );
+    // A plugin, so that the plugin endpoints have one to answer for.
+    let config = TempConfig::new(&format!(
+        "{}plugins:\n  - {{ name: hits, type: counter }}\n",
+        common::hello_config("127.0.0.1:0", "v1")
+    ));
     let mut process = Swapvisor::start(&[
         "run",
         config.as_str(),
@@ -97,14 +72,14 @@ pipelines:
     let file = dir.path().join("openapi.json");
     std::fs::write(&file, document.to_string()).unwrap();
     if available("openapi-spec-validator") {
-        assert_succeeds(Command::new("openapi-spec-validator").arg(&file));
+        common::succeeds(Command::new("openapi-spec-validator").arg(&file));
     }
     if available("schemathesis") {
         // Plugin paths name the running plugin, so they reach past the 404.
         let settings = dir.path().join("schemathesis.toml");
         std::fs::write(&settings, "[parameters]\n\"path.name\" = \"hits\"\n").unwrap();
         let authorization = format!("Authorization: {bearer}");
-        assert_succeeds(
+        common::succeeds(
             Command::new("schemathesis")
                 .arg("--config-file")
                 .arg(&settings)

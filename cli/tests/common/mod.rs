@@ -141,9 +141,23 @@ pub(crate) fn outcomes(status: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// `promtool` (`/usr/bin/promtool`, or on the `PATH`), if it is installed. If it is not, the
-/// caller skips `what` (said on stderr), unless `SWAPVISOR_REQUIRE_PROMTOOL=1` (as in CI): then
-/// this fails the test.
+/// Whether an outside tool a test uses is installed (`present`). When it is not, the caller
+/// skips `what` (said on stderr), unless `require` (`SWAPVISOR_REQUIRE_PROMTOOL`, say) is `1`,
+/// as `.ci/run` sets it: then this fails the test, naming `install`.
+pub(crate) fn tool_present(present: bool, what: &str, require: &str, install: &str) -> bool {
+    if !present {
+        assert_ne!(
+            std::env::var(require).as_deref(),
+            Ok("1"),
+            "{require}=1 but {what} cannot run: {install}"
+        );
+        eprintln!("note: skipping {what}: {install}");
+    }
+    present
+}
+
+/// `promtool` (`/usr/bin/promtool`, or on the `PATH`), if it is installed; see
+/// [`tool_present`] (`SWAPVISOR_REQUIRE_PROMTOOL`).
 pub(crate) fn promtool(what: &str) -> Option<std::path::PathBuf> {
     let found = std::iter::once(std::path::PathBuf::from("/usr/bin/promtool"))
         .chain(
@@ -151,13 +165,21 @@ pub(crate) fn promtool(what: &str) -> Option<std::path::PathBuf> {
                 .map(|dir| dir.join("promtool")),
         )
         .find(|path| path.is_file());
-    if found.is_none() {
-        assert_ne!(
-            std::env::var("SWAPVISOR_REQUIRE_PROMTOOL").as_deref(),
-            Ok("1"),
-            "SWAPVISOR_REQUIRE_PROMTOOL=1 and promtool is not installed (docs/DEPLOYMENT.md)"
-        );
-        eprintln!("promtool is not installed; skipping {what}");
-    }
-    found
+    let install = "install Debian's prometheus package (docs/DEPLOYMENT.md)";
+    tool_present(found.is_some(), what, "SWAPVISOR_REQUIRE_PROMTOOL", install)
+        .then_some(found)
+        .flatten()
+}
+
+/// Runs `command` and asserts that it succeeds, showing what it printed when it does not;
+/// returns its output (stdout, then stderr).
+pub(crate) fn succeeds(command: &mut std::process::Command) -> String {
+    let output = command.output().expect("the command runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{command:?} failed:\n{text}");
+    text
 }

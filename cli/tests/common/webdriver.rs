@@ -158,31 +158,21 @@ impl Browser {
 
 /// Standard base64, as WebDriver sends a screenshot.
 pub(crate) fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut out, mut bits, mut count) = (Vec::new(), 0u32, 0);
-    for byte in text.bytes().filter(|b| !b"=\r\n".contains(b)) {
-        let digit = ALPHABET.iter().position(|a| *a == byte).expect("base64") as u32;
-        bits = (bits << 6) | digit;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .expect("base64")
 }
 
-/// True when Chromium and chromedriver are installed; when they are not, false with a note,
-/// or a failure with `SWAPVISOR_REQUIRE_CHROMIUM=1` (CI).
+/// True when Chromium and chromedriver are installed; see [`super::tool_present`]
+/// (`SWAPVISOR_REQUIRE_CHROMIUM`).
 pub(crate) fn chromium_present() -> bool {
     let present =
         std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
-    if !present {
-        assert!(
-            std::env::var("SWAPVISOR_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
-            "SWAPVISOR_REQUIRE_CHROMIUM=1 but {CHROMIUM} or {CHROMEDRIVER} is missing"
-        );
-        eprintln!("skipped: {CHROMIUM} or {CHROMEDRIVER} is missing");
-    }
-    present
+    super::tool_present(
+        present,
+        "the browser test",
+        "SWAPVISOR_REQUIRE_CHROMIUM",
+        &format!("{CHROMIUM} or {CHROMEDRIVER} is missing (Debian's chromium and chromium-driver)"),
+    )
 }
