@@ -21,6 +21,10 @@
 //! | step | `step.transform` | `program`, `input`, `all` |
 //! | step | `step.switch` | `cases` (`when`, `steps`), `default`; planned by the engine |
 //! | step | `step.static` | `root`, `path`, `index`, `cacheControl` |
+//! | module | `storage.sqlite` (feature `storage`) | `path`, `maxConnections`, `minConnections`, `busyTimeout`, `acquireTimeout`, `migrations` |
+//! | module | `storage.postgres` (feature `storage`) | `urlEnv` or `urlFile`, `maxConnections`, `minConnections`, `statementTimeout`, `acquireTimeout`, `applicationName`, `tls` (`mode`, `rootCert`), `migrations` |
+//! | step | `step.db_query` (feature `storage`) | `store`, `sql`, `params`, `one`, `notFound`, `maxRows` |
+//! | step | `step.db_exec` (feature `storage`) | `store`, `sql`, `params` |
 //! | plugin | `counter` | `start` |
 //! | plugin | `process` | `command`, `env`, `cwd`, `callTimeout`, `watch`, `maxLineBytes`, `settings`, `stepTypes` |
 
@@ -46,6 +50,8 @@ mod schedule;
 mod static_files;
 #[cfg(feature = "runtime")]
 pub(crate) mod steps;
+#[cfg(feature = "storage")]
+mod storage;
 #[cfg(feature = "runtime")]
 mod transform;
 #[cfg(feature = "runtime")]
@@ -98,6 +104,13 @@ fn register(registry: &mut Registry) -> Result<(), RegistryError> {
     registry.register_step("step.jwt", jwt::build)?;
     // A struct, not a function: it keeps each step's buckets across reloads.
     registry.register_step("step.rate_limit", rate_limit::RateLimitFactory::default())?;
+    #[cfg(feature = "storage")]
+    {
+        registry.register_module(storage::SQLITE, storage::build_sqlite)?;
+        registry.register_module(storage::POSTGRES, storage::build_postgres)?;
+        registry.register_step(storage::DB_QUERY, storage::build_query)?;
+        registry.register_step(storage::DB_EXEC, storage::build_exec)?;
+    }
     steps::register(registry)?;
     transform::register(registry)
 }

@@ -12,7 +12,14 @@ use super::model::*;
 
 const TOP_FIELDS: &[&str] = &["modules", "pipelines", "plugins", "runtime"];
 const MODULE_FIELDS: &[&str] = &["name", "type", "config", "dependsOn"];
-const PIPELINE_FIELDS: &[&str] = &["trigger", "steps", "onError", "timeout", "maxRenderBytes"];
+const PIPELINE_FIELDS: &[&str] = &[
+    "trigger",
+    "steps",
+    "onError",
+    "timeout",
+    "maxRenderBytes",
+    "transaction",
+];
 const TRIGGER_FIELDS: &[&str] = &["type", "config"];
 const STEP_FIELDS: &[&str] = &["name", "type", "config", "if"];
 const PLUGIN_FIELDS: &[&str] = &["name", "type", "config", "restart"];
@@ -130,6 +137,10 @@ fn decode_pipeline(
             ),
         );
     }
+    let transaction = match fields.get("transaction") {
+        None => None,
+        Some(_) => fields.required_string("transaction", "the name of a store module", errors),
+    };
     Some(PipelineSpec {
         name: name.to_owned(),
         trigger,
@@ -137,6 +148,7 @@ fn decode_pipeline(
         on_error,
         timeout,
         max_render_bytes,
+        transaction,
     })
 }
 

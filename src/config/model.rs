@@ -62,6 +62,11 @@ pub struct PipelineSpec {
     /// answers 500).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_render_bytes: Option<u32>,
+    /// The store module whose transaction every run's steps work in (`transaction:`):
+    /// committed when they succeed, rolled back when one fails or the run passes its time
+    /// limit. See [`crate::extension::Transactions`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
 }
 
 impl PipelineSpec {

@@ -14,7 +14,7 @@ use swapvisor_actors::guard;
 
 use crate::extension::jq::JqProgram;
 use crate::extension::template::RenderBudget;
-use crate::extension::{HttpExchange, Services, Step, StepContext, StepError};
+use crate::extension::{HttpExchange, RunTransaction, Services, Step, StepContext, StepError};
 
 /// One entry of a step list: a step or a switch, with its slot and optional `if:`.
 pub(crate) struct Node {
@@ -54,6 +54,8 @@ pub(crate) struct Run<'a> {
     pub(crate) answered: bool,
     /// The HTTP exchange the run serves, if an HTTP request started it.
     pub(crate) http: Option<&'a HttpExchange>,
+    /// The run's transaction (`transaction:`) while its main steps run.
+    pub(crate) transaction: Option<&'a RunTransaction>,
 }
 
 impl Node {
@@ -115,6 +117,7 @@ impl Run<'_> {
                         services: self.services,
                         budget: self.budget,
                         http: self.http,
+                        transaction: self.transaction,
                     };
                     guard::run(None, || step.run(&context)).await
                 };

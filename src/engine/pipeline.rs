@@ -2,6 +2,7 @@
 //! rendering within one budget per run; `if:`, switches and `onError:` steps run through
 //! [`Run`] (`flow.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -11,6 +12,10 @@ use crate::extension::ExecuteError;
 use crate::extension::HttpExchange;
 use crate::extension::Services;
 use crate::extension::template::RenderBudget;
+use crate::extension::{RunTransaction, Transactions};
+
+/// The step name a failure to begin or commit a run's transaction is reported under.
+const TRANSACTION: &str = "transaction";
 
 /// A built pipeline.
 pub(super) struct Pipeline {
@@ -24,6 +29,16 @@ pub(super) struct Pipeline {
     max_render_bytes: usize,
     /// Whether a step streams the request body ([`Step::takes_body`]).
     takes_body: bool,
+    /// The store every run's steps work in (`transaction:`), by name.
+    transaction: Option<(String, Arc<dyn Transactions>)>,
+}
+
+/// What bounds one run.
+pub(crate) struct Limits {
+    /// How long it may take.
+    pub(crate) timeout: Duration,
+    /// How many bytes its templates may render.
+    pub(crate) max_render_bytes: usize,
 }
 
 /// Where a run's outputs go: how many slots, and which ones the answer reads.
@@ -76,8 +91,8 @@ impl Pipeline {
         name: String,
         (steps, on_error): (Vec<Node>, Vec<Node>),
         slots: Slots,
-        timeout: Duration,
-        max_render_bytes: usize,
+        limits: Limits,
+        transaction: Option<(String, Arc<dyn Transactions>)>,
     ) -> Self {
         Self {
             takes_body: steps.iter().chain(&on_error).any(Node::takes_body),
@@ -85,8 +100,9 @@ impl Pipeline {
             steps,
             on_error,
             slots,
-            timeout,
-            max_render_bytes,
+            timeout: limits.timeout,
+            max_render_bytes: limits.max_render_bytes,
+            transaction,
         }
     }
 
@@ -103,19 +119,36 @@ impl Pipeline {
     /// Runs every step in order with `input` as `request`. A step that fails or panics ends
     /// the run with an error naming it (unless `onError:` steps answer it); a run past the
     /// pipeline's time limit is abandoned (the step running then is dropped) with
-    /// [`ExecuteError::TimedOut`], `onError:` steps or not.
+    /// [`ExecuteError::TimedOut`], `onError:` steps or not. With a `transaction:`, the steps
+    /// run in one transaction: see [`crate::extension::Transactions`].
     pub(super) async fn run(
         &self,
         input: &Value,
         services: &Services,
         http: Option<&HttpExchange>,
     ) -> Result<Execution, ExecuteError> {
-        match tokio::time::timeout(self.timeout, self.run_steps(input, services, http)).await {
-            Ok(finished) => finished,
-            Err(_) => Err(ExecuteError::TimedOut {
+        // Outside the timed run, so that a run cut short leaves its transaction here.
+        let transaction = self
+            .transaction
+            .as_ref()
+            .map(|(store, _)| RunTransaction::new(store));
+        let run = self.run_steps(input, services, http, transaction.as_ref());
+        let finished = tokio::time::timeout(self.timeout, run).await;
+        if let Some(open) = transaction.as_ref().and_then(RunTransaction::take) {
+            // Only a run past its time limit leaves one open.
+            self.roll_back(open).await;
+        }
+        finished.unwrap_or_else(|_| {
+            Err(ExecuteError::TimedOut {
                 pipeline: self.name.clone(),
                 limit: self.timeout,
-            }),
+            })
+        })
+    }
+
+    async fn roll_back(&self, open: Box<dyn crate::extension::Transaction>) {
+        if let Err(error) = open.rollback().await {
+            tracing::warn!(pipeline = %self.name, %error, "a transaction failed to roll back (its connection is closed, which undoes it)");
         }
     }
 
@@ -124,7 +157,21 @@ impl Pipeline {
         input: &Value,
         services: &Services,
         http: Option<&HttpExchange>,
+        transaction: Option<&RunTransaction>,
     ) -> Result<Execution, ExecuteError> {
+        let failed = |failure: Failure| ExecuteError::StepFailed {
+            pipeline: self.name.clone(),
+            step: failure.step,
+            message: failure.message,
+        };
+        if let (Some(run), Some((store, transactions))) = (transaction, &self.transaction) {
+            run.begin(&**transactions).await.map_err(|e| {
+                failed(Failure {
+                    step: TRANSACTION.to_owned(),
+                    message: format!("could not begin a transaction on {store:?}: {e}"),
+                })
+            })?;
+        }
         let budget = RenderBudget::new(self.max_render_bytes);
         let mut run = Run {
             pipeline: &self.name,
@@ -135,21 +182,33 @@ impl Pipeline {
             response: None,
             answered: false,
             http,
-        };
-        let failed = |failure: Failure| ExecuteError::StepFailed {
-            pipeline: self.name.clone(),
-            step: failure.step,
-            message: failure.message,
+            transaction,
         };
         let failure = match run.nodes(&self.steps).await {
-            // A step that answered for the pipeline (a guard) made its answer the output.
-            Ok(_) if run.answered => {
-                let last = run.response;
+            Ok(_) => {
+                // A step that answered for the pipeline (a guard) made its answer the output.
+                let last = if run.answered {
+                    run.response
+                } else {
+                    self.slots.last
+                };
+                if let Some(open) = transaction.and_then(RunTransaction::take) {
+                    open.commit().await.map_err(|e| {
+                        failed(Failure {
+                            step: TRANSACTION.to_owned(),
+                            message: format!("the transaction's commit failed: {e}"),
+                        })
+                    })?;
+                }
                 return Ok(finish(run, last));
             }
-            Ok(_) => return Ok(finish(run, self.slots.last)),
             Err(failure) => failure,
         };
+        if let Some(open) = transaction.and_then(RunTransaction::take) {
+            self.roll_back(open).await;
+        }
+        // onError steps run outside the transaction, which is over.
+        run.transaction = None;
         let Some(error_slot) = self.slots.error.filter(|_| !self.on_error.is_empty()) else {
             return Err(failed(failure));
         };

@@ -13,7 +13,7 @@ use swapvisor_actors::guard;
 use super::branching::{StepsContext, plan_steps};
 use super::carry::{ModulePool, SharedModule, carried};
 use super::http::{HttpRouter, RouteError};
-use super::pipeline::Pipeline;
+use super::pipeline::{Limits, Pipeline};
 use super::plugins::{PLUGIN_CONTRIBUTOR, PluginTypeUse, plan_plugins};
 use super::requests::RequestMetrics;
 use super::types::TypeLists;
@@ -146,6 +146,7 @@ pub(crate) fn plan(
             type_name: &module.type_name,
             config: &module.config,
             place: &config_at,
+            env,
         };
         match guarded(&config_at, || factory.build(&build)) {
             Ok(m) => built.push(Some(PlannedModule {
@@ -234,12 +235,22 @@ pub(crate) fn plan(
         let max_render_bytes =
             spec.max_render_bytes
                 .unwrap_or(PipelineSpec::DEFAULT_MAX_RENDER_BYTES) as usize;
+        let transaction = spec.transaction.as_ref().and_then(|store| {
+            let found = directory.transactions(store, &place::field(&at, "transaction"));
+            found
+                .map_err(|e| errors.0.extend(e.0))
+                .ok()
+                .map(|transactions| (store.clone(), transactions))
+        });
         let pipeline = Arc::new(Pipeline::new(
             spec.name.clone(),
             planned.steps,
             planned.slots,
-            timeout,
-            max_render_bytes,
+            Limits {
+                timeout,
+                max_render_bytes,
+            },
+            transaction,
         ));
         if let Some(trigger) = &spec.trigger {
             types.2.insert(trigger.type_name.clone());

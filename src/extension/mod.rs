@@ -86,6 +86,8 @@ mod step;
 #[cfg(feature = "runtime")]
 pub mod template;
 #[cfg(feature = "runtime")]
+mod transaction;
+#[cfg(feature = "runtime")]
 mod trigger;
 #[cfg(feature = "runtime")]
 pub(crate) mod types;
@@ -104,6 +106,8 @@ pub use services::{PluginCalls, Services};
 pub use settings::decode_settings;
 #[cfg(feature = "runtime")]
 pub use step::{Step, StepBuild, StepContext, StepFactory};
+#[cfg(feature = "runtime")]
+pub use transaction::{RunTransaction, Transaction, Transactions};
 #[cfg(feature = "runtime")]
 pub use trigger::{
     HttpRoute, PipelineRunner, StopSignal, TriggerBinding, TriggerBuild, TriggerFactory,

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use super::error::ModuleError;
 use super::metrics::MetricsHandle;
 use super::services::Services;
-use crate::config::{ConfigError, ConfigErrors};
+use super::transaction::Transactions;
+use crate::config::{ConfigError, ConfigErrors, EnvLookup};
 use crate::net::ListenerKey;
 
 /// A running part of an engine.
@@ -64,6 +65,12 @@ pub trait Module: Any + Send + Sync {
     fn lend(&self) -> Option<Arc<dyn Any + Send + Sync>> {
         None
     }
+
+    /// How this module runs a pipeline's steps in one transaction, for the pipelines whose
+    /// `transaction:` names it (see [`super::Transactions`]). None: it cannot.
+    fn transactions(&self) -> Option<Arc<dyn Transactions>> {
+        None
+    }
 }
 
 /// The modules of the engine being built, as steps see them while they are built.
@@ -98,28 +105,14 @@ impl<'a> ModuleDirectory<'a> {
         type_name: &str,
         place: &str,
     ) -> Result<Arc<T>, ConfigErrors> {
-        let of_type = || {
-            self.modules
-                .iter()
-                .filter(|(_, t, _)| *t == type_name)
-                .map(|(n, _, _)| *n)
-        };
-        let found = self.modules.iter().find(|(n, _, _)| *n == name);
-        let Some((_, found_type, module)) = found else {
+        let of_type = |t: &str, _: &dyn Module| t == type_name;
+        let (found_type, module) =
+            self.find(name, place, of_type, (type_name, "modules of that type"))?;
+        if found_type != type_name {
+            let names = listed(self.fitting(of_type));
             return Err(ConfigError::new(
                 place,
-                crate::config::unknown_name(type_name, name, "modules of that type", of_type()),
-            )
-            .into());
-        };
-        if *found_type != type_name {
-            let names: Vec<&str> = of_type().collect();
-            return Err(ConfigError::new(
-                place,
-                format!(
-                    "module {name:?} is a {found_type}, not a {type_name} ({type_name} modules: {})",
-                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-                ),
+                format!("module {name:?} is a {found_type}, not a {type_name} ({type_name} modules: {names})"),
             )
             .into());
         }
@@ -133,6 +126,85 @@ impl<'a> ModuleDirectory<'a> {
                 )
                 .into()
             })
+    }
+
+    /// What the module `name` lends, of whatever type it is, when that is a `T`: for a step
+    /// that takes any of several module types (a store, SQLite or PostgreSQL). Else a config
+    /// error at `place` naming the modules that lend a `T`, as `kind` says (`"store"`).
+    pub fn lend_any<T: Any + Send + Sync>(
+        &self,
+        name: &str,
+        kind: &str,
+        place: &str,
+    ) -> Result<Arc<T>, ConfigErrors> {
+        let lends = |_: &str, module: &dyn Module| module.lend().is_some_and(|l| l.is::<T>());
+        let plural = format!("{kind}s");
+        let (found_type, module) = self.find(name, place, lends, (kind, &plural))?;
+        module
+            .lend()
+            .and_then(|lent| lent.downcast::<T>().ok())
+            .ok_or_else(|| {
+                let names = listed(self.fitting(lends));
+                ConfigError::new(
+                    place,
+                    format!("module {name:?} is a {found_type}, not a {kind} ({plural}: {names})"),
+                )
+                .into()
+            })
+    }
+
+    /// How the module `name` runs transactions (see [`Module::transactions`]), for the
+    /// `transaction:` at `place`: a config error naming the modules that can, when it is
+    /// unknown or cannot.
+    pub(crate) fn transactions(
+        &self,
+        name: &str,
+        place: &str,
+    ) -> Result<Arc<dyn Transactions>, ConfigErrors> {
+        let can = |_: &str, module: &dyn Module| module.transactions().is_some();
+        let what = ("store", "modules that run transactions");
+        let (found_type, module) = self.find(name, place, can, what)?;
+        module.transactions().ok_or_else(|| {
+            let names = listed(self.fitting(can));
+            ConfigError::new(
+                place,
+                format!("module {name:?} is a {found_type}, which runs no transactions (modules that do: {names})"),
+            )
+            .into()
+        })
+    }
+
+    /// The module `name` with its type; unknown, a config error at `place` that names the
+    /// modules that `fit`, as `what` says (`(kind, label of the list)`).
+    fn find(
+        &self,
+        name: &str,
+        place: &str,
+        fit: impl Fn(&str, &dyn Module) -> bool,
+        (kind, label): (&str, &str),
+    ) -> Result<(&'a str, &'a dyn Module), ConfigErrors> {
+        match self.modules.iter().find(|(n, _, _)| *n == name) {
+            Some((_, found_type, module)) => Ok((found_type, *module)),
+            None => {
+                let message = crate::config::unknown_name(kind, name, label, self.fitting(fit));
+                Err(ConfigError::new(place, message).into())
+            }
+        }
+    }
+
+    /// The names of the modules that `fit`.
+    fn fitting(&self, fit: impl Fn(&str, &dyn Module) -> bool) -> Vec<&'a str> {
+        let fitting = self.modules.iter().filter(|(_, t, m)| fit(t, *m));
+        fitting.map(|(n, _, _)| *n).collect()
+    }
+}
+
+/// `names` comma-separated, or `none`.
+fn listed(names: Vec<&str>) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
     }
 }
 
@@ -149,7 +221,6 @@ pub struct ModuleContext {
 }
 
 /// What a factory gets to build one module.
-#[derive(Debug)]
 pub struct ModuleBuild<'a> {
     /// The module's name.
     pub name: &'a str,
@@ -159,6 +230,21 @@ pub struct ModuleBuild<'a> {
     pub config: &'a serde_json::Value,
     /// The place of `config` in the document, for errors.
     pub place: &'a str,
+    /// Where the engine reads `${VAR}` values (the runtime's environment), for a setting that
+    /// names a variable to read at build, such as `storage.postgres`'s `urlEnv`.
+    pub env: EnvLookup<'a>,
+}
+
+impl std::fmt::Debug for ModuleBuild<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment is a closure: named, not shown.
+        f.debug_struct("ModuleBuild")
+            .field("name", &self.name)
+            .field("type_name", &self.type_name)
+            .field("config", &self.config)
+            .field("place", &self.place)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Builds modules of one type. Closures `Fn(&ModuleBuild) -> Result<Box<dyn Module>, _>` are

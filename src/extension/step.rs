@@ -11,6 +11,7 @@ use super::exchange::HttpExchange;
 use super::module::ModuleDirectory;
 use super::services::Services;
 use super::template::{RenderBudget, RenderScope, Template, TemplateScope};
+use super::transaction::RunTransaction;
 use crate::config::{ConfigErrors, EnvLookup, place};
 
 /// One step of a pipeline.
@@ -49,6 +50,9 @@ pub struct StepContext<'a> {
     /// The HTTP exchange the run serves: none for a run that no HTTP request started
     /// (`execute`, a schedule).
     pub http: Option<&'a HttpExchange>,
+    /// The run's transaction, when its pipeline names one (`transaction:`): a step that works
+    /// on [`RunTransaction::module`] does its work inside it.
+    pub transaction: Option<&'a RunTransaction>,
 }
 
 impl std::fmt::Debug for StepContext<'_> {

@@ -25,14 +25,18 @@ mod backend;
 mod http;
 mod modules;
 mod plugins;
+mod postgres;
 mod process;
+mod stores;
 mod webdriver;
 
 pub(crate) use backend::*;
 pub(crate) use http::*;
 pub(crate) use modules::*;
 pub(crate) use plugins::*;
+pub(crate) use postgres::*;
 pub(crate) use process::*;
+pub(crate) use stores::*;
 pub(crate) use webdriver::*;
 
 /// Silences the panic messages that tests provoke on purpose (injected faults, crashing
