@@ -170,3 +170,83 @@ async fn storage_config_errors_name_their_place() {
         "modules[0] (name \"db\").config.urlEnv: the environment has no SWAPVISOR_TEST_NO_SUCH_VARIABLE: set it to the connection string"
     );
 }
+
+/// Waits (bounded) until the store's status satisfies `check`, and returns it.
+async fn wait_for_store(
+    runtime: &Runtime,
+    what: &str,
+    check: impl Fn(&serde_json::Map<String, Value>) -> bool,
+) -> serde_json::Map<String, Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = store_status(runtime).await;
+        if check(&status) {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The pool in status and on `/metrics`: size, in use, waits, statements and their durations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_shows_its_pool_in_status_and_metrics() {
+    let fixture = Fixture::new(Kind::Sqlite, "metrics").await;
+    let runtime = Runtime::start(
+        fixture.config(1, ", maxConnections: 1"),
+        Registry::with_builtins(),
+    )
+    .await
+    .expect("the config activates");
+    let runtime = std::sync::Arc::new(runtime);
+    execute(&runtime, "create", json!({"title": "one"})).await;
+    // A transaction holds the one connection (until its time limit) while a query waits.
+    let slow = {
+        let runtime = runtime.clone();
+        tokio::spawn(async move { runtime.execute("slow", json!({"title": "held"})).await })
+    };
+    wait_for_store(&runtime, "the transaction holds the connection", |s| {
+        s["pool"]["inUse"] == 1
+    })
+    .await;
+    assert_eq!(titles(&runtime).await, ["one"]);
+    assert!(
+        slow.await.unwrap().is_err(),
+        "the transaction passed its time limit"
+    );
+    let status = wait_for_store(&runtime, "the connection is back", |s| {
+        s["pool"]["idle"] == 1
+    })
+    .await;
+    assert_eq!(status["database"], "sqlite");
+    let pool = &status["pool"];
+    assert_eq!(
+        (
+            &pool["size"],
+            &pool["inUse"],
+            &pool["max"],
+            &pool["opened"],
+            &pool["waits"]
+        ),
+        (&json!(1), &json!(0), &json!(1), &json!(1), &json!(1)),
+        "{pool}"
+    );
+    assert_eq!(status["statements"], json!({"run": 3, "failed": 0}));
+
+    let metrics = swapvisor::admin::Metrics::default();
+    let text = metrics.render(&runtime.status().await.unwrap(), &runtime);
+    common::assert_has_lines(
+        &text,
+        [
+            r#"swapvisor_store_connections{module="db",state="idle"} 1"#,
+            r#"swapvisor_store_connections{module="db",state="in_use"} 0"#,
+            r#"swapvisor_store_max_connections{module="db"} 1"#,
+            r#"swapvisor_store_connections_opened_total{module="db"} 1"#,
+            r#"swapvisor_store_acquire_waits_total{module="db"} 1"#,
+            r#"swapvisor_store_statements_total{module="db",outcome="ok"} 3"#,
+            r#"swapvisor_store_statements_total{module="db",outcome="failed"} 0"#,
+            r#"swapvisor_store_statement_duration_seconds_count{module="db"} 3"#,
+        ],
+    );
+    runtime.shutdown().await.unwrap();
+}

@@ -155,6 +155,11 @@ impl Swapvisor {
         }
     }
 
+    /// Whether a stderr line read so far contains `needle`.
+    pub(crate) fn has_seen(&self, needle: &str) -> bool {
+        self.seen.iter().any(|l| l.contains(needle))
+    }
+
     /// Waits for the "swapvisor is up" line and returns the URL of the server named `server`.
     pub(crate) fn wait_until_up(&mut self, server: &str) -> String {
         let line = self.wait_for_line("swapvisor is up", Duration::from_secs(30));
