@@ -370,7 +370,7 @@ async fn nested_steps_have_unique_names_known_types_and_their_own_places() {
         found,
         vec![
             r#"pipelines.p.steps[1] (name "route").config.cases[0].steps[1] (name "deny").name: duplicate step name "deny" (first used at pipelines.p.steps[0]); step names are unique in the whole pipeline, nested and onError steps included"#,
-            r#"pipelines.p.steps[1] (name "route").config.cases[0].steps[2] (name "odd").type: unknown step type "step.sett" (did you mean "step.set"?; registered: step.delay, step.fail, step.http_call, step.json_response, step.jwt, step.log, step.plugin_call, step.proxy, step.rate_limit, step.set, step.static, step.switch, step.transform, step.validate)"#,
+            r#"pipelines.p.steps[1] (name "route").config.cases[0].steps[2] (name "odd").type: unknown step type "step.sett" (did you mean "step.set"?; registered: step.db_exec, step.db_query, step.delay, step.fail, step.http_call, step.json_response, step.jwt, step.log, step.plugin_call, step.proxy, step.rate_limit, step.set, step.static, step.switch, step.transform, step.validate)"#,
             r#"pipelines.p.steps[1] (name "route").config.default[0] (name "ok").name: duplicate step name "ok" (first used at pipelines.p.steps[1] (name "route").config.cases[0].steps[0]); step names are unique in the whole pipeline, nested and onError steps included"#,
             r#"pipelines.p.steps[1] (name "route").config.default[0] (name "ok").config.values.v: unknown template reference "odd" (available: request, deny)"#,
             r#"pipelines.p.steps[2] (name "after").config.values.v: unknown template reference "ok" (available: request, deny, route)"#,

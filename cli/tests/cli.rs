@@ -26,7 +26,9 @@ pipelines:
 "#;
 
 /// The step types `Registry::with_builtins` registers, sorted.
-const BUILTIN_STEP_TYPES: [&str; 14] = [
+const BUILTIN_STEP_TYPES: [&str; 16] = [
+    "step.db_exec",
+    "step.db_query",
     "step.delay",
     "step.fail",
     "step.http_call",
@@ -80,7 +82,7 @@ modules:
     for expected in [
         r#"modules[3] (name "web").name: duplicate module name "web" (first used at modules[0])"#,
         r#"modules[1] (name "db").dependsOn: dependency cycle: db -> cache -> db"#,
-        r#"modules[1] (name "db").type: unknown module type "bad.type" (registered: fault.inject, http.server, http.upstream)"#,
+        r#"modules[1] (name "db").type: unknown module type "bad.type" (registered: fault.inject, http.server, http.upstream, storage.postgres, storage.sqlite)"#,
     ] {
         assert!(error.contains(expected), "missing {expected:?} in {error}");
     }
@@ -99,7 +101,7 @@ fn validate_a_good_config_prints_the_types_it_uses() {
         serde_json::from_str::<Value>(stdout.trim()).unwrap(),
         json!({
             "status": "build_ok",
-            "moduleTypes": ["fault.inject", "http.server", "http.upstream"],
+            "moduleTypes": ["fault.inject", "http.server", "http.upstream", "storage.postgres", "storage.sqlite"],
             "stepTypes": BUILTIN_STEP_TYPES,
             "triggerTypes": ["http", "schedule"],
             "usedTypes": {
@@ -175,7 +177,13 @@ fn types_lists_the_builtin_types() {
     };
     assert_eq!(
         names("moduleTypes"),
-        ["fault.inject", "http.server", "http.upstream"]
+        [
+            "fault.inject",
+            "http.server",
+            "http.upstream",
+            "storage.postgres",
+            "storage.sqlite"
+        ]
     );
     assert_eq!(names("stepTypes"), BUILTIN_STEP_TYPES);
     assert_eq!(names("triggerTypes"), ["http", "schedule"]);

@@ -100,8 +100,8 @@ pipelines:
     assert_eq!(
         found,
         vec![
-            r#"modules[0] (name "db").type: unknown module type "kv.store" (registered: fault.inject, http.server, http.upstream)"#,
-            r#"pipelines.p.steps[0] (name "s").type: unknown step type "step.sett" (did you mean "step.set"?; registered: step.delay, step.fail, step.http_call, step.json_response, step.jwt, step.log, step.plugin_call, step.proxy, step.rate_limit, step.set, step.static, step.switch, step.transform, step.validate)"#,
+            r#"modules[0] (name "db").type: unknown module type "kv.store" (registered: fault.inject, http.server, http.upstream, storage.postgres, storage.sqlite)"#,
+            r#"pipelines.p.steps[0] (name "s").type: unknown step type "step.sett" (did you mean "step.set"?; registered: step.db_exec, step.db_query, step.delay, step.fail, step.http_call, step.json_response, step.jwt, step.log, step.plugin_call, step.proxy, step.rate_limit, step.set, step.static, step.switch, step.transform, step.validate)"#,
             r#"pipelines.p.trigger.type: unknown trigger type "cron" (registered: http, schedule)"#,
         ]
     );
@@ -236,7 +236,7 @@ modules:
         vec![
             r#"modules[2] (name "b").name: duplicate module name "b" (first used at modules[1])"#,
             r#"modules[0] (name "a").dependsOn: dependency cycle: a -> b -> a"#,
-            r#"modules[0] (name "a").type: unknown module type "bad.type" (registered: fault.inject, http.server, http.upstream)"#,
+            r#"modules[0] (name "a").type: unknown module type "bad.type" (registered: fault.inject, http.server, http.upstream, storage.postgres, storage.sqlite)"#,
         ]
     );
 }
