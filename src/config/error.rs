@@ -179,6 +179,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     table[a.len()][b.len()]
 }
 
+/// `names` comma-separated, or `none` when there are none.
+pub(crate) fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// `unknown X "name" (did you mean "y"?) (valid: a, b, c)`: the one shape of every
 /// "not one of these" message.
 pub(crate) fn unknown_name<'a>(
@@ -188,11 +197,7 @@ pub(crate) fn unknown_name<'a>(
     valid: impl IntoIterator<Item = &'a str> + Clone,
 ) -> String {
     let list: Vec<&str> = valid.clone().into_iter().collect();
-    let listed = if list.is_empty() {
-        "none".to_owned()
-    } else {
-        list.join(", ")
-    };
+    let listed = list_or_none(&list);
     match did_you_mean(input, valid) {
         Some(suggestion) => {
             format!(

@@ -61,7 +61,7 @@ pub(crate) use resolved::resolve_plugin;
 pub use resolved::{Resolved, RestartSettings, RuntimeSettings};
 pub use swapvisor_actors::SwapMode;
 
-pub(crate) use error::{place, unknown_name};
+pub(crate) use error::{list_or_none, place, unknown_name};
 pub(crate) use validate::{module_place, start_order};
 
 /// Why a config could not be loaded.

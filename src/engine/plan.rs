@@ -310,7 +310,7 @@ pub(crate) fn plan(
                                     format!(
                                         "module {:?} is not an http.server (servers: {})",
                                         route.server,
-                                        list_or_none(&server_names())
+                                        crate::config::list_or_none(&server_names())
                                     )
                                 } else {
                                     unknown_name("server", &route.server, "servers", server_names())
@@ -364,12 +364,4 @@ fn fingerprint(spec: &PipelineSpec) -> u64 {
         .unwrap_or_default()
         .hash(&mut hasher);
     hasher.finish()
-}
-
-fn list_or_none(names: &[&str]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
 }

@@ -109,7 +109,7 @@ impl<'a> ModuleDirectory<'a> {
         let (found_type, module) =
             self.find(name, place, of_type, (type_name, "modules of that type"))?;
         if found_type != type_name {
-            let names = listed(self.fitting(of_type));
+            let names = crate::config::list_or_none(&self.fitting(of_type));
             return Err(ConfigError::new(
                 place,
                 format!("module {name:?} is a {found_type}, not a {type_name} ({type_name} modules: {names})"),
@@ -144,7 +144,7 @@ impl<'a> ModuleDirectory<'a> {
             .lend()
             .and_then(|lent| lent.downcast::<T>().ok())
             .ok_or_else(|| {
-                let names = listed(self.fitting(lends));
+                let names = crate::config::list_or_none(&self.fitting(lends));
                 ConfigError::new(
                     place,
                     format!("module {name:?} is a {found_type}, not a {kind} ({plural}: {names})"),
@@ -165,7 +165,7 @@ impl<'a> ModuleDirectory<'a> {
         let what = ("store", "modules that run transactions");
         let (found_type, module) = self.find(name, place, can, what)?;
         module.transactions().ok_or_else(|| {
-            let names = listed(self.fitting(can));
+            let names = crate::config::list_or_none(&self.fitting(can));
             ConfigError::new(
                 place,
                 format!("module {name:?} is a {found_type}, which runs no transactions (modules that do: {names})"),
@@ -196,15 +196,6 @@ impl<'a> ModuleDirectory<'a> {
     fn fitting(&self, fit: impl Fn(&str, &dyn Module) -> bool) -> Vec<&'a str> {
         let fitting = self.modules.iter().filter(|(_, t, m)| fit(t, *m));
         fitting.map(|(n, _, _)| *n).collect()
-    }
-}
-
-/// `names` comma-separated, or `none`.
-fn listed(names: Vec<&str>) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
     }
 }
 
