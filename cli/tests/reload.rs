@@ -334,7 +334,7 @@ async fn try_activate_answers_without_touching_the_live_engine() {
     };
     assert_eq!(
         error,
-        r#"modules[1] (name "x").type: unknown module type "no.such" (registered: fault.inject, http.server, http.upstream, test.gated, test.record, test.toggle)"#
+        r#"modules[1] (name "x").type: unknown module type "no.such" (registered: fault.inject, http.server, http.upstream, storage.postgres, storage.sqlite, test.gated, test.record, test.toggle)"#
     );
     assert_eq!(
         serde_json::to_value(&result)
