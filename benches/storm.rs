@@ -9,20 +9,35 @@
 //! and the version served after it must be the latest activated one; the bench stops with an
 //! error otherwise.
 //!
+//! The clients are the test suite's (`cli/tests/common/http.rs`): one keep-alive connection
+//! each, never a retry, and every connection they open counted. A reload must not close a
+//! connection, so the bench also stops with an error unless the clients opened exactly one
+//! connection each.
+//!
 //! Knobs (environment): STORM_CLIENTS (16), STORM_RELOADS (60), STORM_INTERVAL_MS (50),
 //! STORM_STEADY_SECS (3), STORM_MODE (start-first | stop-first).
+//!
+//! `cargo test` runs it too, in a short form (2 s steady, 12 reloads, debug build), so that its
+//! assertions hold on every submission; `cargo bench` passes `--bench` and gets the full form.
 
 #[path = "support/mod.rs"]
 mod support;
+
+/// The test suite's client, which never retries and counts its connections.
+#[path = "../cli/tests/common/http.rs"]
+#[allow(dead_code)]
+mod http;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+// What `http` takes from its parent module (in the test suite, `common`).
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use swapvisor::{Config, ReloadOutcome, Runtime};
 
 fn config(version: &str, address: &str, extra: &str, mode: &str) -> Config {
@@ -54,6 +69,8 @@ struct Tally {
     storm_failed: u64,
     storm_refused: u64,
     first_refusal: Option<String>,
+    /// TCP connections the clients opened: one each, unless something closed one.
+    connections: usize,
 }
 
 impl Tally {
@@ -70,66 +87,49 @@ impl Tally {
 }
 
 /// The version the live engine serves now, asked on a connection of its own.
-async fn served_version(url: &hyper::Uri) -> String {
-    let client = Client::builder(TokioExecutor::new())
-        .retry_canceled_requests(false)
-        .build_http::<Empty<Bytes>>();
-    let response = client
-        .get(url.clone())
-        .await
-        .expect("the version check is answered");
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("a body")
-        .to_bytes();
-    let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+async fn served_version(url: &str) -> String {
+    let (status, body) = http::get(url).await;
+    assert_eq!(status, 200, "the version check is answered: {body}");
     body["version"].as_str().unwrap_or_default().to_owned()
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test` runs the short form (knobs still apply).
+    let short = !std::env::args().any(|arg| arg == "--bench");
     let clients = support::knob("STORM_CLIENTS", 16);
-    let reloads = support::knob("STORM_RELOADS", 60);
+    let reloads = support::knob("STORM_RELOADS", if short { 12 } else { 60 });
     let interval = Duration::from_millis(support::knob("STORM_INTERVAL_MS", 50));
-    let steady_for = Duration::from_secs(support::knob("STORM_STEADY_SECS", 3));
+    let steady_for = Duration::from_secs(support::knob("STORM_STEADY_SECS", if short { 2 } else { 3 }));
     let mode = std::env::var("STORM_MODE").unwrap_or_else(|_| "start-first".to_owned());
     let rt = support::tokio_runtime();
     rt.block_on(async move {
         let runtime = Arc::new(Runtime::start(config("v0", "127.0.0.1:0", "", &mode), support::registry()).await.expect("starts"));
         let address = runtime.status().await.unwrap().listening()[0].1.clone();
-        let url: hyper::Uri = format!("http://{address}/hello?name=ada").parse().expect("uri");
+        let url = format!("http://{address}/hello?name=ada");
         let storming = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = (0..clients)
             .map(|_| {
                 let (url, storming, done) = (url.clone(), storming.clone(), done.clone());
                 tokio::spawn(async move {
-                    // One keep-alive connection per client.
-                    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).retry_canceled_requests(false).build_http::<Empty<Bytes>>();
+                    let client = http::client();
                     let mut tally = Tally::default();
                     while !done.load(Ordering::Relaxed) {
                         let in_storm = storming.load(Ordering::Relaxed);
                         let started = Instant::now();
-                        let answer = tokio::time::timeout(Duration::from_secs(5), client.get(url.clone())).await;
+                        let answer = tokio::time::timeout(Duration::from_secs(5), http::request(&client, "GET", &url, "")).await;
+                        let micros = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                         match answer {
-                            Ok(Ok(response)) => {
-                                let ok = response.status().is_success();
-                                let body = response.into_body().collect().await;
-                                let micros = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                                match (ok, body) {
-                                    (true, Ok(_)) => {
-                                        tally.served += 1;
-                                        if in_storm { tally.storm.push(micros) } else { tally.steady.push(micros) }
-                                    }
-                                    (false, _) => tally.failed(in_storm),
-                                    (true, Err(error)) => tally.refused(in_storm, || error.to_string()),
-                                }
+                            Ok(Ok((status, _))) if (200..300).contains(&status) => {
+                                tally.served += 1;
+                                if in_storm { tally.storm.push(micros) } else { tally.steady.push(micros) }
                             }
-                            Ok(Err(error)) => tally.refused(in_storm, || format!("{error:?}")),
+                            Ok(Ok(_)) => tally.failed(in_storm),
+                            Ok(Err(error)) => tally.refused(in_storm, || error),
                             Err(_) => tally.refused(in_storm, || "no answer within 5s".to_owned()),
                         }
                     }
+                    tally.connections = client.connections();
                     tally
                 })
             })
@@ -170,6 +170,7 @@ fn main() {
             total.storm_failed += tally.storm_failed;
             total.storm_refused += tally.storm_refused;
             total.first_refusal = total.first_refusal.or(tally.first_refusal);
+            total.connections += tally.connections;
         }
         total.steady.sort_unstable();
         total.storm.sort_unstable();
@@ -177,7 +178,7 @@ fn main() {
         let (storm_p50, storm_p99) = (support::percentile_ms(&total.storm, 50.0), support::percentile_ms(&total.storm, 99.0));
         println!("storm: {clients} keep-alive clients, {reloads} reloads every {} ms ({mode}), steady {} s then storm {:.1} s", interval.as_millis(), steady_for.as_secs(), storm_for.as_secs_f64());
         println!("reload outcomes: {outcomes:?}");
-        println!("requests served {}, failed {}, refused {}", total.served, total.failed, total.refused);
+        println!("requests served {}, failed {}, refused {}; connections opened {} by {clients} clients", total.served, total.failed, total.refused, total.connections);
         println!("during the storm alone: served {}, failed {}, refused {}", total.storm.len(), total.storm_failed, total.storm_refused);
         if let Some(first) = &total.first_refusal {
             println!("first refusal: {first}");
@@ -186,5 +187,8 @@ fn main() {
         println!("storm:  {} requests, {:.0} rps, p50 {storm_p50:.3} ms, p99 {storm_p99:.3} ms", total.storm.len(), total.storm.len() as f64 / storm_for.as_secs_f64());
         println!("STORM failed+refused during the storm {} of {} (target 0); p99 storm / steady = {:.2} (target <= 5)", total.storm_failed + total.storm_refused, total.storm.len() as u64 + total.storm_failed + total.storm_refused, storm_p99 / steady_p99);
         runtime.shutdown().await.expect("stops");
+        assert_eq!(total.failed + total.refused, 0, "failed or refused requests (first refusal: {:?})", total.first_refusal);
+        assert!(!total.storm.is_empty(), "no request was served during the storm");
+        assert_eq!(total.connections as u64, clients, "a reload closed a client's connection (each client opens one)");
     });
 }
