@@ -99,7 +99,10 @@ fn main() {
     let clients = support::knob("STORM_CLIENTS", 16);
     let reloads = support::knob("STORM_RELOADS", if short { 12 } else { 60 });
     let interval = Duration::from_millis(support::knob("STORM_INTERVAL_MS", 50));
-    let steady_for = Duration::from_secs(support::knob("STORM_STEADY_SECS", if short { 2 } else { 3 }));
+    let steady_for = Duration::from_secs(support::knob(
+        "STORM_STEADY_SECS",
+        if short { 2 } else { 3 },
+    ));
     let mode = std::env::var("STORM_MODE").unwrap_or_else(|_| "start-first".to_owned());
     let rt = support::tokio_runtime();
     rt.block_on(async move {

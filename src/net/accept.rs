@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Body;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -99,7 +99,24 @@ pub(crate) async fn serve_listener<M, H, Fut, B>(
                     let _ = stream.set_nodelay(true);
                     let tracked = gate.admit(admission);
                     let admitted = Arc::new(Admitted { gate: gate.clone(), tracked: tracked.clone() });
-                    let task = connections.spawn(serve_connection(stream, peer, admitted, handler, tell_connections.subscribe()));
+                    let closing = tell_connections.subscribe();
+                    let task = match super::workers::next() {
+                        // Registered again with the connection thread's I/O driver, so that
+                        // all of the connection's wake-ups happen there.
+                        Some(thread) => match stream.into_std() {
+                            Ok(stream) => connections.spawn_on(async move {
+                                match TcpStream::from_std(stream) {
+                                    Ok(stream) => serve_connection(stream, peer, admitted, handler, closing).await,
+                                    Err(e) => tracing::warn!(error = %e, "cannot serve an accepted connection"),
+                                }
+                            }, thread),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot hand an accepted connection over");
+                                continue;
+                            }
+                        },
+                        None => connections.spawn(serve_connection(stream, peer, admitted, handler, closing)),
+                    };
                     let _ = tracked.abort.set(task);
                 }
                 Err(e) => {

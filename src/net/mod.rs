@@ -24,7 +24,9 @@
 //! - `bind`: a deep backlog, and dual-stack for `[::]`;
 //! - `handoff`: sockets inherited at start (systemd, an upgrade), and the accept switch that
 //!   pauses and drains every accept loop while the process hands over to a new one;
-//! - `gate_metrics`: every gate of the process, read for `/metrics` by [`crate::metrics`].
+//! - `gate_metrics`: every gate of the process, read for `/metrics` by [`crate::metrics`];
+//! - `workers`: the connection threads, one single-threaded runtime per core, where each
+//!   accepted connection is served until it closes.
 
 mod accept;
 mod bind;
@@ -43,6 +45,7 @@ pub mod limits;
 pub mod listeners;
 mod request_body;
 mod stream;
+mod workers;
 
 pub(crate) use body::{BodyError, linger, read_limited};
 pub(crate) use gate_metrics::ListenerCollector;
